@@ -1,0 +1,76 @@
+"""agegate: age gating and minor-account enforcement."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, request
+from flask_smorest import Api
+
+from agegate import auth, metrics
+from agegate.clock import Clock
+from agegate.config import Config, development_defaults, from_env
+from agegate.errors import MalformedRequest, register_error_handlers
+from agegate.schemas.common import ErrorSchema
+
+API_TITLE = "agegate"
+API_VERSION = "1.0.0"
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # werkzeug's access log writes full paths, and paths carry account ids and status tokens.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+
+
+def _require_json_body() -> None:
+    """A body that is not declared as JSON cannot be parsed as JSON: say so, as a 400."""
+    if request.method in ("POST", "PUT", "PATCH") and request.content_length:
+        if not request.is_json:
+            raise MalformedRequest("The request body must be JSON (application/json).")
+
+
+class AgegateApi(Api):
+    """flask-smorest with the contract's error shape in every documented error response."""
+
+    ERROR_SCHEMA = ErrorSchema
+
+
+def create_app(config: Config | None = None, *, clock: Clock | None = None) -> Flask:
+    """Build the app: config, Redis, the model, error handlers, auth and blueprints."""
+    from agegate.api import age_checks, service
+    from agegate.extensions import Agegate
+
+    config = config or from_env()
+    if config.development:
+        config = development_defaults(config)
+    config.validate()
+    _configure_logging(config.log_level)
+
+    app = Flask(__name__)
+    app.config.update(
+        API_TITLE=API_TITLE,
+        API_VERSION=API_VERSION,
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/",
+        OPENAPI_JSON_PATH="openapi.json",
+        OPENAPI_SWAGGER_UI_PATH="docs",
+        OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
+        MAX_CONTENT_LENGTH=config.max_body_bytes,
+        SECRET_KEY=config.secret_key,
+    )
+    state = Agegate(config, clock)
+    app.extensions["agegate"] = state
+    if config.load_model:
+        state.load_model()
+
+    api = AgegateApi(app, spec_kwargs={"info": {"description": "Age gating and minor-account "
+                                         "enforcement. See API.md for the contract."}})
+    api.spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer"})
+    metrics.init_app(app)
+    auth.init_app(app)
+    app.before_request(_require_json_body)
+    for module in (service, age_checks):
+        api.register_blueprint(module.blp)
+    register_error_handlers(app)
+    return app

@@ -1,0 +1,94 @@
+"""Roles and bearer tokens. Every route declares who may call it; undeclared routes fail closed."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+from flask import Flask, current_app, g, request
+from flask_smorest import Blueprint
+
+from agegate.config import ApiKey
+from agegate.errors import Forbidden, Unauthorized
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+PUBLIC = frozenset({"public"})
+ROLE_ATTR = "_agegate_roles"
+# flask-smorest's own documentation routes (/openapi.json, /docs) are public by contract.
+PUBLIC_BLUEPRINTS = frozenset({"api-docs"})
+# An admin may do everything a reviewer may (API.md, Conventions).
+IMPLIED_ROLES = {"admin": {"reviewer"}}
+
+
+def _mark(roles: frozenset[str], func: F) -> F:
+    setattr(func, ROLE_ATTR, roles)
+    if roles is PUBLIC:
+        return func
+    documented = Blueprint.doc(security=[{"bearerAuth": []}])(func)
+    setattr(documented, ROLE_ATTR, roles)
+    return documented  # type: ignore[no-any-return]
+
+
+def roles(*allowed: str) -> Callable[[F], F]:
+    """Allow bearer tokens of these roles (admin implies reviewer)."""
+    return lambda func: _mark(frozenset(allowed), func)
+
+
+def public(func: F) -> F:
+    """Mark a route as needing no token (health, docs, the parents' endpoint)."""
+    return _mark(PUBLIC, func)
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class TokenTable:
+    """Tokens are looked up by their SHA-256, so lookups leak nothing about token prefixes."""
+
+    def __init__(self, keys: Iterable[ApiKey]) -> None:
+        self._by_digest = {_digest(k.token): k for k in keys}
+
+    def find(self, token: str) -> ApiKey | None:
+        return self._by_digest.get(_digest(token))
+
+
+def required_roles(app: Flask, endpoint: str | None) -> frozenset[str] | None:
+    """The roles a route needs, PUBLIC, or None when the route declared nothing."""
+    if endpoint is None:
+        return PUBLIC  # no route matched: routing answers 404/405 itself
+    if endpoint.split(".", 1)[0] in PUBLIC_BLUEPRINTS or endpoint == "static":
+        return PUBLIC
+    view = app.view_functions.get(endpoint)
+    return getattr(view, ROLE_ATTR, None)
+
+
+def authenticate() -> None:
+    """before_request: resolve the bearer token and check the route's roles."""
+    needed = required_roles(current_app, request.endpoint)
+    g.actor = None
+    g.role = None
+    if needed is PUBLIC:
+        return
+    if needed is None:
+        # A route nobody declared roles for is a bug; refuse rather than serve it openly.
+        raise Forbidden("This route has no access rule.")
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized()
+    key = current_app.extensions["agegate"].tokens.find(token.strip())
+    if key is None:
+        raise Unauthorized()
+    granted = {key.role} | IMPLIED_ROLES.get(key.role, set())
+    if not granted & needed:
+        raise Forbidden()
+    g.actor = key.name
+    g.role = key.role
+
+
+def init_app(app: Flask) -> None:
+    """Install the one authentication hook for every blueprint."""
+    app.before_request(authenticate)

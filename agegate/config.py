@@ -1,0 +1,183 @@
+"""One Config object, read once from the AGEGATE_* environment."""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+ROLES = ("registration", "signals", "reviewer", "admin", "downstream")
+DEFAULT_DELETION_SYSTEMS = ("chat", "payments", "message_boards", "profiles")
+MIN_SECRET_LENGTH = 32
+
+
+class ConfigError(Exception):
+    """The environment cannot produce a safe configuration; the service refuses to boot."""
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """One bearer token: `name` is the actor written to the audit trail."""
+
+    name: str
+    role: str
+    token: str
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything the service reads from its environment."""
+
+    env: str = "production"
+    secret_key: str = ""
+    api_keys: tuple[ApiKey, ...] = ()
+    redis_url: str | None = None
+    data_dir: Path = REPO_ROOT / "var"
+    model_dir: Path = REPO_ROOT / "model"
+    retry_block_days: int = 30
+    deletion_systems: tuple[str, ...] = DEFAULT_DELETION_SYSTEMS
+    deletion_due_days: int = 30
+    events_stream: str = "agegate:events"
+    smtp_url: str | None = None
+    smtp_sender: str = "agegate@localhost"
+    # Minimum age per jurisdiction ("US", "US-AL"); unlisted places use default_minimum_age.
+    minimum_ages: dict[str, int] = field(default_factory=dict)
+    default_minimum_age: int = 18
+    content_removal_all_regions: bool = False
+    parent_request_rate_limit: str = "5 per hour"
+    trusted_proxies: int = 0
+    review_lease_seconds: int = 900
+    max_body_bytes: int = 8 * 1024 * 1024
+    log_level: str = "INFO"
+    load_model: bool = True
+
+    @property
+    def development(self) -> bool:
+        """True for the local `agegate serve` run and tests."""
+        return self.env in ("development", "test")
+
+    def with_overrides(self, **changes: object) -> Config:
+        """A copy with some fields replaced (used by tests and the CLI)."""
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    def validate(self) -> Config:
+        """Refuse configurations that would be unsafe to run."""
+        if not self.secret_key:
+            raise ConfigError("AGEGATE_SECRET_KEY is required outside development")
+        if len(self.secret_key) < MIN_SECRET_LENGTH:
+            raise ConfigError(f"AGEGATE_SECRET_KEY must be at least {MIN_SECRET_LENGTH} characters")
+        if self.retry_block_days < 1:
+            raise ConfigError("AGEGATE_RETRY_BLOCK_DAYS must be a positive number of days")
+        if not self.deletion_systems:
+            raise ConfigError("AGEGATE_DELETION_SYSTEMS must name at least one system")
+        return self
+
+
+def parse_api_keys(raw: str) -> tuple[ApiKey, ...]:
+    """Parse `name:role:token,...`; several tokens per role are allowed for rotation."""
+    keys: list[ApiKey] = []
+    seen_tokens: set[str] = set()
+    for position, entry in enumerate(filter(None, (e.strip() for e in raw.split(","))), 1):
+        parts = entry.split(":", 2)
+        if len(parts) != 3 or not all(parts):
+            raise ConfigError(f"AGEGATE_API_KEYS entry {position} is not name:role:token")
+        name, role, token = parts
+        if role not in ROLES:
+            raise ConfigError(f"AGEGATE_API_KEYS entry {position} has unknown role {role!r}")
+        if len(token) < 16:
+            raise ConfigError(f"AGEGATE_API_KEYS entry {position} has a token under 16 characters")
+        if token in seen_tokens:
+            raise ConfigError(f"AGEGATE_API_KEYS entry {position} reuses a token")
+        seen_tokens.add(token)
+        keys.append(ApiKey(name=name, role=role, token=token))
+    return tuple(keys)
+
+
+_JURISDICTION = re.compile(r"^[A-Z]{2}(-[A-Z0-9]{1,3})?$")
+
+
+def parse_minimum_ages(raw: str) -> dict[str, int]:
+    """Parse `US-AL:19,JP:20` into a jurisdiction table."""
+    table: dict[str, int] = {}
+    for entry in filter(None, (e.strip() for e in raw.split(","))):
+        place, _, age = entry.partition(":")
+        place = place.strip().upper()
+        if not _JURISDICTION.match(place) or not age.strip().isdigit():
+            raise ConfigError(f"AGEGATE_MINIMUM_AGES entry {entry!r} is not PLACE:AGE")
+        if not 13 <= int(age) <= 25:
+            raise ConfigError(f"AGEGATE_MINIMUM_AGES entry {entry!r} is outside 13..25")
+        table[place] = int(age)
+    return table
+
+
+def _int(env: dict[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number") from None
+
+
+def _bool(env: dict[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be true or false")
+
+
+def from_env(env: dict[str, str] | None = None) -> Config:
+    """Build the Config from the environment (os.environ by default)."""
+    env = dict(os.environ if env is None else env)
+    systems = tuple(
+        s.strip() for s in env.get("AGEGATE_DELETION_SYSTEMS", ",".join(DEFAULT_DELETION_SYSTEMS))
+        .split(",") if s.strip()
+    )
+    return Config(
+        env=env.get("AGEGATE_ENV", "production").strip().lower() or "production",
+        secret_key=env.get("AGEGATE_SECRET_KEY", ""),
+        api_keys=parse_api_keys(env.get("AGEGATE_API_KEYS", "")),
+        redis_url=env.get("REDIS_URL") or None,
+        data_dir=Path(env.get("AGEGATE_DATA_DIR") or REPO_ROOT / "var"),
+        model_dir=Path(env.get("AGEGATE_MODEL_DIR") or REPO_ROOT / "model"),
+        retry_block_days=_int(env, "AGEGATE_RETRY_BLOCK_DAYS", 30),
+        deletion_systems=systems,
+        deletion_due_days=_int(env, "AGEGATE_DELETION_DUE_DAYS", 30),
+        events_stream=env.get("AGEGATE_EVENTS_STREAM") or "agegate:events",
+        smtp_url=env.get("AGEGATE_SMTP_URL") or None,
+        smtp_sender=env.get("AGEGATE_SMTP_SENDER") or "agegate@localhost",
+        minimum_ages=parse_minimum_ages(env.get("AGEGATE_MINIMUM_AGES", "")),
+        default_minimum_age=_int(env, "AGEGATE_DEFAULT_MINIMUM_AGE", 18),
+        content_removal_all_regions=_bool(env, "AGEGATE_CONTENT_REMOVAL_ALL_REGIONS", False),
+        parent_request_rate_limit=env.get("AGEGATE_PARENT_REQUEST_RATE_LIMIT") or "5 per hour",
+        trusted_proxies=_int(env, "AGEGATE_TRUSTED_PROXIES", 0),
+        review_lease_seconds=_int(env, "AGEGATE_REVIEW_LEASE_SECONDS", 900),
+        log_level=(env.get("AGEGATE_LOG_LEVEL") or "INFO").upper(),
+    )
+
+
+def development_defaults(config: Config) -> Config:
+    """Fill what a local run needs: a persistent dev secret and one generated token per role."""
+    changes: dict[str, object] = {}
+    if not config.secret_key:
+        secret_file = config.data_dir / "dev-secret"
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+        if not secret_file.exists():
+            # Keyed hashes must stay stable across restarts, or retry blocks silently vanish.
+            secret_file.write_text(secrets.token_urlsafe(48))
+            secret_file.chmod(0o600)
+        changes["secret_key"] = secret_file.read_text().strip()
+    if not config.api_keys:
+        changes["api_keys"] = tuple(
+            ApiKey(name=f"dev-{role}", role=role, token=secrets.token_urlsafe(24)) for role in ROLES
+        )
+    return config.with_overrides(**changes) if changes else config

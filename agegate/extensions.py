@@ -1,0 +1,80 @@
+"""The service container attached to the app as app.extensions["agegate"].
+
+Built once per app by create_app; web workers stay stateless because everything shared lives
+in Redis.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import redis
+
+from agegate.auth import TokenTable
+from agegate.clock import Clock
+from agegate.config import Config
+from agegate.crypto import Hasher
+from agegate.metrics import GaugeSource
+from agegate.services.age_checks import AgeCheckService
+from agegate.services.audit import AuditTrail
+from agegate.services.jurisdictions import MinimumAgePolicy
+from agegate.storage import connect
+from agegate.storage.audit import AuditLog
+from agegate.storage.embedded import EmbeddedRedis
+from agegate.storage.events import EventStream
+from agegate.storage.identities import IdentityStore
+from agegate.storage.keys import Retention
+
+log = logging.getLogger("agegate")
+
+
+class Agegate:
+    """Config, Redis, the model and every service, wired once."""
+
+    def __init__(self, config: Config, clock: Clock | None = None) -> None:
+        self.config = config
+        self.clock = clock or Clock()
+        self.embedded: EmbeddedRedis | None = None
+        if config.redis_url:
+            url = config.redis_url
+        else:
+            self.embedded = EmbeddedRedis(config.data_dir / "redis")
+            url = self.embedded.start()
+        self.redis: redis.Redis = connect(url)
+        self.retention = Retention(retry_block_days=config.retry_block_days)
+        self.hasher = Hasher(config.secret_key)
+        self.tokens = TokenTable(config.api_keys)
+        self.audit = AuditTrail(
+            AuditLog(self.redis, config.secret_key, self.retention), self.hasher, self.clock
+        )
+        self.events = EventStream(self.redis, config.events_stream, self.retention)
+        self.identities = IdentityStore(self.redis, self.retention)
+        self.age_checks = AgeCheckService(
+            self.redis, self.hasher, self.identities, self.audit,
+            MinimumAgePolicy(config.minimum_ages, config.default_minimum_age), self.clock,
+        )
+        self.model: Any = None
+        self.model_error: str | None = None
+        self.gauge_sources: list[GaugeSource] = []
+
+    def load_model(self) -> None:
+        """Load and verify the classifier; a bad artifact leaves the service unready, not up."""
+        from agegate.model import ModelLoadError, load_model
+
+        try:
+            self.model = load_model(self.config.model_dir)
+            self.model_error = None
+        except ModelLoadError as error:
+            self.model = None
+            self.model_error = str(error)
+            log.error("model not loaded: %s", error)
+
+    def readiness(self) -> dict[str, str]:
+        """Per-dependency readiness for /readyz."""
+        try:
+            redis_ok = "ok" if self.redis.ping() else "unavailable"
+        except redis.RedisError:
+            redis_ok = "unavailable"
+        model_ok = "ok" if self.model is not None else "not_loaded"
+        return {"redis": redis_ok, "model": model_ok}

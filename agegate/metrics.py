@@ -1,0 +1,81 @@
+"""Prometheus metrics: request counters in-process (multi-process aware under gunicorn) and
+gauges read from Redis at scrape time, so every worker reports the same queue figures."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterable
+
+from flask import Flask, Response, g, request
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
+
+REQUESTS = Counter(
+    "agegate_http_requests_total", "HTTP requests by route and status", ["endpoint", "status"]
+)
+LATENCY = Histogram(
+    "agegate_http_request_duration_seconds",
+    "HTTP request latency by route",
+    ["endpoint"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+AGE_CHECKS = Counter("agegate_age_checks_total", "Age-check decisions", ["decision", "reason"])
+
+GaugeSource = Callable[[], Iterable[Metric]]
+
+
+def gauge(name: str, help_text: str, value: float) -> GaugeMetricFamily:
+    """One unlabelled gauge family."""
+    family = GaugeMetricFamily(name, help_text)
+    family.add_metric([], value)
+    return family
+
+
+class _RedisGauges:
+    def __init__(self, sources: list[GaugeSource]) -> None:
+        self.sources = sources
+
+    def collect(self) -> Iterable[Metric]:
+        for source in self.sources:
+            yield from source()
+
+
+def render(sources: list[GaugeSource]) -> bytes:
+    """The text exposition: process counters plus the Redis-derived gauges."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        base = CollectorRegistry()
+        MultiProcessCollector(base)
+    else:
+        base = REGISTRY
+    extra = CollectorRegistry()
+    extra.register(_RedisGauges(sources))  # type: ignore[arg-type]
+    return generate_latest(base) + generate_latest(extra)
+
+
+def init_app(app: Flask) -> None:
+    """Time every request and count it by route template (never by raw path: ids are data)."""
+
+    @app.before_request
+    def _start_timer() -> None:
+        g.started = time.perf_counter()
+
+    @app.after_request
+    def _record(response: Response) -> Response:
+        endpoint = request.endpoint or "unmatched"
+        REQUESTS.labels(endpoint, str(response.status_code)).inc()
+        started = g.get("started")
+        if started is not None:
+            LATENCY.labels(endpoint).observe(time.perf_counter() - started)
+        return response
+
+
+__all__ = ["AGE_CHECKS", "CONTENT_TYPE_LATEST", "gauge", "init_app", "render"]

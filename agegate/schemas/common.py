@@ -1,0 +1,33 @@
+"""Shared schema pieces: the strict base and the error shape for the OpenAPI document."""
+
+from __future__ import annotations
+
+from marshmallow import RAISE, Schema, fields, validate
+
+
+class StrictSchema(Schema):
+    """Unknown fields are a 422: they are usually a caller's typo."""
+
+    class Meta:
+        unknown = RAISE
+
+
+def identifier(**kwargs) -> fields.String:
+    """A caller's opaque identifier: 1-256 printable characters."""
+    return fields.String(
+        validate=[validate.Length(min=1, max=256),
+                  validate.Regexp(r"^[\x21-\x7e]+$", error="Use printable ASCII, no spaces.")],
+        **kwargs,
+    )
+
+
+class ErrorDetailSchema(Schema):
+    code = fields.String(required=True)
+    message = fields.String(required=True)
+    fields = fields.Dict(keys=fields.String(), values=fields.List(fields.String()))
+
+
+class ErrorSchema(Schema):
+    """Every error, on every route: {"error": {"code", "message", "fields"?}}."""
+
+    error = fields.Nested(ErrorDetailSchema, required=True)

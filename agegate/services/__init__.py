@@ -1,0 +1,1 @@
+"""The rules. Plain Python: nothing here imports Flask."""

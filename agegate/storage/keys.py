@@ -1,0 +1,89 @@
+"""Every Redis key name and every retention period, in one place.
+
+Keys that must change together share a hash tag (`{...}`) so the same code runs on a Redis
+Cluster. Account keys are tagged with a keyed hash of the account id, never the raw id, so a
+caller-chosen id can neither break the tag nor be read back from the keyspace.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+PREFIX = "agegate"
+DAY = 86_400
+
+
+@dataclass(frozen=True)
+class Retention:
+    """How long each kind of record lives. Every key written gets its TTL from here."""
+
+    retry_block_days: int = 30
+    # Terminated minors are blocked until their 18th birthday where known, else for a year.
+    identity_block_default_days: int = 365
+    identity_block_max_days: int = 18 * 366
+    # Aggregated score state is dropped a year after the last signal for the account.
+    account_days: int = 365
+    case_days: int = 730
+    # Deletion records and the audit trail are the proof that a deletion happened.
+    deletion_days: int = 6 * 365
+    audit_days: int = 6 * 365
+    events_days: int = 30
+    parent_request_days: int = 730
+    outbox_days: int = 30
+    export_days: int = 30
+    rate_limit_days: int = 1
+    console_session_days: int = 1
+
+    def seconds(self, kind: str) -> int:
+        """TTL in seconds for a kind of record named in this table."""
+        return int(getattr(self, f"{kind}_days")) * DAY
+
+    def delta(self, kind: str) -> timedelta:
+        """The same period as a timedelta."""
+        return timedelta(seconds=self.seconds(kind))
+
+
+def tag(account_hash: str) -> str:
+    """The hash-tagged prefix of every key that belongs to one account."""
+    return f"{PREFIX}:acct:{{{account_hash}}}"
+
+
+# -- age checks ----------------------------------------------------------------------------
+def retry_block(kind: str, identifier_hash: str) -> str:
+    return f"{PREFIX}:retry:{kind}:{identifier_hash}"
+
+
+def identity_block(kind: str, identifier_hash: str) -> str:
+    return f"{PREFIX}:block:{kind}:{identifier_hash}"
+
+
+# -- accounts ------------------------------------------------------------------------------
+def account(account_hash: str) -> str:
+    """Hash: account_id, status, score, band, case_id, updated_at."""
+    return f"{tag(account_hash)}:meta"
+
+
+def account_state(account_hash: str) -> str:
+    """The model's bounded aggregate (JSON); never raw text."""
+    return f"{tag(account_hash)}:state"
+
+
+def account_identifiers(account_hash: str) -> str:
+    """Set of `kind:hash` identifiers seen with this account in age checks (for blocks)."""
+    return f"{tag(account_hash)}:identifiers"
+
+
+def account_keys(account_hash: str) -> list[str]:
+    """Everything this service holds that termination must delete for an account."""
+    return [account(account_hash), account_state(account_hash), account_identifiers(account_hash)]
+
+
+# -- audit and events ----------------------------------------------------------------------
+AUDIT_STREAM = f"{PREFIX}:audit"
+AUDIT_HEAD = f"{PREFIX}:audit:head"
+
+
+def audit_index(account_hash: str) -> str:
+    """Sorted set of the audit entry ids that concern one account."""
+    return f"{PREFIX}:audit:acct:{account_hash}"

@@ -1,0 +1,84 @@
+"""Fixtures: one real redis-server per test session (REDIS_URL or the embedded one), flushed
+per test; an app per test with known tokens; helpers for authenticated calls."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import redis
+
+from agegate import create_app
+from agegate.clock import FixedClock
+from agegate.config import ROLES, ApiKey, Config
+from agegate.storage.embedded import EmbeddedRedis
+
+SECRET = "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz"
+TOKENS = {role: f"{role}-token-0123456789abcdef" for role in ROLES}
+TOKENS["reviewer2"] = "reviewer2-token-0123456789abcdef"
+API_KEYS = tuple(ApiKey(name=f"{role}-bot", role=role, token=TOKENS[role]) for role in ROLES) + (
+    ApiKey(name="reviewer-bob", role="reviewer", token=TOKENS["reviewer2"]),
+)
+MODEL_DIR = Path(__file__).resolve().parent.parent / "model"
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Redis: REDIS_URL when given, else an embedded redis-server for this session."""
+    if os.environ.get("REDIS_URL"):
+        yield os.environ["REDIS_URL"]
+        return
+    server = EmbeddedRedis(tmp_path_factory.mktemp("redis"))
+    yield server.start()
+    server.stop()
+
+
+@pytest.fixture
+def redis_client(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    client.flushall()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def clock() -> FixedClock:
+    """Tests run on a chosen instant; they move it forward explicitly."""
+    return FixedClock(datetime(2026, 11, 24, 13, 30, tzinfo=UTC))
+
+
+def make_config(redis_url: str, tmp_path: Path, **overrides: object) -> Config:
+    """A test configuration; the model is loaded when the artifact is present."""
+    base = Config(
+        env="test",
+        secret_key=SECRET,
+        api_keys=API_KEYS,
+        redis_url=redis_url,
+        data_dir=tmp_path / "data",
+        model_dir=MODEL_DIR,
+        load_model=(MODEL_DIR / "card.json").exists(),
+    )
+    return base.with_overrides(**overrides)
+
+
+@pytest.fixture
+def config(redis_url: str, redis_client: redis.Redis, tmp_path: Path) -> Config:
+    return make_config(redis_url, tmp_path)
+
+
+@pytest.fixture
+def app(config: Config, clock: FixedClock):
+    return create_app(config, clock=clock)
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+def auth(role: str) -> dict[str, str]:
+    """Authorization header for one of the test tokens."""
+    return {"Authorization": f"Bearer {TOKENS[role]}"}
