@@ -128,6 +128,21 @@ class Gunicorn:
                     return
             time.sleep(0.1)
 
+    def drain(self, timeout: float = 30.0) -> float:
+        """Wait until connections queued by an overloaded run are served (a /healthz sent now
+        is answered only after them); returns the seconds waited."""
+        started = time.monotonic()
+        while time.monotonic() - started < timeout:
+            try:
+                conn = http.client.HTTPConnection(HOST, self.port, timeout=timeout)
+                conn.request("GET", "/healthz")
+                conn.getresponse().read()
+                conn.close()
+                return time.monotonic() - started
+            except OSError:
+                time.sleep(0.1)
+        raise HarnessError(f"{self.label} did not drain its backlog in {timeout}s")
+
     def log(self) -> str:
         try:
             return self.log_path.read_text(errors="replace")
