@@ -253,3 +253,16 @@ def test_only_the_registration_role_may_check(client):
     assert client.post(URL, json=body).status_code == 401
     assert client.post(URL, json=body, headers=auth("reviewer")).status_code == 403
     assert client.post(URL, json=body, headers=auth("admin")).status_code == 403
+
+
+def test_one_request_leaves_nothing_behind_for_the_next(client):
+    """The request schema is one shared instance: errors and values must not carry over."""
+    first = check(client, date_of_birth="2000-01-01", country="us", region="US-CA",
+                  email=" Adult@Example.com ")
+    assert first.status_code == 200
+    bad = check(client, date_of_birth="2000-01-01", email="not-an-email", region="Cal!")
+    assert bad.status_code == 422
+    assert set(bad.json["error"]["fields"]) == {"email", "region"}
+    again = check(client, date_of_birth="2000-01-01", country="GB")
+    assert again.status_code == 200
+    assert again.json["decision"] == "allow"

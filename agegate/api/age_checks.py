@@ -11,9 +11,13 @@ from agegate.schemas.common import ErrorSchema
 
 blp = Blueprint("age_checks", __name__, url_prefix="/v1", description="Registration age gate")
 
+# One instance for every request: given the class, webargs builds a new schema (deep-copying
+# every field) per request, ~0.2 ms of a registration check. The schema keeps no state.
+REQUEST_SCHEMA = AgeCheckRequestSchema()
+
 
 @blp.route("/age-checks", methods=["POST"])
-@blp.arguments(AgeCheckRequestSchema)
+@blp.arguments(REQUEST_SCHEMA)
 @blp.response(200, AgeCheckResponseSchema)
 @blp.alt_response(422, schema=ErrorSchema, description="Invalid date of birth or country")
 @roles("registration")
