@@ -13,12 +13,16 @@ import redis
 
 from agegate.auth import TokenTable
 from agegate.clock import Clock
-from agegate.config import Config
+from agegate.config import Config, ConfigError
 from agegate.crypto import Hasher
 from agegate.metrics import GaugeSource
 from agegate.services.age_checks import AgeCheckService
 from agegate.services.audit import AuditTrail
+from agegate.services.content_removals import ContentRemovalService
 from agegate.services.jurisdictions import MinimumAgePolicy
+from agegate.services.mailer import Mailer
+from agegate.services.parent_requests import ParentRequestService
+from agegate.services.rate_limits import RateLimiter, parse_rule
 from agegate.storage import connect
 from agegate.storage.audit import AuditLog
 from agegate.storage.embedded import EmbeddedRedis
@@ -57,6 +61,26 @@ class Agegate:
         self.model: Any = None
         self.model_error: str | None = None
         self.gauge_sources: list[GaugeSource] = []
+        self._wire_parents_and_removals()
+
+    def _wire_parents_and_removals(self) -> None:
+        """Parent requests, the mailer, the rate limiter and §22581 content removals."""
+        config = self.config
+        try:
+            self.parent_request_rule = parse_rule(config.parent_request_rate_limit)
+        except ValueError as error:
+            raise ConfigError(f"AGEGATE_PARENT_REQUEST_RATE_LIMIT: {error}") from None
+        self.rate_limiter = RateLimiter(self.redis, self.hasher, self.retention)
+        self.mailer = Mailer(self.redis, self.retention, self.clock, config.smtp_url,
+                             config.smtp_sender)
+        self.parent_requests = ParentRequestService(
+            self.redis, self.hasher, self.audit, self.mailer, self.retention, self.clock
+        )
+        self.content_removals = ContentRemovalService(
+            self.redis, self.hasher, self.audit, self.events, self.retention, self.clock,
+            all_regions=config.content_removal_all_regions,
+        )
+        self.gauge_sources.append(self.parent_requests.gauges)
 
     def load_model(self) -> None:
         """Load and verify the classifier; a bad artifact leaves the service unready, not up."""
