@@ -21,7 +21,7 @@ from agegate.services.audit import AuditTrail
 from agegate.services.content_removals import ContentRemovalService
 from agegate.services.jurisdictions import MinimumAgePolicy
 from agegate.services.mailer import Mailer
-from agegate.services.parent_requests import ParentRequestService
+from agegate.services.parent_requests import DECISIONS, ParentRequestService
 from agegate.services.rate_limits import RateLimiter, parse_rule
 from agegate.storage import connect
 from agegate.storage.audit import AuditLog
@@ -81,6 +81,13 @@ class Agegate:
             all_regions=config.content_removal_all_regions,
         )
         self.gauge_sources.append(self.parent_requests.gauges)
+        # The review queue, enforcement and accounts (issue 4) carry out the outcomes.
+        review = getattr(self, "review", None)
+        self.parent_requests.review = self.content_removals.review = review
+        self.parent_requests.enforcement = getattr(self, "enforcement", None)
+        self.parent_requests.accounts = getattr(self, "accounts", None)
+        if review is not None:
+            review.register_decider("parent_request", set(DECISIONS), self.parent_requests.decide)
 
     def load_model(self) -> None:
         """Load and verify the classifier; a bad artifact leaves the service unready, not up."""

@@ -229,9 +229,11 @@ class ParentRequestService:
         due_at = datetime.fromisoformat(record["due_at"].replace("Z", "+00:00"))
         case_id = None
         if self.review is not None:
+            # A child named only by username or email has no account id yet: the case carries
+            # a placeholder until a reviewer resolves the child (POST .../child).
             case = self.review.open_or_raise(
-                record.get("child_account_id"), "parent_request", actor=actor, due_at=due_at,
-                ref={"request_id": request_id},
+                record.get("child_account_id") or f"unresolved:{request_id}", "parent_request",
+                actor=actor, due_at=due_at, ref={"request_id": request_id},
             )
             case_id = case["case_id"]
         meta_key = keys.parent_request(request_id)
@@ -341,7 +343,7 @@ class ParentRequestService:
         if record["status"] != "verified":
             raise Conflict("This request has already been decided.")
         request_type = record["request_type"]
-        account_id = record.get("child_account_id") or case.get("account_id") or None
+        account_id = record.get("child_account_id") or None
         extra: dict[str, str] = {}
         export: dict[str, Any] | None = None
         if decision == "reject":
