@@ -39,7 +39,16 @@ class AgegateApi(Api):
 
 def create_app(config: Config | None = None, *, clock: Clock | None = None) -> Flask:
     """Build the app: config, Redis, the model, error handlers, auth and blueprints."""
-    from agegate.api import age_checks, content_removals, parent_requests, service
+    from agegate.api import (
+        accounts,
+        age_checks,
+        audit,
+        content_removals,
+        enforcement,
+        parent_requests,
+        review,
+        service,
+    )
     from agegate.extensions import Agegate
 
     config = config or from_env()
@@ -74,7 +83,8 @@ def create_app(config: Config | None = None, *, clock: Clock | None = None) -> F
     metrics.init_app(app)
     auth.init_app(app)
     app.before_request(_require_json_body)
-    for module in (service, age_checks, parent_requests, content_removals):
+    for module in (service, age_checks, accounts, review, enforcement, audit, parent_requests,
+                   content_removals):
         api.register_blueprint(module.blp)
     register_error_handlers(app)
     return app
