@@ -10,8 +10,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import pytest
-
 from agegate import create_app
 from tests.conftest import auth
 
@@ -59,9 +57,8 @@ class KeywordModel:
 LEASE_SECONDS = 60
 
 
-@pytest.fixture
-def app(config, clock):
-    """The app with the stand-in model and a one-minute review lease."""
+def signals_app(config, clock):
+    """The app with the stand-in model and a one-minute review lease (modules wrap it as `app`)."""
     application = create_app(config.with_overrides(load_model=False,
                                                    review_lease_seconds=LEASE_SECONDS),
                              clock=clock)

@@ -8,13 +8,19 @@ import pytest
 
 from agegate.storage import keys
 from tests.conftest import auth
-from tests.signals_helpers import (  # noqa: F401  (app fixture)
+from tests.signals_helpers import (
     FLAG_TEXT,
-    app,
     flag,
     post_signals,
+    signals_app,
     text_signal,
 )
+
+
+@pytest.fixture
+def app(config, clock):
+    """The app with the stand-in model."""
+    return signals_app(config, clock)
 
 
 def account_hash(app, account_id: str) -> str:
