@@ -7,7 +7,7 @@ import pytest
 
 from tests.conftest import auth, make_config
 from tests.parents_helpers import smtp_server  # noqa: F401
-from tests.signals_helpers import app  # noqa: F401  (the app with a stand-in model)
+from tests.signals_helpers import signals_app
 
 PARENT = "guardian@example.net"
 
@@ -15,6 +15,12 @@ PARENT = "guardian@example.net"
 @pytest.fixture
 def mail(smtp_server):  # noqa: F811
     return smtp_server[1]
+
+
+@pytest.fixture
+def app(config, clock):
+    """The app with the issue-4 stand-in model, so signals are scored (and refused)."""
+    return signals_app(config, clock)
 
 
 @pytest.fixture
