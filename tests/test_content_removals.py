@@ -37,9 +37,9 @@ def test_own_posts_are_removed_and_each_emits_one_event(client, redis_client):
     assert all(e["account_id"] == "acc-1" and e["request_id"] == body["request_id"]
                for e in events)
     audit = client.get("/v1/audit", query_string={"account_id": "acc-1"},
-                       headers=auth("admin"))
-    if audit.status_code == 200:  # the audit API lands with another branch
-        assert audit.get_json()["events"][0]["action"] == "content_removal.requested"
+                       headers=auth("admin")).get_json()["events"]
+    assert audit[0]["action"] == "content_removal.requested"
+    assert audit[0]["details"]["request_id"] == body["request_id"]
     for key in redis_client.scan_iter("agegate:acct:*"):
         assert redis_client.ttl(key) > 0
 
@@ -117,3 +117,17 @@ def test_notice_covers_the_three_statutory_points(client):
     assert "Remove my post" in notice["how_to_request"]                        # (a)(3)
     assert "does not ensure complete or comprehensive removal" in notice["limitations"]  # (a)(4)
     assert notice["text"].startswith(notice["right"])
+
+
+def test_terminated_account_still_gets_removal_and_termination_forgets_it(client, redis_client):
+    assert remove(client, [item("post-1")]).status_code == 202
+    removals = [k for k in redis_client.scan_iter("agegate:acct:*") if k.endswith(":removals")]
+    assert len(removals) == 1
+    terminated = client.post("/v1/accounts/acc-1/termination", headers=auth("admin"),
+                             json={"reason": "confirmed minor"})
+    assert terminated.status_code == 202
+    assert not redis_client.exists(removals[0])  # termination deletes what we hold
+    response = remove(client, [item("post-2")])
+    assert response.status_code == 202
+    assert response.get_json()["removed"] == ["post-2"]
+    assert [e["content_id"] for e in removal_events(redis_client)] == ["post-1", "post-2"]

@@ -183,3 +183,14 @@ def test_content_removal_opens_a_case(client):
     cases = client.get("/v1/review/cases", query_string={"status": "open"},
                        headers=auth("reviewer")).get_json()["cases"]
     assert len(cases) == 1  # one open case per account
+
+
+def test_request_for_an_already_terminated_account_is_still_answered(client, mail):
+    first = client.post("/v1/accounts/kid-1/termination", headers=auth("admin"),
+                        json={"reason": "confirmed minor"}).get_json()
+    request_id, token = start(client, mail, "deletion", {"account_id": "kid-1"})
+    assert case_for(client, request_id)["account_id"] == f"unresolved:{request_id}"
+    assert decide(client, request_id, "fulfill").status_code == 200
+    assert status(client, request_id, token)["outcome"] == "account_deleted"
+    deletions = client.get("/v1/deletions", headers=auth("admin")).get_json()["deletions"]
+    assert [d["deletion_id"] for d in deletions] == [first["deletion_id"]]

@@ -14,7 +14,7 @@ import redis
 
 from agegate.clock import Clock
 from agegate.crypto import Hasher, new_id
-from agegate.errors import NotEligible
+from agegate.errors import Conflict, NotEligible
 from agegate.services.audit import AuditTrail, transact
 from agegate.storage import keys
 from agegate.storage.events import EventStream
@@ -115,9 +115,14 @@ class ContentRemovalService:
         # A California minor asking means an under-18 user on an 18+ platform: review it.
         case_id = None
         if self.review is not None:
-            case = self.review.open_or_raise(account_id, "content_removal", actor=actor,
-                                             ref={"request_id": request_id})
-            case_id = case["case_id"]
+            try:
+                case = self.review.open_or_raise(account_id, "content_removal", actor=actor,
+                                                 ref={"request_id": request_id})
+                case_id = case["case_id"]
+            except Conflict as error:
+                # A terminated account needs no review, but its posts still come down.
+                if error.code != "account_terminated":
+                    raise
         account_hash = self.hasher.short("account", account_id)
         removals_key = keys.content_removals(account_hash)
         hashes = {cid: self.hasher.short("content", cid) for cid in removable}

@@ -231,10 +231,19 @@ class ParentRequestService:
         if self.review is not None:
             # A child named only by username or email has no account id yet: the case carries
             # a placeholder until a reviewer resolves the child (POST .../child).
-            case = self.review.open_or_raise(
-                record.get("child_account_id") or f"unresolved:{request_id}", "parent_request",
-                actor=actor, due_at=due_at, ref={"request_id": request_id},
-            )
+            placeholder = f"unresolved:{request_id}"
+            try:
+                case = self.review.open_or_raise(
+                    record.get("child_account_id") or placeholder, "parent_request",
+                    actor=actor, due_at=due_at, ref={"request_id": request_id},
+                )
+            except Conflict as error:
+                if error.code != "account_terminated":
+                    raise
+                # The account is already gone, yet the parent is still owed an answer (and an
+                # export of what is left): the reviewer decides it under the placeholder.
+                case = self.review.open_or_raise(placeholder, "parent_request", actor=actor,
+                                                 due_at=due_at, ref={"request_id": request_id})
             case_id = case["case_id"]
         meta_key = keys.parent_request(request_id)
         details_key = keys.parent_request_details(request_id)

@@ -83,7 +83,8 @@ def account_identifiers(account_hash: str) -> str:
 def account_keys(account_hash: str) -> list[str]:
     """Everything this service holds that termination must delete for an account."""
     return [account(account_hash), account_state(account_hash), account_identifiers(account_hash),
-            account_cases(account_hash), account_open_case(account_hash)]
+            account_cases(account_hash), account_open_case(account_hash),
+            content_removals(account_hash)]
 
 
 def account_cases(account_hash: str) -> str:
