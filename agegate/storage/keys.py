@@ -30,9 +30,15 @@ class Retention:
     audit_days: int = 6 * 365
     events_days: int = 30
     parent_request_days: int = 730
-    outbox_days: int = 30
+    # A request whose parent never proves the mailbox is dropped soon after its code expires.
+    parent_request_unverified_days: int = 7
+    # The parent's free text is needed only until a reviewer decides the request.
+    parent_request_details_days: int = 90
+    # The outbox holds a recipient and a live code: keep it no longer than the code lives.
+    outbox_days: int = 1
     export_days: int = 30
     rate_limit_days: int = 1
+    content_removal_days: int = 730
     console_session_days: int = 1
 
     def seconds(self, kind: str) -> int:
@@ -76,7 +82,53 @@ def account_identifiers(account_hash: str) -> str:
 
 def account_keys(account_hash: str) -> list[str]:
     """Everything this service holds that termination must delete for an account."""
-    return [account(account_hash), account_state(account_hash), account_identifiers(account_hash)]
+    return [account(account_hash), account_state(account_hash), account_identifiers(account_hash),
+            account_cases(account_hash), account_open_case(account_hash),
+            content_removals(account_hash)]
+
+
+def account_cases(account_hash: str) -> str:
+    """Set of every review case id opened on this account (termination deletes them all)."""
+    return f"{tag(account_hash)}:cases"
+
+
+def account_open_case(account_hash: str) -> str:
+    """The account's one open classifier/report/content_removal case id (written atomically)."""
+    return f"{tag(account_hash)}:open_case"
+
+
+# -- review queue --------------------------------------------------------------------------
+# The queue is global (one sorted set across accounts), so its keys carry no account tag.
+CASE_PREFIX = f"{PREFIX}:case:"
+REVIEW_OPEN = f"{PREFIX}:review:open"
+REVIEW_OPEN_KIND_PREFIX = f"{PREFIX}:review:open:"
+REVIEW_CLAIMED = f"{PREFIX}:review:claimed"
+REVIEW_DECIDED = f"{PREFIX}:review:decided"
+
+
+def case(case_id: str) -> str:
+    """Hash: one review case."""
+    return f"{CASE_PREFIX}{case_id}"
+
+
+def review_open(kind: str | None = None) -> str:
+    """Sorted set of open case ids by queue position (lowest first); one per kind plus all."""
+    return f"{REVIEW_OPEN_KIND_PREFIX}{kind}" if kind else REVIEW_OPEN
+
+
+# -- deletions -----------------------------------------------------------------------------
+DELETIONS_PENDING = f"{PREFIX}:deletions:pending"
+DELETIONS_ALL = f"{PREFIX}:deletions:all"
+
+
+def deletion(deletion_id: str) -> str:
+    """Hash: one deletion record (the proof of a termination)."""
+    return f"{PREFIX}:deletion:{deletion_id}"
+
+
+def account_deletion(account_hash: str) -> str:
+    """The account's deletion id: makes termination idempotent and marks the account terminated."""
+    return f"{PREFIX}:deletion:acct:{account_hash}"
 
 
 # -- audit and events ----------------------------------------------------------------------
@@ -87,3 +139,36 @@ AUDIT_HEAD = f"{PREFIX}:audit:head"
 def audit_index(account_hash: str) -> str:
     """Sorted set of the audit entry ids that concern one account."""
     return f"{PREFIX}:audit:acct:{account_hash}"
+
+
+# -- parent requests -----------------------------------------------------------------------
+def parent_request(request_id: str) -> str:
+    """Hash: status, type, keyed hashes, hashed status token and code, timestamps, outcome."""
+    return f"{PREFIX}:preq:{{{request_id}}}:meta"
+
+
+def parent_request_details(request_id: str) -> str:
+    """The parent's bounded free text, for the reviewer only; dropped once decided."""
+    return f"{PREFIX}:preq:{{{request_id}}}:details"
+
+
+def parent_request_export(request_id: str) -> str:
+    """JSON export for a fulfilled access request, read with the status token."""
+    return f"{PREFIX}:preq:{{{request_id}}}:export"
+
+
+# Sorted set of verified, undecided request ids scored by their due time (overdue listing).
+PARENT_REQUESTS_OPEN = f"{PREFIX}:preq:open"
+# List of mails awaiting an admin when no SMTP server is configured.
+OUTBOX = f"{PREFIX}:outbox"
+
+
+def rate_limit(scope: str, client_hash: str, window: int) -> str:
+    """Fixed-window counter for one client address (keyed hash) in one window."""
+    return f"{PREFIX}:rl:{scope}:{client_hash}:{window}"
+
+
+# -- content removals ----------------------------------------------------------------------
+def content_removals(account_hash: str) -> str:
+    """Set of keyed hashes of content ids whose removal this account has requested."""
+    return f"{tag(account_hash)}:removals"
