@@ -50,13 +50,13 @@ def clock() -> FixedClock:
     return FixedClock(datetime(2026, 11, 24, 13, 30, tzinfo=UTC))
 
 
-def make_config(redis_url: str, tmp_path: Path, **overrides: object) -> Config:
+def make_config(url: str, tmp_path: Path, **overrides: object) -> Config:
     """A test configuration; the model is loaded when the artifact is present."""
     base = Config(
         env="test",
         secret_key=SECRET,
         api_keys=API_KEYS,
-        redis_url=redis_url,
+        redis_url=url,
         data_dir=tmp_path / "data",
         model_dir=MODEL_DIR,
         load_model=(MODEL_DIR / "card.json").exists(),

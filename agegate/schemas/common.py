@@ -24,7 +24,9 @@ def identifier(**kwargs) -> fields.String:
 class ErrorDetailSchema(Schema):
     code = fields.String(required=True)
     message = fields.String(required=True)
-    fields = fields.Dict(keys=fields.String(), values=fields.List(fields.String()))
+    # `fields` would shadow Schema.fields, so the attribute is renamed and the key kept.
+    field_errors = fields.Dict(keys=fields.String(), values=fields.List(fields.String()),
+                               data_key="fields")
 
 
 class ErrorSchema(Schema):

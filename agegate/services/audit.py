@@ -75,7 +75,7 @@ class AuditTrail:
     def entries(self, account_id: str | None, limit: int) -> list[dict[str, Any]]:
         """Newest first, for one account or for all."""
         account_hash = self.account_hash(account_id) if account_id else None
-        return self.log.list(account_hash, limit)
+        return self.log.recent(account_hash, limit)
 
 
 def transact(client: redis.Redis, build: Any, *watch: str) -> Any:

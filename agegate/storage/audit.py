@@ -108,7 +108,7 @@ class AuditLog:
                 cursor = stream_id
             exclusive = True
 
-    def list(self, account_hash: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+    def recent(self, account_hash: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
         """Newest first; for one account through its index, else the whole trail."""
         if account_hash is None:
             out = []

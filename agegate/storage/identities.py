@@ -80,4 +80,4 @@ class IdentityStore:
     def linked(self, account_hash: str) -> list[Identifier]:
         """The identifiers an account used in its age checks."""
         members = self.r.zrange(keys.account_identifiers(account_hash), 0, -1)
-        return [tuple(m.split(":", 1)) for m in members]  # type: ignore[misc]
+        return [(kind, digest) for kind, _, digest in (m.partition(":") for m in members)]

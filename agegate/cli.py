@@ -1,0 +1,54 @@
+"""`agegate serve | train | evaluate | audit verify`."""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+
+@click.group()
+def cli() -> None:
+    """agegate: age gating and minor-account enforcement."""
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+def serve(host: str, port: int) -> None:
+    """Run a development server (embedded Redis when REDIS_URL is unset)."""
+    from werkzeug.serving import run_simple
+
+    from agegate import create_app
+    from agegate.config import development_defaults, from_env
+
+    os.environ.setdefault("AGEGATE_ENV", "development")
+    config = from_env()
+    generated_tokens = config.development and not config.api_keys
+    if config.development:
+        config = development_defaults(config)
+    app = create_app(config)
+    state = app.extensions["agegate"]
+    where = f"embedded redis-server in {state.embedded.data_dir}" if state.embedded else "REDIS_URL"
+    click.echo(f"agegate listening on http://{host}:{port}  (docs: http://{host}:{port}/docs)")
+    click.echo(f"storage: {where}; model: {state.readiness()['model']}")
+    if generated_tokens:
+        click.echo("development tokens (set AGEGATE_API_KEYS to choose your own):")
+        for key in config.api_keys:
+            click.echo(f"  {key.role:<13} Authorization: Bearer {key.token}")
+    run_simple(host, port, app, threaded=True, use_reloader=False)
+
+
+def _register_optional_commands() -> None:
+    """Commands that live beside the features they drive."""
+    from agegate.cli_audit import audit
+    from agegate.cli_model import evaluate, train
+
+    for command in (train, evaluate, audit):
+        cli.add_command(command)
+
+
+try:
+    _register_optional_commands()
+except ImportError:  # pragma: no cover - only while a feature branch is not merged yet
+    pass

@@ -1,0 +1,47 @@
+"""gunicorn settings for production: `gunicorn -c gunicorn.conf.py wsgi:app`."""
+
+import multiprocessing
+import os
+import tempfile
+
+# Must be set before any worker imports prometheus_client, so counters are shared across workers.
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="agegate-metrics-")
+
+bind = os.environ.get("AGEGATE_BIND", "0.0.0.0:8000")
+workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count() * 2 + 1))
+worker_class = "sync"
+timeout = 30
+graceful_timeout = 20
+keepalive = 5
+# Path without the query string: status tokens travel as query parameters.
+accesslog = "-"
+access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(M)sms'
+errorlog = "-"
+
+_embedded = None
+
+
+def on_starting(server):
+    """Without REDIS_URL, the master starts one embedded redis-server that every worker shares."""
+    global _embedded
+    if not os.environ.get("REDIS_URL"):
+        from agegate.storage.embedded import EmbeddedRedis
+
+        data_dir = os.environ.get("AGEGATE_DATA_DIR", os.path.join(os.getcwd(), "var"))
+        _embedded = EmbeddedRedis(os.path.join(data_dir, "redis"))
+        os.environ["REDIS_URL"] = _embedded.start()
+        server.log.info("embedded redis-server at %s", os.environ["REDIS_URL"])
+
+
+def child_exit(server, worker):
+    """Drop a dead worker's metric files."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    """Stop the embedded redis-server (it flushes its AOF on SIGTERM)."""
+    if _embedded is not None:
+        _embedded.stop()
