@@ -176,3 +176,11 @@ def test_console_pages_send_no_store_and_csp(client):
     assert response.headers["Cache-Control"] == "no-store"
     assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
     assert response.headers["X-Frame-Options"] == "DENY"
+
+
+def test_a_reviewer_gets_a_readable_403_on_admin_pages(client):
+    sign_in(client, "reviewer")
+    response = client.get("/console/deletions")
+    assert response.status_code == 403
+    html = response.get_data(as_text=True)
+    assert "Only administrators may open this page." in html and "Traceback" not in html
