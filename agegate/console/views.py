@@ -87,7 +87,7 @@ def harden(response):
     return response
 
 
-@bp.app_context_processor
+@bp.context_processor
 def template_globals() -> dict[str, Any]:
     """Values every console template may use."""
     return {"csrf_token": csrf_token, "present": present,
