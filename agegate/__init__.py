@@ -41,7 +41,7 @@ class AgegateApi(Api):
 def create_app(config: Config | None = None, *, clock: Clock | None = None) -> Flask:
     """Build the app: config, Redis, the model, error handlers, auth and blueprints."""
     from agegate import console
-    from agegate.api import age_checks, service
+    from agegate.api import accounts, age_checks, audit, enforcement, review, service
     from agegate.extensions import Agegate
 
     config = config or from_env()
@@ -73,7 +73,7 @@ def create_app(config: Config | None = None, *, clock: Clock | None = None) -> F
     metrics.init_app(app)
     auth.init_app(app)
     app.before_request(_require_json_body)
-    for module in (service, age_checks):
+    for module in (service, age_checks, accounts, review, enforcement, audit):
         api.register_blueprint(module.blp)
     register_error_handlers(app)
     console.init_app(app)

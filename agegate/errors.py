@@ -190,3 +190,8 @@ def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(RedisConnectionError, handle_storage_error)
     app.register_error_handler(RedisTimeoutError, handle_storage_error)
     app.register_error_handler(Exception, handle_unexpected)
+
+
+class ModelUnavailable(AgegateError):
+    status, code = 503, "model_unavailable"
+    message = "The classifier is not loaded; try again later."

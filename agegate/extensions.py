@@ -63,6 +63,35 @@ class Agegate:
         self.model: Any = None
         self.model_error: str | None = None
         self.gauge_sources: list[GaugeSource] = []
+        self._wire_signals()
+
+    def _wire_signals(self) -> None:
+        """Issue 4: cases and the review queue, enforcement, accounts and signals."""
+        from agegate.services.accounts import AccountService
+        from agegate.services.enforcement import EnforcementService
+        from agegate.services.review import ReviewService
+        from agegate.storage.accounts import AccountStore
+        from agegate.storage.cases import CaseStore
+        from agegate.storage.deletions import DeletionStore
+
+        cases = CaseStore(self.redis, self.retention)
+        account_store = AccountStore(self.redis, self.retention)
+        deletions = DeletionStore(self.redis, self.retention)
+        self.enforcement = EnforcementService(
+            self.redis, self.hasher, self.audit, self.events, self.identities, cases, deletions,
+            self.retention, self.clock, self.config.deletion_systems,
+            self.config.deletion_due_days,
+        )
+        self.review = ReviewService(
+            self.redis, self.hasher, cases, account_store, deletions, self.enforcement,
+            self.audit, self.events, self.clock, self.config.review_lease_seconds,
+        )
+        self.accounts = AccountService(
+            self.redis, self.hasher, account_store, cases, deletions, self.review,
+            self.enforcement, self.audit, self.events, self.clock, lambda: self.model,
+        )
+        self.age_checks.redeclaration_hooks.append(self.accounts.on_redeclaration)
+        self.gauge_sources.extend([self.review.gauges, self.enforcement.gauges])
 
     def load_model(self) -> None:
         """Load and verify the classifier; a bad artifact leaves the service unready, not up."""

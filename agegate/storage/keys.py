@@ -76,7 +76,52 @@ def account_identifiers(account_hash: str) -> str:
 
 def account_keys(account_hash: str) -> list[str]:
     """Everything this service holds that termination must delete for an account."""
-    return [account(account_hash), account_state(account_hash), account_identifiers(account_hash)]
+    return [account(account_hash), account_state(account_hash), account_identifiers(account_hash),
+            account_cases(account_hash), account_open_case(account_hash)]
+
+
+def account_cases(account_hash: str) -> str:
+    """Set of every review case id opened on this account (termination deletes them all)."""
+    return f"{tag(account_hash)}:cases"
+
+
+def account_open_case(account_hash: str) -> str:
+    """The account's one open classifier/report/content_removal case id (written atomically)."""
+    return f"{tag(account_hash)}:open_case"
+
+
+# -- review queue --------------------------------------------------------------------------
+# The queue is global (one sorted set across accounts), so its keys carry no account tag.
+CASE_PREFIX = f"{PREFIX}:case:"
+REVIEW_OPEN = f"{PREFIX}:review:open"
+REVIEW_OPEN_KIND_PREFIX = f"{PREFIX}:review:open:"
+REVIEW_CLAIMED = f"{PREFIX}:review:claimed"
+REVIEW_DECIDED = f"{PREFIX}:review:decided"
+
+
+def case(case_id: str) -> str:
+    """Hash: one review case."""
+    return f"{CASE_PREFIX}{case_id}"
+
+
+def review_open(kind: str | None = None) -> str:
+    """Sorted set of open case ids by queue position (lowest first); one per kind plus all."""
+    return f"{REVIEW_OPEN_KIND_PREFIX}{kind}" if kind else REVIEW_OPEN
+
+
+# -- deletions -----------------------------------------------------------------------------
+DELETIONS_PENDING = f"{PREFIX}:deletions:pending"
+DELETIONS_ALL = f"{PREFIX}:deletions:all"
+
+
+def deletion(deletion_id: str) -> str:
+    """Hash: one deletion record (the proof of a termination)."""
+    return f"{PREFIX}:deletion:{deletion_id}"
+
+
+def account_deletion(account_hash: str) -> str:
+    """The account's deletion id: makes termination idempotent and marks the account terminated."""
+    return f"{PREFIX}:deletion:acct:{account_hash}"
 
 
 # -- audit and events ----------------------------------------------------------------------

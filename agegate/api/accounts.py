@@ -1,0 +1,64 @@
+"""Signals, scores and age-assurance results for platform accounts."""
+
+from __future__ import annotations
+
+import re
+
+from flask_smorest import Blueprint
+
+from agegate.api import actor, services
+from agegate.auth import roles
+from agegate.errors import ValidationFailed
+from agegate.schemas.accounts import (
+    AccountSchema,
+    ScoreSchema,
+    SignalsRequestSchema,
+    VerificationRequestSchema,
+)
+from agegate.schemas.common import ErrorSchema
+
+blp = Blueprint("accounts", __name__, url_prefix="/v1/accounts", description="Signals and scores")
+
+_ACCOUNT_ID = re.compile(r"^[\x21-\x7e]{1,256}$")
+
+
+def check_account_id(account_id: str) -> None:
+    """Account ids are the platform's opaque ids: 1-256 printable ASCII characters."""
+    if not _ACCOUNT_ID.match(account_id):
+        raise ValidationFailed(fields={"account_id": ["Use 1-256 printable ASCII characters."]})
+
+
+@blp.route("/<string:account_id>/signals", methods=["POST"])
+@blp.arguments(SignalsRequestSchema)
+@blp.response(200, ScoreSchema)
+@blp.alt_response(409, schema=ErrorSchema,
+                  description="account_terminated or processing_stopped")
+@blp.alt_response(503, schema=ErrorSchema, description="The model is not loaded")
+@roles("signals")
+def post_signals(data, account_id):
+    """Score an account from its signals. Text is used to score and never stored."""
+    check_account_id(account_id)
+    return services().accounts.record_signals(account_id, data["signals"], actor=actor())
+
+
+@blp.route("/<string:account_id>", methods=["GET"])
+@blp.response(200, AccountSchema)
+@blp.alt_response(404, schema=ErrorSchema, description="An account never seen")
+@roles("reviewer")
+def get_account(account_id):
+    """An account's status and latest score."""
+    check_account_id(account_id)
+    return services().accounts.get(account_id)
+
+
+@blp.route("/<string:account_id>/verification", methods=["POST"])
+@blp.arguments(VerificationRequestSchema)
+@blp.response(200, AccountSchema)
+@blp.alt_response(404, schema=ErrorSchema, description="An account never seen")
+@blp.alt_response(409, schema=ErrorSchema, description="The account is not restricted")
+@roles("reviewer")
+def post_verification(data, account_id):
+    """An age-assurance result: adult unrestricts, minor terminates. The date is never stored."""
+    check_account_id(account_id)
+    return services().accounts.verify(account_id, data["outcome"], data["method"],
+                                      data.get("date_of_birth"), actor=actor())

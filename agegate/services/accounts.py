@@ -1,0 +1,267 @@
+"""Accounts: signals in, an account-level score out, and the cases and restrictions that follow."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import date, datetime
+from typing import Any
+
+import redis
+
+from agegate.clock import Clock, iso
+from agegate.crypto import Hasher
+from agegate.errors import AgegateError, Conflict, ModelUnavailable, NotFound, ValidationFailed
+from agegate.services.age_checks import age_on
+from agegate.services.audit import AuditTrail, transact
+from agegate.services.enforcement import ADULT_AGE, EnforcementService, TerminationPlan
+from agegate.services.review import ReviewService
+from agegate.storage import keys
+from agegate.storage.accounts import AccountStore
+from agegate.storage.cases import CaseStore
+from agegate.storage.deletions import DeletionStore
+from agegate.storage.events import EventStream
+
+log = logging.getLogger("agegate.accounts")
+
+
+def terminated() -> Conflict:
+    return Conflict("The account has been terminated.", code="account_terminated")
+
+
+def processing_stopped() -> Conflict:
+    # GDPR Art. 21 / COPPA §312.6(a)(2): after a parent's objection we process nothing more.
+    return Conflict("Processing of this account's signals has stopped at a parent's request.",
+                    code="processing_stopped")
+
+
+def _top(items: Any) -> list[dict[str, Any]]:
+    """The model's top signals as [{"name", "weight"}], whatever pair shape it returns."""
+    out = []
+    for item in items or []:
+        if isinstance(item, dict):
+            out.append({"name": str(item["name"]), "weight": round(float(item["weight"]), 4)})
+        else:
+            name, weight = item[0], item[1]
+            out.append({"name": str(name), "weight": round(float(weight), 4)})
+    return out
+
+
+class AccountService:
+    """Scores accounts from their signals and applies verification outcomes."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        hasher: Hasher,
+        accounts: AccountStore,
+        cases: CaseStore,
+        deletions: DeletionStore,
+        review: ReviewService,
+        enforcement: EnforcementService,
+        audit: AuditTrail,
+        events: EventStream,
+        clock: Clock,
+        model: Callable[[], Any],
+    ) -> None:
+        self.r = client
+        self.hasher = hasher
+        self.accounts = accounts
+        self.cases = cases
+        self.deletions = deletions
+        self.review = review
+        self.enforcement = enforcement
+        self.audit = audit
+        self.events = events
+        self.clock = clock
+        self.model = model
+
+    def account_hash(self, account_id: str) -> str:
+        return self.hasher.short("account", account_id)
+
+    # -- signals -------------------------------------------------------------------------
+    def record_signals(self, account_id: str, signals: list[dict[str, Any]], *,
+                       actor: str) -> dict[str, Any]:
+        """Fold signals into the account's bounded state, score it, open or raise its case."""
+        model = self.model()
+        if model is None:
+            raise ModelUnavailable()
+        account_hash = self.account_hash(account_id)
+        state_key = keys.account_state(account_hash)
+        meta_key = keys.account(account_hash)
+
+        def build(pipe: redis.client.Pipeline) -> Any:
+            if self.deletions.for_account(pipe, account_hash):
+                raise terminated()
+            meta = self.accounts.meta(pipe, account_hash)
+            if meta.get("processing") == "stopped":
+                raise processing_stopped()
+            state = self.accounts.state(pipe, account_hash)
+            state = model.update(state if state is not None else model.new_state(), signals)
+            result = model.score(state)
+            pipe.multi()
+            self.accounts.queue_state(pipe, account_hash, state)
+            self.accounts.queue_meta(pipe, account_hash, account_id, {
+                "score": repr(float(result.score)), "band": str(result.band),
+                "flagged": "1" if result.flagged else "0", "updated_at": iso(self.clock.now()),
+            })
+            return result
+
+        # WATCH the state, the meta and the termination marker: a concurrent post retries on
+        # the newer state, and a termination in between turns this post into a 409.
+        result = self.r.transaction(build, state_key, meta_key, keys.account_deletion(account_hash),
+                                    value_from_callable=True)
+        score, top = float(result.score), _top(result.top_signals)
+        reported = any(s["type"] == "report" and s.get("reason") == "suspected_minor"
+                       for s in signals)
+        case_id = None
+        if reported or result.flagged:
+            case = self.review.open_or_raise(account_id, "report" if reported else "classifier",
+                                             actor=actor, score=score, top_signals=top)
+            case_id = case["case_id"]
+        else:
+            case_id = self.r.get(keys.account_open_case(account_hash))
+        return {"account_id": account_id, "score": score, "band": str(result.band),
+                "flagged": bool(result.flagged), "case_id": case_id, "top_signals": top}
+
+    def on_redeclaration(self, account_id: str, at: datetime, actor: str) -> None:
+        """Age-check hook: a retry with another birth date is a signal on the account."""
+        try:
+            self.record_signals(account_id, [{"type": "age_redeclaration", "at": at}], actor=actor)
+        except AgegateError as error:
+            # A terminated or objected account, or no model: the age check itself still stands.
+            log.info("age_redeclaration not recorded: %s", error.code)
+
+    # -- reading -------------------------------------------------------------------------
+    def get(self, account_id: str) -> dict[str, Any]:
+        """The account's status and latest score; terminated accounts from their deletion."""
+        account_hash = self.account_hash(account_id)
+        pipe = self.r.pipeline(transaction=False)
+        pipe.hgetall(keys.account(account_hash))
+        pipe.get(keys.account_open_case(account_hash))
+        pipe.get(keys.account_deletion(account_hash))
+        meta, case_id, deletion_id = pipe.execute()
+        if deletion_id:
+            record = self.deletions.read(self.r, deletion_id)
+            return {"account_id": account_id, "status": "terminated", "score": None,
+                    "band": None, "case_id": None, "deletion_id": deletion_id,
+                    "updated_at": record["requested_at"] if record else None,
+                    "processing_stopped": False}
+        if not meta:
+            raise NotFound("No such account.")
+        return {
+            "account_id": account_id,
+            "status": meta.get("status", "active"),
+            "score": float(meta["score"]) if meta.get("score") else None,
+            "band": meta.get("band") or None,
+            "case_id": case_id,
+            "deletion_id": None,
+            "updated_at": meta.get("updated_at") or None,
+            "processing_stopped": meta.get("processing") == "stopped",
+        }
+
+    # -- verification --------------------------------------------------------------------
+    def verify(self, account_id: str, outcome: str, method: str, born: date | None, *,
+               actor: str) -> dict[str, Any]:
+        """Apply an age-assurance result to a restricted account. `born` times the identity
+        block only and is never stored."""
+        if born is not None:
+            today = self.clock.today()
+            if born > today or age_on(born, today) > 130:
+                raise ValidationFailed(fields={"date_of_birth": ["Is not a plausible date."]})
+            if outcome == "minor" and age_on(born, today) >= ADULT_AGE:
+                raise ValidationFailed(fields={"date_of_birth": ["Does not match outcome minor."]})
+        details = {"verification": outcome, "method": method}
+        if outcome == "minor":
+            def precheck(plan: TerminationPlan) -> None:
+                if plan.existing:
+                    raise terminated()
+                if not plan.meta:
+                    raise NotFound("No such account.")
+                if plan.meta.get("status") != "restricted":
+                    raise Conflict("The account is not awaiting verification.")
+
+            record = self.enforcement.terminate(account_id, actor=actor,
+                                                reason="verified_minor", born=born,
+                                                details=details, precheck=precheck)
+            return {**self.get(account_id), "deletion_id": record["deletion_id"]}
+
+        account_hash = self.account_hash(account_id)
+        meta_key = keys.account(account_hash)
+
+        def build(pipe: redis.client.Pipeline) -> None:
+            pipe.watch(keys.account_deletion(account_hash), keys.account_open_case(account_hash))
+            if self.deletions.for_account(pipe, account_hash):
+                raise terminated()
+            meta = self.accounts.meta(pipe, account_hash)
+            if not meta:
+                raise NotFound("No such account.")
+            if meta.get("status") != "restricted":
+                raise Conflict("The account is not awaiting verification.")
+            case = None
+            if meta.get("restricted_case"):
+                pipe.watch(keys.case(meta["restricted_case"]))
+                case = self.cases.read(pipe, meta["restricted_case"])
+            now = self.clock.now()
+            chain = self.audit.begin(pipe)
+            pipe.multi()
+            self.accounts.queue_meta(pipe, account_hash, account_id,
+                                     {"status": "active", "updated_at": iso(now)},
+                                     drop=("restricted_case",))
+            self.accounts.queue_pointer(pipe, account_hash, None)
+            if case is not None:
+                case["history"] = [*case["history"], {"at": iso(now), "event": "verified",
+                                                      "outcome": outcome, "method": method,
+                                                      "actor": actor}]
+                self.cases.queue_update(pipe, case)
+            self.events.queue_emit(pipe, "account.unrestricted", account_id=account_id, at=now)
+            chain.append(pipe, actor=actor, action="account_verified", account_id=account_id,
+                         details={**details, "case_id": meta.get("restricted_case")})
+
+        transact(self.r, build, meta_key)
+        return self.get(account_id)
+
+    # -- parents' rights (issue 5 calls these) -----------------------------------------
+    def stop_processing(self, account_id: str, *, actor: str) -> None:
+        """A parent's objection: refuse further signals and forget the score state."""
+        account_hash = self.account_hash(account_id)
+
+        def build(pipe: redis.client.Pipeline) -> None:
+            if self.deletions.for_account(pipe, account_hash):
+                return  # terminated: nothing is processed or held any more
+            now = self.clock.now()
+            chain = self.audit.begin(pipe)
+            pipe.multi()
+            self.accounts.queue_meta(pipe, account_hash, account_id,
+                                     {"processing": "stopped", "updated_at": iso(now)},
+                                     drop=("score", "band", "flagged"))
+            self.accounts.queue_drop_state(pipe, account_hash)
+            chain.append(pipe, actor=actor, action="processing_stopped", account_id=account_id)
+
+        transact(self.r, build, keys.account(account_hash), keys.account_state(account_hash),
+                 keys.account_deletion(account_hash))
+
+    def export(self, account_id: str) -> dict[str, Any]:
+        """Everything this service holds on the account (a parent's access request)."""
+        account_hash = self.account_hash(account_id)
+        try:
+            account: dict[str, Any] | None = self.get(account_id)
+        except NotFound:
+            account = None
+        case_ids = sorted(self.r.smembers(keys.account_cases(account_hash)))
+        internal = ("sortkey", "lease_until")
+        cases = [{k: v for k, v in c.items() if k not in internal}
+                 for c in self.cases.read_many(case_ids)]
+        deletion_id = self.deletions.for_account(self.r, account_hash)
+        deletions = [d for d in [self.deletions.read(self.r, deletion_id)] if d] \
+            if deletion_id else []
+        return {
+            "account_id": account_id,
+            "account": account,
+            "model_state": self.accounts.state(self.r, account_hash),
+            "linked_identifiers": len(self.r.zrange(keys.account_identifiers(account_hash),
+                                                    0, -1)),
+            "cases": cases,
+            "deletions": deletions,
+            "audit": self.audit.entries(account_id, 1000),
+        }

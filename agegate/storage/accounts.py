@@ -1,0 +1,60 @@
+"""Per-account records: the meta hash (status, score, band) and the model's bounded state.
+
+Both keys share the account's hash tag and are refreshed to the account retention on every
+write, so an account nobody signals about for a year disappears on its own.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import redis
+
+from agegate.storage import keys
+from agegate.storage.keys import Retention
+
+
+class AccountStore:
+    """Reads take a client or a WATCHing pipeline; writes join a caller's MULTI pipeline."""
+
+    def __init__(self, client: redis.Redis, retention: Retention) -> None:
+        self.r = client
+        self.retention = retention
+
+    def meta(self, client: Any, account_hash: str) -> dict[str, str]:
+        """The meta hash ({} for an account never seen)."""
+        return client.hgetall(keys.account(account_hash))
+
+    def state(self, client: Any, account_hash: str) -> Any:
+        """The model's aggregate state, or None."""
+        raw = client.get(keys.account_state(account_hash))
+        return json.loads(raw) if raw else None
+
+    def queue_meta(self, pipe: redis.client.Pipeline, account_hash: str, account_id: str,
+                   fields: dict[str, str], drop: tuple[str, ...] = ()) -> None:
+        """Set some meta fields (creating the account as active if new) and refresh its TTL."""
+        key = keys.account(account_hash)
+        pipe.hsetnx(key, "status", "active")
+        pipe.hset(key, mapping={"account_id": account_id, **fields})
+        if drop:
+            pipe.hdel(key, *drop)
+        pipe.expire(key, self.retention.seconds("account"))
+
+    def queue_state(self, pipe: redis.client.Pipeline, account_hash: str, state: Any) -> None:
+        """Store the model state (bounded; never text)."""
+        pipe.set(keys.account_state(account_hash), json.dumps(state, separators=(",", ":")),
+                 ex=self.retention.seconds("account"))
+
+    def queue_drop_state(self, pipe: redis.client.Pipeline, account_hash: str) -> None:
+        """Forget the model state (an objection to processing)."""
+        pipe.delete(keys.account_state(account_hash))
+
+    def queue_pointer(self, pipe: redis.client.Pipeline, account_hash: str,
+                      case_id: str | None) -> None:
+        """Point the account at its one open case, or clear the pointer."""
+        key = keys.account_open_case(account_hash)
+        if case_id:
+            pipe.set(key, case_id, ex=self.retention.seconds("case"))
+        else:
+            pipe.delete(key)

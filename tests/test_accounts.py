@@ -1,0 +1,180 @@
+"""Signals, scores and the account record, through the HTTP API on a real Redis."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from agegate.storage import keys
+from tests.conftest import auth
+from tests.signals_helpers import (
+    FLAG_TEXT,
+    flag,
+    post_signals,
+    signals_app,
+    text_signal,
+)
+
+
+@pytest.fixture
+def app(config, clock):
+    """The app with the stand-in model."""
+    return signals_app(config, clock)
+
+
+def account_hash(app, account_id: str) -> str:
+    return app.extensions["agegate"].hasher.short("account", account_id)
+
+
+def test_low_score_is_stored_without_a_case(client, app, redis_client):
+    response = post_signals(client, "acc-1", [text_signal("nice weather today")])
+    assert response.status_code == 200
+    body = response.json
+    assert body["flagged"] is False and body["case_id"] is None and body["band"] == "low"
+    account = client.get("/v1/accounts/acc-1", headers=auth("reviewer")).json
+    assert account["status"] == "active"
+    assert account["score"] == pytest.approx(body["score"])
+    assert account["case_id"] is None
+    # The raw text is never stored anywhere.
+    for key in redis_client.scan_iter("*"):
+        assert "weather" not in str(redis_client.dump(key))
+
+
+def test_flagged_account_gets_one_case_and_rising_score_raises_it(client, app):
+    first = flag(client, "acc-2")
+    assert first["case_id"]
+    case = client.get(f"/v1/review/cases/{first['case_id']}", headers=auth("reviewer")).json
+    assert case["kind"] == "classifier" and case["status"] == "open"
+    second = flag(client, "acc-2")
+    assert second["case_id"] == first["case_id"]
+    assert second["score"] > first["score"]
+    raised = client.get(f"/v1/review/cases/{first['case_id']}", headers=auth("reviewer")).json
+    assert raised["priority"] > case["priority"]
+    assert raised["score"] == pytest.approx(second["score"])
+    cases = client.get("/v1/review/cases", headers=auth("reviewer")).json["cases"]
+    assert [c["case_id"] for c in cases] == [first["case_id"]]
+    account = client.get("/v1/accounts/acc-2", headers=auth("reviewer")).json
+    assert account["case_id"] == first["case_id"]
+
+
+def test_suspected_minor_report_opens_a_report_case_below_threshold(client):
+    response = post_signals(client, "acc-3", [
+        {"type": "report", "at": "2026-11-24T12:00:00Z", "reason": "suspected_minor"}])
+    assert response.status_code == 200
+    assert response.json["flagged"] is False
+    case = client.get(f"/v1/review/cases/{response.json['case_id']}",
+                      headers=auth("reviewer")).json
+    assert case["kind"] == "report"
+    other = post_signals(client, "acc-4", [
+        {"type": "report", "at": "2026-11-24T12:00:00Z", "reason": "spam"}])
+    assert other.json["case_id"] is None
+
+
+@pytest.mark.parametrize("signals,field", [
+    ([text_signal("x" * 10_001)], "signals.0.text"),
+    ([{"type": "message", "at": "2026-11-24T13:00:00", "text": "hi"}], "signals.0.at"),
+    ([{"type": "message", "at": "yesterday", "text": "hi"}], "signals.0.at"),
+    ([{"type": "telepathy", "at": "2026-11-24T13:00:00Z"}], "signals.0.type"),
+    ([{"type": "session", "at": "2026-11-24T13:00:00Z", "text": "hi"}], "signals.0.text"),
+    ([{"type": "session", "at": "2026-11-24T13:00:00Z"}], "signals.0.duration_s"),
+    ([{"type": "payment", "at": "2026-11-24T13:00:00Z", "method": "crypto"}],
+     "signals.0.method"),
+    ([{"type": "dob_change", "at": "2026-11-24T13:00:00Z", "colour": "red"}],
+     "signals.0.colour"),
+    ([text_signal("hi")] * 501, "signals"),
+    ([], "signals"),
+])
+def test_bad_signals_are_422_and_never_echo_text(client, signals, field):
+    response = post_signals(client, "acc-5", signals)
+    assert response.status_code == 422
+    assert response.json["error"]["code"] == "validation_error"
+    assert field in response.json["error"]["fields"]
+    assert "xxxx" not in response.get_data(as_text=True)
+
+
+def test_500_signals_and_10000_characters_are_accepted(client):
+    signals = [text_signal("a" * 10_000)] + [
+        {"type": "session", "at": "2026-11-24T13:00:00+01:00", "duration_s": 60}] * 499
+    assert post_signals(client, "acc-6", signals).status_code == 200
+
+
+def test_roles_on_account_routes(client):
+    body = {"signals": [text_signal("hi")]}
+    assert client.post("/v1/accounts/a/signals", json=body).status_code == 401
+    assert client.post("/v1/accounts/a/signals", json=body,
+                       headers=auth("reviewer")).status_code == 403
+    assert client.get("/v1/accounts/a", headers=auth("signals")).status_code == 403
+    assert client.get("/v1/accounts/never-seen", headers=auth("reviewer")).status_code == 404
+    assert client.get("/v1/accounts/never-seen", headers=auth("admin")).status_code == 404
+
+
+def test_without_a_model_signals_are_503(client, app):
+    app.extensions["agegate"].model = None
+    response = post_signals(client, "acc-7", [text_signal("hi")])
+    assert response.status_code == 503
+    assert response.json["error"]["code"] == "model_unavailable"
+
+
+def test_racing_posts_lose_no_signal_and_open_exactly_one_case(app, redis_client):
+    threads, results, errors = [], [], []
+
+    def post() -> None:
+        try:
+            with app.test_client() as c:
+                for _ in range(3):
+                    response = post_signals(c, "acc-race", [text_signal(FLAG_TEXT)])
+                    results.append(response.json["case_id"])
+        except Exception as error:  # noqa: BLE001 - report any failure to the main thread
+            errors.append(error)
+
+    for _ in range(16):
+        threads.append(threading.Thread(target=post))
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    assert len(results) == 48 and len(set(results)) == 1
+    ah = account_hash(app, "acc-race")
+    assert redis_client.scard(keys.account_cases(ah)) == 1
+    assert redis_client.zcard(keys.REVIEW_OPEN) == 1
+    state = app.extensions["agegate"].accounts.accounts.state(redis_client, ah)
+    assert state["n"] == 48  # no lost update: every post folded into the state
+
+
+def test_age_redeclaration_becomes_a_signal(client, app, redis_client):
+    check = {"date_of_birth": "2012-01-01", "country": "US", "device_id": "dev-9"}
+    assert client.post("/v1/age-checks", json=check,
+                       headers=auth("registration")).json["reason"] == "under_minimum_age"
+    retry = {"date_of_birth": "1990-01-01", "country": "US", "device_id": "dev-9",
+             "account_id": "acc-redeclared"}
+    assert client.post("/v1/age-checks", json=retry,
+                       headers=auth("registration")).json["reason"] == "previous_underage_attempt"
+    state = app.extensions["agegate"].accounts.accounts.state(
+        redis_client, account_hash(app, "acc-redeclared"))
+    assert state["redeclarations"] == 1
+    account = client.get("/v1/accounts/acc-redeclared", headers=auth("reviewer")).json
+    assert account["score"] > 0.2
+
+
+def test_objection_stops_processing_and_drops_the_score_state(client, app, redis_client):
+    flag(client, "acc-obj")
+    accounts = app.extensions["agegate"].accounts
+    accounts.stop_processing("acc-obj", actor="parents-bot")
+    assert redis_client.exists(keys.account_state(account_hash(app, "acc-obj"))) == 0
+    response = post_signals(client, "acc-obj", [text_signal("hello")])
+    assert response.status_code == 409
+    assert response.json["error"]["code"] == "processing_stopped"
+    account = client.get("/v1/accounts/acc-obj", headers=auth("reviewer")).json
+    assert account["score"] is None and account["processing_stopped"] is True
+
+
+def test_export_holds_everything_about_the_account(client, app):
+    case_id = flag(client, "acc-exp")["case_id"]
+    export = app.extensions["agegate"].accounts.export("acc-exp")
+    assert export["account"]["status"] == "active"
+    assert export["model_state"]["n"] == 1
+    assert [c["case_id"] for c in export["cases"]] == [case_id]
+    assert any(e["action"] == "case_opened" for e in export["audit"])
+    assert export["deletions"] == []
