@@ -6,6 +6,7 @@ import logging
 
 from flask import Flask, request
 from flask_smorest import Api
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from agegate import auth, metrics
 from agegate.clock import Clock
@@ -41,7 +42,16 @@ class AgegateApi(Api):
 def create_app(config: Config | None = None, *, clock: Clock | None = None) -> Flask:
     """Build the app: config, Redis, the model, error handlers, auth and blueprints."""
     from agegate import console
-    from agegate.api import accounts, age_checks, audit, enforcement, review, service
+    from agegate.api import (
+        accounts,
+        age_checks,
+        audit,
+        content_removals,
+        enforcement,
+        parent_requests,
+        review,
+        service,
+    )
     from agegate.extensions import Agegate
 
     config = config or from_env()
@@ -62,6 +72,9 @@ def create_app(config: Config | None = None, *, clock: Clock | None = None) -> F
         MAX_CONTENT_LENGTH=config.max_body_bytes,
         SECRET_KEY=config.secret_key,
     )
+    if config.trusted_proxies:
+        # Client addresses (rate limits) come from X-Forwarded-For, set by this many proxies.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=config.trusted_proxies)  # type: ignore
     state = Agegate(config, clock)
     app.extensions["agegate"] = state
     if config.load_model:
@@ -73,7 +86,8 @@ def create_app(config: Config | None = None, *, clock: Clock | None = None) -> F
     metrics.init_app(app)
     auth.init_app(app)
     app.before_request(_require_json_body)
-    for module in (service, age_checks, accounts, review, enforcement, audit):
+    for module in (service, age_checks, accounts, review, enforcement, audit, parent_requests,
+                   content_removals):
         api.register_blueprint(module.blp)
     register_error_handlers(app)
     console.init_app(app)

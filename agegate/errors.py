@@ -56,6 +56,14 @@ class Conflict(AgegateError):
     status, code, message = 409, "conflict", "The resource is not in a state that allows this."
 
 
+class RequestLocked(Conflict):
+    code, message = "request_locked", "Too many wrong codes; this request is locked."
+
+
+class ChildUnresolved(Conflict):
+    code, message = "child_unresolved", "Resolve the child's account before fulfilling this."
+
+
 class PayloadTooLarge(AgegateError):
     status, code, message = 413, "payload_too_large", "The request body is too large."
 
@@ -77,6 +85,10 @@ class RateLimited(AgegateError):
 
 class StorageUnavailable(AgegateError):
     status, code, message = 503, "storage_unavailable", "Storage is unavailable; try again shortly."
+
+
+class MailUnavailable(AgegateError):
+    status, code, message = 503, "mail_unavailable", "The code could not be mailed; try again."
 
 
 # Statuses that reach us as werkzeug exceptions (routing, body size, webargs) and their codes.

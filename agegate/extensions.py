@@ -13,13 +13,17 @@ import redis
 
 from agegate.auth import TokenTable
 from agegate.clock import Clock
-from agegate.config import Config
+from agegate.config import Config, ConfigError
 from agegate.crypto import Hasher
 from agegate.metrics import GaugeSource
 from agegate.services.age_checks import AgeCheckService
 from agegate.services.audit import AuditTrail
 from agegate.services.console import ConsoleAuth
+from agegate.services.content_removals import ContentRemovalService
 from agegate.services.jurisdictions import MinimumAgePolicy
+from agegate.services.mailer import Mailer
+from agegate.services.parent_requests import DECISIONS, ParentRequestService
+from agegate.services.rate_limits import RateLimiter, parse_rule
 from agegate.storage import connect
 from agegate.storage.audit import AuditLog
 from agegate.storage.console import ConsoleStore
@@ -64,6 +68,7 @@ class Agegate:
         self.model_error: str | None = None
         self.gauge_sources: list[GaugeSource] = []
         self._wire_signals()
+        self._wire_parents_and_removals()
 
     def _wire_signals(self) -> None:
         """Issue 4: cases and the review queue, enforcement, accounts and signals."""
@@ -92,6 +97,32 @@ class Agegate:
         )
         self.age_checks.redeclaration_hooks.append(self.accounts.on_redeclaration)
         self.gauge_sources.extend([self.review.gauges, self.enforcement.gauges])
+
+    def _wire_parents_and_removals(self) -> None:
+        """Parent requests, the mailer, the rate limiter and §22581 content removals."""
+        config = self.config
+        try:
+            self.parent_request_rule = parse_rule(config.parent_request_rate_limit)
+        except ValueError as error:
+            raise ConfigError(f"AGEGATE_PARENT_REQUEST_RATE_LIMIT: {error}") from None
+        self.rate_limiter = RateLimiter(self.redis, self.hasher, self.retention)
+        self.mailer = Mailer(self.redis, self.retention, self.clock, config.smtp_url,
+                             config.smtp_sender)
+        self.parent_requests = ParentRequestService(
+            self.redis, self.hasher, self.audit, self.mailer, self.retention, self.clock
+        )
+        self.content_removals = ContentRemovalService(
+            self.redis, self.hasher, self.audit, self.events, self.retention, self.clock,
+            all_regions=config.content_removal_all_regions,
+        )
+        self.gauge_sources.append(self.parent_requests.gauges)
+        # The review queue, enforcement and accounts (issue 4) carry out the outcomes.
+        review = getattr(self, "review", None)
+        self.parent_requests.review = self.content_removals.review = review
+        self.parent_requests.enforcement = getattr(self, "enforcement", None)
+        self.parent_requests.accounts = getattr(self, "accounts", None)
+        if review is not None:
+            review.register_decider("parent_request", set(DECISIONS), self.parent_requests.decide)
 
     def load_model(self) -> None:
         """Load and verify the classifier; a bad artifact leaves the service unready, not up."""

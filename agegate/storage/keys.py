@@ -30,9 +30,15 @@ class Retention:
     audit_days: int = 6 * 365
     events_days: int = 30
     parent_request_days: int = 730
-    outbox_days: int = 30
+    # A request whose parent never proves the mailbox is dropped soon after its code expires.
+    parent_request_unverified_days: int = 7
+    # The parent's free text is needed only until a reviewer decides the request.
+    parent_request_details_days: int = 90
+    # The outbox holds a recipient and a live code: keep it no longer than the code lives.
+    outbox_days: int = 1
     export_days: int = 30
     rate_limit_days: int = 1
+    content_removal_days: int = 730
     console_session_days: int = 1
 
     def seconds(self, kind: str) -> int:
@@ -77,7 +83,8 @@ def account_identifiers(account_hash: str) -> str:
 def account_keys(account_hash: str) -> list[str]:
     """Everything this service holds that termination must delete for an account."""
     return [account(account_hash), account_state(account_hash), account_identifiers(account_hash),
-            account_cases(account_hash), account_open_case(account_hash)]
+            account_cases(account_hash), account_open_case(account_hash),
+            content_removals(account_hash)]
 
 
 def account_cases(account_hash: str) -> str:
@@ -143,3 +150,36 @@ def console_session(session_id: str) -> str:
 def console_login_failures(client_hash: str) -> str:
     """Counter of failed console sign-ins from one (hashed) client address."""
     return f"{PREFIX}:console:login-failures:{client_hash}"
+
+
+# -- parent requests -----------------------------------------------------------------------
+def parent_request(request_id: str) -> str:
+    """Hash: status, type, keyed hashes, hashed status token and code, timestamps, outcome."""
+    return f"{PREFIX}:preq:{{{request_id}}}:meta"
+
+
+def parent_request_details(request_id: str) -> str:
+    """The parent's bounded free text, for the reviewer only; dropped once decided."""
+    return f"{PREFIX}:preq:{{{request_id}}}:details"
+
+
+def parent_request_export(request_id: str) -> str:
+    """JSON export for a fulfilled access request, read with the status token."""
+    return f"{PREFIX}:preq:{{{request_id}}}:export"
+
+
+# Sorted set of verified, undecided request ids scored by their due time (overdue listing).
+PARENT_REQUESTS_OPEN = f"{PREFIX}:preq:open"
+# List of mails awaiting an admin when no SMTP server is configured.
+OUTBOX = f"{PREFIX}:outbox"
+
+
+def rate_limit(scope: str, client_hash: str, window: int) -> str:
+    """Fixed-window counter for one client address (keyed hash) in one window."""
+    return f"{PREFIX}:rl:{scope}:{client_hash}:{window}"
+
+
+# -- content removals ----------------------------------------------------------------------
+def content_removals(account_hash: str) -> str:
+    """Set of keyed hashes of content ids whose removal this account has requested."""
+    return f"{tag(account_hash)}:removals"

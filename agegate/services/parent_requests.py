@@ -1,0 +1,427 @@
+"""Parents' requests about a child's account: access, rectification, deletion, objection.
+
+What is kept is only what the request needs: keyed hashes of the parent's email and of the
+child's email or username, the child's platform account id when the parent gave it, the request
+type, the parent's bounded free text (for the reviewer, dropped once decided), timestamps, and
+keyed hashes of the status token and of the one-time code. The parent's email is used once, to
+mail the code, and is never stored. Requests are answered within 30 days of submission.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import secrets
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import redis
+
+from agegate.clock import Clock, iso
+from agegate.crypto import Hasher, new_id, new_token
+from agegate.errors import (
+    ChildUnresolved,
+    Conflict,
+    NotFound,
+    RequestLocked,
+    ValidationFailed,
+)
+from agegate.metrics import gauge
+from agegate.services.age_checks import normalise_email
+from agegate.services.audit import AuditTrail, transact
+from agegate.services.mailer import Mailer
+from agegate.storage import keys
+from agegate.storage.keys import Retention
+
+log = logging.getLogger("agegate.parent_requests")
+
+REQUEST_TYPES = ("access", "rectification", "deletion", "objection")
+CHILD_KINDS = ("account_id", "username", "email")
+DECISIONS = frozenset({"fulfill", "reject"})
+CODE_DIGITS = 8
+CODE_LIFETIME = timedelta(hours=24)
+MAX_WRONG_CODES = 5
+# Answer within 30 days of submission (the deadline the contract promises parents).
+RESPONSE_DAYS = 30
+MAX_NOTE_CHARS = 2000
+
+OUTCOMES = {
+    "deletion": "account_deleted",
+    "access": "export_ready",
+    "rectification": "rectified",
+    "objection": "processing_stopped",
+}
+
+# Check-and-count in one step, so parallel guesses can never exceed MAX_WRONG_CODES.
+_VERIFY = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return {'missing'} end
+local f = redis.call('HMGET', KEYS[1], 'status', 'code_hash', 'code_expires_ts')
+if f[1] == 'locked' then return {'locked'} end
+if f[1] ~= 'pending_verification' then
+  if f[2] == ARGV[1] then return {'done', f[1]} end
+  return {'wrong_done', f[1]}
+end
+if tonumber(f[3]) <= tonumber(ARGV[2]) then return {'expired'} end
+if f[2] == ARGV[1] then
+  redis.call('HSET', KEYS[1], 'status', 'verified', 'verified_at', ARGV[3])
+  return {'ok'}
+end
+local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+if attempts >= tonumber(ARGV[4]) then
+  redis.call('HSET', KEYS[1], 'status', 'locked')
+  return {'locked_now', tostring(attempts)}
+end
+return {'wrong', tostring(attempts)}
+"""
+
+CODE_MAIL = """Hello {name},
+
+Someone (we hope you) asked us to act on a child's account on your behalf ({request_type}).
+To confirm the request, enter this code: {code}
+
+It is valid for 24 hours. Request reference: {request_id}
+If you did not ask for this, ignore this message and nothing will happen.
+"""
+
+
+def normalise_username(username: str) -> str:
+    """Trimmed and case-folded, so `CoolKid ` and `coolkid` name the same account."""
+    return username.strip().casefold()
+
+
+class ParentRequestService:
+    """Submission, mailbox proof, status for the parent, and the reviewer's outcome."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        hasher: Hasher,
+        audit: AuditTrail,
+        mailer: Mailer,
+        retention: Retention,
+        clock: Clock,
+    ) -> None:
+        self.r = client
+        self.hasher = hasher
+        self.audit = audit
+        self.mailer = mailer
+        self.retention = retention
+        self.clock = clock
+        self._verify = client.register_script(_VERIFY)
+        # Wired by the container once the review queue, enforcement and accounts exist.
+        self.review: Any = None
+        self.enforcement: Any = None
+        self.accounts: Any = None
+
+    # -- the parent's side ---------------------------------------------------------------
+    def child_hash(self, kind: str, value: str) -> str:
+        """The keyed hash a child identifier is kept as (email as the age gate hashes it)."""
+        if kind == "email":
+            return self.hasher.short("email", normalise_email(value))
+        return self.hasher.short("username", normalise_username(value))
+
+    def _code_hash(self, request_id: str, code: str) -> str:
+        return self.hasher.digest("parent_code", f"{request_id}:{code.strip()}")
+
+    def _token_hash(self, request_id: str, token: str) -> str:
+        return self.hasher.digest("status_token", f"{request_id}:{token}")
+
+    def submit(self, data: dict[str, Any], actor: str = "public") -> dict[str, str]:
+        """Record a request and mail its code; the parent's email is dropped after sending."""
+        now = self.clock.now()
+        request_id = new_id("preq")
+        token = new_token()
+        code = f"{secrets.randbelow(10**CODE_DIGITS):0{CODE_DIGITS}d}"
+        child = data["child"]
+        (kind, value), = child.items()
+        record: dict[str, str] = {
+            "request_id": request_id,
+            "status": "pending_verification",
+            "request_type": data["request_type"],
+            "child_kind": kind,
+            "parent_email_hash": self.hasher.short("parent_email",
+                                                   normalise_email(data["parent_email"])),
+            "created_at": iso(now),
+            "due_at": iso(now + timedelta(days=RESPONSE_DAYS)),
+            "status_token_hash": self._token_hash(request_id, token),
+            "code_hash": self._code_hash(request_id, code),
+            "code_expires_ts": str(int((now + CODE_LIFETIME).timestamp())),
+            "attempts": "0",
+        }
+        if kind == "account_id":
+            record["child_account_id"] = value
+        else:
+            record["child_hash"] = self.child_hash(kind, value)
+        ttl = self.retention.seconds("parent_request_unverified")
+        details = data.get("details") or ""
+        meta_key = keys.parent_request(request_id)
+        details_key = keys.parent_request_details(request_id)
+
+        def write(pipe: redis.client.Pipeline) -> None:
+            chain = self.audit.begin(pipe)
+            pipe.multi()
+            pipe.hset(meta_key, mapping=record)
+            pipe.expire(meta_key, ttl)
+            if details:
+                pipe.set(details_key, details, ex=ttl)
+            chain.append(pipe, actor=actor, action="parent_request.submitted",
+                         account_id=record.get("child_account_id"),
+                         details={"request_id": request_id,
+                                  "request_type": data["request_type"], "child_kind": kind})
+
+        transact(self.r, write)
+        body = CODE_MAIL.format(name=data["parent_name"].strip(), code=code,
+                                request_type=data["request_type"], request_id=request_id)
+        try:
+            self.mailer.send(data["parent_email"], "Your verification code", body)
+        except Exception:
+            # An unmailed code can never be entered: drop the request rather than strand it.
+            self.r.delete(meta_key, details_key)
+            raise
+        return {"request_id": request_id, "status": "pending_verification",
+                "status_token": token}
+
+    def _load(self, request_id: str) -> dict[str, str]:
+        record = self.r.hgetall(keys.parent_request(request_id))
+        if not record:
+            raise NotFound("No such request.")
+        return record
+
+    def verify(self, request_id: str, code: str, actor: str = "public") -> dict[str, str]:
+        """Check the mailed code; on success open the reviewer's case. Wrong codes count."""
+        now = self.clock.now()
+        result = self._verify(
+            keys=[keys.parent_request(request_id)],
+            args=[self._code_hash(request_id, code), int(now.timestamp()), iso(now),
+                  MAX_WRONG_CODES],
+        )
+        outcome = result[0]
+        if outcome == "missing":
+            raise NotFound("No such request.")
+        if outcome == "locked":
+            raise RequestLocked()
+        if outcome == "expired":
+            raise ValidationFailed(
+                "This code has expired; please submit a new request.",
+                code="code_expired", fields={"code": ["This code has expired."]},
+            )
+        if outcome in ("wrong", "wrong_done"):
+            raise ValidationFailed("The code is not correct.",
+                                   fields={"code": ["The code is not correct."]})
+        if outcome == "locked_now":
+            self.audit.record(actor, "parent_request.locked", None,
+                              {"request_id": request_id, "wrong_codes": MAX_WRONG_CODES})
+            raise ValidationFailed(
+                "The code is not correct; too many wrong codes, so this request is now locked.",
+                fields={"code": ["The code is not correct."]},
+            )
+        record = self._load(request_id)
+        if outcome == "ok" or (record["status"] == "verified" and not record.get("case_id")):
+            # A retry with the right code finishes a verification whose case did not open.
+            self._open_case(record, actor)
+        return {"status": "verified", "due_at": record["due_at"]}
+
+    def _open_case(self, record: dict[str, str], actor: str) -> None:
+        """Open the parent_request case and keep the request for its full retention."""
+        request_id = record["request_id"]
+        due_at = datetime.fromisoformat(record["due_at"].replace("Z", "+00:00"))
+        case_id = None
+        if self.review is not None:
+            # A child named only by username or email has no account id yet: the case carries
+            # a placeholder until a reviewer resolves the child (POST .../child).
+            placeholder = f"unresolved:{request_id}"
+            try:
+                case = self.review.open_or_raise(
+                    record.get("child_account_id") or placeholder, "parent_request",
+                    actor=actor, due_at=due_at, ref={"request_id": request_id},
+                )
+            except Conflict as error:
+                if error.code != "account_terminated":
+                    raise
+                # The account is already gone, yet the parent is still owed an answer (and an
+                # export of what is left): the reviewer decides it under the placeholder.
+                case = self.review.open_or_raise(placeholder, "parent_request", actor=actor,
+                                                 due_at=due_at, ref={"request_id": request_id})
+            case_id = case["case_id"]
+        meta_key = keys.parent_request(request_id)
+        details_key = keys.parent_request_details(request_id)
+
+        def write(pipe: redis.client.Pipeline) -> None:
+            chain = self.audit.begin(pipe)
+            pipe.multi()
+            if case_id:
+                pipe.hset(meta_key, "case_id", case_id)
+            pipe.expire(meta_key, self.retention.seconds("parent_request"))
+            pipe.expire(details_key, self.retention.seconds("parent_request_details"))
+            pipe.zadd(keys.PARENT_REQUESTS_OPEN, {request_id: due_at.timestamp()})
+            pipe.expire(keys.PARENT_REQUESTS_OPEN, self.retention.seconds("parent_request"))
+            chain.append(pipe, actor=actor, action="parent_request.verified",
+                         account_id=record.get("child_account_id"),
+                         details={"request_id": request_id, "case_id": case_id,
+                                  "request_type": record["request_type"]})
+
+        transact(self.r, write, meta_key)
+
+    def _authorised(self, request_id: str, token: str | None) -> dict[str, str]:
+        """The record, if the status token matches; otherwise 404 (existence is not revealed)."""
+        record = self.r.hgetall(keys.parent_request(request_id))
+        expected = record.get("status_token_hash", "")
+        if not record or not token or not self.hasher.matches(
+                "status_token", f"{request_id}:{token}", expected):
+            raise NotFound("No such request.")
+        return record
+
+    def status(self, request_id: str, token: str | None) -> dict[str, Any]:
+        """What the parent may see: nothing about the child beyond the request itself."""
+        record = self._authorised(request_id, token)
+        return {"request_id": request_id, "status": record["status"],
+                "request_type": record["request_type"], "due_at": record["due_at"],
+                "outcome": record.get("outcome") or None}
+
+    def export(self, request_id: str, token: str | None) -> dict[str, Any]:
+        """The access export, while it is kept (Retention.export_days)."""
+        self._authorised(request_id, token)
+        raw = self.r.get(keys.parent_request_export(request_id))
+        if raw is None:
+            raise NotFound("No export is available for this request.")
+        return json.loads(raw)
+
+    # -- the reviewer's side -------------------------------------------------------------
+    def review_view(self, request_id: str) -> dict[str, Any]:
+        """Everything a reviewer needs to decide: type, child reference, the parent's text."""
+        record = self._load(request_id)
+        return {
+            "request_id": request_id,
+            "status": record["status"],
+            "request_type": record["request_type"],
+            "child_kind": record["child_kind"],
+            "child_account_id": record.get("child_account_id"),
+            "details": self.r.get(keys.parent_request_details(request_id)) or "",
+            "created_at": record["created_at"],
+            "due_at": record["due_at"],
+            "case_id": record.get("case_id"),
+            "outcome": record.get("outcome") or None,
+            "note": record.get("note") or None,
+        }
+
+    def resolve_child(
+        self, request_id: str, account_id: str, identifier: str | None, actor: str
+    ) -> dict[str, Any]:
+        """Attach the child's account id, found by the reviewer in the platform's records.
+
+        The reviewer must present the username or email the platform holds for that account:
+        it has to match the keyed hash the parent's request was stored as, so a request can
+        only ever reach the account the parent named.
+        """
+        record = self._load(request_id)
+        if record["status"] not in ("verified",):
+            raise Conflict("Only a verified, undecided request can be resolved.")
+        kind = record["child_kind"]
+        if kind == "account_id":
+            if account_id != record.get("child_account_id"):
+                raise ValidationFailed(fields={"account_id": [
+                    "The parent named a different account."]})
+        else:
+            if not identifier or not hmac.compare_digest(
+                    self.child_hash(kind, identifier), record.get("child_hash", "")):
+                raise ValidationFailed(fields={"identifier": [
+                    f"This {kind} does not match the one in the request."]})
+        meta_key = keys.parent_request(request_id)
+
+        def write(pipe: redis.client.Pipeline) -> None:
+            chain = self.audit.begin(pipe)
+            pipe.multi()
+            pipe.hset(meta_key, "child_account_id", account_id)
+            chain.append(pipe, actor=actor, action="parent_request.child_resolved",
+                         account_id=account_id, details={"request_id": request_id})
+
+        transact(self.r, write, meta_key)
+        return self.review_view(request_id)
+
+    def decide(self, case: dict[str, Any], decision: str, note: str | None, actor: str) -> None:
+        """The review queue's handler for parent_request cases: fulfil or reject."""
+        ref = case.get("ref") or {}
+        if isinstance(ref, str):
+            ref = json.loads(ref)
+        request_id = ref.get("request_id")
+        if not request_id:
+            raise Conflict("This case does not refer to a parent request.")
+        record = self._load(request_id)
+        if record["status"] != "verified":
+            raise Conflict("This request has already been decided.")
+        request_type = record["request_type"]
+        account_id = record.get("child_account_id") or None
+        extra: dict[str, str] = {}
+        export: dict[str, Any] | None = None
+        if decision == "reject":
+            status, outcome = "rejected", "rejected"
+        elif decision == "fulfill":
+            if not account_id:
+                raise ChildUnresolved()
+            status, outcome = "fulfilled", OUTCOMES[request_type]
+            if request_type == "deletion":
+                deletion = self.enforcement.terminate(
+                    account_id, actor=actor, reason="parent_request", born=None)
+                extra["deletion_id"] = str(deletion.get("deletion_id", ""))
+            elif request_type == "access":
+                export = {"request_id": request_id, "generated_at": iso(self.clock.now()),
+                          "account": self.accounts.export(account_id)}
+            elif request_type == "objection":
+                self.accounts.stop_processing(account_id, actor=actor)
+        else:
+            raise ValidationFailed(fields={"decision": ["Use fulfill or reject."]})
+        meta_key = keys.parent_request(request_id)
+
+        def write(pipe: redis.client.Pipeline) -> None:
+            chain = self.audit.begin(pipe)
+            pipe.multi()
+            pipe.hset(meta_key, mapping={
+                "status": status, "outcome": outcome, "decided_at": iso(self.clock.now()),
+                "decided_by": actor, "note": (note or "")[:MAX_NOTE_CHARS], **extra,
+            })
+            if account_id:
+                pipe.hset(meta_key, "child_account_id", account_id)
+            # The parent's free text was needed only to decide.
+            pipe.delete(keys.parent_request_details(request_id))
+            pipe.zrem(keys.PARENT_REQUESTS_OPEN, request_id)
+            if export is not None:
+                pipe.set(keys.parent_request_export(request_id), json.dumps(export),
+                         ex=self.retention.seconds("export"))
+            chain.append(pipe, actor=actor, action="parent_request.decided",
+                         account_id=account_id,
+                         details={"request_id": request_id, "request_type": request_type,
+                                  "decision": decision, "outcome": outcome, **extra})
+
+        transact(self.r, write, meta_key)
+
+    # -- operators -----------------------------------------------------------------------
+    def listing(self, overdue_only: bool, limit: int) -> list[dict[str, Any]]:
+        """Verified, undecided requests by due date (overdue ones only if asked)."""
+        now = self.clock.now().timestamp()
+        ids = self.r.zrangebyscore(keys.PARENT_REQUESTS_OPEN, "-inf",
+                                   f"({now}" if overdue_only else "+inf", start=0, num=limit)
+        out = []
+        for request_id in ids:
+            record = self.r.hgetall(keys.parent_request(request_id))
+            if not record:
+                continue
+            out.append({"request_id": request_id, "status": record["status"],
+                        "request_type": record["request_type"], "created_at":
+                        record["created_at"], "due_at": record["due_at"],
+                        "case_id": record.get("case_id"),
+                        "overdue": datetime.fromisoformat(record["due_at"].replace(
+                            "Z", "+00:00")).timestamp() < now})
+        return out
+
+    def overdue_count(self) -> int:
+        """Verified requests past their due date and not yet decided."""
+        now = self.clock.now().astimezone(UTC).timestamp()
+        return int(self.r.zcount(keys.PARENT_REQUESTS_OPEN, "-inf", f"({now}"))
+
+    def gauges(self) -> Iterable[Any]:
+        """Prometheus gauge source (read from Redis at scrape time, same in every worker)."""
+        yield gauge("agegate_parent_requests_overdue",
+                    "Verified parent requests past their 30-day due date", self.overdue_count())
+
