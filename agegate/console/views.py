@@ -314,6 +314,7 @@ def decide(case_id: str):
     if decision in present.NOTE_REQUIRED and not note:
         return _case_page(case_id, 422, error="Write a note saying why before you confirm this.",
                           note=note)
+    account_id = services().review.get(case_id).get("account_id")
     try:
         services().review.decide(case_id, g.console.name, decision, note)
     except AgegateError as error:
@@ -323,8 +324,12 @@ def decide(case_id: str):
         if error.fields:
             message += " " + " ".join(m for msgs in error.fields.values() for m in msgs)
         return _case_page(case_id, error.status, error=message, note=note)
-    flash(f"Decision recorded: {decision.replace('_', ' ')}.")
-    return redirect(url_for("console.case", case_id=case_id), code=303)
+    account = _account(account_id)
+    outcome = f" Account {account_id} is now {account['status']}." if account else ""
+    flash(f"Case {case_id} decided: {decision.replace('_', ' ')}.{outcome}")
+    # A termination deletes the case with everything else held on the account, so the
+    # reviewer goes back to the queue, where the next case is.
+    return redirect(url_for("console.queue"), code=303)
 
 
 # -- admin views ---------------------------------------------------------------------------
@@ -349,3 +354,32 @@ def deletions():
                      if item.get("status") != "completed" else None})
     rows.sort(key=lambda r: (not r["overdue"], r.get("due_at") or ""))
     return render_page("deletions.html", title="Deletions", rows=rows, show=show)
+
+
+@bp.route("/parent-requests", methods=["GET"])
+@public
+@admin_only
+def parent_requests():
+    """Parents' requests: open ones by due date (legal deadline), then recent outcomes."""
+    moment = now()
+    service = services().parent_requests
+    open_rows = [{**item, "deadline": present.deadline(item.get("due_at"), moment)}
+                 for item in service.listing(overdue_only=False, limit=200)]
+    decided = []
+    for case in services().review.list_cases(status="decided", limit=100, kind="parent_request"):
+        request_id = (case.get("ref") or {}).get("request_id")
+        if not request_id:
+            continue
+        try:
+            view = service.review_view(request_id)
+        except AgegateError:
+            continue  # the request's record has reached the end of its retention
+        # Only these fields: the parent's free text and the child reference stay off the page.
+        decided.append({
+            "request_id": request_id, "status": view["status"],
+            "request_type": view["request_type"], "due_at": view["due_at"],
+            "outcome": view["outcome"], "case_id": case["case_id"],
+            "decided_at": case.get("decided_at"), "decided_by": case.get("claimed_by"),
+        })
+    return render_page("parent_requests.html", title="Parent requests", open_rows=open_rows,
+                       decided=decided)
