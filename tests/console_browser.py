@@ -13,8 +13,8 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 DOCS = Path(__file__).resolve().parent.parent / "docs"
-MISSING = ("Chromium is not installed at /usr/bin/chromium. Run the test command from the "
-           "README, which installs it (apt-get install -y chromium) before running pytest.")
+MISSING = ("Chromium is not installed at /usr/bin/chromium. Run the README's test command, "
+           "`bash scripts/test.sh`, which installs Debian's chromium before running pytest.")
 
 
 @pytest.fixture

@@ -99,7 +99,7 @@ def terminate(client, account_id: str) -> str:
 
 def seed_busy_queue(client, clock) -> dict[str, str]:
     """A queue a reviewer would recognise: an overdue and a due-soon parent request, a report,
-    classifier cases, an overdue deletion. Moves the clock 31 days forward."""
+    classifier cases, an overdue deletion. Moves the clock 31 days 3 hours forward."""
     from datetime import timedelta
 
     ids: dict[str, str] = {}
@@ -109,6 +109,9 @@ def seed_busy_queue(client, clock) -> dict[str, str]:
     ids["soon_request"] = verified_parent_request(client, "acc-90ae13", "access")
     clock.instant += timedelta(days=26)
     ids["classifier"] = flag_account(client, "acc-3f8a21")["case_id"]
+    clock.instant += timedelta(hours=2, minutes=10)
     ids["report"] = flag_account(client, "acc-c4e915", report=True)["case_id"]
+    clock.instant += timedelta(minutes=45)
     ids["classifier2"] = flag_account(client, "acc-0b77d4")["case_id"]
+    clock.instant += timedelta(minutes=5)  # the queue is looked at three hours on
     return ids

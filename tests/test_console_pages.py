@@ -54,7 +54,7 @@ def test_queue_lists_open_cases_by_priority_with_deadlines_marked(client, clock)
     api = client.get("/v1/review/cases?status=open", headers=auth("reviewer")).get_json()
     assert order == [c["case_id"] for c in api["cases"]]
     assert len(order) == 5
-    assert "Overdue by 1 d" in page and "Due in 4 d" in page
+    assert "Overdue by 1 d" in page and "Due in 3 d 21 h" in page
     assert 'class="row-overdue"' in page and 'class="row-soon"' in page
     assert "Parent request" in page and "User report" in page and "Classifier" in page
     assert ids["classifier"] in page
@@ -136,7 +136,7 @@ def test_parent_requests_page_shows_status_due_date_and_outcome(client, clock):
     sign_in(client, "admin")
     page = html_of(client.get("/console/parent-requests"))
     assert ids["overdue_request"] in page and ids["soon_request"] in page
-    assert "Overdue" in page and "Due in 4 d" in page
+    assert "Overdue" in page and "Due in 3 d 21 h" in page
     assert page.index(ids["overdue_request"]) < page.index(ids["soon_request"])
     # Decide the access request and see its outcome listed.
     case_id = re.search(rf'{ids["soon_request"]}.*?/console/cases/([^"]+)"', page, re.S).group(1)
