@@ -64,7 +64,8 @@ class AccountService:
         clock: Clock,
         model: Callable[[], Any],
     ) -> None:
-        self.r = client
+        # decode_responses=True: every reply is str, which redis-py's stubs cannot know.
+        self.r: Any = client
         self.hasher = hasher
         self.accounts = accounts
         self.cases = cases
@@ -109,8 +110,9 @@ class AccountService:
 
         # WATCH the state, the meta and the termination marker: a concurrent post retries on
         # the newer state, and a termination in between turns this post into a 409.
-        result = self.r.transaction(build, state_key, meta_key, keys.account_deletion(account_hash),
-                                    value_from_callable=True)
+        result: Any = self.r.transaction(build, state_key, meta_key,
+                                         keys.account_deletion(account_hash),
+                                         value_from_callable=True)
         score, top = float(result.score), _top(result.top_signals)
         reported = any(s["type"] == "report" and s.get("reason") == "suspected_minor"
                        for s in signals)

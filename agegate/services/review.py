@@ -81,7 +81,8 @@ class ReviewService:
         clock: Clock,
         lease_seconds: int,
     ) -> None:
-        self.r = client
+        # decode_responses=True: every reply is str, which redis-py's stubs cannot know.
+        self.r: Any = client
         self.hasher = hasher
         self.cases = cases
         self.accounts = accounts
@@ -124,7 +125,7 @@ class ReviewService:
         pointer = keys.account_open_case(account_hash)
         single = kind in SINGLE_CASE_KINDS
 
-        def build(pipe: redis.client.Pipeline) -> dict[str, Any]:
+        def build(pipe: Any) -> dict[str, Any]:
             pipe.watch(keys.account_deletion(account_hash))
             if self.deletions.for_account(pipe, account_hash):
                 raise Conflict("The account has been terminated.", code="account_terminated")

@@ -19,7 +19,8 @@ class AccountStore:
     """Reads take a client or a WATCHing pipeline; writes join a caller's MULTI pipeline."""
 
     def __init__(self, client: redis.Redis, retention: Retention) -> None:
-        self.r = client
+        # decode_responses=True: every reply is str, which redis-py's stubs cannot know.
+        self.r: Any = client
         self.retention = retention
 
     def meta(self, client: Any, account_hash: str) -> dict[str, str]:
@@ -32,11 +33,11 @@ class AccountStore:
         return json.loads(raw) if raw else None
 
     def queue_meta(self, pipe: redis.client.Pipeline, account_hash: str, account_id: str,
-                   fields: dict[str, str], drop: tuple[str, ...] = ()) -> None:
+                   fields: dict[str, Any], drop: tuple[str, ...] = ()) -> None:
         """Set some meta fields (creating the account as active if new) and refresh its TTL."""
         key = keys.account(account_hash)
         pipe.hsetnx(key, "status", "active")
-        pipe.hset(key, mapping={"account_id": account_id, **fields})
+        pipe.hset(key, mapping={"account_id": account_id, **fields})  # type: ignore[dict-item]
         if drop:
             pipe.hdel(key, *drop)
         pipe.expire(key, self.retention.seconds("account"))

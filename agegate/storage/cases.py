@@ -141,7 +141,8 @@ class CaseStore:
     """Reads are plain; writes join a caller's MULTI pipeline; claims are one Lua script."""
 
     def __init__(self, client: redis.Redis, retention: Retention) -> None:
-        self.r = client
+        # decode_responses=True: every reply is str, which redis-py's stubs cannot know.
+        self.r: Any = client
         self.retention = retention
         self._claim = client.register_script(_CLAIM)
         self._requeue = client.register_script(_REQUEUE)
@@ -206,7 +207,7 @@ class CaseStore:
         """Write a new open case and put it in the queue."""
         ttl = self.retention.seconds("case")
         key = keys.case(case["case_id"])
-        pipe.hset(key, mapping=self._fields(case))
+        pipe.hset(key, mapping=self._fields(case))  # type: ignore[arg-type]
         pipe.expire(key, ttl)
         self._queue_enqueue(pipe, case["case_id"], case["kind"], case["sortkey"])
         index = keys.account_cases(account_hash)
@@ -226,7 +227,7 @@ class CaseStore:
     def queue_update(self, pipe: redis.client.Pipeline, case: dict[str, Any]) -> None:
         """Rewrite a case's fields; re-position it in the queue if it is open."""
         key = keys.case(case["case_id"])
-        pipe.hset(key, mapping=self._fields(case))
+        pipe.hset(key, mapping=self._fields(case))  # type: ignore[arg-type]
         pipe.expire(key, self.retention.seconds("case"))
         if case["status"] == "open":
             self._queue_enqueue(pipe, case["case_id"], case["kind"], case["sortkey"])
@@ -252,7 +253,7 @@ class CaseStore:
                 pipe.zrem(zkey, case_id)
 
     @staticmethod
-    def _fields(case: dict[str, Any]) -> dict[str, str]:
+    def _fields(case: dict[str, Any]) -> dict[str, Any]:
         def text(value: Any) -> str:
             return "" if value is None else str(value)
 
