@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from datetime import date, datetime
@@ -91,13 +92,13 @@ class AccountService:
         state_key = keys.account_state(account_hash)
         meta_key = keys.account(account_hash)
 
-        def build(pipe: redis.client.Pipeline) -> Any:
-            if self.deletions.for_account(pipe, account_hash):
+        def build(pipe: Any) -> Any:
+            deletion_id, raw_state = pipe.mget(keys.account_deletion(account_hash), state_key)
+            if deletion_id:
                 raise terminated()
-            meta = self.accounts.meta(pipe, account_hash)
-            if meta.get("processing") == "stopped":
+            if pipe.hget(meta_key, "processing") == "stopped":
                 raise processing_stopped()
-            state = self.accounts.state(pipe, account_hash)
+            state = json.loads(raw_state) if raw_state else None
             state = model.update(state if state is not None else model.new_state(), signals)
             result = model.score(state)
             pipe.multi()

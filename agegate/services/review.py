@@ -126,12 +126,12 @@ class ReviewService:
         single = kind in SINGLE_CASE_KINDS
 
         def build(pipe: Any) -> dict[str, Any]:
-            pipe.watch(keys.account_deletion(account_hash))
-            if self.deletions.for_account(pipe, account_hash):
+            # One round trip for both markers (both WATCHed by transact below).
+            deletion_id, existing_id = pipe.mget(keys.account_deletion(account_hash), pointer)
+            if deletion_id:
                 raise Conflict("The account has been terminated.", code="account_terminated")
             now = self.clock.now()
             if single:
-                existing_id = pipe.get(pointer)
                 if existing_id:
                     pipe.watch(keys.case(existing_id))
                     case = self.cases.read(pipe, existing_id)
@@ -165,7 +165,7 @@ class ReviewService:
                          details={"case_id": case["case_id"], "kind": kind, "score": score})
             return case
 
-        return transact(self.r, build, pointer)
+        return transact(self.r, build, pointer, keys.account_deletion(account_hash))
 
     def _raise(self, case: dict[str, Any], kind: str, score: float | None,
                top_signals: list[dict] | None, now: datetime) -> bool:
