@@ -249,3 +249,28 @@ def test_review_routes_need_the_reviewer_role(client):
         assert getattr(client, method)(path, headers=auth("signals")).status_code == 403
         assert getattr(client, method)(path, headers=auth("downstream")).status_code == 403
     assert claim(client, "admin").status_code == 204  # admin may do what a reviewer may
+
+
+def test_minor_verification_on_an_unrestricted_account_is_409(client):
+    flag(client, "acc-1")
+    body = {"outcome": "minor", "method": "card"}
+    response = client.post("/v1/accounts/acc-1/verification", json=body, headers=auth("reviewer"))
+    assert response.status_code == 409
+    assert client.get("/v1/accounts/acc-1", headers=auth("reviewer")).json["status"] == "active"
+    bad = client.post("/v1/accounts/acc-1/verification", json={"outcome": "teen", "method": "card"},
+                      headers=auth("reviewer"))
+    assert bad.status_code == 422 and "outcome" in bad.json["error"]["fields"]
+
+
+def test_openapi_documents_the_queue_and_enforcement_routes(client):
+    spec = client.get("/openapi.json").json
+    claims = spec["paths"]["/v1/review/claims"]["post"]
+    assert {"200", "204"} <= set(claims["responses"])
+    assert claims["security"] == [{"bearerAuth": []}]
+    for path in ("/v1/accounts/{account_id}/signals", "/v1/accounts/{account_id}/termination",
+                 "/v1/deletions/{deletion_id}/acks", "/v1/audit",
+                 "/v1/review/cases/{case_id}/decision", "/v1/accounts/{account_id}/verification"):
+        assert path in spec["paths"], path
+    assert "409" in spec["paths"]["/v1/review/cases/{case_id}/decision"]["post"]["responses"]
+    assert client.post("/v1/review/claims?kind=nonsense",
+                       headers=auth("reviewer")).status_code == 422
