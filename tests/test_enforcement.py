@@ -189,6 +189,11 @@ def test_audit_lists_decisions_without_pii_and_the_chain_verifies(client, app, m
     assert client.get("/v1/audit", headers=auth("reviewer")).status_code == 403
     everything = client.get("/v1/audit?limit=2", headers=auth("admin")).json["events"]
     assert len(everything) == 2
+    client.post("/v1/accounts/acc-2/termination", json={"reason": "kid@example.com said 14"},
+                headers=auth("admin"))
+    admin = client.get("/v1/audit?account_id=acc-2", headers=auth("admin")).json["events"]
+    assert admin[0]["details"]["reason"] == "admin_request"
+    assert "kid@example.com" not in str(admin)
 
     monkeypatch.setenv("REDIS_URL", redis_url)
     monkeypatch.setenv("AGEGATE_SECRET_KEY", SECRET)
@@ -196,7 +201,7 @@ def test_audit_lists_decisions_without_pii_and_the_chain_verifies(client, app, m
                                                     for k in API_KEYS))
     result = CliRunner().invoke(audit_cli, ["verify"])
     assert result.exit_code == 0, result.output
-    assert "entries checked: 3" in result.output and "problems: 0" in result.output
+    assert "entries checked: 4" in result.output and "problems: 0" in result.output
     # Tamper with one entry: the CLI notices.
     r = redis.Redis.from_url(redis_url, decode_responses=True)
     entries = r.xrange(keys.AUDIT_STREAM)

@@ -33,6 +33,16 @@ def eighteenth_birthday(born: date) -> date:
         return date(born.year + ADULT_AGE, 3, 1)
 
 
+# Reasons the service itself gives; an administrator's free-text reason stays on the deletion
+# record and the audit trail says only that an administrator asked (audit details hold no text).
+SERVICE_REASONS = frozenset({"confirm_minor", "verified_minor", "parent_request"})
+
+
+def reason_code(reason: str) -> str:
+    """The reason as the audit trail may hold it."""
+    return reason if reason in SERVICE_REASONS else "admin_request"
+
+
 @dataclass
 class TerminationPlan:
     """What termination read under WATCH: enough to write everything in one MULTI."""
@@ -138,7 +148,7 @@ class EnforcementService:
                                at=now, deletion_id=deletion_id, due_at=due_at,
                                systems=",".join(self.systems))
         chain.append(pipe, actor=actor, action="account_terminated", account_id=plan.account_id,
-                     details={"deletion_id": deletion_id, "reason": reason,
+                     details={"deletion_id": deletion_id, "reason": reason_code(reason),
                               "cases_closed": len(plan.case_ids), **(details or {})})
         return record
 
