@@ -142,6 +142,7 @@ class ReviewService:
                         if self._raise(case, kind, score, top_signals, now):
                             pipe.multi()
                             self.cases.queue_update(pipe, case)
+                            self._queue_case_score(pipe, account_hash, account_id, case)
                         return case
             created = now
             priority, sortkey = position([kind], score, created, due_at)
@@ -160,12 +161,20 @@ class ReviewService:
             self.cases.queue_create(pipe, case, account_hash)
             if single:
                 self.accounts.queue_pointer(pipe, account_hash, case["case_id"])
-                self.accounts.queue_meta(pipe, account_hash, account_id, {})
+                self._queue_case_score(pipe, account_hash, account_id, case)
             chain.append(pipe, actor=actor, action="case_opened", account_id=account_id,
                          details={"case_id": case["case_id"], "kind": kind, "score": score})
             return case
 
         return transact(self.r, build, pointer, keys.account_deletion(account_hash))
+
+    def _queue_case_score(self, pipe: Any, account_hash: str, account_id: str,
+                          case: dict[str, Any]) -> None:
+        """Note the open case's score on the account, so signal posts that would not raise it
+        can skip the case transaction."""
+        score = case["score"]
+        self.accounts.queue_meta(pipe, account_hash, account_id,
+                                 {"case_score": repr(float(score))} if score is not None else {})
 
     def _raise(self, case: dict[str, Any], kind: str, score: float | None,
                top_signals: list[dict] | None, now: datetime) -> bool:
