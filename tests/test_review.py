@@ -146,7 +146,14 @@ def test_not_minor_clears_and_a_new_flag_opens_a_new_case(client):
     assert client.get("/v1/accounts/acc-1", headers=auth("reviewer")).json["status"] == "active"
     listed = client.get("/v1/review/cases?status=decided", headers=auth("reviewer")).json
     assert [c["case_id"] for c in listed["cases"]] == [case_id]
-    assert flag(client, "acc-1")["case_id"] != case_id
+    # Still flagged at the same score, the account gets a fresh case for the next review.
+    same = post_signals(client, "acc-1", [{"type": "session", "at": "2026-11-24T13:00:00Z",
+                                           "duration_s": 60}]).json
+    assert same["flagged"] is True and same["case_id"] not in (None, case_id)
+    again = post_signals(client, "acc-1", [{"type": "session", "at": "2026-11-24T13:00:00Z",
+                                            "duration_s": 60}]).json
+    assert again["case_id"] == same["case_id"]
+    assert len(client.get("/v1/review/cases", headers=auth("reviewer")).json["cases"]) == 1
 
 
 def test_request_verification_restricts_until_adult_result(client, app):
