@@ -70,6 +70,7 @@ def test_after_termination_only_the_deletion_blocks_and_audit_remain(client, app
     post_signals(client, "acc-1", [{"type": "report", "at": "2026-11-24T12:00:00Z",
                                     "reason": "suspected_minor"}])
     flag(client, "acc-other")
+    claim(client)  # a lease on acc-1's case, so the claimed set exists too
     deletion_id = terminate(client, "acc-1").json["deletion_id"]
     hasher = app.extensions["agegate"].hasher
     ah = hasher.short("account", "acc-1")
@@ -105,6 +106,8 @@ def test_after_termination_only_the_deletion_blocks_and_audit_remain(client, app
     assert all(redis_client.ttl(key) > 0 for key in redis_client.scan_iter("*"))
     # The other account's case is untouched.
     assert len(client.get("/v1/review/cases", headers=auth("reviewer")).json["cases"]) == 1
+    claim(client)
+    assert all(redis_client.ttl(key) > 0 for key in redis_client.scan_iter("*"))
     # The identifiers it used are now blocked, whatever date is declared.
     retry = dict(linked, account_id="acc-new")
     assert client.post("/v1/age-checks", json=retry,
