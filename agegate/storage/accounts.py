@@ -15,6 +15,13 @@ from agegate.storage import keys
 from agegate.storage.keys import Retention
 
 
+def _plain(value: Any) -> Any:
+    """numpy scalars and arrays in a model state, as JSON numbers and lists."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
 class AccountStore:
     """Reads take a client or a WATCHing pipeline; writes join a caller's MULTI pipeline."""
 
@@ -44,8 +51,8 @@ class AccountStore:
 
     def queue_state(self, pipe: redis.client.Pipeline, account_hash: str, state: Any) -> None:
         """Store the model state (bounded; never text)."""
-        pipe.set(keys.account_state(account_hash), json.dumps(state, separators=(",", ":")),
-                 ex=self.retention.seconds("account"))
+        raw = json.dumps(state, separators=(",", ":"), default=_plain)
+        pipe.set(keys.account_state(account_hash), raw, ex=self.retention.seconds("account"))
 
     def queue_drop_state(self, pipe: redis.client.Pipeline, account_hash: str) -> None:
         """Forget the model state (an objection to processing)."""
