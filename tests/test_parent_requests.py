@@ -229,3 +229,23 @@ def test_rate_limit_holds_across_two_gunicorn_workers(gunicorn_server):  # noqa:
     pids = [line.split()[0] for line in log.read_text().splitlines()
             if re.fullmatch(r"<\d+> (202|429)", line.strip())]
     assert len(pids) == 4 and len(set(pids[:3])) == 1 and pids[3] != pids[0]
+
+
+@pytest.mark.parametrize("trusted_proxies, limited_statuses", [
+    (0, [202, 202, 429, 429]),  # forwarded addresses are ignored: one client
+    (1, [202, 202, 202, 202]),  # one trusted proxy: two clients, two each
+])
+def test_client_address_respects_trusted_proxies(redis_url, redis_client, tmp_path, clock,
+                                                 trusted_proxies, limited_statuses):
+    app = create_app(make_config(redis_url, tmp_path, trusted_proxies=trusted_proxies,
+                                 parent_request_rate_limit="2 per hour"), clock=clock)
+    client = app.test_client()
+    statuses = []
+    for address in ("203.0.113.7", "198.51.100.9", "203.0.113.7", "198.51.100.9"):
+        client.environ_base["HTTP_X_FORWARDED_FOR"] = address
+        statuses.append(submit(client).status_code)
+    assert sorted(statuses) == limited_statuses
+    client.environ_base["HTTP_X_FORWARDED_FOR"] = "203.0.113.7"
+    assert submit(client).status_code == 429
+    keys = list(redis_client.scan_iter("agegate:rl:*"))
+    assert keys and not any("203.0.113" in k for k in keys)  # addresses kept only hashed

@@ -349,8 +349,10 @@ class ParentRequestService:
         if not request_id:
             raise Conflict("This case does not refer to a parent request.")
         record = self._load(request_id)
+        if record["status"] in ("fulfilled", "rejected") and record.get("decision") == decision:
+            return  # a retry after the case itself failed to close: the outcome already stands
         if record["status"] != "verified":
-            raise Conflict("This request has already been decided.")
+            raise Conflict("This request is not awaiting a decision.")
         request_type = record["request_type"]
         account_id = record.get("child_account_id") or None
         extra: dict[str, str] = {}
@@ -378,7 +380,8 @@ class ParentRequestService:
             chain = self.audit.begin(pipe)
             pipe.multi()
             pipe.hset(meta_key, mapping={
-                "status": status, "outcome": outcome, "decided_at": iso(self.clock.now()),
+                "status": status, "outcome": outcome, "decision": decision,
+                "decided_at": iso(self.clock.now()),
                 "decided_by": actor, "note": (note or "")[:MAX_NOTE_CHARS], **extra,
             })
             if account_id:
