@@ -75,6 +75,20 @@ def test_cookie_is_secure_over_https(app):
     assert "Secure" in response.headers["Set-Cookie"]
 
 
+def test_cookie_is_secure_behind_a_declared_tls_proxy_only(config, clock):
+    from agegate import create_app
+
+    proxied = {"X-Forwarded-Proto": "https", "X-Forwarded-For": "203.0.113.9"}
+    for proxies, secure in ((0, False), (1, True)):
+        client = create_app(config.with_overrides(trusted_proxies=proxies),
+                            clock=clock).test_client()
+        page = client.get("/console/login", headers=proxied).get_data(as_text=True)
+        response = client.post("/console/login", headers=proxied,
+                               data={"token": TOKENS["admin"], "csrf_token": csrf_from(page)})
+        assert response.status_code == 303
+        assert ("Secure" in response.headers["Set-Cookie"]) is secure, proxies
+
+
 def test_wrong_and_non_reviewer_tokens_are_refused(client):
     page = client.get("/console/login").get_data(as_text=True)
     bad = client.post("/console/login", data={"token": "not-a-token-at-all-xx",

@@ -21,7 +21,13 @@ class ConsoleSessionInterface(SecureCookieSessionInterface):
 
     def get_cookie_secure(self, app: Flask) -> bool:  # type: ignore[override]
         """Secure on https (or when configured), so local http development still works."""
-        return bool(app.config["SESSION_COOKIE_SECURE"]) or request.is_secure
+        if app.config["SESSION_COOKIE_SECURE"] or request.is_secure:
+            return True
+        # Behind a TLS-terminating proxy the service itself sees http: trust the proxy's
+        # X-Forwarded-Proto only when the operator declared proxies (AGEGATE_TRUSTED_PROXIES).
+        trusted = app.extensions["agegate"].config.trusted_proxies
+        forwarded = request.headers.get("X-Forwarded-Proto", "").split(",")[-1].strip()
+        return bool(trusted) and forwarded.lower() == "https"
 
 
 def init_app(app: Flask) -> None:
