@@ -26,6 +26,8 @@ def _configure_logging(level: str) -> None:
 
 def _require_json_body() -> None:
     """A body that is not declared as JSON cannot be parsed as JSON: say so, as a 400."""
+    if request.blueprint == "console":
+        return  # the reviewer console posts HTML forms, not JSON
     if request.method in ("POST", "PUT", "PATCH") and request.content_length:
         if not request.is_json:
             raise MalformedRequest("The request body must be JSON (application/json).")
@@ -39,6 +41,7 @@ class AgegateApi(Api):
 
 def create_app(config: Config | None = None, *, clock: Clock | None = None) -> Flask:
     """Build the app: config, Redis, the model, error handlers, auth and blueprints."""
+    from agegate import console
     from agegate.api import (
         accounts,
         age_checks,
@@ -87,4 +90,5 @@ def create_app(config: Config | None = None, *, clock: Clock | None = None) -> F
                    content_removals):
         api.register_blueprint(module.blp)
     register_error_handlers(app)
+    console.init_app(app)
     return app

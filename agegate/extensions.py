@@ -18,6 +18,7 @@ from agegate.crypto import Hasher
 from agegate.metrics import GaugeSource
 from agegate.services.age_checks import AgeCheckService
 from agegate.services.audit import AuditTrail
+from agegate.services.console import ConsoleAuth
 from agegate.services.content_removals import ContentRemovalService
 from agegate.services.jurisdictions import MinimumAgePolicy
 from agegate.services.mailer import Mailer
@@ -25,6 +26,7 @@ from agegate.services.parent_requests import DECISIONS, ParentRequestService
 from agegate.services.rate_limits import RateLimiter, parse_rule
 from agegate.storage import connect
 from agegate.storage.audit import AuditLog
+from agegate.storage.console import ConsoleStore
 from agegate.storage.embedded import EmbeddedRedis
 from agegate.storage.events import EventStream
 from agegate.storage.identities import IdentityStore
@@ -57,6 +59,10 @@ class Agegate:
         self.age_checks = AgeCheckService(
             self.redis, self.hasher, self.identities, self.audit,
             MinimumAgePolicy(config.minimum_ages, config.default_minimum_age), self.clock,
+        )
+        self.console = ConsoleAuth(
+            ConsoleStore(self.redis), self.tokens, config.api_keys, self.hasher, self.audit,
+            self.clock, self.retention,
         )
         self.model: Any = None
         self.model_error: str | None = None

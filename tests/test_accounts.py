@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from agegate.storage import keys
-from tests.conftest import auth
+from tests.conftest import MODEL_DIR, auth
 from tests.signals_helpers import (
     FLAG_TEXT,
     flag,
@@ -178,3 +178,21 @@ def test_export_holds_everything_about_the_account(client, app):
     assert [c["case_id"] for c in export["cases"]] == [case_id]
     assert any(e["action"] == "case_opened" for e in export["audit"])
     assert export["deletions"] == []
+
+
+@pytest.mark.skipif(not (MODEL_DIR / "card.json").exists(),
+                    reason="the trained model artifact is not on this branch yet")
+def test_the_trained_model_scores_and_keeps_state_small(config, clock, redis_client):
+    from agegate import create_app
+
+    real = create_app(config.with_overrides(load_model=True), clock=clock)
+    assert real.extensions["agegate"].model is not None
+    client = real.test_client()
+    for n in range(20):
+        signals = [text_signal(f"message {n}-{i}: omg my mom says i cant go, homework due")
+                   for i in range(10)]
+        response = post_signals(client, "acc-real", signals)
+        assert response.status_code == 200
+        assert 0.0 <= response.json["score"] <= 1.0
+    ah = real.extensions["agegate"].hasher.short("account", "acc-real")
+    assert len(redis_client.get(keys.account_state(ah))) <= 2048

@@ -70,6 +70,7 @@ def test_after_termination_only_the_deletion_blocks_and_audit_remain(client, app
     post_signals(client, "acc-1", [{"type": "report", "at": "2026-11-24T12:00:00Z",
                                     "reason": "suspected_minor"}])
     flag(client, "acc-other")
+    claim(client)  # a lease on acc-1's case, so the claimed set exists too
     deletion_id = terminate(client, "acc-1").json["deletion_id"]
     hasher = app.extensions["agegate"].hasher
     ah = hasher.short("account", "acc-1")
@@ -105,6 +106,8 @@ def test_after_termination_only_the_deletion_blocks_and_audit_remain(client, app
     assert all(redis_client.ttl(key) > 0 for key in redis_client.scan_iter("*"))
     # The other account's case is untouched.
     assert len(client.get("/v1/review/cases", headers=auth("reviewer")).json["cases"]) == 1
+    claim(client)
+    assert all(redis_client.ttl(key) > 0 for key in redis_client.scan_iter("*"))
     # The identifiers it used are now blocked, whatever date is declared.
     retry = dict(linked, account_id="acc-new")
     assert client.post("/v1/age-checks", json=retry,
@@ -189,6 +192,11 @@ def test_audit_lists_decisions_without_pii_and_the_chain_verifies(client, app, m
     assert client.get("/v1/audit", headers=auth("reviewer")).status_code == 403
     everything = client.get("/v1/audit?limit=2", headers=auth("admin")).json["events"]
     assert len(everything) == 2
+    client.post("/v1/accounts/acc-2/termination", json={"reason": "kid@example.com said 14"},
+                headers=auth("admin"))
+    admin = client.get("/v1/audit?account_id=acc-2", headers=auth("admin")).json["events"]
+    assert admin[0]["details"]["reason"] == "admin_request"
+    assert "kid@example.com" not in str(admin)
 
     monkeypatch.setenv("REDIS_URL", redis_url)
     monkeypatch.setenv("AGEGATE_SECRET_KEY", SECRET)
@@ -196,7 +204,7 @@ def test_audit_lists_decisions_without_pii_and_the_chain_verifies(client, app, m
                                                     for k in API_KEYS))
     result = CliRunner().invoke(audit_cli, ["verify"])
     assert result.exit_code == 0, result.output
-    assert "entries checked: 3" in result.output and "problems: 0" in result.output
+    assert "entries checked: 4" in result.output and "problems: 0" in result.output
     # Tamper with one entry: the CLI notices.
     r = redis.Redis.from_url(redis_url, decode_responses=True)
     entries = r.xrange(keys.AUDIT_STREAM)

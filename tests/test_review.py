@@ -146,7 +146,14 @@ def test_not_minor_clears_and_a_new_flag_opens_a_new_case(client):
     assert client.get("/v1/accounts/acc-1", headers=auth("reviewer")).json["status"] == "active"
     listed = client.get("/v1/review/cases?status=decided", headers=auth("reviewer")).json
     assert [c["case_id"] for c in listed["cases"]] == [case_id]
-    assert flag(client, "acc-1")["case_id"] != case_id
+    # Still flagged at the same score, the account gets a fresh case for the next review.
+    same = post_signals(client, "acc-1", [{"type": "session", "at": "2026-11-24T13:00:00Z",
+                                           "duration_s": 60}]).json
+    assert same["flagged"] is True and same["case_id"] not in (None, case_id)
+    again = post_signals(client, "acc-1", [{"type": "session", "at": "2026-11-24T13:00:00Z",
+                                            "duration_s": 60}]).json
+    assert again["case_id"] == same["case_id"]
+    assert len(client.get("/v1/review/cases", headers=auth("reviewer")).json["cases"]) == 1
 
 
 def test_request_verification_restricts_until_adult_result(client, app):
@@ -249,3 +256,28 @@ def test_review_routes_need_the_reviewer_role(client):
         assert getattr(client, method)(path, headers=auth("signals")).status_code == 403
         assert getattr(client, method)(path, headers=auth("downstream")).status_code == 403
     assert claim(client, "admin").status_code == 204  # admin may do what a reviewer may
+
+
+def test_minor_verification_on_an_unrestricted_account_is_409(client):
+    flag(client, "acc-1")
+    body = {"outcome": "minor", "method": "card"}
+    response = client.post("/v1/accounts/acc-1/verification", json=body, headers=auth("reviewer"))
+    assert response.status_code == 409
+    assert client.get("/v1/accounts/acc-1", headers=auth("reviewer")).json["status"] == "active"
+    bad = client.post("/v1/accounts/acc-1/verification", json={"outcome": "teen", "method": "card"},
+                      headers=auth("reviewer"))
+    assert bad.status_code == 422 and "outcome" in bad.json["error"]["fields"]
+
+
+def test_openapi_documents_the_queue_and_enforcement_routes(client):
+    spec = client.get("/openapi.json").json
+    claims = spec["paths"]["/v1/review/claims"]["post"]
+    assert {"200", "204"} <= set(claims["responses"])
+    assert claims["security"] == [{"bearerAuth": []}]
+    for path in ("/v1/accounts/{account_id}/signals", "/v1/accounts/{account_id}/termination",
+                 "/v1/deletions/{deletion_id}/acks", "/v1/audit",
+                 "/v1/review/cases/{case_id}/decision", "/v1/accounts/{account_id}/verification"):
+        assert path in spec["paths"], path
+    assert "409" in spec["paths"]["/v1/review/cases/{case_id}/decision"]["post"]["responses"]
+    assert client.post("/v1/review/claims?kind=nonsense",
+                       headers=auth("reviewer")).status_code == 422

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from datetime import date, datetime
@@ -64,7 +65,8 @@ class AccountService:
         clock: Clock,
         model: Callable[[], Any],
     ) -> None:
-        self.r = client
+        # decode_responses=True: every reply is str, which redis-py's stubs cannot know.
+        self.r: Any = client
         self.hasher = hasher
         self.accounts = accounts
         self.cases = cases
@@ -90,13 +92,17 @@ class AccountService:
         state_key = keys.account_state(account_hash)
         meta_key = keys.account(account_hash)
 
-        def build(pipe: redis.client.Pipeline) -> Any:
-            if self.deletions.for_account(pipe, account_hash):
+        pointer_key = keys.account_open_case(account_hash)
+
+        def build(pipe: Any) -> tuple[Any, str | None, str | None]:
+            deletion_id, raw_state, case_id = pipe.mget(keys.account_deletion(account_hash),
+                                                        state_key, pointer_key)
+            if deletion_id:
                 raise terminated()
-            meta = self.accounts.meta(pipe, account_hash)
-            if meta.get("processing") == "stopped":
+            processing, case_score = pipe.hmget(meta_key, "processing", "case_score")
+            if processing == "stopped":
                 raise processing_stopped()
-            state = self.accounts.state(pipe, account_hash)
+            state = json.loads(raw_state) if raw_state else None
             state = model.update(state if state is not None else model.new_state(), signals)
             result = model.score(state)
             pipe.multi()
@@ -105,22 +111,22 @@ class AccountService:
                 "score": repr(float(result.score)), "band": str(result.band),
                 "flagged": "1" if result.flagged else "0", "updated_at": iso(self.clock.now()),
             })
-            return result
+            return result, case_id, case_score
 
-        # WATCH the state, the meta and the termination marker: a concurrent post retries on
-        # the newer state, and a termination in between turns this post into a 409.
-        result = self.r.transaction(build, state_key, meta_key, keys.account_deletion(account_hash),
-                                    value_from_callable=True)
+        # WATCH the state, the meta, the case pointer and the termination marker: a concurrent
+        # post retries on the newer state, and a termination in between turns this into a 409.
+        result, case_id, case_score = self.r.transaction(
+            build, state_key, meta_key, pointer_key, keys.account_deletion(account_hash),
+            value_from_callable=True)
         score, top = float(result.score), _top(result.top_signals)
         reported = any(s["type"] == "report" and s.get("reason") == "suspected_minor"
                        for s in signals)
-        case_id = None
-        if reported or result.flagged:
+        # The open case already carries this score or a higher one: nothing to raise.
+        settled = case_id is not None and case_score is not None and score <= float(case_score)
+        if reported or (result.flagged and not settled):
             case = self.review.open_or_raise(account_id, "report" if reported else "classifier",
                                              actor=actor, score=score, top_signals=top)
             case_id = case["case_id"]
-        else:
-            case_id = self.r.get(keys.account_open_case(account_hash))
         return {"account_id": account_id, "score": score, "band": str(result.band),
                 "flagged": bool(result.flagged), "case_id": case_id, "top_signals": top}
 

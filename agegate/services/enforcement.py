@@ -33,6 +33,16 @@ def eighteenth_birthday(born: date) -> date:
         return date(born.year + ADULT_AGE, 3, 1)
 
 
+# Reasons the service itself gives; an administrator's free-text reason stays on the deletion
+# record and the audit trail says only that an administrator asked (audit details hold no text).
+SERVICE_REASONS = frozenset({"confirm_minor", "verified_minor", "parent_request"})
+
+
+def reason_code(reason: str) -> str:
+    """The reason as the audit trail may hold it."""
+    return reason if reason in SERVICE_REASONS else "admin_request"
+
+
 @dataclass
 class TerminationPlan:
     """What termination read under WATCH: enough to write everything in one MULTI."""
@@ -62,7 +72,8 @@ class EnforcementService:
         systems: tuple[str, ...],
         due_days: int,
     ) -> None:
-        self.r = client
+        # decode_responses=True: every reply is str, which redis-py's stubs cannot know.
+        self.r: Any = client
         self.hasher = hasher
         self.audit = audit
         self.events = events
@@ -84,7 +95,7 @@ class EnforcementService:
                 return seconds
         return self.retention.seconds("identity_block_default")
 
-    def prepare(self, pipe: redis.client.Pipeline, account_id: str) -> TerminationPlan:
+    def prepare(self, pipe: Any, account_id: str) -> TerminationPlan:
         """Read (and WATCH) everything termination touches; call before pipe.multi()."""
         account_hash = self.hasher.short("account", account_id)
         pipe.watch(keys.account_deletion(account_hash), *keys.account_keys(account_hash))
@@ -92,7 +103,7 @@ class EnforcementService:
         case_ids = sorted(pipe.smembers(keys.account_cases(account_hash)))
         linked = pipe.zrange(keys.account_identifiers(account_hash), 0, -1)
         identifiers: list[Identifier] = [("account", account_hash)]
-        identifiers += [tuple(m.split(":", 1)) for m in linked]  # type: ignore[misc]
+        identifiers += [(kind, digest) for kind, _, digest in (m.partition(":") for m in linked)]
         meta = pipe.hgetall(keys.account(account_hash))
         return TerminationPlan(account_id, account_hash, existing, case_ids, identifiers, meta)
 
@@ -112,13 +123,15 @@ class EnforcementService:
         The date of birth, when given, only times the identity block and is then dropped.
         """
         now = self.clock.now()
-        record = {
-            "deletion_id": new_id("del"),
+        deletion_id = new_id("del")
+        due_at = iso(now + timedelta(days=self.due_days))
+        record: dict[str, Any] = {
+            "deletion_id": deletion_id,
             "account_id": plan.account_id,
             "status": "pending",
             "systems": {system: "pending" for system in self.systems},
             "requested_at": iso(now),
-            "due_at": iso(now + timedelta(days=self.due_days)),
+            "due_at": due_at,
             "completed_at": None,
             "reason": reason,
         }
@@ -129,14 +142,13 @@ class EnforcementService:
         self.identities.queue_identity_blocks(pipe, plan.identifiers,
                                               self.block_seconds(born, now))
         self.deletions.queue_write(pipe, record, plan.account_hash)
-        deletion_id = record["deletion_id"]
         self.events.queue_emit(pipe, "account.terminated", account_id=plan.account_id, at=now,
                                deletion_id=deletion_id)
         self.events.queue_emit(pipe, "account.deletion_requested", account_id=plan.account_id,
-                               at=now, deletion_id=deletion_id, due_at=record["due_at"],
+                               at=now, deletion_id=deletion_id, due_at=due_at,
                                systems=",".join(self.systems))
         chain.append(pipe, actor=actor, action="account_terminated", account_id=plan.account_id,
-                     details={"deletion_id": deletion_id, "reason": reason,
+                     details={"deletion_id": deletion_id, "reason": reason_code(reason),
                               "cases_closed": len(plan.case_ids), **(details or {})})
         return record
 

@@ -81,7 +81,8 @@ class ReviewService:
         clock: Clock,
         lease_seconds: int,
     ) -> None:
-        self.r = client
+        # decode_responses=True: every reply is str, which redis-py's stubs cannot know.
+        self.r: Any = client
         self.hasher = hasher
         self.cases = cases
         self.accounts = accounts
@@ -124,13 +125,13 @@ class ReviewService:
         pointer = keys.account_open_case(account_hash)
         single = kind in SINGLE_CASE_KINDS
 
-        def build(pipe: redis.client.Pipeline) -> dict[str, Any]:
-            pipe.watch(keys.account_deletion(account_hash))
-            if self.deletions.for_account(pipe, account_hash):
+        def build(pipe: Any) -> dict[str, Any]:
+            # One round trip for both markers (both WATCHed by transact below).
+            deletion_id, existing_id = pipe.mget(keys.account_deletion(account_hash), pointer)
+            if deletion_id:
                 raise Conflict("The account has been terminated.", code="account_terminated")
             now = self.clock.now()
             if single:
-                existing_id = pipe.get(pointer)
                 if existing_id:
                     pipe.watch(keys.case(existing_id))
                     case = self.cases.read(pipe, existing_id)
@@ -141,6 +142,7 @@ class ReviewService:
                         if self._raise(case, kind, score, top_signals, now):
                             pipe.multi()
                             self.cases.queue_update(pipe, case)
+                            self._queue_case_score(pipe, account_hash, account_id, case)
                         return case
             created = now
             priority, sortkey = position([kind], score, created, due_at)
@@ -159,12 +161,20 @@ class ReviewService:
             self.cases.queue_create(pipe, case, account_hash)
             if single:
                 self.accounts.queue_pointer(pipe, account_hash, case["case_id"])
-                self.accounts.queue_meta(pipe, account_hash, account_id, {})
+                self._queue_case_score(pipe, account_hash, account_id, case)
             chain.append(pipe, actor=actor, action="case_opened", account_id=account_id,
                          details={"case_id": case["case_id"], "kind": kind, "score": score})
             return case
 
-        return transact(self.r, build, pointer)
+        return transact(self.r, build, pointer, keys.account_deletion(account_hash))
+
+    def _queue_case_score(self, pipe: Any, account_hash: str, account_id: str,
+                          case: dict[str, Any]) -> None:
+        """Note the open case's score on the account, so signal posts that would not raise it
+        can skip the case transaction."""
+        score = case["score"]
+        self.accounts.queue_meta(pipe, account_hash, account_id,
+                                 {"case_score": repr(float(score))} if score is not None else {})
 
     def _raise(self, case: dict[str, Any], kind: str, score: float | None,
                top_signals: list[dict] | None, now: datetime) -> bool:

@@ -15,11 +15,19 @@ from agegate.storage import keys
 from agegate.storage.keys import Retention
 
 
+def _plain(value: Any) -> Any:
+    """numpy scalars and arrays in a model state, as JSON numbers and lists."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
 class AccountStore:
     """Reads take a client or a WATCHing pipeline; writes join a caller's MULTI pipeline."""
 
     def __init__(self, client: redis.Redis, retention: Retention) -> None:
-        self.r = client
+        # decode_responses=True: every reply is str, which redis-py's stubs cannot know.
+        self.r: Any = client
         self.retention = retention
 
     def meta(self, client: Any, account_hash: str) -> dict[str, str]:
@@ -32,19 +40,19 @@ class AccountStore:
         return json.loads(raw) if raw else None
 
     def queue_meta(self, pipe: redis.client.Pipeline, account_hash: str, account_id: str,
-                   fields: dict[str, str], drop: tuple[str, ...] = ()) -> None:
+                   fields: dict[str, Any], drop: tuple[str, ...] = ()) -> None:
         """Set some meta fields (creating the account as active if new) and refresh its TTL."""
         key = keys.account(account_hash)
         pipe.hsetnx(key, "status", "active")
-        pipe.hset(key, mapping={"account_id": account_id, **fields})
+        pipe.hset(key, mapping={"account_id": account_id, **fields})  # type: ignore[dict-item]
         if drop:
             pipe.hdel(key, *drop)
         pipe.expire(key, self.retention.seconds("account"))
 
     def queue_state(self, pipe: redis.client.Pipeline, account_hash: str, state: Any) -> None:
         """Store the model state (bounded; never text)."""
-        pipe.set(keys.account_state(account_hash), json.dumps(state, separators=(",", ":")),
-                 ex=self.retention.seconds("account"))
+        raw = json.dumps(state, separators=(",", ":"), default=_plain)
+        pipe.set(keys.account_state(account_hash), raw, ex=self.retention.seconds("account"))
 
     def queue_drop_state(self, pipe: redis.client.Pipeline, account_hash: str) -> None:
         """Forget the model state (an objection to processing)."""

@@ -25,6 +25,7 @@ local case_prefix = ARGV[1]
 local open_kind_prefix = ARGV[2]
 local now = tonumber(ARGV[3])
 local at_iso = ARGV[4]
+local ttl = tonumber(ARGV[5])
 local function push_history(ck, item)
   local raw = redis.call('HGET', ck, 'history')
   local h = {}
@@ -46,21 +47,23 @@ local function requeue()
       push_history(ck, {at = at_iso, event = 'lease_expired', actor = who})
       local sk = redis.call('HGET', ck, 'sortkey')
       redis.call('ZADD', KEYS[1], sk, id)
+      redis.call('EXPIRE', KEYS[1], ttl)
       redis.call('ZADD', open_kind_prefix .. kind, sk, id)
+      redis.call('EXPIRE', open_kind_prefix .. kind, ttl)
     end
   end
   return #expired
 end
 """.replace("__HISTORY_LIMIT__", str(HISTORY_LIMIT))
 
-# KEYS: open (all), claimed. ARGV: common 1-4, then lease_until, lease_iso, reviewer, mode, target.
+# KEYS: open (all), claimed. ARGV: common 1-5, then lease_until, lease_iso, reviewer, mode, target.
 _CLAIM = _LUA_COMMON + """
 requeue()
-local lease_until = ARGV[5]
-local lease_iso = ARGV[6]
-local reviewer = ARGV[7]
-local mode = ARGV[8]
-local target = ARGV[9]
+local lease_until = ARGV[6]
+local lease_iso = ARGV[7]
+local reviewer = ARGV[8]
+local mode = ARGV[9]
+local target = ARGV[10]
 for _ = 1, 50 do
   local id
   if mode == 'one' then
@@ -83,6 +86,7 @@ for _ = 1, 50 do
   if kind then
     redis.call('ZREM', open_kind_prefix .. kind, id)
     redis.call('ZADD', KEYS[2], lease_until, id)
+    redis.call('EXPIRE', KEYS[2], ttl)
     redis.call('HSET', ck, 'status', 'claimed', 'claimed_by', reviewer,
                'lease_expires_at', lease_iso, 'lease_until', lease_until)
     push_history(ck, {at = at_iso, event = 'claimed', actor = reviewer})
@@ -141,13 +145,15 @@ class CaseStore:
     """Reads are plain; writes join a caller's MULTI pipeline; claims are one Lua script."""
 
     def __init__(self, client: redis.Redis, retention: Retention) -> None:
-        self.r = client
+        # decode_responses=True: every reply is str, which redis-py's stubs cannot know.
+        self.r: Any = client
         self.retention = retention
         self._claim = client.register_script(_CLAIM)
         self._requeue = client.register_script(_REQUEUE)
 
     def _common_args(self, now: datetime) -> list[Any]:
-        return [keys.CASE_PREFIX, keys.REVIEW_OPEN_KIND_PREFIX, now.timestamp(), iso(now)]
+        return [keys.CASE_PREFIX, keys.REVIEW_OPEN_KIND_PREFIX, now.timestamp(), iso(now),
+                self.retention.seconds("case")]
 
     # -- reads ---------------------------------------------------------------------------
     def read(self, client: Any, case_id: str) -> dict[str, Any] | None:
@@ -206,7 +212,7 @@ class CaseStore:
         """Write a new open case and put it in the queue."""
         ttl = self.retention.seconds("case")
         key = keys.case(case["case_id"])
-        pipe.hset(key, mapping=self._fields(case))
+        pipe.hset(key, mapping=self._fields(case))  # type: ignore[arg-type]
         pipe.expire(key, ttl)
         self._queue_enqueue(pipe, case["case_id"], case["kind"], case["sortkey"])
         index = keys.account_cases(account_hash)
@@ -226,7 +232,7 @@ class CaseStore:
     def queue_update(self, pipe: redis.client.Pipeline, case: dict[str, Any]) -> None:
         """Rewrite a case's fields; re-position it in the queue if it is open."""
         key = keys.case(case["case_id"])
-        pipe.hset(key, mapping=self._fields(case))
+        pipe.hset(key, mapping=self._fields(case))  # type: ignore[arg-type]
         pipe.expire(key, self.retention.seconds("case"))
         if case["status"] == "open":
             self._queue_enqueue(pipe, case["case_id"], case["kind"], case["sortkey"])
@@ -252,7 +258,7 @@ class CaseStore:
                 pipe.zrem(zkey, case_id)
 
     @staticmethod
-    def _fields(case: dict[str, Any]) -> dict[str, str]:
+    def _fields(case: dict[str, Any]) -> dict[str, Any]:
         def text(value: Any) -> str:
             return "" if value is None else str(value)
 

@@ -30,7 +30,8 @@ class DeletionStore:
     """Reads are plain or through a WATCHing pipeline; writes join a caller's MULTI pipeline."""
 
     def __init__(self, client: redis.Redis, retention: Retention) -> None:
-        self.r = client
+        # decode_responses=True: every reply is str, which redis-py's stubs cannot know.
+        self.r: Any = client
         self.retention = retention
 
     def read(self, client: Any, deletion_id: str) -> dict[str, Any] | None:

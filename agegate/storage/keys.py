@@ -141,6 +141,17 @@ def audit_index(account_hash: str) -> str:
     return f"{PREFIX}:audit:acct:{account_hash}"
 
 
+# -- reviewer console ----------------------------------------------------------------------
+def console_session(session_id: str) -> str:
+    """Hash: name, role, issued_at, expires_at of one signed-in console session."""
+    return f"{PREFIX}:console:session:{session_id}"
+
+
+def console_login_failures(client_hash: str) -> str:
+    """Counter of failed console sign-ins from one (hashed) client address."""
+    return f"{PREFIX}:console:login-failures:{client_hash}"
+
+
 # -- parent requests -----------------------------------------------------------------------
 def parent_request(request_id: str) -> str:
     """Hash: status, type, keyed hashes, hashed status token and code, timestamps, outcome."""

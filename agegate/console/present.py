@@ -1,0 +1,126 @@
+"""Presentation helpers: times, deadlines, and score explanations a reviewer can read."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+# Decisions each case kind allows (API.md, review queue), with the wording on the button.
+DECISIONS: dict[str, list[tuple[str, str]]] = {
+    "classifier": [
+        ("confirm_minor", "Confirm minor and terminate the account"),
+        ("request_verification", "Request age verification (restricts the account)"),
+        ("not_minor", "Not a minor: clear the case"),
+    ],
+    "parent_request": [
+        ("fulfill", "Fulfil the parent's request"),
+        ("reject", "Reject the request"),
+    ],
+}
+DECISIONS["report"] = DECISIONS["classifier"]
+DECISIONS["content_removal"] = DECISIONS["classifier"]
+# Decisions that end an account (or act on a parent's request) must say why, for the audit trail.
+NOTE_REQUIRED = frozenset({"confirm_minor", "fulfill"})
+
+KIND_LABELS = {
+    "classifier": "Classifier",
+    "report": "User report",
+    "parent_request": "Parent request",
+    "content_removal": "Content removal",
+}
+# Parent requests must be answered within 30 days of submission; flag them a week ahead.
+DUE_SOON = timedelta(days=7)
+
+_SIGNAL_PHRASES = {
+    "word": "the word “{}” in messages",
+    "term": "the word “{}” in messages",
+    "token": "the word “{}” in messages",
+    "text": "the wording “{}” in messages",
+    "payment": "paying with {}",
+    "report": "a user report ({})",
+    "session": "session pattern: {}",
+    "signal": "{}",
+}
+
+
+def parse_time(value: Any) -> datetime | None:
+    """A datetime from a service value (datetime or ISO-8601 text); None stays None."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime):
+        return value
+    try:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def when(value: Any) -> str:
+    """`2026-11-24 13:30 UTC`."""
+    moment = parse_time(value)
+    return moment.strftime("%Y-%m-%d %H:%M UTC") if moment else "—"
+
+
+def duration(delta: timedelta) -> str:
+    """A short human duration: `3 d 4 h`, `2 h 5 min`, `4 min 10 s`."""
+    seconds = max(int(delta.total_seconds()), 0)
+    days, rest = divmod(seconds, 86_400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days} d {hours} h"
+    if hours:
+        return f"{hours} h {minutes} min"
+    if minutes:
+        return f"{minutes} min {secs} s"
+    return f"{secs} s"
+
+
+def deadline(due: Any, now: datetime) -> dict[str, Any] | None:
+    """How a due date should stand out: overdue, due soon, or fine."""
+    moment = parse_time(due)
+    if moment is None:
+        return None
+    if moment <= now:
+        return {"state": "overdue", "text": f"Overdue by {duration(now - moment)}"}
+    if moment - now <= DUE_SOON:
+        return {"state": "soon", "text": f"Due in {duration(moment - now)}"}
+    return {"state": "ok", "text": f"Due in {duration(moment - now)}"}
+
+
+def signal_phrase(name: str) -> str:
+    """Turn a model feature name such as `word:mom` or `payment:prepaid_card` into words."""
+    prefix, sep, rest = name.partition(":")
+    if not sep:
+        prefix, sep, rest = name.partition("=")
+    if sep and prefix in _SIGNAL_PHRASES:
+        return _SIGNAL_PHRASES[prefix].format(rest.replace("_", " "))
+    return name.replace("_", " ").replace(":", ": ")
+
+
+def explain(top_signals: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+    """Sentences and bar widths (percent of the strongest) for the signals behind a score."""
+    signals = [s for s in (top_signals or []) if isinstance(s, dict) and "name" in s]
+    strongest = max((abs(float(s.get("weight") or 0)) for s in signals), default=0.0) or 1.0
+    rows = []
+    for item in signals:
+        weight = float(item.get("weight") or 0)
+        phrase = signal_phrase(str(item["name"]))
+        direction = "pushed the score up" if weight >= 0 else "pulled the score down"
+        rows.append({
+            "name": str(item["name"]),
+            "weight": weight,
+            "sentence": f"{phrase[:1].upper()}{phrase[1:]} {direction} ({weight:+.2f}).",
+            "percent": round(100 * abs(weight) / strongest),
+            "direction": "up" if weight >= 0 else "down",
+        })
+    return rows
+
+
+def band_of(score: Any) -> str | None:
+    """A label for a score when the service gave no band (low < 0.4 <= medium < 0.7 <= high)."""
+    try:
+        value = float(score)
+    except (TypeError, ValueError):
+        return None
+    return "high" if value >= 0.7 else "medium" if value >= 0.4 else "low"

@@ -1,0 +1,115 @@
+"""Reviewer console sign-in: token -> short-lived server-side session, with a brute-force brake."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from agegate.clock import Clock, iso
+from agegate.crypto import Hasher
+from agegate.errors import RateLimited, Unauthorized
+from agegate.services.audit import AuditTrail
+from agegate.storage.console import ConsoleStore
+from agegate.storage.keys import Retention
+
+CONSOLE_ROLES = frozenset({"reviewer", "admin"})
+
+
+class TokenLookup(Protocol):
+    """What the console needs of the token table: find a key by its secret."""
+
+    def find(self, token: str) -> Any: ...
+
+
+@dataclass(frozen=True)
+class ConsoleSession:
+    """A signed-in reviewer: the token's name and role, never the token itself."""
+
+    session_id: str
+    name: str
+    role: str
+    expires_at: datetime
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+
+class ConsoleAuth:
+    """Sign in, resume and sign out console sessions."""
+
+    def __init__(
+        self,
+        store: ConsoleStore,
+        tokens: TokenLookup,
+        api_keys: Any,
+        hasher: Hasher,
+        audit: AuditTrail,
+        clock: Clock,
+        retention: Retention,
+        *,
+        lifetime: timedelta = timedelta(hours=8),
+        max_failures: int = 10,
+        failure_window_seconds: int = 900,
+    ) -> None:
+        self.store = store
+        self.tokens = tokens
+        # A session lives only while its token's name still holds that role: rotating a token
+        # out of AGEGATE_API_KEYS ends the sessions it opened on the next request.
+        self.grants = {(k.name, k.role) for k in api_keys}
+        self.hasher = hasher
+        self.audit = audit
+        self.clock = clock
+        self.lifetime = lifetime
+        self.ttl = min(int(lifetime.total_seconds()), retention.seconds("console_session"))
+        self.max_failures = max_failures
+        self.window = min(failure_window_seconds, retention.seconds("rate_limit"))
+
+    def _key(self, session_id: str) -> str:
+        # Only a keyed hash of the session id is stored, so a Redis dump holds no usable session.
+        return self.hasher.short("console_session", session_id)
+
+    def sign_in(self, token: str, client_address: str) -> ConsoleSession:
+        """Exchange a reviewer/admin token for a session; refuse after too many failures."""
+        client = self.hasher.short("console_client", client_address or "unknown")
+        failures, retry_after = self.store.failures(client)
+        if failures >= self.max_failures:
+            raise RateLimited(retry_after, "Too many failed sign-ins; try again later.")
+        key = self.tokens.find(token.strip()) if token and token.strip() else None
+        if key is None or key.role not in CONSOLE_ROLES:
+            self.store.record_failure(client, self.window)
+            raise Unauthorized("That token was not accepted.")
+        self.store.clear_failures(client)
+        now = self.clock.now()
+        session = ConsoleSession(
+            session_id=secrets.token_urlsafe(32), name=key.name, role=key.role,
+            expires_at=now + self.lifetime,
+        )
+        self.store.create(
+            self._key(session.session_id),
+            {"name": key.name, "role": key.role, "issued_at": iso(now),
+             "expires_at": iso(session.expires_at)},
+            self.ttl,
+        )
+        self.audit.record(key.name, "console.signed_in", details={"role": key.role})
+        return session
+
+    def resume(self, session_id: str | None) -> ConsoleSession | None:
+        """The live session for this id, or None when unknown, expired, revoked or rotated out."""
+        if not session_id:
+            return None
+        record = self.store.get(self._key(session_id))
+        if record is None:
+            return None
+        expires_at = datetime.fromisoformat(record["expires_at"].replace("Z", "+00:00"))
+        if expires_at <= self.clock.now() or (record["name"], record["role"]) not in self.grants:
+            self.store.delete(self._key(session_id))
+            return None
+        return ConsoleSession(session_id, record["name"], record["role"], expires_at)
+
+    def sign_out(self, session: ConsoleSession) -> None:
+        """Revoke the session server-side, so a copied cookie stops working too."""
+        self.store.delete(self._key(session.session_id))
+        self.audit.record(session.name, "console.signed_out")

@@ -1,0 +1,63 @@
+"""Console sessions and the sign-in failure counter (Redis only)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+
+from agegate.storage import keys
+
+_COUNT_FAILURE = """
+local n = redis.call('INCR', KEYS[1])
+if redis.call('TTL', KEYS[1]) < 0 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+return n
+"""
+
+
+class ConsoleStore:
+    """Server-side session records, so signing out revokes a cookie even before it expires."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.r = client
+        self._count = client.register_script(_COUNT_FAILURE)
+
+    def create(self, session_id: str, record: dict[str, str], ttl_seconds: int) -> None:
+        """Write a session record with its TTL in one transaction."""
+        key = keys.console_session(session_id)
+        pipe = self.r.pipeline(transaction=True)
+        pipe.hset(key, mapping=record)
+        pipe.expire(key, ttl_seconds)
+        pipe.execute()
+
+    def get(self, session_id: str) -> dict[str, Any] | None:
+        """The session record, or None when it expired or was revoked."""
+        record = self.r.hgetall(keys.console_session(session_id))
+        return {_text(k): _text(v) for k, v in record.items()} or None
+
+    def delete(self, session_id: str) -> None:
+        """Revoke a session."""
+        self.r.delete(keys.console_session(session_id))
+
+    def failures(self, client_hash: str) -> tuple[int, int]:
+        """Failed sign-ins in the current window and the seconds left in it."""
+        key = keys.console_login_failures(client_hash)
+        pipe = self.r.pipeline(transaction=True)
+        pipe.get(key)
+        pipe.ttl(key)
+        count, ttl = pipe.execute()
+        return int(count or 0), max(int(ttl), 0)
+
+    def record_failure(self, client_hash: str, window_seconds: int) -> int:
+        """Count one failure; the window starts at the first failure (EXPIRE NX)."""
+        # A script, so the count and its expiry are set together (EXPIRE NX needs Redis 7).
+        return int(self._count(keys=[keys.console_login_failures(client_hash)],
+                               args=[window_seconds]))
+
+    def clear_failures(self, client_hash: str) -> None:
+        """A successful sign-in resets the counter for that address."""
+        self.r.delete(keys.console_login_failures(client_hash))
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -1,0 +1,206 @@
+"""Signal posts through gunicorn (2 sync workers, real Redis) against the raw model on the same
+texts: prints throughput, latency and the overhead ratio.
+
+    python benchmarks/bench_signals.py [--requests 2000] [--concurrency 4] [--accounts 200]
+
+Uses the trained model from AGEGATE_MODEL_DIR when `agegate.model` and its artifact are present,
+else the tests' stand-in model (said so in the output). Only talks to 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import importlib.util
+import json
+import os
+import random
+import secrets
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+WORDS = ("my mom says i cant go to the party because of school homework tomorrow lol "
+         "the meeting ran long and the invoice is due friday my teacher gave us a test "
+         "need advice on my mortgage and my kids college fund omg this is so boring").split()
+
+
+def texts(n: int, seed: int = 7) -> list[str]:
+    """Synthetic chat messages of 5-30 words (no data set needed, same for both sides)."""
+    rng = random.Random(seed)
+    return [" ".join(rng.choice(WORDS) for _ in range(rng.randint(5, 30))) for _ in range(n)]
+
+
+def _model_available() -> bool:
+    return importlib.util.find_spec("agegate.model") is not None
+
+
+def bench_app():
+    """gunicorn factory: the app from the environment, with the stand-in model if need be."""
+    from agegate import create_app
+    from agegate.config import from_env
+
+    config = from_env()
+    if not _model_available():
+        config = config.with_overrides(load_model=False)
+    app = create_app(config)
+    state = app.extensions["agegate"]
+    if state.model is None:
+        from tests.signals_helpers import KeywordModel
+
+        state.model = KeywordModel()
+    return app
+
+
+def load_model():
+    """(model, description) for the raw side: the real one when present."""
+    if _model_available():
+        from agegate.model import load_model as real_load
+
+        model_dir = Path(os.environ.get("AGEGATE_MODEL_DIR") or ROOT / "model")
+        try:
+            return real_load(model_dir), f"trained model from {model_dir}"
+        except Exception as error:  # noqa: BLE001 - fall back, and say so
+            print(f"model not loaded ({type(error).__name__}); using the stand-in")
+    from tests.signals_helpers import KeywordModel
+
+    return KeywordModel(), "stand-in KeywordModel (agegate.model not on this branch)"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_ready(port: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", "/healthz")
+            if conn.getresponse().status == 200:
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError("gunicorn did not become ready")
+
+
+def run_http(port: int, token: str, bodies: list[str], accounts: int,
+             concurrency: int) -> tuple[float, list[float], int]:
+    """Post every body once, `concurrency` at a time; (seconds, latencies, errors)."""
+    latencies: list[float] = []
+    errors = 0
+    lock = threading.Lock()
+    cursor = iter(range(len(bodies)))
+
+    def worker() -> None:
+        nonlocal errors
+        while True:
+            with lock:
+                i = next(cursor, None)
+            if i is None:
+                return
+            signal = {"type": "message", "at": datetime.now(UTC).isoformat(), "text": bodies[i]}
+            payload = json.dumps({"signals": [signal]})
+            started = time.perf_counter()
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            conn.request("POST", f"/v1/accounts/bench-{i % accounts}/signals", payload,
+                         {"Content-Type": "application/json", "Authorization": f"Bearer {token}"})
+            response = conn.getresponse()
+            response.read()
+            conn.close()
+            elapsed = time.perf_counter() - started
+            with lock:
+                latencies.append(elapsed)
+                if response.status != 200:
+                    errors += 1
+
+    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return time.perf_counter() - started, latencies, errors
+
+
+def run_raw(model, bodies: list[str]) -> float:
+    """Seconds for the bare model on the same texts, one signal per call."""
+    at = datetime.now(UTC)
+    started = time.perf_counter()
+    for body in bodies:
+        model.score(model.update(model.new_state(), [{"type": "message", "at": at,
+                                                       "text": body}]))
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--accounts", type=int, default=200)
+    args = parser.parse_args()
+    if not 1 <= args.requests <= 100_000 or not 1 <= args.concurrency <= 64:
+        parser.error("keep --requests within 1..100000 and --concurrency within 1..64")
+
+    from agegate.storage.embedded import EmbeddedRedis
+
+    bodies = texts(args.requests)
+    model, description = load_model()
+    run_raw(model, bodies[:50])  # warm up
+    raw_seconds = run_raw(model, bodies)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        server = EmbeddedRedis(Path(tmp) / "redis")
+        url = server.start()
+        token = secrets.token_urlsafe(24)
+        port = free_port()
+        env = dict(os.environ, REDIS_URL=url, AGEGATE_SECRET_KEY=secrets.token_urlsafe(48),
+                   AGEGATE_API_KEYS=f"bench:signals:{token}", AGEGATE_ENV="production",
+                   AGEGATE_LOG_LEVEL="WARNING", PYTHONPATH=str(ROOT))
+        gunicorn = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "--workers", "2", "--worker-class", "sync",
+             "--bind", f"127.0.0.1:{port}", "--log-level", "warning",
+             "benchmarks.bench_signals:bench_app()"],
+            cwd=ROOT, env=env,
+        )
+        try:
+            wait_ready(port)
+            run_http(port, token, bodies[:50], args.accounts, args.concurrency)  # warm up
+            seconds, latencies, errors = run_http(port, token, bodies, args.accounts,
+                                                  args.concurrency)
+        finally:
+            gunicorn.terminate()
+            gunicorn.wait(timeout=30)
+            server.stop()
+
+    n = len(bodies)
+    latencies.sort()
+    raw_per_call = raw_seconds / n
+    http_per_req = seconds / n
+    print(f"model: {description}")
+    print(f"requests: {n} (one message each) over {args.accounts} accounts, "
+          f"concurrency {args.concurrency}, gunicorn 2 sync workers, errors {errors}")
+    print(f"raw model (update+score, 1 thread): {n / raw_seconds:,.0f} signals/s, "
+          f"{raw_per_call * 1e3:.3f} ms each")
+    print(f"HTTP signal posts: {n / seconds:,.0f} req/s; latency p50 "
+          f"{statistics.median(latencies) * 1e3:.2f} ms, p95 "
+          f"{latencies[int(0.95 * (n - 1))] * 1e3:.2f} ms, p99 "
+          f"{latencies[int(0.99 * (n - 1))] * 1e3:.2f} ms")
+    print(f"overhead ratio (HTTP wall time per request / raw model time per call): "
+          f"{http_per_req / raw_per_call:.1f}x; mean latency / raw call: "
+          f"{statistics.mean(latencies) / raw_per_call:.1f}x")
+
+
+if __name__ == "__main__":
+    main()
