@@ -64,3 +64,39 @@ def test_concurrent_appends_keep_one_chain(app, client):
         t.join()
     checked, problems = app.extensions["agegate"].audit.log.verify()
     assert checked == 60 and problems == []
+
+
+def test_cutting_entries_off_the_end_is_detected(app, client, redis_client):
+    make_entries(client, 3)
+    last_id, _ = redis_client.xrevrange(keys.AUDIT_STREAM, count=1)[0]
+    redis_client.xdel(keys.AUDIT_STREAM, last_id)
+    _, problems = app.extensions["agegate"].audit.log.verify()
+    assert [p.problem for p in problems] == ["chain does not end at its recorded head"]
+
+
+def test_writers_in_separate_processes_keep_separate_chains_that_all_verify(
+    app, redis_url, redis_client, tmp_path, clock
+):
+    import threading
+
+    from agegate import create_app
+    from tests.conftest import make_config
+
+    # A second app instance stands for a second gunicorn worker: its own chain, same stream.
+    other = create_app(make_config(redis_url, tmp_path, load_model=False), clock=clock)
+
+    def worker(application):
+        c = application.test_client()
+        for _ in range(15):
+            c.post("/v1/age-checks", json={"date_of_birth": "1990-01-01", "country": "US"},
+                   headers=auth("registration"))
+
+    threads = [threading.Thread(target=worker, args=(a,)) for a in (app, other, app, other)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    log = app.extensions["agegate"].audit.log
+    checked, problems = log.verify()
+    assert checked == 60 and problems == []
+    assert len({e["chain"] for e in log.recent(limit=60)}) == 2

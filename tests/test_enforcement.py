@@ -13,6 +13,7 @@ from agegate.cli_audit import audit as audit_cli
 from agegate.storage import keys
 from agegate.storage.embedded import EmbeddedRedis
 from tests.conftest import API_KEYS, SECRET, auth, make_config
+from tests.helpers import dump_keyspace
 from tests.signals_helpers import (
     KeywordModel,
     claim,
@@ -82,21 +83,8 @@ def test_after_termination_only_the_deletion_blocks_and_audit_remain(client, app
     }
     for key in allowed:
         assert redis_client.exists(key), key
-    remaining = set()
-    for key in redis_client.scan_iter("*"):
-        kind = redis_client.type(key)
-        if kind == "string":
-            content = redis_client.get(key)
-        elif kind == "hash":
-            content = str(redis_client.hgetall(key))
-        elif kind == "set":
-            content = str(redis_client.smembers(key))
-        elif kind == "zset":
-            content = str(redis_client.zrange(key, 0, -1))
-        else:
-            content = str(redis_client.xrange(key))
-        if ah in key or "acc-1" in content:
-            remaining.add(key)
+    remaining = {key for key, content in dump_keyspace(redis_client).items()
+                 if ah in key or "acc-1" in content}
     streams = {keys.AUDIT_STREAM, app.extensions["agegate"].config.events_stream}
     assert remaining - streams <= allowed
     assert remaining - streams == allowed - {keys.identity_block("device", hasher.short(

@@ -2,21 +2,56 @@
 
 from __future__ import annotations
 
+import os
+import threading
+from collections.abc import Callable
 from typing import Any
 
 import redis
 
 from agegate.clock import Clock
 from agegate.crypto import Hasher, new_id
-from agegate.storage.audit import AuditLog
+from agegate.storage.audit import GENESIS, AuditLog
+
+# The transact() call in progress on this thread, if any.
+_context = threading.local()
+
+
+class ChainWriter:
+    """This process's own audit chain. Being its only writer, it keeps the head in memory, so
+    appending needs no WATCH and no read, and writers on other processes never contend."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self._restart()
+
+    def _restart(self) -> None:
+        self.pid = os.getpid()
+        self.chain_id = new_id("chain")
+        self.head = GENESIS
+
+    def current(self) -> tuple[str, str]:
+        """(chain id, head); a forked child starts a chain of its own."""
+        if self.pid != os.getpid():
+            self._restart()
+        return self.chain_id, self.head
+
+    def commit(self, chain_id: str, head: str) -> None:
+        """The transaction that appended up to `head` was applied."""
+        if chain_id == self.chain_id:
+            self.head = head
+
+    def abandon(self) -> None:
+        """Redis may or may not have applied the last append: start a fresh chain."""
+        self._restart()
 
 
 class Chain:
-    """The audit head as read under WATCH; appends chain onto it within one MULTI."""
+    """Appends for one transaction attempt; they become the head only once EXEC succeeds."""
 
-    def __init__(self, trail: AuditTrail, prev_hash: str) -> None:
+    def __init__(self, trail: AuditTrail) -> None:
         self.trail = trail
-        self.prev_hash = prev_hash
+        self.chain_id, self.prev_hash = trail.writer.current()
 
     def append(
         self,
@@ -31,6 +66,7 @@ class Chain:
         account_hash = self.trail.account_hash(account_id) if account_id else None
         entry = self.trail.log.queue_append(
             pipe,
+            self.chain_id,
             self.prev_hash,
             entry_id=new_id("aud"),
             at=self.trail.clock.now(),
@@ -51,13 +87,17 @@ class AuditTrail:
         self.log = log
         self.hasher = hasher
         self.clock = clock
+        self.writer = ChainWriter()
 
     def account_hash(self, account_id: str) -> str:
         return self.hasher.short("account", account_id)
 
     def begin(self, pipe: redis.client.Pipeline) -> Chain:
-        """Read (and so WATCH) the head; call before pipe.multi()."""
-        return Chain(self, self.log.read_head(pipe))
+        """The chain to append to within the current `transact` attempt (one per trail)."""
+        context: _Transaction | None = getattr(_context, "current", None)
+        if context is None:
+            raise RuntimeError("audit entries are written inside transact()")
+        return context.chain_for(self)
 
     def record(
         self, actor: str, action: str, account_id: str | None = None, details: dict | None = None
@@ -78,12 +118,53 @@ class AuditTrail:
         return self.log.recent(account_hash, limit)
 
 
-def transact(client: redis.Redis, build: Any, *watch: str) -> Any:
-    """Run `build(pipe)` as WATCH(audit head, *watch) ... MULTI ... EXEC, retrying on conflict.
+class _Transaction:
+    """What one transact() call holds: the writers it locked and the current attempt's chains."""
+
+    def __init__(self) -> None:
+        self.locked: list[ChainWriter] = []
+        self.chains: list[Chain] = []
+
+    def chain_for(self, trail: AuditTrail) -> Chain:
+        for chain in self.chains:
+            if chain.trail is trail:
+                return chain
+        if trail.writer not in self.locked:
+            # Held until the transaction ends, so this process appends to its chain in order.
+            trail.writer.lock.acquire()
+            self.locked.append(trail.writer)
+        chain = Chain(trail)
+        self.chains.append(chain)
+        return chain
+
+
+def transact(client: redis.Redis, build: Callable[[Any], Any], *watch: str) -> Any:
+    """Run `build(pipe)` as WATCH(*watch) ... MULTI ... EXEC, retrying on conflict.
 
     `build` reads first (the pipe is in immediate mode), calls pipe.multi(), then queues writes;
-    its return value is returned. Every write that belongs together lands or none does.
+    its return value is returned. Every write that belongs together lands or none does, audit
+    entries included: they advance their chain only once EXEC has applied them.
     """
-    from agegate.storage.keys import AUDIT_HEAD
+    context = _Transaction()
+    outer = getattr(_context, "current", None)
 
-    return client.transaction(build, AUDIT_HEAD, *watch, value_from_callable=True)
+    def attempt(pipe: redis.client.Pipeline) -> Any:
+        context.chains.clear()  # a WATCH conflict retries: the last attempt's entries never landed
+        return build(pipe)
+
+    _context.current = context
+    try:
+        result = client.transaction(attempt, *watch, value_from_callable=True)
+    except redis.RedisError:
+        # EXEC may have been applied without our hearing back: never guess a head.
+        for chain in context.chains:
+            chain.trail.writer.abandon()
+        raise
+    else:
+        for chain in context.chains:
+            chain.trail.writer.commit(chain.chain_id, chain.prev_hash)
+        return result
+    finally:
+        _context.current = outer
+        for writer in context.locked:
+            writer.lock.release()

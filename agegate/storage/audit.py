@@ -1,8 +1,11 @@
-"""The append-only, hash-chained audit trail (a Redis Stream plus a head pointer).
+"""The append-only, hash-chained audit trail: one Redis Stream, many single-writer chains.
 
-Each entry's hash is an HMAC-SHA256, under the service secret, of the previous hash and the
-entry's canonical JSON. Keyed, so someone with write access to Redis but not the secret cannot
-rewrite history and re-chain it without `agegate audit verify` noticing.
+Each writer process keeps its own chain (an id, and the last hash in memory), so an append needs
+no WATCH and no read: it joins the caller's MULTI as plain writes, and writers never contend.
+Each entry's hash is an HMAC-SHA256, under the service secret, of the previous hash in its chain
+and the entry's canonical JSON. Keyed, so someone with write access to Redis but not the secret
+cannot rewrite history and re-chain it without `agegate audit verify` noticing; each chain's
+last hash is also kept in Redis, so cutting entries off the end of a chain is noticed as well.
 """
 
 from __future__ import annotations
@@ -21,11 +24,16 @@ from agegate.storage import keys
 from agegate.storage.keys import Retention
 
 GENESIS = "0" * 64
+# One account's index keeps its newest entries; the stream keeps everything for the retention.
+MAX_ACCOUNT_ENTRIES = 1000
+
+
+HASHED_FIELDS = ("id", "chain", "at", "actor", "action", "account_id", "details")
 
 
 def canonical(entry: dict[str, Any]) -> bytes:
     """The bytes a hash covers: every field but the hashes, sorted, no whitespace."""
-    body = {k: entry[k] for k in ("id", "at", "actor", "action", "account_id", "details")}
+    body = {k: entry.get(k) for k in HASHED_FIELDS}
     return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
 
 
@@ -50,13 +58,10 @@ class AuditLog:
         message = prev_hash.encode() + b"\n" + canonical(entry)
         return hmac.new(self._key, message, "sha256").hexdigest()
 
-    def read_head(self, pipe: redis.client.Pipeline) -> str:
-        """Read the chain head; call before pipe.multi() so the head is WATCHed."""
-        return pipe.get(keys.AUDIT_HEAD) or GENESIS
-
     def queue_append(
         self,
         pipe: redis.client.Pipeline,
+        chain_id: str,
         prev_hash: str,
         *,
         entry_id: str,
@@ -70,6 +75,7 @@ class AuditLog:
         """Queue one entry on a MULTI pipeline; returns the entry (with its hash)."""
         entry: dict[str, Any] = {
             "id": entry_id,
+            "chain": chain_id,
             "at": at.isoformat().replace("+00:00", "Z"),
             "actor": actor,
             "action": action,
@@ -80,14 +86,17 @@ class AuditLog:
         entry["hash"] = self.chain_hash(prev_hash, entry)
         ttl = self.retention.seconds("audit")
         min_ms = int(at.timestamp() * 1000) - ttl * 1000
-        fields = {"entry": json.dumps(entry, sort_keys=True, separators=(",", ":"))}
-        pipe.xadd(keys.AUDIT_STREAM, fields, minid=max(min_ms, 0), approximate=True)
+        encoded = json.dumps(entry, sort_keys=True, separators=(",", ":"))
+        pipe.xadd(keys.AUDIT_STREAM, {"entry": encoded}, minid=max(min_ms, 0), approximate=True)
         pipe.expire(keys.AUDIT_STREAM, ttl)
-        pipe.set(keys.AUDIT_HEAD, entry["hash"], ex=ttl)
+        pipe.hset(keys.AUDIT_HEADS, chain_id, entry["hash"])
+        pipe.expire(keys.AUDIT_HEADS, ttl)
         if account_hash:
+            # The per-account index holds the entries themselves, newest first, so one account's
+            # trail is a single range read rather than a scan of everyone's.
             index = keys.audit_index(account_hash)
-            pipe.zadd(index, {entry_id: at.timestamp()})
-            pipe.zremrangebyscore(index, "-inf", at.timestamp() - ttl)
+            pipe.lpush(index, encoded)
+            pipe.ltrim(index, 0, MAX_ACCOUNT_ENTRIES - 1)
             pipe.expire(index, ttl)
         return entry
 
@@ -110,37 +119,37 @@ class AuditLog:
 
     def recent(self, account_hash: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
         """Newest first; for one account through its index, else the whole trail."""
-        if account_hash is None:
-            out = []
-            for entry in self._entries(reverse=True):
-                out.append(entry)
-                if len(out) >= limit:
-                    break
-            return out
-        wanted = set(self.r.zrevrange(keys.audit_index(account_hash), 0, limit - 1))
-        if not wanted:
-            return []
-        found = []
+        if account_hash is not None:
+            members = self.r.lrange(keys.audit_index(account_hash), 0, limit - 1)
+            return [json.loads(member) for member in members]
+        out = []
         for entry in self._entries(reverse=True):
-            if entry["id"] in wanted:
-                found.append(entry)
-                if len(found) == len(wanted):
-                    break
-        return found
+            out.append(entry)
+            if len(out) >= limit:
+                break
+        return out
 
     def verify(self) -> tuple[int, list[ChainProblem]]:
-        """Recompute every hash, oldest first; returns (entries checked, problems)."""
+        """Recompute every hash, oldest first, chain by chain; returns (checked, problems).
+
+        The first retained entry of a chain starts it (older ones may have been trimmed by the
+        retention table); after that every entry must link to the one before it in its chain,
+        and each chain must end at the head recorded for it.
+        """
         problems: list[ChainProblem] = []
-        expected_prev: str | None = None
+        last: dict[str, str] = {}
         checked = 0
         for entry in self._entries(reverse=False):
             checked += 1
-            if expected_prev is not None and entry.get("prev_hash") != expected_prev:
-                problems.append(ChainProblem(entry.get("id", "?"), "prev_hash does not link"))
+            entry_id, chain_id = entry.get("id", "?"), entry.get("chain", "")
+            if chain_id in last and entry.get("prev_hash") != last[chain_id]:
+                problems.append(ChainProblem(entry_id, "prev_hash does not link"))
             if self.chain_hash(entry.get("prev_hash", ""), entry) != entry.get("hash"):
-                problems.append(ChainProblem(entry.get("id", "?"), "hash does not match content"))
-            expected_prev = entry.get("hash")
-        head = self.r.get(keys.AUDIT_HEAD)
-        if checked and head != expected_prev:
-            problems.append(ChainProblem("head", "head does not point at the last entry"))
+                problems.append(ChainProblem(entry_id, "hash does not match content"))
+            last[chain_id] = entry.get("hash", "")
+        heads = self.r.hgetall(keys.AUDIT_HEADS)
+        for chain_id, head in heads.items():
+            # A chain with no retained entries may simply have aged out of the stream.
+            if chain_id in last and last[chain_id] != head:
+                problems.append(ChainProblem(chain_id, "chain does not end at its recorded head"))
         return checked, problems

@@ -133,7 +133,8 @@ def account_deletion(account_hash: str) -> str:
 
 # -- audit and events ----------------------------------------------------------------------
 AUDIT_STREAM = f"{PREFIX}:audit"
-AUDIT_HEAD = f"{PREFIX}:audit:head"
+# Hash: writer chain id -> the last hash appended to that chain.
+AUDIT_HEADS = f"{PREFIX}:audit:heads"
 
 
 def audit_index(account_hash: str) -> str:
