@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from sklearn.utils import murmurhash3_32
 
 from agegate import features as F
 
@@ -171,7 +172,14 @@ class AgeModel:
         self.review_threshold = float(artifact["review_threshold"])
         self.band_thresholds = {k: float(v) for k, v in artifact["band_thresholds"].items()}
         self.text_pipeline = artifact["text_pipeline"]
-        self._features = self.text_pipeline[:-1]
+        hasher = self.text_pipeline.named_steps["hash"]
+        tfidf = self.text_pipeline.named_steps["tfidf"]
+        self._analyzer = hasher.build_analyzer()
+        self._n_features = int(hasher.n_features)
+        self._idf = np.asarray(tfidf.idf_, dtype=np.float64)
+        self._sublinear = bool(tfidf.sublinear_tf)
+        if hasher.alternate_sign or hasher.norm is not None or tfidf.norm != "l2":
+            raise ModelLoadError("artifact's text pipeline differs from the supported layout")
         clf = self.text_pipeline[-1]
         self._w = np.asarray(clf.coef_[0], dtype=np.float64)
         self._b = float(clf.intercept_[0])
@@ -214,15 +222,15 @@ class AgeModel:
     def text_records(self, texts: list[str]) -> tuple[np.ndarray, list[list[tuple[int, float]]]]:
         """Per-message decision values and each message's top-k positive vocabulary
         contributions (index, w_j * x_j). ``texts`` must already be normalised."""
-        X = self._features.transform(texts).tocsr()
-        dec = X @ self._w + self._b
+        dec = np.empty(len(texts))
         tops: list[list[tuple[int, float]]] = []
-        for i in range(X.shape[0]):
-            lo, hi = X.indptr[i], X.indptr[i + 1]
-            idx = X.indices[lo:hi]
+        for i, text in enumerate(texts):
+            idx, x = self._vector(text)
+            w = self._w[idx]
+            dec[i] = float(x @ w) + self._b
             keep = self._in_vocab[idx]
             idx = idx[keep]
-            contrib = X.data[lo:hi][keep] * self._w[idx]
+            contrib = x[keep] * w[keep]
             pos = contrib > 0
             idx, contrib = idx[pos], contrib[pos]
             if idx.shape[0] > TOP_K:
@@ -230,6 +238,25 @@ class AgeModel:
                 idx, contrib = idx[sel], contrib[sel]
             tops.append(list(zip(idx.tolist(), contrib.tolist(), strict=True)))
         return dec, tops
+
+    def _vector(self, text: str) -> tuple[np.ndarray, np.ndarray]:
+        """Column indices and values of one message, exactly as ``text_pipeline[:-1]`` would
+        compute them (hash counts -> sublinear tf * idf -> l2), without sklearn's per-call
+        overhead (a test checks the equality on real posts)."""
+        counts: dict[int, int] = {}
+        n = self._n_features
+        for tok in self._analyzer(text):
+            j = abs(murmurhash3_32(tok, seed=0, positive=False)) % n
+            counts[j] = counts.get(j, 0) + 1
+        if not counts:
+            return np.zeros(0, dtype=np.int64), np.zeros(0)
+        idx = np.fromiter(counts.keys(), dtype=np.int64, count=len(counts))
+        tf = np.fromiter(counts.values(), dtype=np.float64, count=len(counts))
+        if self._sublinear:
+            tf = np.log(tf) + 1.0
+        x = tf * self._idf[idx]
+        norm = math.sqrt(float(x @ x))
+        return idx, (x / norm if norm > 0 else x)
 
     @staticmethod
     def fold_text(

@@ -205,3 +205,13 @@ def test_top_signal_names_come_from_the_model(model):
     for t in s.top_signals:
         assert t["name"] in vocab or t["name"].split(":")[0] in {"activity", "reports", "payment",
                                                                  "account", "age_gate"}
+
+
+def test_fast_scoring_path_equals_the_sklearn_pipeline(model):
+    texts = [p["text"] for p in _posts(300)] + ["", "!!!", "a"]
+    from agegate.features import normalize_text
+
+    texts = [normalize_text(t) for t in texts]
+    dec, _ = model.text_records(texts)
+    expected = model.text_pipeline.decision_function(texts)
+    assert dec == pytest.approx(expected, abs=1e-9)
