@@ -1,0 +1,411 @@
+"""Scoring library: load the trained artifact and score accounts from a small, text-free state.
+
+Contract used by the HTTP service::
+
+    model = load_model("model/")
+    state = model.update(None, signals)     # pure; returns a new JSON-serialisable state
+    result = model.score(state)             # Score(score, band, flagged, top_signals)
+
+How a score is made (details and reasons in ``model/MODEL_CARD.md``):
+
+1. Text signals are scored one by one by a linear text model (learned). The state keeps the sum
+   and count of the per-message decision values (the mean decision equals the decision on the
+   mean message vector), plus a bounded top-k of vocabulary features that pushed it up.
+2. A small second-stage logistic regression (learned) combines the mean decision, log(n) and
+   day-level activity features into a calibrated log-odds.
+3. Platform signals without labelled data add stated log-odds adjustments (:data:`RULES`,
+   assumptions, not learned).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.utils import murmurhash3_32
+
+from agegate import features as F
+
+ARTIFACT_NAME = "model.skops"
+CARD_NAME = "card.json"
+STATE_VERSION = 1
+TOP_K = 8  # vocabulary features kept per account for explanations
+TOP_SIGNALS = 5  # returned by score()
+
+# Every type the artifact may contain. Loading refuses anything else (no trust=True, no pickle).
+TRUSTED_TYPES = (
+    "builtins.dict",
+    "builtins.list",
+    "builtins.str",
+    "builtins.float",
+    "builtins.int",
+    "builtins.tuple",
+    "numpy.dtype",
+    "numpy.float64",
+    "numpy.int64",
+    "numpy.ndarray",
+    "sklearn._loss._loss.CyHalfBinomialLoss",
+    "sklearn.feature_extraction.text.HashingVectorizer",
+    "sklearn.feature_extraction.text.TfidfTransformer",
+    "sklearn.linear_model._stochastic_gradient.SGDClassifier",
+    "sklearn.pipeline.Pipeline",
+)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A log-odds adjustment for a platform signal that has no labelled training data."""
+
+    name: str
+    per_event: float
+    cap: float  # total adjustment never goes beyond this (same sign as per_event)
+    reason: str
+
+
+# Assumptions, not learned from labels. Reviewed by humans; every value is stated in the card.
+RULES: tuple[Rule, ...] = (
+    Rule(
+        "reports:suspected_minor",
+        1.0,
+        2.0,
+        "Another user reported the account as a suspected minor. Reports are noisy and can be "
+        "abused, so each adds +1.0 log-odds and all reports together at most +2.0.",
+    ),
+    Rule(
+        "age_gate:redeclaration",
+        1.0,
+        1.5,
+        "The account retried the age gate with a different birth date, a common way for "
+        "under-age users to get past it. +1.0 for the first, at most +1.5 in total.",
+    ),
+    Rule(
+        "account:dob_change",
+        0.4,
+        0.8,
+        "The date of birth was changed after sign-up. Adults also correct typos, so the "
+        "adjustment is small: +0.4 each, at most +0.8.",
+    ),
+    Rule(
+        "payment:gift_card",
+        0.3,
+        0.3,
+        "Gift cards are a typical payment method for people who cannot hold a card. Applied "
+        "once (+0.3) however often used.",
+    ),
+    Rule(
+        "payment:prepaid_card",
+        0.3,
+        0.3,
+        "Prepaid cards are widely sold to teenagers. Applied once (+0.3).",
+    ),
+    Rule(
+        "payment:card",
+        -0.5,
+        -0.5,
+        "A debit/credit card in the account holder's name usually requires an adult (or a "
+        "parent's consent). Applied once (-0.5); it lowers the score, never raises it.",
+    ),
+)
+# Signals deliberately given NO adjustment, with the reason (also printed in the card).
+NO_ADJUSTMENT = {
+    "session": "Sessions carry full timestamps, but without the user's time zone the hour of "
+    "day is not a reliable school-hours signal, and total use time is not age-specific. "
+    "Counted in the state for future labelled training, no score effect.",
+    "payment:wallet": "Wallets are used by all ages.",
+    "payment:none": "No information.",
+    "report:other": "Reports with other reasons say nothing about age.",
+}
+
+
+class ModelLoadError(Exception):
+    """The model directory is missing files, was tampered with, or needs another sklearn."""
+
+
+@dataclass(frozen=True)
+class Score:
+    score: float
+    band: str
+    flagged: bool
+    top_signals: list[dict[str, Any]]
+
+
+def _sigmoid(z: float) -> float:
+    if z >= 0:
+        return 1.0 / (1.0 + math.exp(-z))
+    e = math.exp(z)
+    return e / (1.0 + e)
+
+
+def rule_adjustments(plat: dict[str, Any]) -> list[tuple[str, float]]:
+    """(rule name, log-odds) for every rule that fires on the platform counters."""
+    counts = {
+        "reports:suspected_minor": plat["reports"].get("suspected_minor", 0),
+        "age_gate:redeclaration": plat["redeclaration"],
+        "account:dob_change": plat["dob_change"],
+        "payment:gift_card": plat["payment"].get("gift_card", 0),
+        "payment:prepaid_card": plat["payment"].get("prepaid_card", 0),
+        "payment:card": plat["payment"].get("card", 0),
+    }
+    out = []
+    for rule in RULES:
+        n = counts[rule.name]
+        if n:
+            total = n * rule.per_event
+            total = min(total, rule.cap) if rule.cap >= 0 else max(total, rule.cap)
+            out.append((rule.name, total))
+    return out
+
+
+class AgeModel:
+    """A loaded artifact. Thread-safe and stateless: all per-account data lives in ``state``."""
+
+    def __init__(self, artifact: dict[str, Any], sha256: str = "", sklearn_version: str = ""):
+        self.sha256 = sha256
+        self.sklearn_version = sklearn_version
+        self.version = str(artifact["version"])
+        self.review_threshold = float(artifact["review_threshold"])
+        self.band_thresholds = {k: float(v) for k, v in artifact["band_thresholds"].items()}
+        self.text_pipeline = artifact["text_pipeline"]
+        hasher = self.text_pipeline.named_steps["hash"]
+        tfidf = self.text_pipeline.named_steps["tfidf"]
+        self._analyzer = hasher.build_analyzer()
+        self._n_features = int(hasher.n_features)
+        self._idf = np.asarray(tfidf.idf_, dtype=np.float64)
+        self._sublinear = bool(tfidf.sublinear_tf)
+        if hasher.alternate_sign or hasher.norm is not None or tfidf.norm != "l2":
+            raise ModelLoadError("artifact's text pipeline differs from the supported layout")
+        clf = self.text_pipeline[-1]
+        self._w = np.asarray(clf.coef_[0], dtype=np.float64)
+        self._b = float(clf.intercept_[0])
+        self._acc_mean = np.asarray(artifact["account_mean"], dtype=np.float64)
+        self._acc_scale = np.asarray(artifact["account_scale"], dtype=np.float64)
+        self._acc_coef = np.asarray(artifact["account_coef"], dtype=np.float64)
+        self._acc_intercept = float(artifact["account_intercept"])
+        self._no_text_logit = float(artifact["no_text_logit"])
+        vocab_index = np.asarray(artifact["vocab_index"], dtype=np.int64)
+        self._in_vocab = np.zeros(self._w.shape[0], dtype=bool)
+        self._in_vocab[vocab_index] = True
+        self._vocab = dict(zip(vocab_index.tolist(), artifact["vocab_names"], strict=True))
+        # State from another model has decision values on another scale: its text part is reset.
+        self._state_model = self.version
+
+    # ------------------------------------------------------------------------------ state
+
+    def new_state(self) -> dict[str, Any]:
+        return {
+            "v": STATE_VERSION,
+            "m": self._state_model,
+            "n": 0,
+            "sd": 0.0,
+            "top": [],
+            "act": F.new_activity(),
+            "plat": F.new_platform(),
+        }
+
+    def _copy_state(self, state: dict[str, Any] | None) -> dict[str, Any]:
+        if state is None:
+            return self.new_state()
+        new = json.loads(json.dumps(state))  # deep copy; never mutate the caller's state
+        if new.get("v") != STATE_VERSION:
+            return self.new_state()
+        if new.get("m") != self._state_model:
+            fresh = self.new_state()
+            new.update({"m": fresh["m"], "n": 0, "sd": 0.0, "top": [], "act": fresh["act"]})
+        return new
+
+    def text_records(self, texts: list[str]) -> tuple[np.ndarray, list[list[tuple[int, float]]]]:
+        """Per-message decision values and each message's top-k positive vocabulary
+        contributions (index, w_j * x_j). ``texts`` must already be normalised."""
+        dec = np.empty(len(texts))
+        tops: list[list[tuple[int, float]]] = []
+        for i, text in enumerate(texts):
+            idx, x = self._vector(text)
+            w = self._w[idx]
+            dec[i] = float(x @ w) + self._b
+            keep = self._in_vocab[idx]
+            idx = idx[keep]
+            contrib = x[keep] * w[keep]
+            pos = contrib > 0
+            idx, contrib = idx[pos], contrib[pos]
+            if idx.shape[0] > TOP_K:
+                sel = np.argpartition(-contrib, TOP_K)[:TOP_K]
+                idx, contrib = idx[sel], contrib[sel]
+            tops.append(list(zip(idx.tolist(), contrib.tolist(), strict=True)))
+        return dec, tops
+
+    def _vector(self, text: str) -> tuple[np.ndarray, np.ndarray]:
+        """Column indices and values of one message, exactly as ``text_pipeline[:-1]`` would
+        compute them (hash counts -> sublinear tf * idf -> l2), without sklearn's per-call
+        overhead (a test checks the equality on real posts)."""
+        counts: dict[int, int] = {}
+        n = self._n_features
+        for tok in self._analyzer(text):
+            j = abs(murmurhash3_32(tok, seed=0, positive=False)) % n
+            counts[j] = counts.get(j, 0) + 1
+        if not counts:
+            return np.zeros(0, dtype=np.int64), np.zeros(0)
+        idx = np.fromiter(counts.keys(), dtype=np.int64, count=len(counts))
+        tf = np.fromiter(counts.values(), dtype=np.float64, count=len(counts))
+        if self._sublinear:
+            tf = np.log(tf) + 1.0
+        x = tf * self._idf[idx]
+        norm = math.sqrt(float(x @ x))
+        return idx, (x / norm if norm > 0 else x)
+
+    @staticmethod
+    def fold_text(
+        state: dict[str, Any],
+        decision: float,
+        top: list[tuple[int, float]],
+        day: Any,
+        length: int,
+    ) -> None:
+        """Add one scored text message to ``state`` (in place; callers pass their own copy)."""
+        state["n"] += 1
+        state["sd"] = round(state["sd"] + float(decision), 6)
+        merged = {int(i): float(c) for i, c in state["top"]}
+        for i, c in top:
+            merged[i] = merged.get(i, 0.0) + c
+        best = sorted(merged.items(), key=lambda kv: kv[1], reverse=True)[:TOP_K]
+        state["top"] = [[i, round(c, 5)] for i, c in best]
+        state["act"] = F.fold_activity(state["act"], day, length)
+
+    def update(self, state: dict[str, Any] | None, signals: list[dict[str, Any]]) -> dict[str, Any]:
+        """Return a new state with ``signals`` folded in (the input state is not modified)."""
+        new = self._copy_state(state)
+        text_signals = [s for s in signals if s.get("type") in F.TEXT_TYPES]
+        if text_signals:
+            texts = [F.normalize_text(s.get("text") or "") for s in text_signals]
+            dec, tops = self.text_records(texts)
+            for s, t, d, top in zip(text_signals, texts, dec, tops, strict=True):
+                self.fold_text(new, d, top, F.to_date(s.get("at")), len(t))
+        plat = new["plat"]
+        for s in signals:
+            if s.get("type") not in F.TEXT_TYPES:
+                plat = F.fold_platform(plat, s)
+        new["plat"] = plat
+        return new
+
+    # ------------------------------------------------------------------------------ scoring
+
+    def _account(self, state: dict[str, Any]) -> tuple[float, np.ndarray]:
+        """Learned log-odds and per-feature contributions (coef * standardised feature)."""
+        n = state["n"]
+        if n == 0:
+            return self._no_text_logit, np.zeros_like(self._acc_coef)
+        x = np.asarray(F.account_vector(state["sd"], n, state["act"]), dtype=np.float64)
+        contrib = self._acc_coef * (x - self._acc_mean) / self._acc_scale
+        return self._acc_intercept + float(contrib.sum()), contrib
+
+    def text_logit(self, state: dict[str, Any]) -> float:
+        """Learned part only (text + activity), without platform rules."""
+        return self._account(state)[0]
+
+    def band_of(self, score: float) -> str:
+        if score >= self.band_thresholds["high"]:
+            return "high"
+        if score >= self.band_thresholds["medium"]:
+            return "medium"
+        return "low"
+
+    def score(self, state: dict[str, Any]) -> Score:
+        state = self._copy_state(state)
+        logit, contrib = self._account(state)
+        signals: list[tuple[str, float]] = []
+        n = state["n"]
+        if n:
+            log_n = math.log(n)
+            c, sc = self._acc_coef, self._acc_scale
+            slope = c[0] / sc[0] + c[1] / sc[1] * log_n
+            for idx, c in state["top"]:
+                name = self._vocab.get(int(idx))
+                if name is not None:
+                    signals.append((name, slope * c / n))
+            for j, fname in enumerate(F.ACTIVITY_FEATURES, start=3):
+                signals.append((f"activity:{fname}", float(contrib[j])))
+        for name, adj in rule_adjustments(state["plat"]):
+            logit += adj
+            signals.append((name, adj))
+        p = _sigmoid(logit)
+        top = sorted((s for s in signals if s[1] > 0), key=lambda s: s[1], reverse=True)
+        return Score(
+            score=p,
+            band=self.band_of(p),
+            flagged=p >= self.review_threshold,
+            top_signals=[{"name": k, "weight": round(float(v), 4)} for k, v in top[:TOP_SIGNALS]],
+        )
+
+
+# ---------------------------------------------------------------------------------- loading
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def artifact_types(path: str | os.PathLike[str]) -> set[str]:
+    """Every ``module.Class`` named in a skops file's schema (read without loading it)."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as zf:
+        schema = json.loads(zf.read("schema.json"))
+    found: set[str] = set()
+    stack: list[Any] = [schema]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            if "__class__" in node:
+                found.add(f"{node.get('__module__', '')}.{node['__class__']}")
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return found
+
+
+def load_model(model_dir: str | os.PathLike[str]) -> AgeModel:
+    """Load ``model_dir`` (card.json + model.skops), verifying the artifact's sha256 and the
+    scikit-learn version recorded in the card. Raises :class:`ModelLoadError`."""
+    import sklearn
+    import skops.io as sio
+
+    d = Path(model_dir)
+    card_path, art_path = d / CARD_NAME, d / ARTIFACT_NAME
+    try:
+        card = json.loads(card_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise ModelLoadError(f"cannot read {card_path}: {e}") from e
+    if not art_path.is_file():
+        raise ModelLoadError(f"missing artifact {art_path}")
+    expected = card.get("sha256")
+    actual = file_sha256(art_path)
+    if not expected or actual != expected:
+        raise ModelLoadError(f"sha256 mismatch for {art_path}: card {expected}, file {actual}")
+    if card.get("sklearn_version") != sklearn.__version__:
+        raise ModelLoadError(
+            f"model needs scikit-learn {card.get('sklearn_version')}, "
+            f"running {sklearn.__version__}"
+        )
+    try:
+        types = artifact_types(art_path)
+        unexpected = sorted(types - set(TRUSTED_TYPES))
+        if unexpected:
+            raise ModelLoadError(f"artifact contains types outside the allowlist: {unexpected}")
+        # Trust exactly the (allowlisted) types the file declares; skops refuses anything else.
+        artifact = sio.load(art_path, trusted=sorted(types))
+    except ModelLoadError:
+        raise
+    except Exception as e:  # skops raises many kinds on corrupt files
+        raise ModelLoadError(f"cannot load {art_path}: {e}") from e
+    if not isinstance(artifact, dict) or artifact.get("version") != card.get("version"):
+        raise ModelLoadError("artifact and card.json disagree on the model version")
+    return AgeModel(artifact, sha256=actual, sklearn_version=sklearn.__version__)

@@ -1,0 +1,1 @@
+"""Training pipeline for the agegate age classifier: ``python -m training train|evaluate``."""
