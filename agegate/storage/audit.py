@@ -27,6 +27,22 @@ GENESIS = "0" * 64
 # One account's index keeps its newest entries; the stream keeps everything for the retention.
 MAX_ACCOUNT_ENTRIES = 1000
 
+# KEYS: stream, heads, account index ("" for none). ARGV: entry JSON, MINID, TTL, chain id,
+# entry hash, index cap. The per-account index holds the entries themselves, newest first, so
+# one account's trail is a single range read rather than a scan of everyone's.
+_APPEND = """
+redis.call('XADD', KEYS[1], 'MINID', '~', ARGV[2], '*', 'entry', ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+redis.call('HSET', KEYS[2], ARGV[4], ARGV[5])
+redis.call('EXPIRE', KEYS[2], ARGV[3])
+if KEYS[3] ~= '' then
+  redis.call('LPUSH', KEYS[3], ARGV[1])
+  redis.call('LTRIM', KEYS[3], 0, tonumber(ARGV[6]) - 1)
+  redis.call('EXPIRE', KEYS[3], ARGV[3])
+end
+return 1
+"""
+
 
 HASHED_FIELDS = ("id", "chain", "at", "actor", "action", "account_id", "details")
 
@@ -85,19 +101,12 @@ class AuditLog:
         entry["prev_hash"] = prev_hash
         entry["hash"] = self.chain_hash(prev_hash, entry)
         ttl = self.retention.seconds("audit")
-        min_ms = int(at.timestamp() * 1000) - ttl * 1000
+        min_ms = max(int(at.timestamp() * 1000) - ttl * 1000, 0)
         encoded = json.dumps(entry, sort_keys=True, separators=(",", ":"))
-        pipe.xadd(keys.AUDIT_STREAM, {"entry": encoded}, minid=max(min_ms, 0), approximate=True)
-        pipe.expire(keys.AUDIT_STREAM, ttl)
-        pipe.hset(keys.AUDIT_HEADS, chain_id, entry["hash"])
-        pipe.expire(keys.AUDIT_HEADS, ttl)
-        if account_hash:
-            # The per-account index holds the entries themselves, newest first, so one account's
-            # trail is a single range read rather than a scan of everyone's.
-            index = keys.audit_index(account_hash)
-            pipe.lpush(index, encoded)
-            pipe.ltrim(index, 0, MAX_ACCOUNT_ENTRIES - 1)
-            pipe.expire(index, ttl)
+        index = keys.audit_index(account_hash) if account_hash else ""
+        # One EVAL instead of seven commands: every audited request pays for this append.
+        pipe.eval(_APPEND, 3, keys.AUDIT_STREAM, keys.AUDIT_HEADS, index,
+                  encoded, min_ms, ttl, chain_id, entry["hash"], MAX_ACCOUNT_ENTRIES)
         return entry
 
     def _entries(self, reverse: bool, count: int = 500) -> Iterator[dict[str, Any]]:
