@@ -95,7 +95,8 @@ def server_env(redis_url: str, token: str) -> dict[str, str]:
 
 
 def exec_calls(redis_url: str) -> tuple[int, int]:
-    """(EXEC, WATCH) calls so far: EXECs beyond one per age check are audit-head WATCH retries."""
+    """(EXEC, WATCH) calls so far. An age check runs one MULTI/EXEC; EXECs beyond that are
+    redeclaration signals scored on an account, or WATCH retries in that scoring."""
     import redis
 
     client = redis.Redis.from_url(redis_url)
@@ -165,8 +166,8 @@ def report(run: dict) -> list[str]:
     ratio = age_t.rate / echo_t.rate if echo_t.rate else 0.0
     print(f"  ratio age-check/echo = {ratio:.2f}")
     transactions, retries = run["contention"]
-    print(f"  audit-head WATCH conflicts during the age-check run: {retries} retried of "
-          f"{transactions} EXECs ({100 * retries / max(transactions, 1):.1f}%)")
+    print(f"  transactions during the age-check run: {transactions} EXECs, {retries} beyond one "
+          f"per check ({100 * retries / max(transactions, 1):.1f}%: redeclaration scoring)")
     print(f"Latency (open loop, {RATE:.0f} req/s offered for half a run, ms from scheduled send):")
     harness.print_latency(run["latency"])
     print(f"  age-check decisions: {dict(age_l.reasons.most_common())}")
