@@ -1,10 +1,10 @@
 """Helpers for the signals/review/enforcement tests: the app with the REAL trained model, and
 real blog posts that it scores as clearly under 18 or clearly adult.
 
-Scores are driven by text, never by a stand-in: `corpus_texts()` picks, once per test session,
-held-out posts of young authors that the loaded model scores >= MINOR_MIN_SCORE and posts of
-adult authors it scores <= ADULT_MAX_SCORE. Tests assert behaviour (flagged or not, which case
-comes first given the returned scores), not particular numbers.
+Scores are driven by real text, never by a replacement model: `corpus_texts()` picks, once
+per session, held-out posts of young authors that the loaded model scores >= MINOR_MIN_SCORE
+and posts of adult authors it scores <= ADULT_MAX_SCORE. Tests assert behaviour (flagged or
+not, which case comes first given the returned scores), not particular numbers.
 """
 
 from __future__ import annotations
