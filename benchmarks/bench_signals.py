@@ -3,15 +3,14 @@ texts: prints throughput, latency and the overhead ratio.
 
     python benchmarks/bench_signals.py [--requests 2000] [--concurrency 4] [--accounts 200]
 
-Uses the trained model from AGEGATE_MODEL_DIR when `agegate.model` and its artifact are present,
-else the tests' stand-in model (said so in the output). Only talks to 127.0.0.1.
+Uses the trained model from AGEGATE_MODEL_DIR (default: model/) on both sides and stops with a
+clear message when the artifact cannot be loaded. Only talks to 127.0.0.1.
 """
 
 from __future__ import annotations
 
 import argparse
 import http.client
-import importlib.util
 import json
 import os
 import random
@@ -40,40 +39,30 @@ def texts(n: int, seed: int = 7) -> list[str]:
     return [" ".join(rng.choice(WORDS) for _ in range(rng.randint(5, 30))) for _ in range(n)]
 
 
-def _model_available() -> bool:
-    return importlib.util.find_spec("agegate.model") is not None
+def model_dir() -> Path:
+    return Path(os.environ.get("AGEGATE_MODEL_DIR") or ROOT / "model")
 
 
 def bench_app():
-    """gunicorn factory: the app from the environment, with the stand-in model if need be."""
+    """gunicorn factory: the app from the environment, with the trained model (required)."""
     from agegate import create_app
     from agegate.config import from_env
 
-    config = from_env()
-    if not _model_available():
-        config = config.with_overrides(load_model=False)
-    app = create_app(config)
-    state = app.extensions["agegate"]
-    if state.model is None:
-        from tests.signals_helpers import KeywordModel
-
-        state.model = KeywordModel()
+    app = create_app(from_env().with_overrides(load_model=True, model_dir=model_dir()))
+    if app.extensions["agegate"].model is None:
+        raise SystemExit(f"the trained model did not load from {model_dir()}")
     return app
 
 
 def load_model():
-    """(model, description) for the raw side: the real one when present."""
-    if _model_available():
-        from agegate.model import load_model as real_load
+    """(model, description) for the raw side; exits when the artifact is missing or bad."""
+    from agegate.model import ModelLoadError
+    from agegate.model import load_model as real_load
 
-        model_dir = Path(os.environ.get("AGEGATE_MODEL_DIR") or ROOT / "model")
-        try:
-            return real_load(model_dir), f"trained model from {model_dir}"
-        except Exception as error:  # noqa: BLE001 - fall back, and say so
-            print(f"model not loaded ({type(error).__name__}); using the stand-in")
-    from tests.signals_helpers import KeywordModel
-
-    return KeywordModel(), "stand-in KeywordModel (agegate.model not on this branch)"
+    try:
+        return real_load(model_dir()), f"trained model from {model_dir()}"
+    except ModelLoadError as error:
+        raise SystemExit(f"benchmark needs the trained model: {error}") from error
 
 
 def free_port() -> int:

@@ -41,17 +41,21 @@ PARENT_DETAILS = f"My child wrote {SECRET_TEXT} and is only 13."
 
 
 def flag_account(client, account_id: str, *, report: bool = False) -> dict:
-    """Send signals that flag the account (stand-in model); returns the scoring response."""
-    from tests.signals_helpers import FLAG_TEXT, post_signals, text_signal
+    """Flag the account with real minor-typical posts (trained model), after a message holding
+    SECRET_TEXT and, when asked, a suspected-minor report; returns the flagging response."""
+    from tests.signals_helpers import flag, post_signals, text_signal
 
-    signals = [text_signal(f"{FLAG_TEXT} {SECRET_TEXT}")]
+    signals = [text_signal(SECRET_TEXT)]
     if report:
         signals.append({"type": "report", "at": "2026-11-24T13:00:00Z",
                         "reason": "suspected_minor"})
-    response = post_signals(client, account_id, signals)
-    assert response.status_code == 200, response.get_json()
-    assert response.get_json()["case_id"], response.get_json()
-    return response.get_json()
+    first = post_signals(client, account_id, signals)
+    assert first.status_code == 200, first.get_json()
+    flagged = flag(client, account_id)
+    assert flagged["case_id"], flagged
+    if report:
+        assert flagged["case_id"] == first.get_json()["case_id"]
+    return flagged
 
 
 def register_with_pii(client, account_id: str) -> None:

@@ -1,76 +1,117 @@
-"""Helpers for the signals/review/enforcement tests: an app with a stand-in model.
+"""Helpers for the signals/review/enforcement tests: the app with the REAL trained model, and
+real blog posts that it scores as clearly under 18 or clearly adult.
 
-`KeywordModel` follows the `agegate.model.AgeModel` contract (new_state, update, score,
-review_threshold) with fixed, readable arithmetic, so the queue and enforcement rules can be
-tested on known scores whatever the trained model decides about a sentence.
+Scores are driven by real text, never by a replacement model: `corpus_texts()` picks, once
+per session, held-out posts of young authors that the loaded model scores >= MINOR_MIN_SCORE
+and posts of adult authors it scores <= ADULT_MAX_SCORE. Tests assert behaviour (flagged or
+not, which case comes first given the returned scores), not particular numbers.
 """
 
 from __future__ import annotations
 
-import math
+import functools
 from dataclasses import dataclass
 
-from agegate import create_app
-from tests.conftest import auth
+import pytest
 
-WORDS = ("mom", "grade", "homework", "school", "teacher")
+from agegate import create_app
+from agegate.model import AgeModel, ModelLoadError, load_model
+from tests.conftest import MODEL_DIR, auth
+from training.data import DATA_ENV, data_path, iter_authors, split_of
+
+LEASE_SECONDS = 60
+AT = "2026-11-24T13:00:00Z"  # every text signal of these tests; selection scores on it too
+MINOR_MIN_SCORE = 0.9
+ADULT_MAX_SCORE = 0.1
+TEXTS_PER_SIDE = 12
+POSTS_PER_AUTHOR = 2  # several authors, so no test hangs on one person's style
+MAX_FLAG_POSTS = 12
 
 
 @dataclass(frozen=True)
-class Score:
-    score: float
-    band: str
-    flagged: bool
-    top_signals: list
+class CorpusTexts:
+    """Real posts: `minor` ones the model scores high on their own, `adult` ones low."""
+
+    minor: tuple[str, ...]
+    adult: tuple[str, ...]
 
 
-class KeywordModel:
-    """Log-odds -3, +1 per school word, +1.5 per suspected_minor report, +2 per redeclaration."""
-
-    review_threshold = 0.7
-
-    def new_state(self) -> dict:
-        return {"n": 0, "hits": 0, "reports": 0, "redeclarations": 0}
-
-    def update(self, state: dict, signals: list[dict]) -> dict:
-        out = dict(state)
-        for signal in signals:
-            if "text" in signal:
-                out["n"] += 1
-                out["hits"] += sum(word in signal["text"].lower() for word in WORDS)
-            elif signal["type"] == "report" and signal.get("reason") == "suspected_minor":
-                out["reports"] += 1
-            elif signal["type"] == "age_redeclaration":
-                out["redeclarations"] += 1
-        return out
-
-    def score(self, state: dict) -> Score:
-        parts = {"school_words": 1.0 * state["hits"], "reports": 1.5 * state["reports"],
-                 "age_redeclaration": 2.0 * state["redeclarations"]}
-        p = 1 / (1 + math.exp(-(-3 + sum(parts.values()))))
-        band = "high" if p >= 0.7 else "medium" if p >= 0.4 else "low"
-        top = sorted(((k, v) for k, v in parts.items() if v), key=lambda kv: -kv[1])
-        return Score(p, band, p >= self.review_threshold, [{"name": k, "weight": v}
-                                                           for k, v in top])
+@functools.cache
+def real_model() -> AgeModel:
+    """The trained artifact from model/, loaded once per session; a missing one fails loudly."""
+    try:
+        return load_model(MODEL_DIR)
+    except ModelLoadError as error:
+        pytest.fail(f"these tests need the trained model in {MODEL_DIR}: {error}", pytrace=False)
 
 
-LEASE_SECONDS = 60
+def single_score(model: AgeModel, text: str) -> float:
+    """The model's score for an account holding just this one message."""
+    return model.score(model.update(None, [text_signal(text)])).score
+
+
+@functools.cache
+def corpus_texts() -> CorpusTexts:
+    """Pick held-out (test split) posts once per session, located as `training` does."""
+    path = data_path()
+    if not path.is_file():
+        pytest.fail(f"training data not found at {path}: set {DATA_ENV} to the blog corpus "
+                    "(authors.jsonl.gz); the signals tests drive the real model with it",
+                    pytrace=False)
+    model = real_model()
+    minor: list[str] = []
+    adult: list[str] = []
+    for author in iter_authors(path):
+        if split_of(author["author_id"]) != "test":
+            continue  # never posts the model was trained on
+        age = author["age"]
+        side = minor if age <= 15 else adult if age >= 30 else None
+        if side is None or len(side) >= TEXTS_PER_SIDE:
+            continue
+        taken = 0
+        for post in author["posts"]:
+            text = " ".join(post["text"].split())
+            # Short enough for one signal, and nothing that looks like an email address.
+            if not 60 <= len(text) <= 2000 or "@" in text:
+                continue
+            score = single_score(model, text)
+            if (score >= MINOR_MIN_SCORE) if side is minor else (score <= ADULT_MAX_SCORE):
+                side.append(text)
+                taken += 1
+                if taken >= POSTS_PER_AUTHOR or len(side) >= TEXTS_PER_SIDE:
+                    break
+        if len(minor) >= TEXTS_PER_SIDE and len(adult) >= TEXTS_PER_SIDE:
+            break
+    assert len(minor) == len(adult) == TEXTS_PER_SIDE, (len(minor), len(adult))
+    # So a single minor-typical post flags a fresh account, and an adult one never does.
+    assert ADULT_MAX_SCORE < model.review_threshold <= MINOR_MIN_SCORE
+    return CorpusTexts(tuple(minor), tuple(adult))
+
+
+def minor_text(i: int = 0) -> str:
+    """A real post the model scores as clearly under 18 on its own."""
+    texts = corpus_texts().minor
+    return texts[i % len(texts)]
+
+
+def adult_text(i: int = 0) -> str:
+    """A real post the model scores as clearly adult on its own."""
+    texts = corpus_texts().adult
+    return texts[i % len(texts)]
 
 
 def signals_app(config, clock):
-    """The app with the stand-in model and a one-minute review lease (modules wrap it as `app`)."""
-    application = create_app(config.with_overrides(load_model=False,
+    """The app with the trained model and a one-minute review lease (modules wrap it as `app`)."""
+    real_model()  # fail with the reason before create_app hides it in a log line
+    application = create_app(config.with_overrides(load_model=True,
                                                    review_lease_seconds=LEASE_SECONDS),
                              clock=clock)
-    application.extensions["agegate"].model = KeywordModel()
+    assert application.extensions["agegate"].model is not None
     return application
 
 
-def text_signal(text: str, at: str = "2026-11-24T13:00:00Z") -> dict:
+def text_signal(text: str, at: str = AT) -> dict:
     return {"type": "message", "at": at, "text": text}
-
-
-FLAG_TEXT = "my mom says school homework and my teacher grade"  # 5 words: p = 0.88
 
 
 def post_signals(client, account_id: str, signals: list[dict]):
@@ -78,12 +119,35 @@ def post_signals(client, account_id: str, signals: list[dict]):
                        headers=auth("signals"))
 
 
+def post_minor_messages(client, account_id: str, count: int) -> dict:
+    """Post `count` minor-typical messages one request each; returns the last score response."""
+    body: dict = {}
+    for i in range(count):
+        response = post_signals(client, account_id, [text_signal(minor_text(i))])
+        assert response.status_code == 200, response.json
+        body = response.json
+    return body
+
+
 def flag(client, account_id: str) -> dict:
-    """Post a signal that flags the account; returns the score response."""
-    response = post_signals(client, account_id, [text_signal(FLAG_TEXT)])
-    assert response.status_code == 200, response.json
-    assert response.json["flagged"] is True
-    return response.json
+    """Post real minor-typical messages until the account is flagged; returns that response."""
+    for i in range(MAX_FLAG_POSTS):
+        response = post_signals(client, account_id, [text_signal(minor_text(i))])
+        assert response.status_code == 200, response.json
+        if response.json["flagged"]:
+            return response.json
+    raise AssertionError(f"{account_id} not flagged after {MAX_FLAG_POSTS} minor-typical posts")
+
+
+def not_flagged(client, account_id: str, count: int = 1) -> dict:
+    """Post `count` adult-typical messages and check the account stays unflagged."""
+    body: dict = {}
+    for i in range(count):
+        response = post_signals(client, account_id, [text_signal(adult_text(i))])
+        assert response.status_code == 200, response.json
+        body = response.json
+        assert body["flagged"] is False and body["case_id"] is None, body
+    return body
 
 
 def claim(client, role: str = "reviewer", kind: str | None = None):

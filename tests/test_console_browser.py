@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
+from agegate.console import present
 from tests.conftest import TOKENS
 from tests.console_browser import DOCS, browser, live_server, page  # noqa: F401
 from tests.console_helpers import seed_busy_queue
@@ -18,7 +19,7 @@ pytestmark = pytest.mark.browser
 
 @pytest.fixture
 def app(config, clock):
-    """The app with the stand-in model, so the seeded scores are known."""
+    """The app with the trained model; the seeded scores come from real posts."""
     return signals_app(config, clock)
 
 
@@ -47,7 +48,12 @@ def test_reviewer_claims_confirms_a_minor_and_admin_sees_the_deletion(page, app,
     page.get_by_role("button", name="Claim next user report case").click()
     expect(page).to_have_url(f"{page.url.split('/console')[0]}/console/cases/{ids['report']}")
     expect(page.get_by_role("heading", name="Why this account was flagged")).to_be_visible()
-    expect(page.locator(".why li").first).to_contain_text("School words pushed the score up")
+    # The strongest of the case's real signals, in the words the console uses for it.
+    case = app.test_client().get(f"/v1/review/cases/{ids['report']}",
+                                 headers={"Authorization": f"Bearer {TOKENS['reviewer']}"})
+    rows = present.explain(case.get_json()["top_signals"])
+    expect(page.locator(".why li")).to_have_count(len(rows))
+    expect(page.locator(".why li").first).to_contain_text(rows[0]["sentence"])
     expect(page.locator("[data-countdown]")).to_contain_text("min")
     page.screenshot(path=str(DOCS / "console-case.png"), full_page=True)
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import re
 
 import pytest
+from markupsafe import escape
 
+from agegate.console import present
 from tests.conftest import auth
 from tests.console_helpers import (
     CHILD_DOB,
@@ -25,7 +27,7 @@ from tests.signals_helpers import signals_app
 
 @pytest.fixture
 def app(config, clock):
-    """The app with the signals branch's stand-in model, so scores are known."""
+    """The app with the trained model; scores come from real posts."""
     return signals_app(config, clock)
 
 
@@ -70,7 +72,12 @@ def test_claim_decide_confirm_minor_terminates_and_lists_the_deletion(app, clien
     assert claimed.headers["Location"] == f"/console/cases/{flagged['case_id']}"
     page = html_of(client.get(claimed.headers["Location"]))
     assert "1 min 0 s" in page and "data-countdown=\"60\"" in page  # the one-minute test lease
-    assert "School words pushed the score up (+5.00)." in page
+    # The case's real top signals, each as a sentence (names from the model, never user text).
+    case = client.get(f"/v1/review/cases/{flagged['case_id']}",
+                      headers=auth("reviewer")).get_json()
+    rows = present.explain(case["top_signals"])
+    assert rows and all(escape(row["sentence"]) in page for row in rows), rows
+    assert "pushed the score up" in page
     assert 'value="confirm_minor"' in page and 'value="fulfill"' not in page
 
     no_note = decide(client, flagged["case_id"], "confirm_minor")

@@ -22,6 +22,23 @@ def test_signals_become_sentences_and_relative_bars():
     assert present.explain(None) == [] and present.explain([{"weight": 1}]) == []
 
 
+def test_the_trained_models_names_read_as_sentences():
+    rows = present.explain([
+        {"name": "text:homework", "weight": 0.6},
+        {"name": "text:for school", "weight": 0.3},
+        {"name": "activity:weekend_share", "weight": 0.2},
+        {"name": "reports:suspected_minor", "weight": 1.0},
+        {"name": "age_gate:redeclaration", "weight": 1.0},
+    ])
+    assert [r["sentence"] for r in rows] == [
+        "The word “homework” in messages pushed the score up (+0.60).",
+        "The words “for school” in messages pushed the score up (+0.30).",
+        "The share of messages sent at weekends pushed the score up (+0.20).",
+        "User reports of a suspected minor pushed the score up (+1.00).",
+        "Retrying the age gate with another birth date pushed the score up (+1.00).",
+    ]
+
+
 def test_deadlines_mark_overdue_and_due_within_a_week():
     assert present.deadline(NOW - timedelta(days=2), NOW)["state"] == "overdue"
     assert present.deadline(NOW - timedelta(days=2), NOW)["text"] == "Overdue by 2 d 0 h"

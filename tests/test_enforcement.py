@@ -8,14 +8,12 @@ import pytest
 import redis
 from click.testing import CliRunner
 
-from agegate import create_app
 from agegate.cli_audit import audit as audit_cli
 from agegate.storage import keys
 from agegate.storage.embedded import EmbeddedRedis
 from tests.conftest import API_KEYS, SECRET, auth, make_config
 from tests.helpers import dump_keyspace
 from tests.signals_helpers import (
-    KeywordModel,
     claim,
     decide,
     flag,
@@ -29,7 +27,7 @@ SYSTEMS = ("chat", "payments", "message_boards", "profiles")
 
 @pytest.fixture
 def app(config, clock):
-    """The app with the stand-in model."""
+    """The app with the trained model."""
     return signals_app(config, clock)
 
 
@@ -210,17 +208,15 @@ def test_nothing_is_lost_across_a_redis_restart(tmp_path, clock):
     server = EmbeddedRedis(tmp_path / "redis")
     url = server.start()
     try:
-        config = make_config(url, tmp_path, load_model=False)
-        app = create_app(config, clock=clock)
-        app.extensions["agegate"].model = KeywordModel()
+        config = make_config(url, tmp_path)
+        app = signals_app(config, clock)
         client = app.test_client()
         open_case = flag(client, "acc-open")["case_id"]
         deletion_id = terminate(client, "acc-gone").json["deletion_id"]
         app.extensions["agegate"].redis.connection_pool.disconnect()
         server.stop()
         assert server.start() == url
-        app = create_app(config, clock=clock)
-        app.extensions["agegate"].model = KeywordModel()
+        app = signals_app(config, clock)
         client = app.test_client()
         case = client.get(f"/v1/review/cases/{open_case}", headers=auth("reviewer"))
         assert case.status_code == 200 and case.json["status"] == "open"

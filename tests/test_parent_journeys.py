@@ -19,7 +19,7 @@ def mail(smtp_server):  # noqa: F811
 
 @pytest.fixture
 def app(config, clock):
-    """The app with the issue-4 stand-in model, so signals are scored (and refused)."""
+    """The app with the trained model, so signals are scored (and refused)."""
     return signals_app(config, clock)
 
 

@@ -7,13 +7,16 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from agegate.services.review import KIND_HEAD_START_HOURS, SCORE_HEAD_START_HOURS
 from agegate.storage import keys
 from tests.conftest import auth
 from tests.signals_helpers import (
     LEASE_SECONDS,
+    adult_text,
     claim,
     decide,
     flag,
+    post_minor_messages,
     post_signals,
     signals_app,
     text_signal,
@@ -22,7 +25,7 @@ from tests.signals_helpers import (
 
 @pytest.fixture
 def app(config, clock):
-    """The app with the stand-in model."""
+    """The app with the trained model."""
     return signals_app(config, clock)
 
 
@@ -32,18 +35,25 @@ def services(app):
 
 def test_open_cases_are_listed_highest_priority_first(client, app, clock):
     review = services(app).review
-    low = post_signals(client, "acc-low", [text_signal("my mom school homework teacher")]).json
+    low = flag(client, "acc-low")
     clock.instant += timedelta(minutes=5)
-    high = flag(client, "acc-high")
-    report = post_signals(client, "acc-rep", [
+    high = post_minor_messages(client, "acc-high", 4)  # more minor posts: a higher real score
+    # A report on an account whose messages read as an adult's: a low score.
+    report = post_signals(client, "acc-rep", [text_signal(adult_text(i)) for i in range(3)] + [
         {"type": "report", "at": "2026-11-24T12:00:00Z", "reason": "suspected_minor"}]).json
+    assert high["flagged"] and high["score"] > low["score"], (high, low)
+    # The report's kind head start does not make up for its score gap to the flagged cases.
+    assert report["case_id"] and report["score"] < low["score"]
+    assert (SCORE_HEAD_START_HOURS * (low["score"] - report["score"])
+            > KIND_HEAD_START_HOURS["report"])
     parent = review.open_or_raise("acc-kid", "parent_request", actor="parents-bot",
                                   due_at=clock.now() + timedelta(days=3),
                                   ref={"request_id": "pr_1"})
     later_parent = review.open_or_raise("acc-kid", "parent_request", actor="parents-bot",
                                         due_at=clock.now() + timedelta(days=20))
     listed = client.get("/v1/review/cases?status=open", headers=auth("reviewer")).json["cases"]
-    # Parent requests by due date, then score before kind (a 0.18 report waits behind 0.73).
+    # Parent requests by due date, then score before kind (a low-score report waits behind
+    # classifier cases flagged with high scores), higher score first even if opened later.
     assert [c["case_id"] for c in listed] == [
         parent["case_id"], later_parent["case_id"], high["case_id"], low["case_id"],
         report["case_id"]]

@@ -88,9 +88,29 @@ def deadline(due: Any, now: datetime) -> dict[str, Any] | None:
     return {"state": "ok", "text": f"Due in {duration(moment - now)}"}
 
 
+# The trained model's own names (agegate/model.py: `text:<n-gram>`, `activity:<feature>` and the
+# RULES), in a reviewer's words.
+_NAMED_SIGNALS = {
+    "activity:weekend_share": "the share of messages sent at weekends",
+    "activity:summer_share": "the share of messages sent in June to August",
+    "activity:winter_break_share": "the share of messages sent between 20 Dec and 3 Jan",
+    "activity:log_posting_rate": "how often the account posts",
+    "activity:mean_log_length": "the length of the messages",
+    "reports:suspected_minor": "user reports of a suspected minor",
+    "age_gate:redeclaration": "retrying the age gate with another birth date",
+    "account:dob_change": "changing the date of birth after sign-up",
+}
+
+
 def signal_phrase(name: str) -> str:
-    """Turn a model feature name such as `word:mom` or `payment:prepaid_card` into words."""
+    """Turn a model feature name such as `text:homework`, `activity:weekend_share` or
+    `payment:prepaid_card` into words."""
+    if name in _NAMED_SIGNALS:
+        return _NAMED_SIGNALS[name]
     prefix, sep, rest = name.partition(":")
+    if prefix == "text" and sep:
+        # A vocabulary n-gram of the text model: one word or a two-word phrase.
+        return f"the {'words' if ' ' in rest.strip() else 'word'} “{rest}” in messages"
     if not sep:
         prefix, sep, rest = name.partition("=")
     if sep and prefix in _SIGNAL_PHRASES:
