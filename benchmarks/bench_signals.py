@@ -4,7 +4,9 @@ texts: prints throughput, latency and the overhead ratio.
     python benchmarks/bench_signals.py [--requests 2000] [--concurrency 4] [--accounts 200]
 
 Uses the trained model from AGEGATE_MODEL_DIR (default: model/) on both sides and stops with a
-clear message when the artifact cannot be loaded. Only talks to 127.0.0.1.
+clear message when the artifact cannot be loaded. The messages are real posts from the corpus's
+held-out test authors (the model never trained on them), cut to chat length. Only talks to
+127.0.0.1; the server plumbing is benchmarks/harness.py's.
 """
 
 from __future__ import annotations
@@ -13,13 +15,9 @@ import argparse
 import http.client
 import json
 import os
-import random
 import secrets
-import socket
 import statistics
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 from datetime import UTC, datetime
@@ -28,15 +26,25 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-WORDS = ("my mom says i cant go to the party because of school homework tomorrow lol "
-         "the meeting ran long and the invoice is due friday my teacher gave us a test "
-         "need advice on my mortgage and my kids college fund omg this is so boring").split()
+from benchmarks import harness  # noqa: E402
+
+CHAT_LENGTH = 280
 
 
-def texts(n: int, seed: int = 7) -> list[str]:
-    """Synthetic chat messages of 5-30 words (no data set needed, same for both sides)."""
-    rng = random.Random(seed)
-    return [" ".join(rng.choice(WORDS) for _ in range(rng.randint(5, 30))) for _ in range(n)]
+def texts(n: int) -> list[str]:
+    """n chat-length messages: posts of held-out test authors, cycled if there are too few."""
+    from training.data import iter_authors, split_of
+
+    posts: list[str] = []
+    for author in iter_authors():
+        if split_of(author["author_id"]) != "test":
+            continue
+        posts.extend(p["text"][:CHAT_LENGTH] for p in author["posts"] if p["text"].strip())
+        if len(posts) >= n:
+            break
+    if not posts:
+        raise SystemExit("no corpus posts found: set AGEGATE_TRAINING_DATA")
+    return [posts[i % len(posts)] for i in range(n)]
 
 
 def model_dir() -> Path:
@@ -63,25 +71,6 @@ def load_model():
         return real_load(model_dir()), f"trained model from {model_dir()}"
     except ModelLoadError as error:
         raise SystemExit(f"benchmark needs the trained model: {error}") from error
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_ready(port: int, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            conn.request("GET", "/healthz")
-            if conn.getresponse().status == 200:
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise RuntimeError("gunicorn did not become ready")
 
 
 def run_http(port: int, token: str, bodies: list[str], accounts: int,
@@ -142,36 +131,23 @@ def main() -> None:
     if not 1 <= args.requests <= 100_000 or not 1 <= args.concurrency <= 64:
         parser.error("keep --requests within 1..100000 and --concurrency within 1..64")
 
-    from agegate.storage.embedded import EmbeddedRedis
-
     bodies = texts(args.requests)
     model, description = load_model()
     run_raw(model, bodies[:50])  # warm up
     raw_seconds = run_raw(model, bodies)
 
-    with tempfile.TemporaryDirectory() as tmp:
-        server = EmbeddedRedis(Path(tmp) / "redis")
-        url = server.start()
-        token = secrets.token_urlsafe(24)
-        port = free_port()
-        env = dict(os.environ, REDIS_URL=url, AGEGATE_SECRET_KEY=secrets.token_urlsafe(48),
-                   AGEGATE_API_KEYS=f"bench:signals:{token}", AGEGATE_ENV="production",
-                   AGEGATE_LOG_LEVEL="WARNING", PYTHONPATH=str(ROOT))
-        gunicorn = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "--workers", "2", "--worker-class", "sync",
-             "--bind", f"127.0.0.1:{port}", "--log-level", "warning",
-             "benchmarks.bench_signals:bench_app()"],
-            cwd=ROOT, env=env,
-        )
-        try:
-            wait_ready(port)
-            run_http(port, token, bodies[:50], args.accounts, args.concurrency)  # warm up
-            seconds, latencies, errors = run_http(port, token, bodies, args.accounts,
+    token = secrets.token_urlsafe(24)
+    with harness.embedded_redis() as url:
+        env = {"REDIS_URL": url, "AGEGATE_SECRET_KEY": secrets.token_urlsafe(48),
+               "AGEGATE_API_KEYS": f"bench:signals:{token}", "AGEGATE_ENV": "production",
+               "AGEGATE_LOG_LEVEL": "WARNING", "AGEGATE_MODEL_DIR": str(model_dir()),
+               "PYTHONPATH": str(ROOT)}
+        with harness.Gunicorn("benchmarks.bench_signals:bench_app()", env,
+                              extra_args=["--access-logfile", "/dev/null"]) as server:
+            server.start(timeout=60)
+            run_http(server.port, token, bodies[:50], args.accounts, args.concurrency)  # warm
+            seconds, latencies, errors = run_http(server.port, token, bodies, args.accounts,
                                                   args.concurrency)
-        finally:
-            gunicorn.terminate()
-            gunicorn.wait(timeout=30)
-            server.stop()
 
     n = len(bodies)
     latencies.sort()
@@ -184,8 +160,8 @@ def main() -> None:
           f"{raw_per_call * 1e3:.3f} ms each")
     print(f"HTTP signal posts: {n / seconds:,.0f} req/s; latency p50 "
           f"{statistics.median(latencies) * 1e3:.2f} ms, p95 "
-          f"{latencies[int(0.95 * (n - 1))] * 1e3:.2f} ms, p99 "
-          f"{latencies[int(0.99 * (n - 1))] * 1e3:.2f} ms")
+          f"{harness.percentile(latencies, 95) * 1e3:.2f} ms, p99 "
+          f"{harness.percentile(latencies, 99) * 1e3:.2f} ms")
     print(f"overhead ratio (HTTP wall time per request / raw model time per call): "
           f"{http_per_req / raw_per_call:.1f}x; mean latency / raw call: "
           f"{statistics.mean(latencies) / raw_per_call:.1f}x")
