@@ -54,6 +54,7 @@ TRUSTED_TYPES = (
     "sklearn.feature_extraction.text.HashingVectorizer",
     "sklearn.feature_extraction.text.TfidfTransformer",
     "sklearn.linear_model._stochastic_gradient.SGDClassifier",
+    "sklearn.pipeline.FeatureUnion",
     "sklearn.pipeline.Pipeline",
 )
 
@@ -172,13 +173,19 @@ class AgeModel:
         self.review_threshold = float(artifact["review_threshold"])
         self.band_thresholds = {k: float(v) for k, v in artifact["band_thresholds"].items()}
         self.text_pipeline = artifact["text_pipeline"]
-        hasher = self.text_pipeline.named_steps["hash"]
+        union = self.text_pipeline.named_steps["hash"]
         tfidf = self.text_pipeline.named_steps["tfidf"]
-        self._analyzer = hasher.build_analyzer()
-        self._n_features = int(hasher.n_features)
+        # (analyzer, column offset, n_features) per hashing block of the FeatureUnion.
+        self._blocks: list[tuple[Any, int, int]] = []
+        offset = 0
+        for _, hasher in union.transformer_list:
+            if hasher.alternate_sign or hasher.norm is not None:
+                raise ModelLoadError("artifact's text pipeline differs from the supported layout")
+            self._blocks.append((hasher.build_analyzer(), offset, int(hasher.n_features)))
+            offset += int(hasher.n_features)
         self._idf = np.asarray(tfidf.idf_, dtype=np.float64)
         self._sublinear = bool(tfidf.sublinear_tf)
-        if hasher.alternate_sign or hasher.norm is not None or tfidf.norm != "l2":
+        if tfidf.norm != "l2" or union.transformer_weights:
             raise ModelLoadError("artifact's text pipeline differs from the supported layout")
         clf = self.text_pipeline[-1]
         self._w = np.asarray(clf.coef_[0], dtype=np.float64)
@@ -211,9 +218,16 @@ class AgeModel:
     def _copy_state(self, state: dict[str, Any] | None) -> dict[str, Any]:
         if state is None:
             return self.new_state()
-        new = json.loads(json.dumps(state))  # deep copy; never mutate the caller's state
-        if new.get("v") != STATE_VERSION:
+        if not isinstance(state, dict) or state.get("v") != STATE_VERSION:
             return self.new_state()
+        # Deep copy of the known layout (never mutate the caller's state).
+        plat = state["plat"]
+        new = {
+            **state,
+            "top": [list(t) for t in state["top"]],
+            "act": dict(state["act"]),
+            "plat": {**plat, "payment": dict(plat["payment"]), "reports": dict(plat["reports"])},
+        }
         if new.get("m") != self._state_model:
             fresh = self.new_state()
             new.update({"m": fresh["m"], "n": 0, "sd": 0.0, "top": [], "act": fresh["act"]})
@@ -243,15 +257,20 @@ class AgeModel:
         """Column indices and values of one message, exactly as ``text_pipeline[:-1]`` would
         compute them (hash counts -> sublinear tf * idf -> l2), without sklearn's per-call
         overhead (a test checks the equality on real posts)."""
-        counts: dict[int, int] = {}
-        n = self._n_features
-        for tok in self._analyzer(text):
-            j = abs(murmurhash3_32(tok, seed=0, positive=False)) % n
-            counts[j] = counts.get(j, 0) + 1
-        if not counts:
+        parts = []
+        for analyzer, offset, n in self._blocks:
+            toks = analyzer(text)
+            h = np.fromiter(
+                (murmurhash3_32(t, seed=0, positive=False) for t in toks),
+                dtype=np.int64,
+                count=len(toks),
+            )
+            parts.append(offset + np.abs(h) % n)
+        cols = np.concatenate(parts)
+        if cols.size == 0:
             return np.zeros(0, dtype=np.int64), np.zeros(0)
-        idx = np.fromiter(counts.keys(), dtype=np.int64, count=len(counts))
-        tf = np.fromiter(counts.values(), dtype=np.float64, count=len(counts))
+        idx, counts = np.unique(cols, return_counts=True)
+        tf = counts.astype(np.float64)
         if self._sublinear:
             tf = np.log(tf) + 1.0
         x = tf * self._idf[idx]
@@ -315,7 +334,8 @@ class AgeModel:
         return "low"
 
     def score(self, state: dict[str, Any]) -> Score:
-        state = self._copy_state(state)
+        if state.get("v") != STATE_VERSION or state.get("m") != self._state_model:
+            state = self._copy_state(state)  # score() never modifies ``state`` either way
         logit, contrib = self._account(state)
         signals: list[tuple[str, float]] = []
         n = state["n"]

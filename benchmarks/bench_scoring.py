@@ -62,11 +62,35 @@ def bench(model, texts: list[str]) -> dict[str, float]:
     }
 
 
+def _worker(args: tuple[str, list[str]]) -> float:
+    model_dir, texts = args
+    model = load_model(model_dir)
+    at = datetime(2024, 5, 6, 15, 0, tzinfo=UTC)
+    states: list[dict | None] = [None] * 100
+    for t in texts[:50]:
+        model.score(model.update(None, [{"type": "message", "text": t, "at": at}]))
+    start = time.perf_counter()
+    for i, t in enumerate(texts):
+        states[i % 100] = model.update(states[i % 100], [{"type": "message", "text": t, "at": at}])
+        model.score(states[i % 100])
+    return len(texts) / (time.perf_counter() - start)
+
+
+def parallel(model_dir: str, texts: list[str], procs: int) -> float:
+    """Aggregate msg/s of ``procs`` processes (like gunicorn workers) scoring concurrently."""
+    import multiprocessing as mp
+
+    with mp.get_context("spawn").Pool(procs) as pool:
+        rates = pool.map(_worker, [(model_dir, texts)] * procs)
+    return sum(rates)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=3000)
     ap.add_argument("--chars", type=int, default=200)
     ap.add_argument("--model-dir", default=str(REPO_ROOT / "model"))
+    ap.add_argument("--procs", type=int, default=2, help="processes for the aggregate figure")
     args = ap.parse_args()
     t0 = time.perf_counter()
     model = load_model(args.model_dir)
@@ -90,6 +114,8 @@ def main() -> None:
               f"p50 {r['sklearn_p50_ms']:.2f} ms   p99 {r['sklearn_p99_ms']:.2f} ms")
         print(f"  ratio (AgeModel / sklearn throughput): "
               f"{r['ratio_agemodel_over_sklearn_throughput']:.2f}")
+        agg = parallel(args.model_dir, texts, args.procs)
+        print(f"  AgeModel.update+score, {args.procs} processes concurrently: {agg:.0f} msg/s")
 
 
 if __name__ == "__main__":

@@ -73,10 +73,13 @@ def test_normalize_text_replaces_links_and_truncates():
 
 @pytest.mark.parametrize("text", ["omg my mom is so annoying", "Grading papers tonight."])
 def test_hashed_index_matches_the_vectorizer(text):
-    hasher = F.build_text_pipeline().named_steps["hash"]
-    cols = set(hasher.transform([text]).indices.tolist())
-    grams = hasher.build_analyzer()(text)
-    assert cols == {F.hashed_index(g) for g in grams}
+    union = F.build_text_pipeline().named_steps["hash"]
+    cols = set(union.transform([text]).tocsr().indices.tolist())
+    expected = set()
+    for kind, hasher in union.transformer_list:
+        expected |= {F.hashed_index(g, kind) for g in hasher.build_analyzer()(text)}
+    assert cols == expected
+    assert min(cols) < F.N_WORD_FEATURES <= max(cols) < F.N_TEXT_FEATURES
 
 
 def test_account_vector_order_and_mean():

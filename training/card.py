@@ -109,7 +109,8 @@ def render(card: dict[str, Any]) -> str:
         "",
         "**Learned** (Blog Authorship Corpus, label `age < 18`):",
         "",
-        "1. Text model: hashed word 1-2-grams (2^20 columns), sublinear tf-idf, l2 per message, "
+        "1. Text model: hashed word 1-2-grams and char_wb 3-4-grams (2^20 columns each), "
+        "sublinear tf-idf, l2 per message, "
         "logistic regression by SGD, trained on single posts. Text is normalised first (links "
         f"become `urlLink` as in the corpus, cut at {F.MAX_TEXT_CHARS} characters).",
         "2. Account model: logistic regression on "
@@ -137,7 +138,9 @@ def render(card: dict[str, Any]) -> str:
         "",
         "`top_signals` names come only from the artifact: text features are named by the "
         f"n-gram used by at least {card.get('vocab_min_authors', 15)} training authors that most "
-        "often hashes to a strongly minor-indicative column (a shipped vocabulary); activity "
+        "often hashes to a strongly minor-indicative word column (a shipped vocabulary of "
+        f"{card.get('vocab_size')} names; char n-grams count in the score but are not named); "
+        "activity "
         "features and rules are named by the feature/rule. The per-account state keeps only "
         "counters, a sum of decision values and at most 8 (vocabulary index, contribution) "
         "pairs; never text.",

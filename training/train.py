@@ -91,7 +91,8 @@ def _vocabulary(
 ) -> tuple[np.ndarray, list[str]]:
     """Name the most minor-indicative hashed columns by the n-gram, used by at least
     VOCAB_MIN_AUTHORS training authors, that most often lands in them."""
-    candidates = set(np.argsort(-coef)[:VOCAB_CANDIDATES].tolist())
+    word_coef = coef[: F.N_WORD_FEATURES]  # only word n-grams are named (readable)
+    candidates = set(np.argsort(-word_coef)[:VOCAB_CANDIDATES].tolist())
     df: Counter[str] = Counter()
     for a in authors:
         toks: set[str] = set()
@@ -150,7 +151,8 @@ def fit(
     log(f"account model fitted on {len(ya)} train views")
 
     if vocab:
-        vocab_index, vocab_names = _vocabulary(hasher.build_analyzer(), train, clf.coef_[0])
+        word_analyzer = hasher.transformer_list[0][1].build_analyzer()
+        vocab_index, vocab_names = _vocabulary(word_analyzer, train, clf.coef_[0])
     else:
         vocab_index, vocab_names = np.zeros(0, dtype=np.int64), []
     log(f"vocabulary: {len(vocab_names)} named features")
@@ -186,6 +188,8 @@ def fit(
         "train_posts": len(tr["texts"]),
         "account_train_views": len(ya),
         "prevalence_train": round(prevalence, 4),
+        "vocab_size": len(vocab_names),
+        "vocab_min_authors": VOCAB_MIN_AUTHORS,
         "validation_account": E.metrics(vs["y"], vs["p"], review),
         "fit_seconds": round(time.perf_counter() - t0, 1),
     }
