@@ -215,3 +215,12 @@ def test_fast_scoring_path_equals_the_sklearn_pipeline(model):
     dec, _ = model.text_records(texts)
     expected = model.text_pipeline.decision_function(texts)
     assert dec == pytest.approx(expected, abs=1e-9)
+
+
+def test_every_text_signal_type_counts_and_others_do_not(model):
+    post = _posts(1)[0]
+    sigs = [as_signal(post, kind) for kind in ("message", "profile_text", "message_board_post")]
+    sigs.append({"type": "session", "duration_s": 600, "at": datetime(2024, 1, 1, tzinfo=UTC)})
+    state = model.update(None, sigs)
+    assert state["n"] == 3 and state["plat"]["sessions"] == 1
+    assert state["act"]["nd"] == 3

@@ -153,8 +153,8 @@ def render(card: dict[str, Any]) -> str:
         + ", ".join(f"{k} {v['authors']} ({v['under_18']} under 18)" for k, v in sizes.items()),
         f"- Training posts: {card['train_posts']}; account-model training views: "
         f"{card['account_train_views']}.",
-        "- Thresholds were chosen on validation authors; test authors were scored once, "
-        "for this card.",
+        "- Thresholds and every modelling choice were made on validation authors; test "
+        "authors are scored once per training run, only to write this card.",
         "",
         "## Thresholds (validation, whole accounts)",
         "",
