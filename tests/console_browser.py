@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +14,17 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 DOCS = Path(__file__).resolve().parent.parent / "docs"
+
+
+@pytest.fixture
+def screenshots(tmp_path: Path) -> Path:
+    """Where the run saves its screenshots: docs/ (for the README) when
+    AGEGATE_UPDATE_SCREENSHOTS=1, else the test's temp dir, so a plain run leaves the tree clean
+    (case ids are random, so every run's pictures differ byte for byte)."""
+    if os.environ.get("AGEGATE_UPDATE_SCREENSHOTS") == "1":
+        DOCS.mkdir(exist_ok=True)
+        return DOCS
+    return tmp_path
 MISSING = ("Chromium is not installed at /usr/bin/chromium. Run the README's test command, "
            "`bash scripts/test.sh`, which installs Debian's chromium before running pytest.")
 

@@ -1,6 +1,7 @@
 """The reviewer console in real headless Chromium, against a real server thread and real Redis.
 
-Saves docs/console-queue.png and docs/console-case.png for the README.
+Saves console-queue.png and console-case.png (into docs/, for the README, when
+AGEGATE_UPDATE_SCREENSHOTS=1).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from playwright.sync_api import expect
 
 from agegate.console import present
 from tests.conftest import TOKENS
-from tests.console_browser import DOCS, browser, live_server, page  # noqa: F401
+from tests.console_browser import browser, live_server, page, screenshots  # noqa: F401
 from tests.console_helpers import seed_busy_queue
 from tests.signals_helpers import signals_app
 
@@ -31,7 +32,8 @@ def sign_in(tab, role: str) -> None:
     expect(tab.get_by_role("heading", name="Review queue")).to_be_visible()
 
 
-def test_reviewer_claims_confirms_a_minor_and_admin_sees_the_deletion(page, app, clock):  # noqa: F811
+def test_reviewer_claims_confirms_a_minor_and_admin_sees_the_deletion(page, app, clock,  # noqa: F811
+                                                                     screenshots):  # noqa: F811
     ids = seed_busy_queue(app.test_client(), clock)
     sign_in(page, "reviewer")
     open_rows = page.locator("#open tbody tr")
@@ -39,8 +41,8 @@ def test_reviewer_claims_confirms_a_minor_and_admin_sees_the_deletion(page, app,
     expect(open_rows.first).to_contain_text("Parent request")
     expect(open_rows.first).to_contain_text("Overdue")
     expect(page.locator("tr.row-soon")).to_contain_text("Due in 3 d 21 h")
-    DOCS.mkdir(exist_ok=True)
-    page.screenshot(path=str(DOCS / "console-queue.png"), full_page=True)
+    page.screenshot(path=str(screenshots / "console-queue.png"), full_page=True)
+    assert (screenshots / "console-queue.png").stat().st_size > 10_000
 
     page.get_by_label("Kind").select_option("report")
     page.get_by_role("button", name="Filter").click()
@@ -55,7 +57,8 @@ def test_reviewer_claims_confirms_a_minor_and_admin_sees_the_deletion(page, app,
     expect(page.locator(".why li")).to_have_count(len(rows))
     expect(page.locator(".why li").first).to_contain_text(rows[0]["sentence"])
     expect(page.locator("[data-countdown]")).to_contain_text("min")
-    page.screenshot(path=str(DOCS / "console-case.png"), full_page=True)
+    page.screenshot(path=str(screenshots / "console-case.png"), full_page=True)
+    assert (screenshots / "console-case.png").stat().st_size > 10_000
 
     page.get_by_label("Note").fill("Profile says 8th grade; reported by another member.")
     page.get_by_role("button", name="Confirm minor and terminate the account").click()
