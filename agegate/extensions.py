@@ -57,7 +57,7 @@ class Agegate:
         self.events = EventStream(self.redis, config.events_stream, self.retention)
         self.identities = IdentityStore(self.redis, self.retention)
         self.age_checks = AgeCheckService(
-            self.redis, self.hasher, self.identities, self.audit,
+            self.hasher, self.identities, self.audit,
             MinimumAgePolicy(config.minimum_ages, config.default_minimum_age), self.clock,
         )
         self.console = ConsoleAuth(

@@ -266,3 +266,26 @@ def test_one_request_leaves_nothing_behind_for_the_next(client):
     again = check(client, date_of_birth="2000-01-01", country="GB")
     assert again.status_code == 200
     assert again.json["decision"] == "allow"
+
+
+def test_the_audit_entry_recorded_is_the_outcome_that_applied(app, client):
+    state = app.extensions["agegate"]
+    pipe = state.redis.pipeline()
+    state.identities.queue_identity_blocks(
+        pipe, [("device", state.hasher.short("device", "dev-banned"))], ttl_seconds=3600)
+    pipe.execute()
+    answers = [
+        check(client, date_of_birth="1980-01-01", device_id="dev-banned", account_id="a1"),
+        check(client, date_of_birth="2012-01-01", device_id="dev-kid", account_id="a2"),
+        check(client, date_of_birth="1980-01-01", device_id="dev-kid", account_id="a3"),
+        check(client, date_of_birth="1980-01-01", device_id="dev-adult", account_id="a4"),
+    ]
+    assert [a.json["reason"] for a in answers] == [
+        "identity_blocked", "under_minimum_age", "previous_underage_attempt", "of_age"]
+    for number, answer in enumerate(answers, 1):
+        (entry,) = state.audit.entries(f"a{number}", 10)
+        assert entry["details"]["check_id"] == answer.json["check_id"]
+        assert entry["details"]["reason"] == answer.json["reason"]
+        assert entry["details"]["decision"] == answer.json["decision"]
+    checked, problems = state.audit.log.verify()
+    assert problems == [] and checked == 4

@@ -7,13 +7,11 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-import redis
-
 from agegate.clock import Clock
 from agegate.crypto import Hasher, new_id
 from agegate.errors import ValidationFailed
 from agegate.metrics import AGE_CHECKS
-from agegate.services.audit import AuditTrail, transact
+from agegate.services.audit import AuditTrail
 from agegate.services.jurisdictions import MinimumAgePolicy
 from agegate.storage.identities import Identifier, IdentityStore
 
@@ -31,6 +29,10 @@ def age_on(born: date, today: date) -> int:
     """Whole years on `today`. A 29 February birthday turns over on 1 March in common years,
     because (3, 1) is the first (month, day) after (2, 29)."""
     return today.year - born.year - ((today.month, today.day) < (born.month, born.day))
+
+
+def _decision(reason: str) -> str:
+    return "allow" if reason == "of_age" else "deny"
 
 
 def normalise_email(email: str) -> str:
@@ -55,14 +57,12 @@ class AgeCheckService:
 
     def __init__(
         self,
-        client: redis.Redis,
         hasher: Hasher,
         identities: IdentityStore,
         audit: AuditTrail,
         policy: MinimumAgePolicy,
         clock: Clock,
     ) -> None:
-        self.r = client
         self.hasher = hasher
         self.identities = identities
         self.audit = audit
@@ -96,36 +96,33 @@ class AgeCheckService:
         country = data["country"]
         region = data.get("region")
         identifiers = self.identifiers(data)
-        identity_blocked, retry_blocked = self.identities.blocked(identifiers)
-        if identity_blocked:
-            decision, reason = "deny", "identity_blocked"
-        elif retry_blocked:
-            decision, reason = "deny", "previous_underage_attempt"
-        elif age < self.policy.minimum_age(country, region):
-            decision, reason = "deny", "under_minimum_age"
-        else:
-            decision, reason = "allow", "of_age"
+        under_age = age < self.policy.minimum_age(country, region)
+        # Blocks win over the declared date, whatever it now says; the order is the contract's.
+        reasons = ("identity_blocked", "previous_underage_attempt",
+                   "under_minimum_age" if under_age else "of_age")
+        check_id = new_id("chk")
+        account_id = data.get("account_id")
+        account_hash = self.audit.account_hash(account_id) if account_id else None
+        options = [
+            {"actor": actor, "action": "age_check", "account_id": account_id,
+             "details": {"check_id": check_id, "decision": _decision(reason), "reason": reason,
+                         "country": country, "region": region}}
+            for reason in reasons
+        ]
+        # One atomic round trip decides on the blocks, writes retry blocks and identifier
+        # links, and appends the audit entry for whichever outcome applied.
+        chosen = self.audit.append_one_of(
+            lambda prepared: self.identities.check_and_record(
+                identifiers, under_age=under_age, account_hash=account_hash, outcomes=prepared,
+            ) - 1,
+            options,
+        )
+        reason = reasons[chosen]
+        decision = _decision(reason)
         result = AgeCheckResult(
-            check_id=new_id("chk"), decision=decision, reason=reason,
+            check_id=check_id, decision=decision, reason=reason,
             message=ALLOW_MESSAGE if decision == "allow" else DENY_MESSAGE,
         )
-        account_id = data.get("account_id")
-
-        def write(pipe: redis.client.Pipeline) -> None:
-            chain = self.audit.begin(pipe)
-            pipe.multi()
-            if reason == "under_minimum_age":
-                self.identities.queue_retry_blocks(pipe, identifiers)
-            if account_id:
-                linked = [i for i in identifiers if i[0] != "account"]
-                self.identities.queue_link(pipe, self.audit.account_hash(account_id), linked)
-            chain.append(
-                pipe, actor=actor, action="age_check", account_id=account_id,
-                details={"check_id": result.check_id, "decision": decision, "reason": reason,
-                         "country": country, "region": region},
-            )
-
-        transact(self.r, write)
         AGE_CHECKS.labels(decision, reason).inc()
         if reason == "previous_underage_attempt" and account_id:
             for hook in self.redeclaration_hooks:

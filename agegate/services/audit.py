@@ -11,7 +11,7 @@ import redis
 
 from agegate.clock import Clock
 from agegate.crypto import Hasher, new_id
-from agegate.storage.audit import GENESIS, AuditLog
+from agegate.storage.audit import GENESIS, AuditLog, PreparedEntry
 
 # The transact() call in progress on this thread, if any.
 _context = threading.local()
@@ -63,21 +63,11 @@ class Chain:
         details: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Queue an entry. `details` must hold no DOB, email, message text or raw identifier."""
-        account_hash = self.trail.account_hash(account_id) if account_id else None
-        entry = self.trail.log.queue_append(
-            pipe,
-            self.chain_id,
-            self.prev_hash,
-            entry_id=new_id("aud"),
-            at=self.trail.clock.now(),
-            actor=actor,
-            action=action,
-            account_id=account_id,
-            account_hash=account_hash,
-            details=details or {},
-        )
-        self.prev_hash = entry["hash"]
-        return entry
+        prepared = self.trail.prepare(self.chain_id, self.prev_hash, actor=actor, action=action,
+                                      account_id=account_id, details=details)
+        self.trail.log.queue_append(pipe, prepared)
+        self.prev_hash = prepared.hash
+        return prepared.entry
 
 
 class AuditTrail:
@@ -91,6 +81,34 @@ class AuditTrail:
 
     def account_hash(self, account_id: str) -> str:
         return self.hasher.short("account", account_id)
+
+    def prepare(
+        self, chain_id: str, prev_hash: str, *, actor: str, action: str,
+        account_id: str | None = None, details: dict[str, Any] | None = None,
+    ) -> PreparedEntry:
+        """One entry, hashed onto `prev_hash`. `details` hold no DOB, email, text or raw id."""
+        return self.log.prepare(
+            chain_id, prev_hash, entry_id=new_id("aud"), at=self.clock.now(), actor=actor,
+            action=action, account_id=account_id,
+            account_hash=self.account_hash(account_id) if account_id else None,
+            details=details or {},
+        )
+
+    def append_one_of(
+        self, run: Callable[[list[PreparedEntry]], int], options: list[dict[str, Any]]
+    ) -> int:
+        """For a Lua script that decides and records in one step: prepare one entry per possible
+        outcome, all on the current head; `run` appends exactly one and returns its index."""
+        with self.writer.lock:
+            chain_id, head = self.writer.current()
+            prepared = [self.prepare(chain_id, head, **option) for option in options]
+            try:
+                chosen = run(prepared)
+            except redis.RedisError:
+                self.writer.abandon()  # the script may have run without our hearing back
+                raise
+            self.writer.commit(chain_id, prepared[chosen].hash)
+            return chosen
 
     def begin(self, pipe: redis.client.Pipeline) -> Chain:
         """The chain to append to within the current `transact` attempt (one per trail)."""

@@ -27,21 +27,43 @@ GENESIS = "0" * 64
 # One account's index keeps its newest entries; the stream keeps everything for the retention.
 MAX_ACCOUNT_ENTRIES = 1000
 
-# KEYS: stream, heads, account index ("" for none). ARGV: entry JSON, MINID, TTL, chain id,
-# entry hash, index cap. The per-account index holds the entries themselves, newest first, so
-# one account's trail is a single range read rather than a scan of everyone's.
-_APPEND = """
-redis.call('XADD', KEYS[1], 'MINID', '~', ARGV[2], '*', 'entry', ARGV[1])
-redis.call('EXPIRE', KEYS[1], ARGV[3])
-redis.call('HSET', KEYS[2], ARGV[4], ARGV[5])
-redis.call('EXPIRE', KEYS[2], ARGV[3])
-if KEYS[3] ~= '' then
-  redis.call('LPUSH', KEYS[3], ARGV[1])
-  redis.call('LTRIM', KEYS[3], 0, tonumber(ARGV[6]) - 1)
-  redis.call('EXPIRE', KEYS[3], ARGV[3])
+# The append as a Lua function, so a script that decides something and records the decision
+# (the age check) can call it in the same atomic step. The per-account index holds the entries
+# themselves, newest first, so one account's trail is a single range read rather than a scan.
+APPEND_FUNCTION = """
+local function audit_append(stream, heads, index, entry, minid, ttl, chain, hash, cap)
+  redis.call('XADD', stream, 'MINID', '~', minid, '*', 'entry', entry)
+  redis.call('EXPIRE', stream, ttl)
+  redis.call('HSET', heads, chain, hash)
+  redis.call('EXPIRE', heads, ttl)
+  if index ~= '' then
+    redis.call('LPUSH', index, entry)
+    redis.call('LTRIM', index, 0, tonumber(cap) - 1)
+    redis.call('EXPIRE', index, ttl)
+  end
 end
+"""
+# KEYS: stream, heads, account index ("" for none). ARGV: entry JSON, MINID, TTL, chain id,
+# entry hash, index cap.
+_APPEND = APPEND_FUNCTION + """
+audit_append(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6])
 return 1
 """
+
+
+@dataclass(frozen=True)
+class PreparedEntry:
+    """An entry hashed onto its chain and encoded, with the arguments its append needs."""
+
+    entry: dict[str, Any]
+    encoded: str
+    index: str  # the account's index key, or "" for none
+    min_id: int
+    ttl: int
+
+    @property
+    def hash(self) -> str:
+        return str(self.entry["hash"])
 
 
 HASHED_FIELDS = ("id", "chain", "at", "actor", "action", "account_id", "details")
@@ -74,9 +96,8 @@ class AuditLog:
         message = prev_hash.encode() + b"\n" + canonical(entry)
         return hmac.new(self._key, message, "sha256").hexdigest()
 
-    def queue_append(
+    def prepare(
         self,
-        pipe: redis.client.Pipeline,
         chain_id: str,
         prev_hash: str,
         *,
@@ -87,8 +108,8 @@ class AuditLog:
         account_id: str | None,
         account_hash: str | None,
         details: dict[str, Any],
-    ) -> dict[str, Any]:
-        """Queue one entry on a MULTI pipeline; returns the entry (with its hash)."""
+    ) -> PreparedEntry:
+        """Build, chain-hash and encode one entry."""
         entry: dict[str, Any] = {
             "id": entry_id,
             "chain": chain_id,
@@ -101,13 +122,19 @@ class AuditLog:
         entry["prev_hash"] = prev_hash
         entry["hash"] = self.chain_hash(prev_hash, entry)
         ttl = self.retention.seconds("audit")
-        min_ms = max(int(at.timestamp() * 1000) - ttl * 1000, 0)
-        encoded = json.dumps(entry, sort_keys=True, separators=(",", ":"))
-        index = keys.audit_index(account_hash) if account_hash else ""
-        # One EVAL instead of seven commands: every audited request pays for this append.
-        pipe.eval(_APPEND, 3, keys.AUDIT_STREAM, keys.AUDIT_HEADS, index,
-                  encoded, min_ms, ttl, chain_id, entry["hash"], MAX_ACCOUNT_ENTRIES)
-        return entry
+        return PreparedEntry(
+            entry=entry,
+            encoded=json.dumps(entry, sort_keys=True, separators=(",", ":")),
+            index=keys.audit_index(account_hash) if account_hash else "",
+            min_id=max(int(at.timestamp() * 1000) - ttl * 1000, 0),
+            ttl=ttl,
+        )
+
+    def queue_append(self, pipe: redis.client.Pipeline, prepared: PreparedEntry) -> None:
+        """Queue the append on a MULTI pipeline: one EVAL instead of seven commands."""
+        pipe.eval(_APPEND, 3, keys.AUDIT_STREAM, keys.AUDIT_HEADS, prepared.index,
+                  prepared.encoded, prepared.min_id, prepared.ttl, prepared.entry["chain"],
+                  prepared.hash, MAX_ACCOUNT_ENTRIES)
 
     def _entries(self, reverse: bool, count: int = 500) -> Iterator[dict[str, Any]]:
         """Walk the stream in pages, oldest first or newest first."""

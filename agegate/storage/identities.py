@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import redis
 
 from agegate.storage import keys
+from agegate.storage.audit import APPEND_FUNCTION, MAX_ACCOUNT_ENTRIES, PreparedEntry
 from agegate.storage.keys import Retention
 
 Identifier = tuple[str, str]
@@ -29,6 +30,34 @@ return #KEYS
 """
 
 
+# KEYS: audit stream, audit heads, audit index or "", link key or "", then N identity-block
+# keys and N retry-block keys. ARGV: N, under_age, retry TTL, link TTL, link cap, now, three
+# (entry, hash) pairs for the outcomes 1..3, MINID, audit TTL, chain id, index cap, link members.
+_CHECK_AND_RECORD = APPEND_FUNCTION + """
+local n = tonumber(ARGV[1])
+local choice = 3
+for i = 1, n do
+  if redis.call('EXISTS', KEYS[4 + i]) == 1 then choice = 1; break end
+end
+if choice == 3 then
+  for i = 1, n do
+    if redis.call('EXISTS', KEYS[4 + n + i]) == 1 then choice = 2; break end
+  end
+end
+if choice == 3 and ARGV[2] == '1' then
+  for i = 1, n do redis.call('SET', KEYS[4 + n + i], '1', 'EX', ARGV[3]) end
+end
+if KEYS[4] ~= '' then
+  for i = 17, #ARGV do redis.call('ZADD', KEYS[4], ARGV[6], ARGV[i]) end
+  redis.call('ZREMRANGEBYRANK', KEYS[4], 0, -(tonumber(ARGV[5]) + 1))
+  redis.call('EXPIRE', KEYS[4], ARGV[4])
+end
+audit_append(KEYS[1], KEYS[2], KEYS[3], ARGV[5 + 2 * choice], ARGV[13], ARGV[14], ARGV[15],
+             ARGV[6 + 2 * choice], ARGV[16])
+return choice
+"""
+
+
 class IdentityStore:
     """Reads are pipelined in one round trip; writes join a caller's pipeline."""
 
@@ -36,24 +65,34 @@ class IdentityStore:
         self.r = client
         self.retention = retention
         self._extend_block = client.register_script(_EXTEND_BLOCK)
+        self._check_and_record = client.register_script(_CHECK_AND_RECORD)
 
-    def blocked(self, identifiers: Sequence[Identifier]) -> tuple[bool, bool]:
-        """(identity_blocked, retry_blocked) for the identifiers, in one round trip."""
-        if not identifiers:
-            return False, False
-        pipe = self.r.pipeline(transaction=False)
-        pipe.exists(*[keys.identity_block(k, h) for k, h in identifiers])
-        pipe.exists(*[keys.retry_block(k, h) for k, h in identifiers])
-        identity, retry = pipe.execute()
-        return identity > 0, retry > 0
-
-    def queue_retry_blocks(
-        self, pipe: redis.client.Pipeline, identifiers: Sequence[Identifier]
-    ) -> None:
-        """Remember these identifiers for AGEGATE_RETRY_BLOCK_DAYS."""
-        ttl = self.retention.seconds("retry_block")
-        for kind, digest in identifiers:
-            pipe.set(keys.retry_block(kind, digest), "1", ex=ttl)
+    def check_and_record(
+        self,
+        identifiers: Sequence[Identifier],
+        *,
+        under_age: bool,
+        account_hash: str | None,
+        outcomes: Sequence[PreparedEntry],
+    ) -> int:
+        """The age check's storage step, atomic and in one round trip: returns 1 when an
+        identifier is identity-blocked, 2 when one is retry-blocked, else 3 (and then writes
+        retry blocks if `under_age`); links the identifiers to the account and appends
+        `outcomes[choice - 1]` to the audit trail."""
+        first = outcomes[0]
+        linked = [f"{kind}:{digest}" for kind, digest in identifiers if kind != "account"]
+        link_key = keys.account_identifiers(account_hash) if account_hash and linked else ""
+        script_keys = [keys.AUDIT_STREAM, keys.AUDIT_HEADS, first.index, link_key,
+                       *[keys.identity_block(k, h) for k, h in identifiers],
+                       *[keys.retry_block(k, h) for k, h in identifiers]]
+        args: list[str | int | float] = [
+            len(identifiers), "1" if under_age else "0", self.retention.seconds("retry_block"),
+            self.retention.seconds("account"), MAX_LINKED_IDENTIFIERS, time.time(),
+        ]
+        for outcome in outcomes:
+            args += [outcome.encoded, outcome.hash]
+        args += [first.min_id, first.ttl, first.entry["chain"], MAX_ACCOUNT_ENTRIES, *linked]
+        return int(self._check_and_record(keys=script_keys, args=args))
 
     def queue_identity_blocks(
         self, pipe: redis.client.Pipeline, identifiers: Sequence[Identifier], ttl_seconds: int
@@ -64,18 +103,6 @@ class IdentityStore:
         ttl = max(1, min(ttl_seconds, self.retention.seconds("identity_block_max")))
         block_keys = [keys.identity_block(k, h) for k, h in identifiers]
         self._extend_block(keys=block_keys, args=[ttl], client=pipe)
-
-    def queue_link(
-        self, pipe: redis.client.Pipeline, account_hash: str, identifiers: Sequence[Identifier]
-    ) -> None:
-        """Remember which identifiers an account used, so termination can block them too."""
-        if not identifiers:
-            return
-        key = keys.account_identifiers(account_hash)
-        now = time.time()
-        pipe.zadd(key, {f"{kind}:{digest}": now for kind, digest in identifiers})
-        pipe.zremrangebyrank(key, 0, -(MAX_LINKED_IDENTIFIERS + 1))
-        pipe.expire(key, self.retention.seconds("account"))
 
     def linked(self, account_hash: str) -> list[Identifier]:
         """The identifiers an account used in its age checks."""
