@@ -29,3 +29,8 @@ class FixedClock(Clock):
 def iso(moment: datetime) -> str:
     """ISO-8601 with a Z offset, as the contract writes timestamps."""
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def parse_iso(text: str) -> datetime:
+    """The inverse of iso(): a stored or contract timestamp back to an aware datetime."""
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+from agegate.clock import parse_iso
+
 # Decisions each case kind allows (API.md, review queue), with the wording on the button.
 DECISIONS: dict[str, list[tuple[str, str]]] = {
     "classifier": [
@@ -50,7 +52,7 @@ def parse_time(value: Any) -> datetime | None:
     if isinstance(value, datetime):
         return value
     try:
-        return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        return parse_iso(str(value))
     except ValueError:
         return None
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from agegate.clock import Clock, iso
+from agegate.clock import Clock, iso, parse_iso
 from agegate.crypto import Hasher
 from agegate.errors import RateLimited, Unauthorized
 from agegate.services.audit import AuditTrail
@@ -103,7 +103,7 @@ class ConsoleAuth:
         record = self.store.get(self._key(session_id))
         if record is None:
             return None
-        expires_at = datetime.fromisoformat(record["expires_at"].replace("Z", "+00:00"))
+        expires_at = parse_iso(record["expires_at"])
         if expires_at <= self.clock.now() or (record["name"], record["role"]) not in self.grants:
             self.store.delete(self._key(session_id))
             return None

@@ -14,12 +14,12 @@ import json
 import logging
 import secrets
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, timedelta
 from typing import Any
 
 import redis
 
-from agegate.clock import Clock, iso
+from agegate.clock import Clock, iso, parse_iso
 from agegate.crypto import Hasher, new_id, new_token
 from agegate.errors import (
     ChildUnresolved,
@@ -226,7 +226,7 @@ class ParentRequestService:
     def _open_case(self, record: dict[str, str], actor: str) -> None:
         """Open the parent_request case and keep the request for its full retention."""
         request_id = record["request_id"]
-        due_at = datetime.fromisoformat(record["due_at"].replace("Z", "+00:00"))
+        due_at = parse_iso(record["due_at"])
         case_id = None
         if self.review is not None:
             # A child named only by username or email has no account id yet: the case carries
@@ -414,8 +414,7 @@ class ParentRequestService:
                         "request_type": record["request_type"], "created_at":
                         record["created_at"], "due_at": record["due_at"],
                         "case_id": record.get("case_id"),
-                        "overdue": datetime.fromisoformat(record["due_at"].replace(
-                            "Z", "+00:00")).timestamp() < now})
+                        "overdue": parse_iso(record["due_at"]).timestamp() < now})
         return out
 
     def overdue_count(self) -> int:

@@ -11,7 +11,7 @@ from typing import Any
 import redis
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from agegate.clock import Clock, iso
+from agegate.clock import Clock, iso, parse_iso
 from agegate.crypto import Hasher, new_id
 from agegate.errors import Conflict, NotFound, ValidationFailed
 from agegate.services.audit import AuditTrail, transact
@@ -47,7 +47,7 @@ Decider = Callable[[dict, str, "str | None", str], None]
 def _parse(value: str | datetime | None) -> datetime | None:
     if value is None or isinstance(value, datetime):
         return value
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return parse_iso(value)
 
 
 def position(kinds: Iterable[str], score: float | None, created: datetime,

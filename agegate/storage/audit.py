@@ -20,6 +20,7 @@ from typing import Any
 
 import redis
 
+from agegate.clock import iso
 from agegate.storage import keys
 from agegate.storage.keys import Retention
 
@@ -113,7 +114,7 @@ class AuditLog:
         entry: dict[str, Any] = {
             "id": entry_id,
             "chain": chain_id,
-            "at": at.isoformat().replace("+00:00", "Z"),
+            "at": iso(at),
             "actor": actor,
             "action": action,
             "account_id": account_id,

@@ -8,6 +8,7 @@ from typing import Any
 
 import redis
 
+from agegate.clock import parse_iso
 from agegate.storage import keys
 from agegate.storage.keys import Retention
 
@@ -83,8 +84,8 @@ class DeletionStore:
         pipe.expire(key, ttl)
         if account_hash:
             pipe.set(keys.account_deletion(account_hash), record["deletion_id"], ex=ttl)
-        requested = datetime.fromisoformat(record["requested_at"].replace("Z", "+00:00"))
-        due = datetime.fromisoformat(record["due_at"].replace("Z", "+00:00"))
+        requested = parse_iso(record["requested_at"])
+        due = parse_iso(record["due_at"])
         if record["status"] == "pending":
             pipe.zadd(keys.DELETIONS_PENDING, {record["deletion_id"]: due.timestamp()})
         else:

@@ -6,6 +6,7 @@ from datetime import datetime
 
 import redis
 
+from agegate.clock import iso
 from agegate.storage.keys import Retention
 
 
@@ -31,7 +32,7 @@ class EventStream:
         fields = {
             "type": event_type,
             "account_id": account_id,
-            "at": at.isoformat().replace("+00:00", "Z"),
+            "at": iso(at),
             **{k: v for k, v in ids.items() if v is not None},
         }
         min_ms = int(at.timestamp() * 1000) - ttl * 1000
