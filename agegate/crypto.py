@@ -22,6 +22,11 @@ class Hasher:
         """A 128-bit keyed hash, enough to name keys without collisions."""
         return self.digest(purpose, value)[:32]
 
+    def account(self, account_id: str) -> str:
+        """An account's hash: its keys' hash tag, its audit index and its identity block all
+        use this one value, so they must never be derived differently."""
+        return self.short("account", account_id)
+
     def matches(self, purpose: str, value: str, expected_hex: str) -> bool:
         """Constant-time comparison of a value against a stored keyed hash."""
         return hmac.compare_digest(self.digest(purpose, value), expected_hex)

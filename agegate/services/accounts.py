@@ -78,9 +78,6 @@ class AccountService:
         self.clock = clock
         self.model = model
 
-    def account_hash(self, account_id: str) -> str:
-        return self.hasher.short("account", account_id)
-
     # -- signals -------------------------------------------------------------------------
     def record_signals(self, account_id: str, signals: list[dict[str, Any]], *,
                        actor: str) -> dict[str, Any]:
@@ -88,7 +85,7 @@ class AccountService:
         model = self.model()
         if model is None:
             raise ModelUnavailable()
-        account_hash = self.account_hash(account_id)
+        account_hash = self.hasher.account(account_id)
         state_key = keys.account_state(account_hash)
         meta_key = keys.account(account_hash)
 
@@ -141,7 +138,7 @@ class AccountService:
     # -- reading -------------------------------------------------------------------------
     def get(self, account_id: str) -> dict[str, Any]:
         """The account's status and latest score; terminated accounts from their deletion."""
-        account_hash = self.account_hash(account_id)
+        account_hash = self.hasher.account(account_id)
         pipe = self.r.pipeline(transaction=False)
         pipe.hgetall(keys.account(account_hash))
         pipe.get(keys.account_open_case(account_hash))
@@ -192,7 +189,7 @@ class AccountService:
                                                 details=details, precheck=precheck)
             return {**self.get(account_id), "deletion_id": record["deletion_id"]}
 
-        account_hash = self.account_hash(account_id)
+        account_hash = self.hasher.account(account_id)
         meta_key = keys.account(account_hash)
 
         def build(pipe: redis.client.Pipeline) -> None:
@@ -230,7 +227,7 @@ class AccountService:
     # -- parents' rights (issue 5 calls these) -----------------------------------------
     def stop_processing(self, account_id: str, *, actor: str) -> None:
         """A parent's objection: refuse further signals and forget the score state."""
-        account_hash = self.account_hash(account_id)
+        account_hash = self.hasher.account(account_id)
 
         def build(pipe: redis.client.Pipeline) -> None:
             if self.deletions.for_account(pipe, account_hash):
@@ -249,7 +246,7 @@ class AccountService:
 
     def export(self, account_id: str) -> dict[str, Any]:
         """Everything this service holds on the account (a parent's access request)."""
-        account_hash = self.account_hash(account_id)
+        account_hash = self.hasher.account(account_id)
         try:
             account: dict[str, Any] | None = self.get(account_id)
         except NotFound:

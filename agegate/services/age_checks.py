@@ -102,7 +102,7 @@ class AgeCheckService:
                    "under_minimum_age" if under_age else "of_age")
         check_id = new_id("chk")
         account_id = data.get("account_id")
-        account_hash = self.audit.account_hash(account_id) if account_id else None
+        account_hash = self.hasher.account(account_id) if account_id else None
         options = [
             {"actor": actor, "action": "age_check", "account_id": account_id,
              "details": {"check_id": check_id, "decision": _decision(reason), "reason": reason,

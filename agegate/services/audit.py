@@ -79,9 +79,6 @@ class AuditTrail:
         self.clock = clock
         self.writer = ChainWriter()
 
-    def account_hash(self, account_id: str) -> str:
-        return self.hasher.short("account", account_id)
-
     def prepare(
         self, chain_id: str, prev_hash: str, *, actor: str, action: str,
         account_id: str | None = None, details: dict[str, Any] | None = None,
@@ -90,7 +87,7 @@ class AuditTrail:
         return self.log.prepare(
             chain_id, prev_hash, entry_id=new_id("aud"), at=self.clock.now(), actor=actor,
             action=action, account_id=account_id,
-            account_hash=self.account_hash(account_id) if account_id else None,
+            account_hash=self.hasher.account(account_id) if account_id else None,
             details=details or {},
         )
 
@@ -132,7 +129,7 @@ class AuditTrail:
 
     def entries(self, account_id: str | None, limit: int) -> list[dict[str, Any]]:
         """Newest first, for one account or for all."""
-        account_hash = self.account_hash(account_id) if account_id else None
+        account_hash = self.hasher.account(account_id) if account_id else None
         return self.log.recent(account_hash, limit)
 
 

@@ -123,7 +123,7 @@ class ContentRemovalService:
                 # A terminated account needs no review, but its posts still come down.
                 if error.code != "account_terminated":
                     raise
-        account_hash = self.hasher.short("account", account_id)
+        account_hash = self.hasher.account(account_id)
         removals_key = keys.content_removals(account_hash)
         hashes = {cid: self.hasher.short("content", cid) for cid in removable}
         now = self.clock.now()

@@ -97,7 +97,7 @@ class EnforcementService:
 
     def prepare(self, pipe: Any, account_id: str) -> TerminationPlan:
         """Read (and WATCH) everything termination touches; call before pipe.multi()."""
-        account_hash = self.hasher.short("account", account_id)
+        account_hash = self.hasher.account(account_id)
         pipe.watch(keys.account_deletion(account_hash), *keys.account_keys(account_hash))
         existing = self.deletions.for_account(pipe, account_hash)
         case_ids = sorted(pipe.smembers(keys.account_cases(account_hash)))

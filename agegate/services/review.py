@@ -121,7 +121,7 @@ class ReviewService:
         """Open a case, or raise the priority of the account's open one; returns the case."""
         if kind not in KINDS:
             raise ValueError(f"unknown case kind {kind!r}")
-        account_hash = self.hasher.short("account", account_id)
+        account_hash = self.hasher.account(account_id)
         pointer = keys.account_open_case(account_hash)
         single = kind in SINGLE_CASE_KINDS
 
@@ -275,7 +275,7 @@ class ReviewService:
             if case["kind"] in self._deciders:
                 return {"external": True}
             account_id = case["account_id"]
-            account_hash = self.hasher.short("account", account_id)
+            account_hash = self.hasher.account(account_id)
             decided = self._decided(case, reviewer, decision, note, now)
             details = {"case_id": case_id, "kind": case["kind"], "decision": decision}
             if decision == "confirm_minor":
