@@ -6,6 +6,7 @@ import pytest
 
 from agegate import create_app
 from tests.conftest import auth, make_config
+from tests.helpers import keys_without_ttl
 
 
 def item(content_id, **overrides):
@@ -40,8 +41,7 @@ def test_own_posts_are_removed_and_each_emits_one_event(client, redis_client):
                        headers=auth("admin")).get_json()["events"]
     assert audit[0]["action"] == "content_removal.requested"
     assert audit[0]["details"]["request_id"] == body["request_id"]
-    for key in redis_client.scan_iter("agegate:acct:*"):
-        assert redis_client.ttl(key) > 0
+    assert keys_without_ttl(redis_client) == []
 
 
 @pytest.mark.parametrize("overrides, reason", [

@@ -13,6 +13,7 @@ import pytest
 
 from agegate import create_app
 from tests.conftest import auth, make_config
+from tests.helpers import dump_keyspace, keys_without_ttl
 from tests.parents_helpers import gunicorn_server, http, smtp_server  # noqa: F401
 
 PARENT = "Parent.Person@Example.org"
@@ -48,17 +49,8 @@ def test_submit_mails_a_code_and_stores_no_email(client, mail, redis_client):
     assert set(body) == {"request_id", "status", "status_token"}
     code = mail.code_for(PARENT)
     assert len(code) >= 6
-    dump = ""
-    for key in redis_client.scan_iter("*"):
-        assert redis_client.ttl(key) > 0, key
-        kind = redis_client.type(key)
-        if kind == "hash":
-            dump += json.dumps(redis_client.hgetall(key))
-        elif kind == "string":
-            dump += redis_client.get(key)
-        elif kind == "stream":
-            dump += json.dumps(redis_client.xrange(key))
-        dump += key
+    assert keys_without_ttl(redis_client) == []
+    dump = " ".join(f"{key} {value}" for key, value in dump_keyspace(redis_client).items())
     lowered = dump.lower()
     assert "parent.person@example.org" not in lowered
     assert "kid@example.com" not in lowered
