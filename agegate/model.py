@@ -322,10 +322,6 @@ class AgeModel:
         contrib = self._acc_coef * (x - self._acc_mean) / self._acc_scale
         return self._acc_intercept + float(contrib.sum()), contrib
 
-    def text_logit(self, state: dict[str, Any]) -> float:
-        """Learned part only (text + activity), without platform rules."""
-        return self._account(state)[0]
-
     def band_of(self, score: float) -> str:
         if score >= self.band_thresholds["high"]:
             return "high"
