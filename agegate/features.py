@@ -4,10 +4,13 @@ Nothing here loads anything at import time. Three kinds of features:
 
 * text: every text signal (message, profile_text, message_board_post) is normalised with
   :func:`normalize_text` and run through the pipeline built by :func:`build_text_pipeline`
-  (hashed word 1-2-grams and char_wb 3-4-grams, sublinear tf-idf, l2 per message, linear
-  classifier). The text
-  model is linear, so the per-account state keeps only a running sum of per-message decision
-  values.
+  (hashed word 1-2-grams and case-sensitive char_wb 3-4-grams, sublinear tf-idf, l2 per
+  message, linear classifier). The text model is linear, so the per-account state keeps only a
+  running sum of per-message decision values. A second linear model, the *account text model*,
+  scores an account's text pooled: the sum of its messages' (unnormalised) tf-idf vectors
+  divided by that sum's L1 norm. Both the numerator's dot product and the L1 norm are sums over
+  messages, so the state keeps two more running sums (see ``agegate.model``), never the
+  vectors.
 * activity (learned from the corpus' day-level dates and post lengths): weekend share, summer
   share, winter-break share, posting rate, mean log length. They are accumulated in a few
   counters by :func:`fold_activity` and turned into a vector by :func:`activity_vector`.
@@ -44,6 +47,10 @@ CHAR_NGRAMS = (3, 4)
 # (vote share, mean probability, spread) did not help.
 SGD_ALPHA = 1e-6
 SGD_EPOCHS = 10
+# Account text model (pooled text per account). On validation it lifted account ROC-AUC from
+# 0.966 to 0.972 and recall at precision 0.95 from 0.81 to 0.83 next to the message model.
+ACCOUNT_SGD_ALPHA = 3e-6
+ACCOUNT_SGD_EPOCHS = 30
 
 _URL_RE = re.compile(r"(?:https?://|www\.)\S+", re.IGNORECASE)
 
@@ -55,9 +62,16 @@ ACTIVITY_FEATURES = (
     "mean_log_length",
 )
 # Account-level (second stage) features: the text model's mean decision over the account's
-# messages, its interaction with log(n) (more messages -> a more reliable mean), log(n), and
-# the activity features.
-ACCOUNT_FEATURES = ("text_mean_decision", "text_mean_x_log_n", "log_n_messages") + ACTIVITY_FEATURES
+# messages, its interaction with log(n) (more messages -> a more reliable mean), log(n), the
+# account text model's decision on all the account's text pooled (and its interaction with
+# log(n)), and the activity features.
+ACCOUNT_FEATURES = (
+    "text_mean_decision",
+    "text_mean_x_log_n",
+    "log_n_messages",
+    "account_text_decision",
+    "account_text_x_log_n",
+) + ACTIVITY_FEATURES
 # Laplace-style priors so that one or two dated messages do not give extreme shares.
 _SHARE_PRIORS = {"weekend": 2 / 7, "summer": 92 / 365, "winter": 15 / 365}
 _PRIOR_WEIGHT = 2.0
@@ -80,13 +94,17 @@ def build_text_pipeline(random_state: int = 0) -> Any:
     from sklearn.linear_model import SGDClassifier
     from sklearn.pipeline import FeatureUnion, Pipeline
 
-    common = {"alternate_sign": False, "norm": None, "lowercase": True}
+    common = {"alternate_sign": False, "norm": None}
     hasher = FeatureUnion(
         [
             (
                 "word",
                 HashingVectorizer(
-                    analyzer="word", ngram_range=WORD_NGRAMS, n_features=N_WORD_FEATURES, **common
+                    analyzer="word",
+                    ngram_range=WORD_NGRAMS,
+                    n_features=N_WORD_FEATURES,
+                    lowercase=True,
+                    **common,
                 ),
             ),
             (
@@ -95,6 +113,9 @@ def build_text_pipeline(random_state: int = 0) -> Any:
                     analyzer="char_wb",
                     ngram_range=CHAR_NGRAMS,
                     n_features=N_CHAR_FEATURES,
+                    # Case kept: a lower-case " i ", "OMG" and missing capitals are
+                    # age-typical (+0.002 single-post ROC-AUC on validation).
+                    lowercase=False,
                     **common,
                 ),
             ),
@@ -118,6 +139,21 @@ def build_text_pipeline(random_state: int = 0) -> Any:
     )
 
 
+def build_account_text_model(random_state: int = 0) -> Any:
+    """Untrained account text model: logistic regression on an account's pooled, L1-normalised
+    tf-idf (see :mod:`agegate.model`). SGD keeps training within the time budget; alpha was
+    chosen on the validation split."""
+    from sklearn.linear_model import SGDClassifier
+
+    return SGDClassifier(
+        loss="log_loss",
+        alpha=ACCOUNT_SGD_ALPHA,
+        max_iter=ACCOUNT_SGD_EPOCHS,
+        tol=None,
+        random_state=random_state,
+    )
+
+
 def hashed_index(ngram: str, kind: str = "word") -> int:
     """Column of an n-gram (as the word or char analyzer emits it) in the union's space."""
     from sklearn.utils import murmurhash3_32
@@ -128,12 +164,16 @@ def hashed_index(ngram: str, kind: str = "word") -> int:
     return N_WORD_FEATURES + h % N_CHAR_FEATURES
 
 
-def account_vector(sum_decision: float, n: int, act: dict[str, Any]) -> list[float]:
+def account_vector(
+    sum_decision: float, n: int, act: dict[str, Any], account_decision: float = 0.0
+) -> list[float]:
     """Second-stage features (order of :data:`ACCOUNT_FEATURES`) for an account with ``n``
-    text messages whose text-model decision values sum to ``sum_decision``."""
+    text messages whose text-model decision values sum to ``sum_decision`` and whose pooled
+    text the account text model scores ``account_decision``."""
     mean = sum_decision / n if n else 0.0
     log_n = math.log(n) if n else 0.0
-    return [mean, mean * log_n, log_n, *activity_vector(act)]
+    acc = account_decision if n else 0.0
+    return [mean, mean * log_n, log_n, acc, acc * log_n, *activity_vector(act)]
 
 
 # ---------------------------------------------------------------------------------------------

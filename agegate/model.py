@@ -11,9 +11,12 @@ How a score is made (details and reasons in ``model/MODEL_CARD.md``):
 1. Text signals are scored one by one by a linear text model (learned). The state keeps the sum
    and count of the per-message decision values (the mean decision equals the decision on the
    mean message vector), plus a bounded top-k of vocabulary features that pushed it up.
-2. A small second-stage logistic regression (learned) combines the mean decision, log(n) and
-   day-level activity features into a calibrated log-odds.
-3. Platform signals without labelled data add stated log-odds adjustments (:data:`RULES`,
+2. An account text model (learned, linear) scores the account's text pooled: the sum of its
+   messages' unnormalised tf-idf vectors u, L1-normalised. Its decision is
+   ``sum(w . u) / sum(|u|_1) + b``, so the state keeps the two sums, not the vectors.
+3. A small second-stage logistic regression (learned) combines the mean decision, the account
+   text model's decision, log(n) and day-level activity features into a calibrated log-odds.
+4. Platform signals without labelled data add stated log-odds adjustments (:data:`RULES`,
    assumptions, not learned).
 """
 
@@ -190,6 +193,10 @@ class AgeModel:
         clf = self.text_pipeline[-1]
         self._w = np.asarray(clf.coef_[0], dtype=np.float64)
         self._b = float(clf.intercept_[0])
+        self._aw = np.asarray(artifact["account_text_coef"], dtype=np.float64)
+        self._ab = float(artifact["account_text_intercept"])
+        if self._aw.shape != self._w.shape:
+            raise ModelLoadError("artifact's account text model has the wrong width")
         self._acc_mean = np.asarray(artifact["account_mean"], dtype=np.float64)
         self._acc_scale = np.asarray(artifact["account_scale"], dtype=np.float64)
         self._acc_coef = np.asarray(artifact["account_coef"], dtype=np.float64)
@@ -210,6 +217,8 @@ class AgeModel:
             "m": self._state_model,
             "n": 0,
             "sd": 0.0,
+            "sa": 0.0,
+            "sl": 0.0,
             "top": [],
             "act": F.new_activity(),
             "plat": F.new_platform(),
@@ -230,18 +239,28 @@ class AgeModel:
         }
         if new.get("m") != self._state_model:
             fresh = self.new_state()
-            new.update({"m": fresh["m"], "n": 0, "sd": 0.0, "top": [], "act": fresh["act"]})
+            new.update(
+                {"m": fresh["m"], "n": 0, "sd": 0.0, "sa": 0.0, "sl": 0.0, "top": [],
+                 "act": fresh["act"]}
+            )
         return new
 
-    def text_records(self, texts: list[str]) -> tuple[np.ndarray, list[list[tuple[int, float]]]]:
-        """Per-message decision values and each message's top-k positive vocabulary
-        contributions (index, w_j * x_j). ``texts`` must already be normalised."""
+    def text_records(
+        self, texts: list[str]
+    ) -> tuple[np.ndarray, list[list[tuple[int, float]]], np.ndarray]:
+        """Per-message decision values, each message's top-k positive vocabulary
+        contributions (index, w_j * x_j), and per message the account text model's two sums
+        (w_a . u, |u|_1) for the unnormalised vector u. ``texts`` must already be normalised."""
         dec = np.empty(len(texts))
+        acc = np.zeros((len(texts), 2))
         tops: list[list[tuple[int, float]]] = []
         for i, text in enumerate(texts):
-            idx, x = self._vector(text)
+            idx, x, norm = self._vector(text)
             w = self._w[idx]
             dec[i] = float(x @ w) + self._b
+            # u = x * norm (tf-idf before the l2 step); u >= 0, so |u|_1 = sum(u).
+            acc[i, 0] = float(x @ self._aw[idx]) * norm
+            acc[i, 1] = float(x.sum()) * norm
             keep = self._in_vocab[idx]
             idx = idx[keep]
             contrib = x[keep] * w[keep]
@@ -251,12 +270,12 @@ class AgeModel:
                 sel = np.argpartition(-contrib, TOP_K)[:TOP_K]
                 idx, contrib = idx[sel], contrib[sel]
             tops.append(list(zip(idx.tolist(), contrib.tolist(), strict=True)))
-        return dec, tops
+        return dec, tops, acc
 
-    def _vector(self, text: str) -> tuple[np.ndarray, np.ndarray]:
+    def _vector(self, text: str) -> tuple[np.ndarray, np.ndarray, float]:
         """Column indices and values of one message, exactly as ``text_pipeline[:-1]`` would
         compute them (hash counts -> sublinear tf * idf -> l2), without sklearn's per-call
-        overhead (a test checks the equality on real posts)."""
+        overhead (a test checks the equality on real posts), and the l2 norm divided out."""
         parts = []
         for analyzer, offset, n in self._blocks:
             toks = analyzer(text)
@@ -268,14 +287,14 @@ class AgeModel:
             parts.append(offset + np.abs(h) % n)
         cols = np.concatenate(parts)
         if cols.size == 0:
-            return np.zeros(0, dtype=np.int64), np.zeros(0)
+            return np.zeros(0, dtype=np.int64), np.zeros(0), 0.0
         idx, counts = np.unique(cols, return_counts=True)
         tf = counts.astype(np.float64)
         if self._sublinear:
             tf = np.log(tf) + 1.0
         x = tf * self._idf[idx]
         norm = math.sqrt(float(x @ x))
-        return idx, (x / norm if norm > 0 else x)
+        return idx, (x / norm if norm > 0 else x), norm
 
     @staticmethod
     def fold_text(
@@ -284,10 +303,13 @@ class AgeModel:
         top: list[tuple[int, float]],
         day: Any,
         length: int,
+        account_sums: tuple[float, float] = (0.0, 0.0),
     ) -> None:
         """Add one scored text message to ``state`` (in place; callers pass their own copy)."""
         state["n"] += 1
         state["sd"] = round(state["sd"] + float(decision), 6)
+        state["sa"] = round(state.get("sa", 0.0) + float(account_sums[0]), 6)
+        state["sl"] = round(state.get("sl", 0.0) + float(account_sums[1]), 6)
         merged = {int(i): float(c) for i, c in state["top"]}
         for i, c in top:
             merged[i] = merged.get(i, 0.0) + c
@@ -301,9 +323,9 @@ class AgeModel:
         text_signals = [s for s in signals if s.get("type") in F.TEXT_TYPES]
         if text_signals:
             texts = [F.normalize_text(s.get("text") or "") for s in text_signals]
-            dec, tops = self.text_records(texts)
-            for s, t, d, top in zip(text_signals, texts, dec, tops, strict=True):
-                self.fold_text(new, d, top, F.to_date(s.get("at")), len(t))
+            dec, tops, acc = self.text_records(texts)
+            for s, t, d, top, a in zip(text_signals, texts, dec, tops, acc, strict=True):
+                self.fold_text(new, d, top, F.to_date(s.get("at")), len(t), (a[0], a[1]))
         plat = new["plat"]
         for s in signals:
             if s.get("type") not in F.TEXT_TYPES:
@@ -318,9 +340,17 @@ class AgeModel:
         n = state["n"]
         if n == 0:
             return self._no_text_logit, np.zeros_like(self._acc_coef)
-        x = np.asarray(F.account_vector(state["sd"], n, state["act"]), dtype=np.float64)
+        x = np.asarray(
+            F.account_vector(state["sd"], n, state["act"], self.account_text_decision(state)),
+            dtype=np.float64,
+        )
         contrib = self._acc_coef * (x - self._acc_mean) / self._acc_scale
         return self._acc_intercept + float(contrib.sum()), contrib
+
+    def account_text_decision(self, state: dict[str, Any]) -> float:
+        """The account text model's decision on the account's pooled text (0 without text)."""
+        sl = float(state.get("sl", 0.0))
+        return float(state.get("sa", 0.0)) / sl + self._ab if sl > 0 else 0.0
 
     def band_of(self, score: float) -> str:
         if score >= self.band_thresholds["high"]:
@@ -343,7 +373,7 @@ class AgeModel:
                 name = self._vocab.get(int(idx))
                 if name is not None:
                     signals.append((name, slope * c / n))
-            for j, fname in enumerate(F.ACTIVITY_FEATURES, start=3):
+            for j, fname in enumerate(F.ACTIVITY_FEATURES, start=5):
                 signals.append((f"activity:{fname}", float(contrib[j])))
         for name, adj in rule_adjustments(state["plat"]):
             logit += adj

@@ -94,7 +94,10 @@ def test_flagged_account_gets_one_case_and_rising_score_raises_it(client, app):
 
 
 def test_suspected_minor_report_opens_a_report_case_below_threshold(client):
+    # An adult-sounding account: the report's +1.0 log-odds alone must not flag it, yet the
+    # report still reaches a reviewer as a report case.
     response = post_signals(client, "acc-3", [
+        text_signal(adult_text(0)),
         {"type": "report", "at": "2026-11-24T12:00:00Z", "reason": "suspected_minor"}])
     assert response.status_code == 200
     assert response.json["flagged"] is False

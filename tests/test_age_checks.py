@@ -283,9 +283,12 @@ def test_the_audit_entry_recorded_is_the_outcome_that_applied(app, client):
     assert [a.json["reason"] for a in answers] == [
         "identity_blocked", "under_minimum_age", "previous_underage_attempt", "of_age"]
     for number, answer in enumerate(answers, 1):
-        (entry,) = state.audit.entries(f"a{number}", 10)
+        # a3's re-declaration also reaches the account as a signal (and may flag it, which the
+        # model's threshold decides); exactly one age-check entry per account either way.
+        (entry,) = [e for e in state.audit.entries(f"a{number}", 10)
+                    if e["action"] == "age_check"]
         assert entry["details"]["check_id"] == answer.json["check_id"]
         assert entry["details"]["reason"] == answer.json["reason"]
         assert entry["details"]["decision"] == answer.json["decision"]
     checked, problems = state.audit.log.verify()
-    assert problems == [] and checked == 4
+    assert problems == [] and checked == len(state.audit.entries(None, 100)) >= 4

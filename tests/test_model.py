@@ -81,7 +81,8 @@ def test_artifact_with_a_non_allowlisted_type_is_refused(model_copy, monkeypatch
 
 
 _STATE_KEYS = {
-    "v", "m", "n", "sd", "top", "act", "plat", "nd", "we", "su", "wi", "d0", "d1", "nl", "ll",
+    "v", "m", "n", "sd", "sa", "sl", "top", "act", "plat",
+    "nd", "we", "su", "wi", "d0", "d1", "nl", "ll",
     "sessions", "session_s", "payment", "reports", "dob_change", "redeclaration",
     "card", "prepaid_card", "gift_card", "wallet", "none", "suspected_minor", "other",
 }
@@ -212,7 +213,7 @@ def test_fast_scoring_path_equals_the_sklearn_pipeline(model):
     from agegate.features import normalize_text
 
     texts = [normalize_text(t) for t in texts]
-    dec, _ = model.text_records(texts)
+    dec, _, _ = model.text_records(texts)
     expected = model.text_pipeline.decision_function(texts)
     assert dec == pytest.approx(expected, abs=1e-9)
 
@@ -224,3 +225,24 @@ def test_every_text_signal_type_counts_and_others_do_not(model):
     state = model.update(None, sigs)
     assert state["n"] == 3 and state["plat"]["sessions"] == 1
     assert state["act"]["nd"] == 3
+
+
+def test_account_text_sums_equal_the_pooled_sklearn_computation(model):
+    """The state's two running sums give exactly the account text model's decision on the
+    account's pooled, L1-normalised tf-idf, computed here with sklearn's own transformers."""
+    import numpy as np
+    import scipy.sparse as sp
+    from sklearn.preprocessing import normalize
+
+    from agegate.features import normalize_text
+
+    posts = _posts(7)
+    state = model.update(None, [as_signal(p) for p in posts])
+    texts = [normalize_text(p["text"]) for p in posts]
+    H = model.text_pipeline.named_steps["hash"].transform(texts).astype(np.float64).tocsr()
+    H.data = np.log(H.data) + 1.0
+    U = H @ sp.diags(model.text_pipeline.named_steps["tfidf"].idf_)
+    pooled = normalize(sp.csr_matrix(U.sum(axis=0)), norm="l1")
+    expected = float((pooled @ model._aw)[0]) + model._ab
+    assert model.account_text_decision(state) == pytest.approx(expected, abs=1e-4)
+    assert model.account_text_decision(model.new_state()) == 0.0

@@ -50,6 +50,19 @@ def _gender_table(test: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _length_table(test: dict[str, Any]) -> list[str]:
+    lines = [
+        "| post length | n | under 18 | ROC-AUC | recall @ precision 0.95 |",
+        "|---|---|---|---|---|",
+    ]
+    for band, m in test.get("single_post", {}).get("by_length", {}).items():
+        lines.append(
+            f"| {band} | {m['n']} | {m['positives']} | {m.get('roc_auc')} | "
+            f"{m.get('recall_at_precision_0_95')} |"
+        )
+    return lines
+
+
 def _calibration(test: dict[str, Any]) -> list[str]:
     lines = []
     for kind, m in test.items():
@@ -109,11 +122,16 @@ def render(card: dict[str, Any]) -> str:
         "",
         "**Learned** (Blog Authorship Corpus, label `age < 18`):",
         "",
-        "1. Text model: hashed word 1-2-grams and char_wb 3-4-grams (2^20 columns each), "
+        "1. Text model: hashed word 1-2-grams and case-sensitive char_wb 3-4-grams (2^20 "
+        "columns each), "
         "sublinear tf-idf, l2 per message, "
         "logistic regression by SGD, trained on single posts. Text is normalised first (links "
         f"become `urlLink` as in the corpus, cut at {F.MAX_TEXT_CHARS} characters).",
-        "2. Account model: logistic regression on "
+        "2. Account text model: logistic regression by SGD on an account's text pooled (the "
+        "sum of its messages' sublinear tf-idf vectors before the l2 step, L1-normalised), "
+        "trained on whole training authors. Its decision is a ratio of two sums over "
+        "messages, so the state keeps those two numbers, never the vectors.",
+        "3. Account model: logistic regression on "
         + ", ".join(f"`{f}`" for f in F.ACCOUNT_FEATURES)
         + ". Trained on out-of-fold text scores of training authors, on views of 1, 2-3, 4-8 "
         "and all posts, so one message scores sensibly and more messages score better. "
@@ -178,6 +196,13 @@ def render(card: dict[str, Any]) -> str:
         "### By gender",
         "",
         *_gender_table(test),
+        "",
+        "### Single posts by length",
+        "",
+        "How sure one message can be depends on how much it says: most of the single-post "
+        "errors are in short posts.",
+        "",
+        *_length_table(test),
         "",
         "### Calibration (test)",
         "",

@@ -33,14 +33,14 @@ def eval_views(author: dict[str, Any]) -> dict[str, list[list[int]]]:
 
 
 def author_records(model: AgeModel, author: dict[str, Any]) -> list[tuple[Any, ...]]:
-    """(decision, top, day, length) for each post, computed in one batch."""
+    """(decision, top, day, length, account sums) for each post, computed in one batch."""
     texts = [F.normalize_text(p.get("text") or "") for p in author["posts"]]
     if not texts:
         return []
-    dec, tops = model.text_records(texts)
+    dec, tops, acc = model.text_records(texts)
     return [
-        (float(d), top, F.to_date(p.get("date")), len(t))
-        for d, top, p, t in zip(dec, tops, author["posts"], texts, strict=True)
+        (float(d), top, F.to_date(p.get("date")), len(t), (float(a[0]), float(a[1])))
+        for d, top, p, t, a in zip(dec, tops, author["posts"], texts, acc, strict=True)
     ]
 
 
@@ -56,8 +56,11 @@ def score_authors(
     authors: Iterable[dict[str, Any]],
     progress: Callable[[int], None] | None = None,
 ) -> dict[str, dict[str, np.ndarray]]:
-    """Scores per view kind: {"kind": {"y", "p", "gender"}} using the model's own state path."""
-    out: dict[str, dict[str, list]] = {k: {"y": [], "p": [], "gender": []} for k in VIEW_KINDS}
+    """Scores per view kind: {"kind": {"y", "p", "gender", "chars"}} using the model's own state
+    path (``chars``: the view's total text length)."""
+    out: dict[str, dict[str, list]] = {
+        k: {"y": [], "p": [], "gender": [], "chars": []} for k in VIEW_KINDS
+    }
     for author in authors:
         records = author_records(model, author)
         if records:
@@ -67,6 +70,7 @@ def score_authors(
                     out[kind]["y"].append(y)
                     out[kind]["p"].append(model.score(state_for(model, records, subset)).score)
                     out[kind]["gender"].append(author.get("gender") or "unknown")
+                    out[kind]["chars"].append(sum(records[i][3] for i in subset))
         if progress:
             progress(1)
     return {k: {m: np.asarray(v) for m, v in d.items()} for k, d in out.items()}
@@ -129,6 +133,19 @@ def metrics(
     return out
 
 
+# Single posts by length: where a one-message score can and cannot be sure.
+LENGTH_BANDS = ((0, 100), (100, 300), (300, 800), (800, None))
+
+
+def by_length(y: np.ndarray, p: np.ndarray, chars: np.ndarray) -> dict[str, Any]:
+    out = {}
+    for lo, hi in LENGTH_BANDS:
+        m = (chars >= lo) & ((chars < hi) if hi is not None else True)
+        name = f"{lo}-{hi - 1} chars" if hi is not None else f"{lo}+ chars"
+        out[name] = metrics(y[m], p[m])
+    return out
+
+
 def full_report(
     scores: dict[str, dict[str, np.ndarray]], review_threshold: float | None
 ) -> dict[str, Any]:
@@ -138,6 +155,8 @@ def full_report(
         m = metrics(y, p, review_threshold)
         if y.size:
             m["calibration"] = calibration_table(y, p)
+            if kind == "single_post" and "chars" in d:
+                m["by_length"] = by_length(y, p, d["chars"])
             m["by_gender"] = {
                 str(gender): metrics(y[g == gender], p[g == gender], review_threshold)
                 for gender in sorted(set(g.tolist()))

@@ -63,25 +63,51 @@ def _training_views(author_id: str, n: int) -> list[list[int]]:
     return views
 
 
-def _account_matrix(
-    authors: list[dict[str, Any]], posts: dict[str, Any], dec: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
+def _views(authors: list[dict[str, Any]], posts: dict[str, Any]) -> list[tuple[int, list[int]]]:
+    """(author index, global post indices) of every training view of every author."""
     starts = np.searchsorted(posts["owner"], np.arange(len(authors)))
-    rows, ys = [], []
+    out: list[tuple[int, list[int]]] = []
     for i, a in enumerate(authors):
         n = len(a["posts"])
-        if n == 0:
-            continue
         s = int(starts[i])
-        for view in _training_views(str(a["author_id"]), n):
-            act = F.new_activity()
-            total = 0.0
-            for j in view:
-                act = F.fold_activity(act, posts["days"][s + j], posts["lengths"][s + j])
-                total += float(dec[s + j])
-            rows.append(F.account_vector(total, len(view), act))
-            ys.append(label(a))
+        out.extend((i, [s + j for j in view]) for view in _training_views(str(a["author_id"]), n))
+    return out
+
+
+def _pooled(groups: list[list[int]], U: sp.csr_matrix) -> sp.csr_matrix:
+    """Each group's posts pooled as the account text model sees them: the sum of their
+    unnormalised tf-idf rows, L1-normalised."""
+    from sklearn.preprocessing import normalize
+
+    rows = np.repeat(np.arange(len(groups)), [len(g) for g in groups])
+    cols = np.concatenate([np.asarray(g, dtype=np.int64) for g in groups])
+    S = sp.csr_matrix((np.ones(cols.size), (rows, cols)), shape=(len(groups), U.shape[0]))
+    return normalize(S @ U, norm="l1")
+
+
+def _account_matrix(
+    authors: list[dict[str, Any]],
+    posts: dict[str, Any],
+    views: list[tuple[int, list[int]]],
+    dec: np.ndarray,
+    acc_dec: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    rows, ys = [], []
+    for (i, view), a_dec in zip(views, acc_dec, strict=True):
+        act = F.new_activity()
+        for j in view:
+            act = F.fold_activity(act, posts["days"][j], posts["lengths"][j])
+        total = float(dec[view].sum())
+        rows.append(F.account_vector(total, len(view), act, float(a_dec)))
+        ys.append(label(authors[i]))
     return np.asarray(rows), np.asarray(ys)
+
+
+def _unnormalised(H: sp.csr_matrix, idf: np.ndarray) -> sp.csr_matrix:
+    """Sublinear tf * idf without the l2 step (what AgeModel._vector computes before it)."""
+    U = H.astype(np.float64).tocsr(copy=True)
+    U.data = np.log(U.data) + 1.0
+    return (U @ sp.diags(idf)).tocsr()
 
 
 def _vocabulary(
@@ -145,7 +171,29 @@ def fit(
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
-    Xa, ya = _account_matrix(train, tr, oof)
+    # Account text model: trained on whole training authors pooled; out-of-fold decisions on
+    # every training view for the second stage, as for the message model.
+    Utr = _unnormalised(Htr, tfidf.idf_)
+    whole = _pooled([list(range(s, s + len(a["posts"]))) for a, s in
+                     zip(train, np.searchsorted(tr["owner"], np.arange(len(train))), strict=True)
+                     if a["posts"]], Utr)
+    ya_whole = np.asarray([label(a) for a in train if a["posts"]])
+    fold_a = np.asarray([bucket(str(a["author_id"])) % 2 for a in train if a["posts"]])
+    # The pooled rows have a small scale (L1 norm 1); the scale makes SGD's alpha comparable.
+    scale = 1.0 / float(np.median(sp.linalg.norm(whole, axis=1)))
+    views = _views(train, tr)
+    V = _pooled([v for _, v in views], Utr) * scale
+    view_fold = np.asarray([bucket(str(train[i]["author_id"])) % 2 for i, _ in views])
+    acc_oof = np.zeros(len(views))
+    for k in (0, 1):
+        m = F.build_account_text_model()
+        m.fit(whole[fold_a != k] * scale, ya_whole[fold_a != k])
+        acc_oof[view_fold == k] = m.decision_function(V[view_fold == k])
+        log(f"  out-of-fold account text model {k + 1}/2 fitted")
+    acc_text = F.build_account_text_model().fit(whole * scale, ya_whole)
+    log(f"account text model fitted on {whole.shape[0]} authors")
+
+    Xa, ya = _account_matrix(train, tr, views, oof, acc_oof)
     scaler = StandardScaler().fit(Xa)
     acc = LogisticRegression(C=1.0, max_iter=1000).fit(scaler.transform(Xa), ya)
     log(f"account model fitted on {len(ya)} train views")
@@ -162,6 +210,9 @@ def fit(
         "version": "age-" + datetime.now(UTC).strftime("%Y%m%d%H%M%S"),
         "text_pipeline": pipe,
         "account_features": list(F.ACCOUNT_FEATURES),
+        # The scale is folded into the weights: decision = (w . sum u) / sum |u|_1 + b.
+        "account_text_coef": acc_text.coef_[0] * scale,
+        "account_text_intercept": float(acc_text.intercept_[0]),
         "account_mean": scaler.mean_,
         "account_scale": scaler.scale_,
         "account_coef": acc.coef_[0],
