@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import resource
 import secrets
 import shutil
 import signal
@@ -109,6 +110,13 @@ def redis_calls(redis_url: str) -> tuple[int, int]:
     return scripts, sum(entry.get("calls", 0) for entry in stats.values())
 
 
+def _own_cpu() -> float:
+    """CPU seconds of this process and its finished children (wrk runs as one)."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def measure(label: str, server: harness.Gunicorn, token: str, seconds: float,
             use_wrk: bool, seed: int, redis_url: str) -> dict:
     """Throughput of both endpoints, then fixed-rate latency of both, on one running server."""
@@ -122,15 +130,22 @@ def measure(label: str, server: harness.Gunicorn, token: str, seconds: float,
         harness.open_loop("warmup", port, path, warm, headers, rate=RATE)
 
     throughput = []
+    cpu = []
+    groups = {"workers": server.worker_pids(), "master": [server.process.pid],  # type: ignore
+              "redis": [harness.redis_pid(redis_url)]}
     for name, path in (("echo", ECHO), ("age-check", AGE_CHECK)):
         before = redis_calls(redis_url)
+        meter = harness.CpuMeter(groups).start()
+        generator = _own_cpu()
         if use_wrk:
             result = harness.closed_loop_wrk(name, port, path, pool, headers, seconds=seconds)
         else:
             result = harness.closed_loop_python(name, port, path, pool, headers, seconds=seconds)
+        used = {**meter.stop(), "generator": _own_cpu() - generator}
         throughput.append(result)
         after = redis_calls(redis_url)
         answered = max(result.requests - result.non_2xx - result.errors, 1)
+        cpu.append(harness.per_request(name, used, answered))
         if name == "age-check":
             per_check = ((after[0] - before[0]) / answered, (after[1] - before[1]) / answered)
 
@@ -151,7 +166,7 @@ def measure(label: str, server: harness.Gunicorn, token: str, seconds: float,
         # An overloaded run leaves queued connections; the next run must not inherit them.
         server.drain()
     return {"label": label, "throughput": throughput, "latency": latency, "low": low,
-            "pool": len(pool), "per_check": per_check}
+            "pool": len(pool), "per_check": per_check, "cpu": cpu}
 
 
 def report(run: dict) -> list[str]:
@@ -165,6 +180,16 @@ def report(run: dict) -> list[str]:
         print(f"  note: {age_t.requests} requests > {run['pool']} distinct bodies; some repeated")
     ratio = age_t.rate / echo_t.rate if echo_t.rate else 0.0
     print(f"  ratio age-check/echo = {ratio:.2f}")
+    echo_c, age_c = run["cpu"]
+    server_ratio = (echo_c.total - echo_c.micros["generator"]) / max(
+        age_c.total - age_c.micros["generator"], 1e-9)
+    whole_ratio = echo_c.total / max(age_c.total, 1e-9)
+    print("CPU per answered request during the throughput runs (us, /proc utime+stime; "
+          "robust on a busy machine):")
+    harness.print_cpu(run["cpu"])
+    print(f"  CPU ratio echo/age-check: server (workers + master + redis) {server_ratio:.2f}, "
+          f"with the generator {whole_ratio:.2f} (what a CPU-bound closed loop's throughput "
+          "ratio approaches)")
     scripts, commands = run["per_check"]
     print(f"  Redis per age check: {scripts:.2f} script calls, {commands:.1f} commands in all "
           f"(redeclarations also score a signal)")
