@@ -17,6 +17,7 @@ import secrets
 import shutil
 import signal
 import sys
+import tempfile
 import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -117,8 +118,19 @@ def _own_cpu() -> float:
     return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
+def fixed_rate(name: str, port: int, path: str, bodies: list[bytes], headers: dict[str, str],
+               rate: float, openloop: Path | None
+               ) -> tuple[harness.LatencyResult, harness.Generator]:
+    """One open-loop run: the C generator when it was built, else the Python one."""
+    if openloop is not None:
+        return harness.open_loop_c(openloop, name, port, path, bodies, headers, rate=rate)
+    before = _own_cpu()
+    result = harness.open_loop(name, port, path, bodies, headers, rate=rate)
+    return result, harness.Generator("python-asyncio", _own_cpu() - before)
+
+
 def measure(label: str, server: harness.Gunicorn, token: str, seconds: float,
-            use_wrk: bool, seed: int, redis_url: str) -> dict:
+            use_wrk: bool, seed: int, redis_url: str, openloop: Path | None = None) -> dict:
     """Throughput of both endpoints, then fixed-rate latency of both, on one running server."""
     headers = {"Authorization": f"Bearer {token}"}
     port = server.port
@@ -127,7 +139,7 @@ def measure(label: str, server: harness.Gunicorn, token: str, seconds: float,
     warm = age_check_bodies(300, f"{tag}-w", seed + 1)
 
     for path in (ECHO, AGE_CHECK):  # warm both routes (imports, connections, caches)
-        harness.open_loop("warmup", port, path, warm, headers, rate=RATE)
+        fixed_rate("warmup", port, path, warm, headers, RATE, openloop)
 
     throughput = []
     cpu = []
@@ -155,18 +167,21 @@ def measure(label: str, server: harness.Gunicorn, token: str, seconds: float,
     low = []
     for name, path in (("echo", ECHO), ("age-check", AGE_CHECK)):
         bodies = age_check_bodies(int(low_rate * seconds / 2), f"{tag}-s-{name}", seed + 3)
-        low.append(harness.open_loop(name, port, path, bodies, headers, rate=low_rate))
+        low.append(fixed_rate(name, port, path, bodies, headers, low_rate, openloop)[0])
         server.drain()
 
     latency = []
+    generators = []
     count = int(RATE * seconds / 2)
     for name, path in (("echo", ECHO), ("age-check", AGE_CHECK)):
         bodies = age_check_bodies(count, f"{tag}-l-{name}", seed + 2)
-        latency.append(harness.open_loop(name, port, path, bodies, headers, rate=RATE))
+        result, generator = fixed_rate(name, port, path, bodies, headers, RATE, openloop)
+        latency.append(result)
+        generators.append(generator)
         # An overloaded run leaves queued connections; the next run must not inherit them.
         server.drain()
     return {"label": label, "throughput": throughput, "latency": latency, "low": low,
-            "pool": len(pool), "per_check": per_check, "cpu": cpu}
+            "pool": len(pool), "per_check": per_check, "cpu": cpu, "generators": generators}
 
 
 def report(run: dict) -> list[str]:
@@ -213,6 +228,10 @@ def report(run: dict) -> list[str]:
     ]
     # Is the generator itself the limit? Echo should be served on schedule if it can keep up.
     gen_ok = echo_l.lag_pct(99) < 0.002 and echo_l.achieved_rate >= 0.98 * RATE
+    for result, generator in zip(run["latency"], run["generators"], strict=True):
+        print(f"  generator ({generator.tool}) CPU for {result.name}: "
+              f"{generator.cpu_seconds / max(result.scheduled, 1) * 1e6:.0f} us per request, "
+              f"{generator.cpu_seconds / max(result.elapsed, 1e-9) * 100:.0f}% of one core")
     print(f"  generator: echo achieved {echo_l.achieved_rate:.0f}/{RATE:.0f} req/s, send lag "
           f"p99 {harness.ms(echo_l.lag_pct(99))} ms (age-check: "
           f"{harness.ms(age_l.lag_pct(99))} ms) -> "
@@ -227,7 +246,8 @@ def _timeout(signum: int, frame: object) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=6.0, help="length of each measured run")
-    parser.add_argument("--python-only", action="store_true", help="do not use wrk")
+    parser.add_argument("--python-only", action="store_true",
+                        help="neither wrk nor the C open-loop generator: Python generators only")
     parser.add_argument("--skip-no-access-log", action="store_true",
                         help="only measure the production config (access log on)")
     args = parser.parse_args()
@@ -242,12 +262,16 @@ def main() -> int:
                         ["--access-logfile", "/dev/null"]))
     print("agegate age-check benchmark: gunicorn -c gunicorn.conf.py -k sync -w 2, "
           f"embedded Redis, {args.seconds:g}s per run")
+    build_dir = Path(tempfile.mkdtemp(prefix="agegate-bench-build-"))
+    openloop = None if args.python_only else harness.build_openloop(build_dir)
+    latency_tool = ("C epoll open-loop generator (benchmarks/openloop.c, built with gcc)"
+                    if openloop else "Python asyncio open-loop generator"
+                    + ("" if args.python_only else " (gcc missing or the C build failed)"))
     if use_wrk:
-        print("throughput: wrk (closed loop, 1 thread, 8 connections); "
-              "latency: Python asyncio open-loop generator")
+        print(f"throughput: wrk (closed loop, 1 thread, 8 connections); latency: {latency_tool}")
     else:
         print("throughput: wrk NOT available (or --python-only) -> Python asyncio closed loop "
-              "(8 concurrent); latency: Python asyncio open-loop generator")
+              f"(8 concurrent); latency: {latency_tool}")
     started = time.monotonic()
     verdicts: list[str] = []
     try:
@@ -261,7 +285,7 @@ def main() -> int:
                               "raises ModuleNotFoundError; bench_app served with "
                               "load_model=False (the age check does not use the model)")
                     run = measure(label, server, token, args.seconds, use_wrk, seed=100 + i,
-                                  redis_url=redis_url)
+                                  redis_url=redis_url, openloop=openloop)
                     statuses = server.access_statuses()
                 verdicts += report(run)
                 print(f"  access log (path, status): {dict(statuses) or 'none (off)'}")
@@ -273,6 +297,7 @@ def main() -> int:
         return 2
     finally:
         signal.alarm(0)
+        shutil.rmtree(build_dir, ignore_errors=True)
     print(f"\nRedis keys at the end: {keys}; wall time {time.monotonic() - started:.0f}s")
     print("\n".join(verdicts))
     return 0

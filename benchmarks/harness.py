@@ -446,6 +446,81 @@ def open_loop(
     return asyncio.run(_open_loop(name, port, payloads, rate, timeout))
 
 
+# The same open loop in C (benchmarks/openloop.c), built with the machine's gcc: a Python
+# generator offering 1,000 new connections a second takes a large share of a 2-core machine.
+OPENLOOP_C = Path(__file__).resolve().parent / "openloop.c"
+
+
+@dataclass
+class Generator:
+    """What ran the open loop and what it cost: CPU seconds of its own (for the report)."""
+
+    tool: str
+    cpu_seconds: float
+
+
+def build_openloop(out_dir: Path) -> Path | None:
+    """Compile openloop.c into out_dir; None when there is no gcc or it fails to build."""
+    gcc = shutil.which("gcc") or shutil.which("cc")
+    if gcc is None:
+        return None
+    binary = out_dir / "openloop"
+    done = subprocess.run([gcc, "-O2", "-Wall", "-o", str(binary), str(OPENLOOP_C)],
+                          capture_output=True, text=True, timeout=120, check=False)
+    return binary if done.returncode == 0 and binary.exists() else None
+
+
+def open_loop_c(
+    binary: Path,
+    name: str,
+    port: int,
+    path: str,
+    bodies: Sequence[bytes],
+    headers: dict[str, str],
+    *,
+    rate: float,
+    timeout: float = 5.0,
+) -> tuple[LatencyResult, Generator]:
+    """open_loop() with the C generator: same schedule, same result fields."""
+    result = LatencyResult(name=name, offered_rate=rate, scheduled=len(bodies))
+    with tempfile.TemporaryDirectory(prefix="agegate-bench-openloop-") as tmp:
+        requests = Path(tmp) / "requests"
+        with open(requests, "wb") as handle:
+            for body in bodies:
+                payload = http_request(path, body, headers, port)
+                handle.write(f"{len(payload)}\n".encode() + payload)
+        expected = len(bodies) / rate + timeout + 30
+        done = subprocess.run([str(binary), HOST, str(port), f"{rate:g}",
+                               str(int(timeout * 1000)), str(requests)],
+                              capture_output=True, text=True, timeout=expected, check=False)
+    if done.returncode != 0:
+        raise HarnessError(f"openloop failed ({done.returncode}): {done.stderr}")
+    lines = done.stdout.splitlines()
+    cpu = int(lines[-1].split()[1]) / 1e6 if lines and lines[-1].startswith("cpu_us") else 0.0
+    last_done = 0.0
+    for index, line in enumerate(lines[:-1]):
+        status_text, latency_us, lag_us, reason = line.split()
+        status, latency, lag = int(status_text), int(latency_us) / 1e6, int(lag_us) / 1e6
+        result.send_lags.append(lag)
+        if status == 0:
+            result.errors["ConnectionError"] += 1
+            continue
+        if status == -1:
+            result.errors["TimeoutError"] += 1
+            continue
+        if status < 0:
+            result.errors["no HTTP status line"] += 1
+            continue
+        result.latencies.append(latency)
+        result.statuses[status] += 1
+        if reason != "-":
+            result.reasons[reason] += 1
+        # Time from the first scheduled send, as open_loop() measures it.
+        last_done = max(last_done, index / rate + latency)
+    result.elapsed = last_done
+    return result, Generator("c-epoll", cpu)
+
+
 # -- closed loop -----------------------------------------------------------------------------
 async def _closed_loop(
     port: int, payloads: Sequence[bytes], concurrency: int, seconds: float, timeout: float

@@ -150,3 +150,32 @@ def test_each_outcome_writes_one_entry_and_the_cli_verifies_the_chain(
     result = CliRunner().invoke(audit_cli, ["verify"])
     assert result.exit_code == 0, result.output
     assert "entries checked: 4" in result.output and "problems: 0" in result.output
+
+
+def test_the_age_check_script_survives_a_script_flush_and_a_dropped_connection(app, client,
+                                                                               redis_client):
+    body = {"date_of_birth": "2012-01-01", "country": "US", "device_id": "dev-flush"}
+    assert client.post(URL, json=body, headers=auth("registration")).status_code == 200
+    redis_client.script_flush()  # as after a Redis restart: EVALSHA answers NOSCRIPT
+    again = client.post(URL, json=body, headers=auth("registration"))
+    assert again.json["reason"] == "previous_underage_attempt"
+    app.extensions["agegate"].identities._check_and_record.close()
+    redis_client.client_kill_filter(_type="normal", skipme=True)
+    third = client.post(URL, json=body, headers=auth("registration"))
+    assert third.status_code == 200 and third.json["reason"] == "previous_underage_attempt"
+    checked, problems = app.extensions["agegate"].audit.log.verify()
+    assert (checked, problems) == (3, [])
+
+
+def test_shared_audit_keys_keep_their_ttl_and_the_index_its_cap(app, client, redis_client,
+                                                                 monkeypatch):
+    monkeypatch.setattr("agegate.storage.identities.MAX_ACCOUNT_ENTRIES", 2)
+    for born in ("1990-01-01", "1991-01-01", "1992-01-01"):
+        client.post(URL, json={"date_of_birth": born, "country": "US", "account_id": "acc-cap"},
+                    headers=auth("registration"))
+    retention = app.extensions["agegate"].retention.seconds("audit")
+    for key in (keys.AUDIT_STREAM, keys.AUDIT_HEADS):
+        assert retention - 60 <= redis_client.ttl(key) <= retention
+    account_hash = app.extensions["agegate"].hasher.account("acc-cap")
+    assert redis_client.llen(keys.audit_index(account_hash)) == 2
+    assert redis_client.xlen(keys.AUDIT_STREAM) == 3

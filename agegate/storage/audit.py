@@ -31,15 +31,23 @@ MAX_ACCOUNT_ENTRIES = 1000
 # The append as a Lua function, so a script that decides something and records the decision
 # (the age check) can call it in the same atomic step. The per-account index holds the entries
 # themselves, newest first, so one account's trail is a single range read rather than a scan.
+# Inside a script every write is also written to the AOF and costs ~10x a read, so the shared
+# stream and heads get their TTL rewritten only once it has run down by a minute (of six years),
+# and the index is trimmed only when it is over its cap.
 APPEND_FUNCTION = """
+local function refresh_ttl(key, ttl)
+  local slack = math.min(60, math.floor(tonumber(ttl) / 1000))
+  if redis.call('TTL', key) < tonumber(ttl) - slack then redis.call('EXPIRE', key, ttl) end
+end
 local function audit_append(stream, heads, index, entry, minid, ttl, chain, hash, cap)
   redis.call('XADD', stream, 'MINID', '~', minid, '*', 'entry', entry)
-  redis.call('EXPIRE', stream, ttl)
+  refresh_ttl(stream, ttl)
   redis.call('HSET', heads, chain, hash)
-  redis.call('EXPIRE', heads, ttl)
+  refresh_ttl(heads, ttl)
   if index ~= '' then
-    redis.call('LPUSH', index, entry)
-    redis.call('LTRIM', index, 0, tonumber(cap) - 1)
+    if redis.call('LPUSH', index, entry) > tonumber(cap) then
+      redis.call('LTRIM', index, 0, tonumber(cap) - 1)
+    end
     redis.call('EXPIRE', index, ttl)
   end
 end
