@@ -108,12 +108,13 @@ def test_prepared_alternatives_encode_and_hash_as_a_full_dump_would(app):
                      "region": region}
                     for d, r, region in (("deny", "identity_blocked", None),
                                          ("allow", "of_age", "CA"))]
+    alternatives.append({"count": 3, "systems": ["chat", "ü"], "flag": True, "none": None})
     prepared = log.prepare_alternatives(
         "chain_x", "f" * 64, entry_id="aud_1", at=datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=UTC),
         actor='bot "ü"', action="age_check", account_id='acc-"1"\\', account_hash="ab" * 16,
         alternatives=alternatives,
     )
-    assert len(prepared) == 2 and prepared[0].hash != prepared[1].hash
+    assert len(prepared) == 3 and len({one.hash for one in prepared}) == 3
     for one, details in zip(prepared, alternatives, strict=True):
         assert one.entry["details"] == details and one.entry["prev_hash"] == "f" * 64
         assert one.encoded == json.dumps(one.entry, sort_keys=True, separators=(",", ":"))

@@ -79,6 +79,19 @@ HASHED_FIELDS = ("id", "chain", "at", "actor", "action", "account_id", "details"
 
 
 _dumps = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode
+_string = json.encoder.encode_basestring_ascii  # what _dumps writes for one str, in C
+
+
+def _dumps_flat(details: dict[str, Any]) -> str:
+    """_dumps(details), spelled out for the usual flat dict of str keys and str/None values
+    (a quarter of the cost of the general encoder); anything else goes to _dumps."""
+    parts = []
+    for key in sorted(details):
+        value = details[key]
+        if type(key) is not str or (value is not None and type(value) is not str):
+            return _dumps(details)
+        parts.append(_string(key) + ":" + ("null" if value is None else _string(value)))
+    return "{" + ",".join(parts) + "}"
 
 
 def canonical(entry: dict[str, Any]) -> bytes:
@@ -149,16 +162,16 @@ class AuditLog:
         shared = {"account_id": account_id, "action": action, "actor": actor, "at": iso(at),
                   "chain": chain_id}
         # Sorted keys: account_id, action, actor, at, chain < details < hash < id < prev_hash.
-        head = _dumps(shared)[:-1] + ',"details":'
-        tail_id = ',"id":' + _dumps(entry_id)
-        tail_prev = ',"prev_hash":' + _dumps(prev_hash) + "}"
+        head = _dumps_flat(shared)[:-1] + ',"details":'
+        tail_id = ',"id":' + _string(entry_id)
+        tail_prev = ',"prev_hash":' + _string(prev_hash) + "}"
         mac = hmac.new(self._key, prev_hash.encode() + b"\n", "sha256")
         ttl = self.retention.seconds("audit")
         index = keys.audit_index(account_hash) if account_hash else ""
         min_id = max(int(at.timestamp() * 1000) - ttl * 1000, 0)
         prepared = []
         for details in alternatives:
-            body = head + _dumps(details)
+            body = head + _dumps_flat(details)
             entry_mac = mac.copy()
             entry_mac.update((body + tail_id + "}").encode())
             entry_hash = entry_mac.hexdigest()

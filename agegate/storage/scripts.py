@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import redis
+from hiredis import pack_command
 from redis.exceptions import NoScriptError
 
 
@@ -42,10 +43,14 @@ class DirectScript:
         with self.lock:
             connection = self._connect()
             try:
-                connection.send_command("EVALSHA", self.sha, len(keys), *keys, *args)
+                # hiredis packs strings and numbers as redis-py's packer would, without its
+                # per-argument Python pass (~40 us for the age check's ~30 arguments).
+                connection.send_packed_command(
+                    [pack_command(("EVALSHA", self.sha, len(keys), *keys, *args))])
                 return connection.read_response()
             except NoScriptError:
-                connection.send_command("EVAL", self.script, len(keys), *keys, *args)
+                connection.send_packed_command(
+                    [pack_command(("EVAL", self.script, len(keys), *keys, *args))])
                 return connection.read_response()
 
     def close(self) -> None:
