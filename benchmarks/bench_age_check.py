@@ -12,10 +12,12 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import resource
 import secrets
 import shutil
 import signal
 import sys
+import tempfile
 import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -109,8 +111,26 @@ def redis_calls(redis_url: str) -> tuple[int, int]:
     return scripts, sum(entry.get("calls", 0) for entry in stats.values())
 
 
+def _own_cpu() -> float:
+    """CPU seconds of this process and its finished children (wrk runs as one)."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def fixed_rate(name: str, port: int, path: str, bodies: list[bytes], headers: dict[str, str],
+               rate: float, openloop: Path | None
+               ) -> tuple[harness.LatencyResult, harness.Generator]:
+    """One open-loop run: the C generator when it was built, else the Python one."""
+    if openloop is not None:
+        return harness.open_loop_c(openloop, name, port, path, bodies, headers, rate=rate)
+    before = _own_cpu()
+    result = harness.open_loop(name, port, path, bodies, headers, rate=rate)
+    return result, harness.Generator("python-asyncio", _own_cpu() - before)
+
+
 def measure(label: str, server: harness.Gunicorn, token: str, seconds: float,
-            use_wrk: bool, seed: int, redis_url: str) -> dict:
+            use_wrk: bool, seed: int, redis_url: str, openloop: Path | None = None) -> dict:
     """Throughput of both endpoints, then fixed-rate latency of both, on one running server."""
     headers = {"Authorization": f"Bearer {token}"}
     port = server.port
@@ -119,18 +139,25 @@ def measure(label: str, server: harness.Gunicorn, token: str, seconds: float,
     warm = age_check_bodies(300, f"{tag}-w", seed + 1)
 
     for path in (ECHO, AGE_CHECK):  # warm both routes (imports, connections, caches)
-        harness.open_loop("warmup", port, path, warm, headers, rate=RATE)
+        fixed_rate("warmup", port, path, warm, headers, RATE, openloop)
 
     throughput = []
+    cpu = []
+    groups = {"workers": server.worker_pids(), "master": [server.process.pid],  # type: ignore
+              "redis": [harness.redis_pid(redis_url)]}
     for name, path in (("echo", ECHO), ("age-check", AGE_CHECK)):
         before = redis_calls(redis_url)
+        meter = harness.CpuMeter(groups).start()
+        generator = _own_cpu()
         if use_wrk:
             result = harness.closed_loop_wrk(name, port, path, pool, headers, seconds=seconds)
         else:
             result = harness.closed_loop_python(name, port, path, pool, headers, seconds=seconds)
+        used = {**meter.stop(), "generator": _own_cpu() - generator}
         throughput.append(result)
         after = redis_calls(redis_url)
         answered = max(result.requests - result.non_2xx - result.errors, 1)
+        cpu.append(harness.per_request(name, used, answered))
         if name == "age-check":
             per_check = ((after[0] - before[0]) / answered, (after[1] - before[1]) / answered)
 
@@ -140,18 +167,21 @@ def measure(label: str, server: harness.Gunicorn, token: str, seconds: float,
     low = []
     for name, path in (("echo", ECHO), ("age-check", AGE_CHECK)):
         bodies = age_check_bodies(int(low_rate * seconds / 2), f"{tag}-s-{name}", seed + 3)
-        low.append(harness.open_loop(name, port, path, bodies, headers, rate=low_rate))
+        low.append(fixed_rate(name, port, path, bodies, headers, low_rate, openloop)[0])
         server.drain()
 
     latency = []
+    generators = []
     count = int(RATE * seconds / 2)
     for name, path in (("echo", ECHO), ("age-check", AGE_CHECK)):
         bodies = age_check_bodies(count, f"{tag}-l-{name}", seed + 2)
-        latency.append(harness.open_loop(name, port, path, bodies, headers, rate=RATE))
+        result, generator = fixed_rate(name, port, path, bodies, headers, RATE, openloop)
+        latency.append(result)
+        generators.append(generator)
         # An overloaded run leaves queued connections; the next run must not inherit them.
         server.drain()
     return {"label": label, "throughput": throughput, "latency": latency, "low": low,
-            "pool": len(pool), "per_check": per_check}
+            "pool": len(pool), "per_check": per_check, "cpu": cpu, "generators": generators}
 
 
 def report(run: dict) -> list[str]:
@@ -165,6 +195,16 @@ def report(run: dict) -> list[str]:
         print(f"  note: {age_t.requests} requests > {run['pool']} distinct bodies; some repeated")
     ratio = age_t.rate / echo_t.rate if echo_t.rate else 0.0
     print(f"  ratio age-check/echo = {ratio:.2f}")
+    echo_c, age_c = run["cpu"]
+    server_ratio = (echo_c.total - echo_c.micros["generator"]) / max(
+        age_c.total - age_c.micros["generator"], 1e-9)
+    whole_ratio = echo_c.total / max(age_c.total, 1e-9)
+    print("CPU per answered request during the throughput runs (us, /proc utime+stime; "
+          "robust on a busy machine):")
+    harness.print_cpu(run["cpu"])
+    print(f"  CPU ratio echo/age-check: server (workers + master + redis) {server_ratio:.2f}, "
+          f"with the generator {whole_ratio:.2f} (what a CPU-bound closed loop's throughput "
+          "ratio approaches)")
     scripts, commands = run["per_check"]
     print(f"  Redis per age check: {scripts:.2f} script calls, {commands:.1f} commands in all "
           f"(redeclarations also score a signal)")
@@ -186,12 +226,19 @@ def report(run: dict) -> list[str]:
             f"{age_l.ok}/{age_l.scheduled} ok",
         ),
     ]
-    # Is the generator itself the limit? Echo should be served on schedule if it can keep up.
-    gen_ok = echo_l.lag_pct(99) < 0.002 and echo_l.achieved_rate >= 0.98 * RATE
-    print(f"  generator: echo achieved {echo_l.achieved_rate:.0f}/{RATE:.0f} req/s, send lag "
-          f"p99 {harness.ms(echo_l.lag_pct(99))} ms (age-check: "
-          f"{harness.ms(age_l.lag_pct(99))} ms) -> "
-          f"{'kept its schedule' if gen_ok else 'DID NOT keep its schedule'}")
+    # Is the generator itself the limit? It is if it sent late; if it sent on time and the echo
+    # still fell short of the rate, the server was saturated.
+    gen_ok = echo_l.lag_pct(99) < 0.002 and age_l.lag_pct(99) < 0.002
+    for result, generator in zip(run["latency"], run["generators"], strict=True):
+        print(f"  generator ({generator.tool}) CPU for {result.name}: "
+              f"{generator.cpu_seconds / max(result.scheduled, 1) * 1e6:.0f} us per request, "
+              f"{generator.cpu_seconds / max(result.elapsed, 1e-9) * 100:.0f}% of one core")
+    saturated = echo_l.achieved_rate < 0.98 * RATE
+    print(f"  generator: send lag p99 echo {harness.ms(echo_l.lag_pct(99))} ms, age-check "
+          f"{harness.ms(age_l.lag_pct(99))} ms -> "
+          f"{'kept its schedule' if gen_ok else 'DID NOT keep its schedule (< 2 ms)'}; "
+          f"echo achieved {echo_l.achieved_rate:.0f}/{RATE:.0f} req/s"
+          + (" -> the server, not the generator, saturated" if saturated and gen_ok else ""))
     return lines
 
 
@@ -202,7 +249,8 @@ def _timeout(signum: int, frame: object) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=6.0, help="length of each measured run")
-    parser.add_argument("--python-only", action="store_true", help="do not use wrk")
+    parser.add_argument("--python-only", action="store_true",
+                        help="neither wrk nor the C open-loop generator: Python generators only")
     parser.add_argument("--skip-no-access-log", action="store_true",
                         help="only measure the production config (access log on)")
     args = parser.parse_args()
@@ -217,12 +265,16 @@ def main() -> int:
                         ["--access-logfile", "/dev/null"]))
     print("agegate age-check benchmark: gunicorn -c gunicorn.conf.py -k sync -w 2, "
           f"embedded Redis, {args.seconds:g}s per run")
+    build_dir = Path(tempfile.mkdtemp(prefix="agegate-bench-build-"))
+    openloop = None if args.python_only else harness.build_openloop(build_dir)
+    latency_tool = ("C epoll open-loop generator (benchmarks/openloop.c, built with gcc)"
+                    if openloop else "Python asyncio open-loop generator"
+                    + ("" if args.python_only else " (gcc missing or the C build failed)"))
     if use_wrk:
-        print("throughput: wrk (closed loop, 1 thread, 8 connections); "
-              "latency: Python asyncio open-loop generator")
+        print(f"throughput: wrk (closed loop, 1 thread, 8 connections); latency: {latency_tool}")
     else:
         print("throughput: wrk NOT available (or --python-only) -> Python asyncio closed loop "
-              "(8 concurrent); latency: Python asyncio open-loop generator")
+              f"(8 concurrent); latency: {latency_tool}")
     started = time.monotonic()
     verdicts: list[str] = []
     try:
@@ -236,7 +288,7 @@ def main() -> int:
                               "raises ModuleNotFoundError; bench_app served with "
                               "load_model=False (the age check does not use the model)")
                     run = measure(label, server, token, args.seconds, use_wrk, seed=100 + i,
-                                  redis_url=redis_url)
+                                  redis_url=redis_url, openloop=openloop)
                     statuses = server.access_statuses()
                 verdicts += report(run)
                 print(f"  access log (path, status): {dict(statuses) or 'none (off)'}")
@@ -248,6 +300,7 @@ def main() -> int:
         return 2
     finally:
         signal.alarm(0)
+        shutil.rmtree(build_dir, ignore_errors=True)
     print(f"\nRedis keys at the end: {keys}; wall time {time.monotonic() - started:.0f}s")
     print("\n".join(verdicts))
     return 0

@@ -143,6 +143,12 @@ class Gunicorn:
                 time.sleep(0.1)
         raise HarnessError(f"{self.label} did not drain its backlog in {timeout}s")
 
+    def worker_pids(self) -> list[int]:
+        """The master's children (the workers), from /proc."""
+        if self.process is None:
+            return []
+        return children(self.process.pid)
+
     def log(self) -> str:
         try:
             return self.log_path.read_text(errors="replace")
@@ -176,6 +182,99 @@ class Gunicorn:
     def __exit__(self, *exc: object) -> None:
         self.stop()
         self.cleanup()
+
+
+# -- CPU accounting ----------------------------------------------------------------------
+# CPU seconds per request are robust where req/s are not: on a busy machine a request takes
+# longer in wall time but costs the server about the same CPU, so this explains the ratio.
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of one process from /proc/<pid>/stat (0.0 if it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # fields 14 and 15 of stat(5)
+
+
+def children(parent: int) -> list[int]:
+    """Pids whose parent is `parent`, from /proc."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as handle:
+                ppid = int(handle.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == parent:
+            found.append(int(entry))
+    return sorted(found)
+
+
+def redis_pid(redis_url: str) -> int:
+    """The redis-server's pid, from INFO server."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    try:
+        return int(client.info("server")["process_id"])
+    finally:
+        client.close()
+
+
+@dataclass
+class CpuMeter:
+    """CPU seconds used by named groups of processes between start() and stop()."""
+
+    groups: dict[str, list[int]]
+    used: dict[str, float] = field(default_factory=dict)
+    _before: dict[str, float] = field(default_factory=dict)
+
+    def _read(self) -> dict[str, float]:
+        return {name: sum(cpu_seconds(pid) for pid in pids) for name, pids in self.groups.items()}
+
+    def start(self) -> CpuMeter:
+        self._before = self._read()
+        return self
+
+    def stop(self) -> dict[str, float]:
+        after = self._read()
+        self.used = {name: after[name] - self._before[name] for name in self.groups}
+        return self.used
+
+
+@dataclass
+class CpuPerRequest:
+    """CPU microseconds per answered request, by process group."""
+
+    name: str
+    requests: int
+    micros: dict[str, float]
+
+    @property
+    def total(self) -> float:
+        return sum(self.micros.values())
+
+
+def per_request(name: str, used: dict[str, float], requests: int) -> CpuPerRequest:
+    """Turn a CpuMeter's seconds into microseconds per request."""
+    n = max(requests, 1)
+    return CpuPerRequest(name, requests, {k: v / n * 1e6 for k, v in used.items()})
+
+
+def print_cpu(results: Sequence[CpuPerRequest]) -> None:
+    """A table of CPU per request (us), one column per process group, plus the total."""
+    groups = list(results[0].micros) if results else []
+    print(f"  {'endpoint':<28} {'requests':>9} " + " ".join(f"{g:>12}" for g in groups)
+          + f" {'total us':>9}")
+    for r in results:
+        print(f"  {r.name:<28} {r.requests:>9} "
+              + " ".join(f"{r.micros[g]:>12.0f}" for g in groups) + f" {r.total:>9.0f}")
 
 
 # -- statistics ------------------------------------------------------------------------------
@@ -345,6 +444,81 @@ def open_loop(
     """Fixed-rate (open-loop) run: len(bodies) requests sent on a schedule of `rate` per second."""
     payloads = [http_request(path, body, headers, port) for body in bodies]
     return asyncio.run(_open_loop(name, port, payloads, rate, timeout))
+
+
+# The same open loop in C (benchmarks/openloop.c), built with the machine's gcc: a Python
+# generator offering 1,000 new connections a second takes a large share of a 2-core machine.
+OPENLOOP_C = Path(__file__).resolve().parent / "openloop.c"
+
+
+@dataclass
+class Generator:
+    """What ran the open loop and what it cost: CPU seconds of its own (for the report)."""
+
+    tool: str
+    cpu_seconds: float
+
+
+def build_openloop(out_dir: Path) -> Path | None:
+    """Compile openloop.c into out_dir; None when there is no gcc or it fails to build."""
+    gcc = shutil.which("gcc") or shutil.which("cc")
+    if gcc is None:
+        return None
+    binary = out_dir / "openloop"
+    done = subprocess.run([gcc, "-O2", "-Wall", "-o", str(binary), str(OPENLOOP_C)],
+                          capture_output=True, text=True, timeout=120, check=False)
+    return binary if done.returncode == 0 and binary.exists() else None
+
+
+def open_loop_c(
+    binary: Path,
+    name: str,
+    port: int,
+    path: str,
+    bodies: Sequence[bytes],
+    headers: dict[str, str],
+    *,
+    rate: float,
+    timeout: float = 5.0,
+) -> tuple[LatencyResult, Generator]:
+    """open_loop() with the C generator: same schedule, same result fields."""
+    result = LatencyResult(name=name, offered_rate=rate, scheduled=len(bodies))
+    with tempfile.TemporaryDirectory(prefix="agegate-bench-openloop-") as tmp:
+        requests = Path(tmp) / "requests"
+        with open(requests, "wb") as handle:
+            for body in bodies:
+                payload = http_request(path, body, headers, port)
+                handle.write(f"{len(payload)}\n".encode() + payload)
+        expected = len(bodies) / rate + timeout + 30
+        done = subprocess.run([str(binary), HOST, str(port), f"{rate:g}",
+                               str(int(timeout * 1000)), str(requests)],
+                              capture_output=True, text=True, timeout=expected, check=False)
+    if done.returncode != 0:
+        raise HarnessError(f"openloop failed ({done.returncode}): {done.stderr}")
+    lines = done.stdout.splitlines()
+    cpu = int(lines[-1].split()[1]) / 1e6 if lines and lines[-1].startswith("cpu_us") else 0.0
+    last_done = 0.0
+    for index, line in enumerate(lines[:-1]):
+        status_text, latency_us, lag_us, reason = line.split()
+        status, latency, lag = int(status_text), int(latency_us) / 1e6, int(lag_us) / 1e6
+        result.send_lags.append(lag)
+        if status == 0:
+            result.errors["ConnectionError"] += 1
+            continue
+        if status == -1:
+            result.errors["TimeoutError"] += 1
+            continue
+        if status < 0:
+            result.errors["no HTTP status line"] += 1
+            continue
+        result.latencies.append(latency)
+        result.statuses[status] += 1
+        if reason != "-":
+            result.reasons[reason] += 1
+        # Time from the first scheduled send, as open_loop() measures it.
+        last_done = max(last_done, index / rate + latency)
+    result.elapsed = last_done
+    return result, Generator("c-epoll", cpu)
 
 
 # -- closed loop -----------------------------------------------------------------------------

@@ -103,19 +103,15 @@ class AgeCheckService:
         check_id = new_id("chk")
         account_id = data.get("account_id")
         account_hash = self.hasher.account(account_id) if account_id else None
-        options = [
-            {"actor": actor, "action": "age_check", "account_id": account_id,
-             "details": {"check_id": check_id, "decision": _decision(reason), "reason": reason,
-                         "country": country, "region": region}}
-            for reason in reasons
-        ]
         # One atomic round trip decides on the blocks, writes retry blocks and identifier
         # links, and appends the audit entry for whichever outcome applied.
         chosen = self.audit.append_one_of(
             lambda prepared: self.identities.check_and_record(
                 identifiers, under_age=under_age, account_hash=account_hash, outcomes=prepared,
             ) - 1,
-            options,
+            actor=actor, action="age_check", account_id=account_id, account_hash=account_hash,
+            alternatives=[{"check_id": check_id, "decision": _decision(reason), "reason": reason,
+                           "country": country, "region": region} for reason in reasons],
         )
         reason = reasons[chosen]
         decision = _decision(reason)

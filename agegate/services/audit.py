@@ -92,13 +92,26 @@ class AuditTrail:
         )
 
     def append_one_of(
-        self, run: Callable[[list[PreparedEntry]], int], options: list[dict[str, Any]]
+        self,
+        run: Callable[[list[PreparedEntry]], int],
+        *,
+        actor: str,
+        action: str,
+        account_id: str | None,
+        account_hash: str | None,
+        alternatives: list[dict[str, Any]],
     ) -> int:
         """For a Lua script that decides and records in one step: prepare one entry per possible
-        outcome, all on the current head; `run` appends exactly one and returns its index."""
+        outcome (the `details` alternatives), all on the current head; `run` appends exactly one
+        and returns its index. `account_hash` is `hasher.account(account_id)`, passed in because
+        the caller has it already. Only one entry is ever written, so all share one id."""
         with self.writer.lock:
             chain_id, head = self.writer.current()
-            prepared = [self.prepare(chain_id, head, **option) for option in options]
+            prepared = self.log.prepare_alternatives(
+                chain_id, head, entry_id=new_id("aud"), at=self.clock.now(), actor=actor,
+                action=action, account_id=account_id, account_hash=account_hash,
+                alternatives=alternatives,
+            )
             try:
                 chosen = run(prepared)
             except redis.RedisError:

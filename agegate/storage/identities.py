@@ -14,6 +14,7 @@ import redis
 from agegate.storage import keys
 from agegate.storage.audit import APPEND_FUNCTION, MAX_ACCOUNT_ENTRIES, PreparedEntry
 from agegate.storage.keys import Retention
+from agegate.storage.scripts import DirectScript
 
 Identifier = tuple[str, str]
 
@@ -36,20 +37,27 @@ return #KEYS
 _CHECK_AND_RECORD = APPEND_FUNCTION + """
 local n = tonumber(ARGV[1])
 local choice = 3
-for i = 1, n do
-  if redis.call('EXISTS', KEYS[4 + i]) == 1 then choice = 1; break end
-end
-if choice == 3 then
-  for i = 1, n do
-    if redis.call('EXISTS', KEYS[4 + n + i]) == 1 then choice = 2; break end
+if n > 0 then
+  -- One EXISTS per kind of block: it counts how many of the keys exist.
+  if redis.call('EXISTS', unpack(KEYS, 5, 4 + n)) > 0 then
+    choice = 1
+  elseif redis.call('EXISTS', unpack(KEYS, 5 + n, 4 + 2 * n)) > 0 then
+    choice = 2
   end
 end
 if choice == 3 and ARGV[2] == '1' then
   for i = 1, n do redis.call('SET', KEYS[4 + n + i], '1', 'EX', ARGV[3]) end
 end
 if KEYS[4] ~= '' then
-  for i = 17, #ARGV do redis.call('ZADD', KEYS[4], ARGV[6], ARGV[i]) end
-  redis.call('ZREMRANGEBYRANK', KEYS[4], 0, -(tonumber(ARGV[5]) + 1))
+  local members = {}
+  for i = 17, #ARGV do
+    members[#members + 1] = ARGV[6]
+    members[#members + 1] = ARGV[i]
+  end
+  redis.call('ZADD', KEYS[4], unpack(members))
+  if redis.call('ZCARD', KEYS[4]) > tonumber(ARGV[5]) then
+    redis.call('ZREMRANGEBYRANK', KEYS[4], 0, -(tonumber(ARGV[5]) + 1))
+  end
   redis.call('EXPIRE', KEYS[4], ARGV[4])
 end
 audit_append(KEYS[1], KEYS[2], KEYS[3], ARGV[5 + 2 * choice], ARGV[13], ARGV[14], ARGV[15],
@@ -65,7 +73,7 @@ class IdentityStore:
         self.r = client
         self.retention = retention
         self._extend_block = client.register_script(_EXTEND_BLOCK)
-        self._check_and_record = client.register_script(_CHECK_AND_RECORD)
+        self._check_and_record = DirectScript(client, _CHECK_AND_RECORD)
 
     def check_and_record(
         self,
