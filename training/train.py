@@ -69,6 +69,8 @@ def _views(authors: list[dict[str, Any]], posts: dict[str, Any]) -> list[tuple[i
     out: list[tuple[int, list[int]]] = []
     for i, a in enumerate(authors):
         n = len(a["posts"])
+        if n == 0:
+            continue  # nothing to learn from (and no view to draw)
         s = int(starts[i])
         out.extend((i, [s + j for j in view]) for view in _training_views(str(a["author_id"]), n))
     return out
