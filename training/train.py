@@ -63,17 +63,28 @@ def _training_views(author_id: str, n: int) -> list[list[int]]:
     return views
 
 
-def _views(authors: list[dict[str, Any]], posts: dict[str, Any]) -> list[tuple[int, list[int]]]:
-    """(author index, global post indices) of every training view of every author."""
+def _author_posts(
+    authors: list[dict[str, Any]], posts: dict[str, Any]
+) -> list[tuple[int, list[int]]]:
+    """(author index, global post indices) of every author with posts; authors without any
+    have nothing to learn from (and no view to draw)."""
     starts = np.searchsorted(posts["owner"], np.arange(len(authors)))
-    out: list[tuple[int, list[int]]] = []
-    for i, a in enumerate(authors):
-        n = len(a["posts"])
-        if n == 0:
-            continue  # nothing to learn from (and no view to draw)
-        s = int(starts[i])
-        out.extend((i, [s + j for j in view]) for view in _training_views(str(a["author_id"]), n))
-    return out
+    return [
+        (i, list(range(int(starts[i]), int(starts[i]) + len(a["posts"]))))
+        for i, a in enumerate(authors)
+        if a["posts"]
+    ]
+
+
+def _views(
+    authors: list[dict[str, Any]], by_author: list[tuple[int, list[int]]]
+) -> list[tuple[int, list[int]]]:
+    """(author index, global post indices) of every training view of every author."""
+    return [
+        (i, [idx[j] for j in view])
+        for i, idx in by_author
+        for view in _training_views(str(authors[i]["author_id"]), len(idx))
+    ]
 
 
 def _pooled(groups: list[list[int]], U: sp.csr_matrix) -> sp.csr_matrix:
@@ -176,14 +187,13 @@ def fit(
     # Account text model: trained on whole training authors pooled; out-of-fold decisions on
     # every training view for the second stage, as for the message model.
     Utr = _unnormalised(Htr, tfidf.idf_)
-    whole = _pooled([list(range(s, s + len(a["posts"]))) for a, s in
-                     zip(train, np.searchsorted(tr["owner"], np.arange(len(train))), strict=True)
-                     if a["posts"]], Utr)
-    ya_whole = np.asarray([label(a) for a in train if a["posts"]])
-    fold_a = np.asarray([bucket(str(a["author_id"])) % 2 for a in train if a["posts"]])
+    by_author = _author_posts(train, tr)
+    whole = _pooled([idx for _, idx in by_author], Utr)
+    ya_whole = np.asarray([label(train[i]) for i, _ in by_author])
+    fold_a = np.asarray([bucket(str(train[i]["author_id"])) % 2 for i, _ in by_author])
     # The pooled rows have a small scale (L1 norm 1); the scale makes SGD's alpha comparable.
     scale = 1.0 / float(np.median(sp.linalg.norm(whole, axis=1)))
-    views = _views(train, tr)
+    views = _views(train, by_author)
     V = _pooled([v for _, v in views], Utr) * scale
     view_fold = np.asarray([bucket(str(train[i]["author_id"])) % 2 for i, _ in views])
     acc_oof = np.zeros(len(views))
