@@ -53,6 +53,9 @@ SGD_EPOCHS = 10
 # from 0.81 to 0.83; alpha 1e-5 was worse, liblinear (C=100) no better and 4x slower.
 ACCOUNT_SGD_ALPHA = 3e-6
 ACCOUNT_SGD_EPOCHS = 30
+# tf-idf L1 mass at which the pooled decision counts half: about one 550-character post (a
+# 45-character chat line has ~250, the median corpus account of up to 12 posts ~50,000).
+ACCOUNT_TEXT_HALF_MASS = 5000.0
 
 _URL_RE = re.compile(r"(?:https?://|www\.)\S+", re.IGNORECASE)
 
@@ -167,14 +170,24 @@ def hashed_index(ngram: str, kind: str = "word") -> int:
 
 
 def account_vector(
-    sum_decision: float, n: int, act: dict[str, Any], account_decision: float = 0.0
+    sum_decision: float,
+    n: int,
+    act: dict[str, Any],
+    account_decision: float = 0.0,
+    text_mass: float = 0.0,
 ) -> list[float]:
     """Second-stage features (order of :data:`ACCOUNT_FEATURES`) for an account with ``n``
     text messages whose text-model decision values sum to ``sum_decision`` and whose pooled
-    text the account text model scores ``account_decision``."""
+    text (of tf-idf L1 mass ``text_mass``) the account text model scores ``account_decision``.
+
+    The pooled decision is shrunk towards 0 by ``mass / (mass + ACCOUNT_TEXT_HALF_MASS)``: on
+    a few words an L1-normalised vector puts all its weight on them and the decision swings
+    far (``lol`` alone scores 171), and platform messages are much shorter than corpus posts,
+    so the message count alone would overstate how much text the account has written."""
     mean = sum_decision / n if n else 0.0
     log_n = math.log(n) if n else 0.0
-    acc = account_decision if n else 0.0
+    shrink = text_mass / (text_mass + ACCOUNT_TEXT_HALF_MASS) if text_mass > 0 else 0.0
+    acc = account_decision * shrink if n else 0.0
     return [mean, mean * log_n, log_n, acc, acc * log_n, *activity_vector(act)]
 
 

@@ -341,7 +341,10 @@ class AgeModel:
         if n == 0:
             return self._no_text_logit, np.zeros_like(self._acc_coef)
         x = np.asarray(
-            F.account_vector(state["sd"], n, state["act"], self.account_text_decision(state)),
+            F.account_vector(
+                state["sd"], n, state["act"], self.account_text_decision(state),
+                float(state.get("sl", 0.0)),
+            ),
             dtype=np.float64,
         )
         contrib = self._acc_coef * (x - self._acc_mean) / self._acc_scale

@@ -88,3 +88,14 @@ def test_account_vector_order_and_mean():
     assert len(v) == len(F.ACCOUNT_FEATURES)
     assert v[0] == pytest.approx(1.5)
     assert v[2] == pytest.approx(0.6931, abs=1e-3)
+
+
+def test_pooled_decision_counts_by_amount_of_text_not_by_message_count():
+    act = F.new_activity()
+    i = F.ACCOUNT_FEATURES.index("account_text_decision")
+    chat_line = F.account_vector(2.0, 2, act, account_decision=40.0, text_mass=500.0)
+    whole_account = F.account_vector(2.0, 2, act, account_decision=40.0, text_mass=50_000.0)
+    assert chat_line[i] == pytest.approx(40.0 * 500 / (500 + F.ACCOUNT_TEXT_HALF_MASS))
+    assert chat_line[i] < 4.0 < 36.0 < whole_account[i] < 40.0
+    assert chat_line[i + 1] == pytest.approx(chat_line[i] * 0.6931, abs=1e-3)
+    assert F.account_vector(0.0, 0, act, account_decision=40.0, text_mass=500.0)[i] == 0.0

@@ -130,7 +130,10 @@ def render(card: dict[str, Any]) -> str:
         "2. Account text model: logistic regression by SGD on an account's text pooled (the "
         "sum of its messages' sublinear tf-idf vectors before the l2 step, L1-normalised), "
         "trained on whole training authors. Its decision is a ratio of two sums over "
-        "messages, so the state keeps those two numbers, never the vectors.",
+        "messages, so the state keeps those two numbers, never the vectors. The second stage "
+        "sees it shrunk by mass / (mass + "
+        f"{F.ACCOUNT_TEXT_HALF_MASS:,.0f}), where mass is the pooled tf-idf L1 mass: on a few "
+        "words the pooled decision swings far, and chat lines are much shorter than posts.",
         "3. Account model: logistic regression on "
         + ", ".join(f"`{f}`" for f in F.ACCOUNT_FEATURES)
         + ". Trained on out-of-fold text scores of training authors, on views of 1, 2-3, 4-8 "
@@ -216,6 +219,11 @@ def render(card: dict[str, Any]) -> str:
         "score young adults unpredictably (likely high).",
         "- Day-level dates only (UTC day of `at` in the service); summer/winter-break features "
         "assume the northern-hemisphere school year.",
+        "- The state keeps no text, so the same message sent again counts as new evidence: "
+        "a neutral sentence repeated five times scores higher than once.",
+        "- Very short messages made of one age-typical word (`lol`, `homework`) score high on "
+        "their own and can open a review case; reviewers should weigh a case resting on one "
+        "or two messages as weak evidence whatever its score.",
         "- A score is a prompt for human review, not proof of age.",
         "",
     ]

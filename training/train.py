@@ -104,6 +104,7 @@ def _account_matrix(
     views: list[tuple[int, list[int]]],
     dec: np.ndarray,
     acc_dec: np.ndarray,
+    mass: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
     rows, ys = [], []
     for (i, view), a_dec in zip(views, acc_dec, strict=True):
@@ -111,7 +112,9 @@ def _account_matrix(
         for j in view:
             act = F.fold_activity(act, posts["days"][j], posts["lengths"][j])
         total = float(dec[view].sum())
-        rows.append(F.account_vector(total, len(view), act, float(a_dec)))
+        rows.append(
+            F.account_vector(total, len(view), act, float(a_dec), float(mass[view].sum()))
+        )
         ys.append(label(authors[i]))
     return np.asarray(rows), np.asarray(ys)
 
@@ -205,7 +208,8 @@ def fit(
     acc_text = F.build_account_text_model().fit(whole * scale, ya_whole)
     log(f"account text model fitted on {whole.shape[0]} authors")
 
-    Xa, ya = _account_matrix(train, tr, views, oof, acc_oof)
+    mass = np.asarray(Utr.sum(axis=1)).ravel()  # each post's |u|_1, as the state sums it
+    Xa, ya = _account_matrix(train, tr, views, oof, acc_oof, mass)
     scaler = StandardScaler().fit(Xa)
     acc = LogisticRegression(C=1.0, max_iter=1000).fit(scaler.transform(Xa), ya)
     log(f"account model fitted on {len(ya)} train views")
