@@ -308,8 +308,8 @@ class AgeModel:
         """Add one scored text message to ``state`` (in place; callers pass their own copy)."""
         state["n"] += 1
         state["sd"] = round(state["sd"] + float(decision), 6)
-        state["sa"] = round(state.get("sa", 0.0) + float(account_sums[0]), 6)
-        state["sl"] = round(state.get("sl", 0.0) + float(account_sums[1]), 6)
+        state["sa"] = round(state["sa"] + float(account_sums[0]), 6)
+        state["sl"] = round(state["sl"] + float(account_sums[1]), 6)
         merged = {int(i): float(c) for i, c in state["top"]}
         for i, c in top:
             merged[i] = merged.get(i, 0.0) + c
@@ -343,7 +343,7 @@ class AgeModel:
         x = np.asarray(
             F.account_vector(
                 state["sd"], n, state["act"], self.account_text_decision(state),
-                float(state.get("sl", 0.0)),
+                float(state["sl"]),
             ),
             dtype=np.float64,
         )
@@ -352,8 +352,8 @@ class AgeModel:
 
     def account_text_decision(self, state: dict[str, Any]) -> float:
         """The account text model's decision on the account's pooled text (0 without text)."""
-        sl = float(state.get("sl", 0.0))
-        return float(state.get("sa", 0.0)) / sl + self._ab if sl > 0 else 0.0
+        sl = float(state["sl"])
+        return float(state["sa"]) / sl + self._ab if sl > 0 else 0.0
 
     def band_of(self, score: float) -> str:
         if score >= self.band_thresholds["high"]:
