@@ -114,11 +114,13 @@ def test_prepared_alternatives_encode_and_hash_as_a_full_dump_would(app):
         actor='bot "ü"', action="age_check", account_id='acc-"1"\\', account_hash="ab" * 16,
         alternatives=alternatives,
     )
-    assert len(prepared) == 3 and len({one.hash for one in prepared}) == 3
-    for one, details in zip(prepared, alternatives, strict=True):
+    assert len(prepared.details) == 3 and len(set(prepared.hashes)) == 3
+    for i, details in enumerate(alternatives):
+        one = prepared.entry(i)
         assert one.entry["details"] == details and one.entry["prev_hash"] == "f" * 64
+        assert one.encoded == prepared.encoded(i)
         assert one.encoded == json.dumps(one.entry, sort_keys=True, separators=(",", ":"))
-        assert one.hash == log.chain_hash("f" * 64, one.entry)
+        assert one.hash == prepared.hashes[i] == log.chain_hash("f" * 64, one.entry)
         assert canonical(json.loads(one.encoded)) == canonical(one.entry)
         assert one.index == keys.audit_index("ab" * 16)
 
@@ -180,3 +182,14 @@ def test_shared_audit_keys_keep_their_ttl_and_the_index_its_cap(app, client, red
     account_hash = app.extensions["agegate"].hasher.account("acc-cap")
     assert redis_client.llen(keys.audit_index(account_hash)) == 2
     assert redis_client.xlen(keys.AUDIT_STREAM) == 3
+
+
+def test_the_fast_view_keeps_the_routes_access_rule_and_its_documentation(app, client):
+    view = app.view_functions["age_checks.create_age_check"]
+    assert getattr(view, "_agegate_roles") == frozenset({"registration"})
+    body = {"date_of_birth": "1990-01-01", "country": "US"}
+    assert client.post(URL, json=body).status_code == 401
+    assert client.post(URL, json=body, headers=auth("reviewer")).status_code == 403
+    operation = client.get("/openapi.json").json["paths"][URL]["post"]
+    assert "application/json" in operation["requestBody"]["content"]
+    assert {"200", "422"} <= set(operation["responses"])

@@ -11,7 +11,7 @@ import redis
 
 from agegate.clock import Clock
 from agegate.crypto import Hasher, new_id
-from agegate.storage.audit import GENESIS, AuditLog, PreparedEntry
+from agegate.storage.audit import GENESIS, AuditLog, PreparedAlternatives, PreparedEntry
 
 # The transact() call in progress on this thread, if any.
 _context = threading.local()
@@ -93,7 +93,7 @@ class AuditTrail:
 
     def append_one_of(
         self,
-        run: Callable[[list[PreparedEntry]], int],
+        run: Callable[[PreparedAlternatives], int],
         *,
         actor: str,
         action: str,
@@ -117,7 +117,7 @@ class AuditTrail:
             except redis.RedisError:
                 self.writer.abandon()  # the script may have run without our hearing back
                 raise
-            self.writer.commit(chain_id, prepared[chosen].hash)
+            self.writer.commit(chain_id, prepared.hashes[chosen])
             return chosen
 
     def begin(self, pipe: redis.client.Pipeline) -> Chain:

@@ -21,6 +21,7 @@ from typing import Any
 import redis
 
 from agegate.clock import iso
+from agegate.crypto import HmacSha256
 from agegate.storage import keys
 from agegate.storage.keys import Retention
 
@@ -75,6 +76,43 @@ class PreparedEntry:
         return str(self.entry["hash"])
 
 
+@dataclass(slots=True)
+class PreparedAlternatives:
+    """One entry per possible outcome, all on the same head; only one is ever appended.
+
+    Kept as the parts the entries share plus each outcome's details and hash, so a script
+    that decides the outcome receives the shared bytes once and assembles the entry it
+    appends: `head + details[i] + ',"hash":"' + hashes[i] + '"' + tail`.
+    """
+
+    head: str  # '{"account_id":...,"chain":...,"details":'
+    tail: str  # ',"id":...,"prev_hash":...}'
+    details: list[str]
+    hashes: list[str]
+    shared: dict[str, Any]
+    alternatives: list[dict[str, Any]]
+    entry_id: str
+    prev_hash: str
+    index: str  # the account's index key, or "" for none
+    min_id: int
+    ttl: int
+
+    @property
+    def chain_id(self) -> str:
+        return str(self.shared["chain"])
+
+    def encoded(self, i: int) -> str:
+        """Outcome i's entry as stored: a sort_keys dump of `entry(i).entry`."""
+        return self.head + self.details[i] + ',"hash":"' + self.hashes[i] + '"' + self.tail
+
+    def entry(self, i: int) -> PreparedEntry:
+        """Outcome i as a single prepared entry."""
+        entry = {**self.shared, "details": self.alternatives[i], "id": self.entry_id,
+                 "prev_hash": self.prev_hash, "hash": self.hashes[i]}
+        return PreparedEntry(entry=entry, encoded=self.encoded(i), index=self.index,
+                             min_id=self.min_id, ttl=self.ttl)
+
+
 HASHED_FIELDS = ("id", "chain", "at", "actor", "action", "account_id", "details")
 
 
@@ -84,14 +122,12 @@ _string = json.encoder.encode_basestring_ascii  # what _dumps writes for one str
 
 def _dumps_flat(details: dict[str, Any]) -> str:
     """_dumps(details), spelled out for the usual flat dict of str keys and str/None values
-    (a quarter of the cost of the general encoder); anything else goes to _dumps."""
-    parts = []
-    for key in sorted(details):
-        value = details[key]
-        if type(key) is not str or (value is not None and type(value) is not str):
-            return _dumps(details)
-        parts.append(_string(key) + ":" + ("null" if value is None else _string(value)))
-    return "{" + ",".join(parts) + "}"
+    (a fraction of the cost of the general encoder); anything else goes to _dumps."""
+    try:
+        return "{" + ",".join([_string(key) + ":" + ("null" if value is None else _string(value))
+                               for key, value in sorted(details.items())]) + "}"
+    except TypeError:  # a key or value that is not a str (or keys that do not sort)
+        return _dumps(details)
 
 
 def canonical(entry: dict[str, Any]) -> bytes:
@@ -114,6 +150,7 @@ class AuditLog:
     def __init__(self, client: redis.Redis, secret_key: str, retention: Retention) -> None:
         self.r = client
         self._key = hashlib.sha256(("agegate/audit/" + secret_key).encode()).digest()
+        self._mac = HmacSha256(self._key)
         self.retention = retention
 
     def chain_hash(self, prev_hash: str, entry: dict[str, Any]) -> str:
@@ -138,7 +175,7 @@ class AuditLog:
         return self.prepare_alternatives(
             chain_id, prev_hash, entry_id=entry_id, at=at, actor=actor, action=action,
             account_id=account_id, account_hash=account_hash, alternatives=[details],
-        )[0]
+        ).entry(0)
 
     def prepare_alternatives(
         self,
@@ -152,35 +189,35 @@ class AuditLog:
         account_id: str | None,
         account_hash: str | None,
         alternatives: list[dict[str, Any]],
-    ) -> list[PreparedEntry]:
+    ) -> PreparedAlternatives:
         """One entry per `details` alternative, all on `prev_hash`; only one may be appended.
 
         The fields the alternatives share are encoded once and spliced around each one's
         details: the bytes equal `canonical(entry)` and a sort_keys dump of the whole entry
         (tests compare them), at a fraction of the cost of a full dump per alternative.
         """
-        shared = {"account_id": account_id, "action": action, "actor": actor, "at": iso(at),
+        at_text = iso(at)
+        shared = {"account_id": account_id, "action": action, "actor": actor, "at": at_text,
                   "chain": chain_id}
         # Sorted keys: account_id, action, actor, at, chain < details < hash < id < prev_hash.
-        head = _dumps_flat(shared)[:-1] + ',"details":'
+        head = ('{"account_id":' + ("null" if account_id is None else _string(account_id))
+                + ',"action":' + _string(action) + ',"actor":' + _string(actor)
+                + ',"at":' + _string(at_text) + ',"chain":' + _string(chain_id)
+                + ',"details":')
         tail_id = ',"id":' + _string(entry_id)
-        tail_prev = ',"prev_hash":' + _string(prev_hash) + "}"
-        mac = hmac.new(self._key, prev_hash.encode() + b"\n", "sha256")
+        # chain_hash's message, prev_hash + "\n" + canonical(entry), shares everything up to
+        # the details: hash that part once.
+        mac = self._mac.with_prefix((prev_hash + "\n" + head).encode())
+        encoded_details = [_dumps_flat(details) for details in alternatives]
+        hashes = [mac.hexdigest((body + tail_id + "}").encode()) for body in encoded_details]
         ttl = self.retention.seconds("audit")
-        index = keys.audit_index(account_hash) if account_hash else ""
-        min_id = max(int(at.timestamp() * 1000) - ttl * 1000, 0)
-        prepared = []
-        for details in alternatives:
-            body = head + _dumps_flat(details)
-            entry_mac = mac.copy()
-            entry_mac.update((body + tail_id + "}").encode())
-            entry_hash = entry_mac.hexdigest()
-            entry = {**shared, "details": details, "id": entry_id, "prev_hash": prev_hash,
-                     "hash": entry_hash}
-            encoded = body + ',"hash":"' + entry_hash + '"' + tail_id + tail_prev
-            prepared.append(PreparedEntry(entry=entry, encoded=encoded, index=index,
-                                          min_id=min_id, ttl=ttl))
-        return prepared
+        return PreparedAlternatives(
+            head=head, tail=tail_id + ',"prev_hash":' + _string(prev_hash) + "}",
+            details=encoded_details, hashes=hashes, shared=shared, alternatives=alternatives,
+            entry_id=entry_id, prev_hash=prev_hash,
+            index=keys.audit_index(account_hash) if account_hash else "",
+            min_id=max(int(at.timestamp() * 1000) - ttl * 1000, 0), ttl=ttl,
+        )
 
     def queue_append(self, pipe: redis.client.Pipeline, prepared: PreparedEntry) -> None:
         """Queue the append on a MULTI pipeline: one EVAL instead of seven commands."""

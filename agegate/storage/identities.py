@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import redis
 
 from agegate.storage import keys
-from agegate.storage.audit import APPEND_FUNCTION, MAX_ACCOUNT_ENTRIES, PreparedEntry
+from agegate.storage.audit import APPEND_FUNCTION, MAX_ACCOUNT_ENTRIES, PreparedAlternatives
 from agegate.storage.keys import Retention
 from agegate.storage.scripts import DirectScript
 
@@ -32,8 +32,9 @@ return #KEYS
 
 
 # KEYS: audit stream, audit heads, audit index or "", link key or "", then N identity-block
-# keys and N retry-block keys. ARGV: N, under_age, retry TTL, link TTL, link cap, now, three
-# (entry, hash) pairs for the outcomes 1..3, MINID, audit TTL, chain id, index cap, link members.
+# keys and N retry-block keys. ARGV: N, under_age, retry TTL, link TTL, link cap, now, the audit
+# entry's shared head and tail, three (details, hash) pairs for the outcomes 1..3, MINID, audit
+# TTL, chain id, index cap, link members. Only the chosen outcome's entry is assembled.
 _CHECK_AND_RECORD = APPEND_FUNCTION + """
 local n = tonumber(ARGV[1])
 local choice = 3
@@ -50,7 +51,7 @@ if choice == 3 and ARGV[2] == '1' then
 end
 if KEYS[4] ~= '' then
   local members = {}
-  for i = 17, #ARGV do
+  for i = 19, #ARGV do
     members[#members + 1] = ARGV[6]
     members[#members + 1] = ARGV[i]
   end
@@ -60,8 +61,10 @@ if KEYS[4] ~= '' then
   end
   redis.call('EXPIRE', KEYS[4], ARGV[4])
 end
-audit_append(KEYS[1], KEYS[2], KEYS[3], ARGV[5 + 2 * choice], ARGV[13], ARGV[14], ARGV[15],
-             ARGV[6 + 2 * choice], ARGV[16])
+local entry = ARGV[7] .. ARGV[7 + 2 * choice] .. ',"hash":"' .. ARGV[8 + 2 * choice] .. '"'
+  .. ARGV[8]
+audit_append(KEYS[1], KEYS[2], KEYS[3], entry, ARGV[15], ARGV[16], ARGV[17], ARGV[8 + 2 * choice],
+             ARGV[18])
 return choice
 """
 
@@ -81,25 +84,27 @@ class IdentityStore:
         *,
         under_age: bool,
         account_hash: str | None,
-        outcomes: Sequence[PreparedEntry],
+        outcomes: PreparedAlternatives,
     ) -> int:
         """The age check's storage step, atomic and in one round trip: returns 1 when an
         identifier is identity-blocked, 2 when one is retry-blocked, else 3 (and then writes
         retry blocks if `under_age`); links the identifiers to the account and appends
-        `outcomes[choice - 1]` to the audit trail."""
-        first = outcomes[0]
+        outcome `choice - 1` of the three `outcomes` to the audit trail."""
+        if len(outcomes.details) != 3:
+            raise ValueError("the age check script takes exactly three outcomes")
         linked = [f"{kind}:{digest}" for kind, digest in identifiers if kind != "account"]
         link_key = keys.account_identifiers(account_hash) if account_hash and linked else ""
-        script_keys = [keys.AUDIT_STREAM, keys.AUDIT_HEADS, first.index, link_key,
+        script_keys = [keys.AUDIT_STREAM, keys.AUDIT_HEADS, outcomes.index, link_key,
                        *[keys.identity_block(k, h) for k, h in identifiers],
                        *[keys.retry_block(k, h) for k, h in identifiers]]
+        details, hashes = outcomes.details, outcomes.hashes
         args: list[str | int | float] = [
             len(identifiers), "1" if under_age else "0", self.retention.seconds("retry_block"),
             self.retention.seconds("account"), MAX_LINKED_IDENTIFIERS, time.time(),
+            outcomes.head, outcomes.tail, details[0], hashes[0], details[1], hashes[1],
+            details[2], hashes[2], outcomes.min_id, outcomes.ttl, outcomes.chain_id,
+            MAX_ACCOUNT_ENTRIES, *linked,
         ]
-        for outcome in outcomes:
-            args += [outcome.encoded, outcome.hash]
-        args += [first.min_id, first.ttl, first.entry["chain"], MAX_ACCOUNT_ENTRIES, *linked]
         return int(self._check_and_record(keys=script_keys, args=args))
 
     def queue_identity_blocks(
