@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import redis
+from click.testing import CliRunner, Result
+
+from agegate.cli_audit import audit as audit_cli
 
 
 def dump_keyspace(client: redis.Redis) -> dict[str, str]:
@@ -39,3 +44,22 @@ def assert_nowhere(client: redis.Redis, *needles: str) -> None:
         for needle in needles:
             assert needle not in key, f"{needle!r} found in key {key}"
             assert needle not in value, f"{needle!r} found in the value of {key}"
+
+
+def block_identities(state: Any, identifiers: list[tuple[str, str]], ttl_seconds: int = 3600
+                     ) -> None:
+    """Write identity blocks as enforcement does, through the app's own storage."""
+    pipe = state.redis.pipeline()
+    state.identities.queue_identity_blocks(pipe, identifiers, ttl_seconds=ttl_seconds)
+    pipe.execute()
+
+
+def audit_verify(monkeypatch: Any, redis_url: str) -> Result:
+    """`agegate audit verify` as an operator runs it, against the tests' Redis and secret."""
+    from tests.conftest import API_KEYS, SECRET
+
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    monkeypatch.setenv("AGEGATE_SECRET_KEY", SECRET)
+    monkeypatch.setenv("AGEGATE_API_KEYS", ",".join(f"{k.name}:{k.role}:{k.token}"
+                                                    for k in API_KEYS))
+    return CliRunner().invoke(audit_cli, ["verify"])

@@ -6,15 +6,14 @@ import json
 from datetime import UTC, datetime
 
 import pytest
-from click.testing import CliRunner
 from marshmallow import ValidationError
 
 from agegate.api.age_checks import REQUEST_SCHEMA
-from agegate.cli_audit import audit as audit_cli
 from agegate.schemas.age_checks import AgeCheckRequestSchema
 from agegate.storage import keys
 from agegate.storage.audit import canonical
-from tests.conftest import API_KEYS, SECRET, auth
+from tests.conftest import auth
+from tests.helpers import audit_verify, block_identities
 
 URL = "/v1/age-checks"
 
@@ -129,10 +128,7 @@ def test_each_outcome_writes_one_entry_and_the_cli_verifies_the_chain(
     app, client, redis_url, monkeypatch
 ):
     state = app.extensions["agegate"]
-    pipe = state.redis.pipeline()
-    state.identities.queue_identity_blocks(
-        pipe, [("email", state.hasher.short("email", "banned@example.com"))], ttl_seconds=3600)
-    pipe.execute()
+    block_identities(state, [("email", state.hasher.short("email", "banned@example.com"))])
     bodies = [
         {"date_of_birth": "1980-01-01", "email": " Banned@Example.com"},
         {"date_of_birth": "2012-01-01", "session_id": "s-kid"},
@@ -146,11 +142,7 @@ def test_each_outcome_writes_one_entry_and_the_cli_verifies_the_chain(
     entries = state.audit.entries(None, 10)
     assert [e["details"]["reason"] for e in entries] == reasons[::-1]
     assert len({e["id"] for e in entries}) == 4
-    monkeypatch.setenv("REDIS_URL", redis_url)
-    monkeypatch.setenv("AGEGATE_SECRET_KEY", SECRET)
-    monkeypatch.setenv("AGEGATE_API_KEYS", ",".join(f"{k.name}:{k.role}:{k.token}"
-                                                    for k in API_KEYS))
-    result = CliRunner().invoke(audit_cli, ["verify"])
+    result = audit_verify(monkeypatch, redis_url)
     assert result.exit_code == 0, result.output
     assert "entries checked: 4" in result.output and "problems: 0" in result.output
 
@@ -186,7 +178,7 @@ def test_shared_audit_keys_keep_their_ttl_and_the_index_its_cap(app, client, red
 
 def test_the_fast_view_keeps_the_routes_access_rule_and_its_documentation(app, client):
     view = app.view_functions["age_checks.create_age_check"]
-    assert getattr(view, "_agegate_roles") == frozenset({"registration"})
+    assert view._agegate_roles == frozenset({"registration"})
     body = {"date_of_birth": "1990-01-01", "country": "US"}
     assert client.post(URL, json=body).status_code == 401
     assert client.post(URL, json=body, headers=auth("reviewer")).status_code == 403

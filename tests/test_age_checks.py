@@ -11,7 +11,7 @@ from agegate import create_app
 from agegate.services.age_checks import ALLOW_MESSAGE, DENY_MESSAGE, age_on
 from agegate.storage import keys
 from tests.conftest import auth, make_config
-from tests.helpers import assert_nowhere, keys_without_ttl
+from tests.helpers import assert_nowhere, block_identities, keys_without_ttl
 
 URL = "/v1/age-checks"
 
@@ -135,10 +135,7 @@ def test_allowed_check_leaves_no_retry_block(client, redis_client):
 
 def test_identity_block_denies_whatever_the_date(app, client):
     state = app.extensions["agegate"]
-    device = ("device", state.hasher.short("device", "dev-banned"))
-    pipe = state.redis.pipeline()
-    state.identities.queue_identity_blocks(pipe, [device], ttl_seconds=3600)
-    pipe.execute()
+    block_identities(state, [("device", state.hasher.short("device", "dev-banned"))])
     response = check(client, date_of_birth="1980-01-01", device_id="dev-banned")
     assert response.json["decision"] == "deny"
     assert response.json["reason"] == "identity_blocked"
@@ -149,9 +146,7 @@ def test_identity_block_is_never_shortened(app, redis_client):
     state = app.extensions["agegate"]
     ident = [("email", state.hasher.short("email", "kid@example.com"))]
     for ttl in (10_000, 100):
-        pipe = state.redis.pipeline()
-        state.identities.queue_identity_blocks(pipe, ident, ttl_seconds=ttl)
-        pipe.execute()
+        block_identities(state, ident, ttl_seconds=ttl)
     assert redis_client.ttl(keys.identity_block(*ident[0])) > 9_000
 
 
@@ -270,10 +265,7 @@ def test_one_request_leaves_nothing_behind_for_the_next(client):
 
 def test_the_audit_entry_recorded_is_the_outcome_that_applied(app, client):
     state = app.extensions["agegate"]
-    pipe = state.redis.pipeline()
-    state.identities.queue_identity_blocks(
-        pipe, [("device", state.hasher.short("device", "dev-banned"))], ttl_seconds=3600)
-    pipe.execute()
+    block_identities(state, [("device", state.hasher.short("device", "dev-banned"))])
     answers = [
         check(client, date_of_birth="1980-01-01", device_id="dev-banned", account_id="a1"),
         check(client, date_of_birth="2012-01-01", device_id="dev-kid", account_id="a2"),

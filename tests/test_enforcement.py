@@ -6,13 +6,11 @@ from datetime import timedelta
 
 import pytest
 import redis
-from click.testing import CliRunner
 
-from agegate.cli_audit import audit as audit_cli
 from agegate.storage import keys
 from agegate.storage.embedded import EmbeddedRedis
-from tests.conftest import API_KEYS, SECRET, auth, make_config
-from tests.helpers import dump_keyspace, keys_without_ttl
+from tests.conftest import auth, make_config
+from tests.helpers import audit_verify, dump_keyspace, keys_without_ttl
 from tests.signals_helpers import (
     claim,
     decide,
@@ -184,11 +182,7 @@ def test_audit_lists_decisions_without_pii_and_the_chain_verifies(client, app, m
     assert admin[0]["details"]["reason"] == "admin_request"
     assert "kid@example.com" not in str(admin)
 
-    monkeypatch.setenv("REDIS_URL", redis_url)
-    monkeypatch.setenv("AGEGATE_SECRET_KEY", SECRET)
-    monkeypatch.setenv("AGEGATE_API_KEYS", ",".join(f"{k.name}:{k.role}:{k.token}"
-                                                    for k in API_KEYS))
-    result = CliRunner().invoke(audit_cli, ["verify"])
+    result = audit_verify(monkeypatch, redis_url)
     assert result.exit_code == 0, result.output
     assert "entries checked: 4" in result.output and "problems: 0" in result.output
     # Tamper with one entry: the CLI notices.
@@ -199,7 +193,7 @@ def test_audit_lists_decisions_without_pii_and_the_chain_verifies(client, app, m
         r.xadd(keys.AUDIT_STREAM, {"entry": fields["entry"].replace("confirm_minor", "not_minor")},
                id=stream_id)
     r.close()
-    tampered = CliRunner().invoke(audit_cli, ["verify"])
+    tampered = audit_verify(monkeypatch, redis_url)
     assert tampered.exit_code == 1
     assert "problems: 0" not in tampered.output
 
