@@ -5,9 +5,25 @@ from __future__ import annotations
 import os
 
 import click
+import redis
+
+from agegate.config import ConfigError
 
 
-@click.group()
+class _Cli(click.Group):
+    """The command group: a configuration or Redis problem is one clear line and exit status 1,
+    not a traceback."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except ConfigError as error:
+            raise click.ClickException(f"configuration: {error}") from None
+        except redis.RedisError as error:
+            raise click.ClickException(f"redis: {error}") from None
+
+
+@click.group(cls=_Cli)
 def cli() -> None:
     """agegate: age gating and minor-account enforcement."""
 
