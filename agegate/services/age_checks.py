@@ -73,8 +73,9 @@ class AgeCheckService:
     def identifiers(self, data: dict[str, Any]) -> list[Identifier]:
         """Keyed hashes of whichever identifiers the check carried."""
         found: list[Identifier] = []
-        for kind, field in (("account", "account_id"), ("device", "device_id"),
-                            ("session", "session_id")):
+        if data.get("account_id"):
+            found.append(("account", self.hasher.account(data["account_id"])))
+        for kind, field in (("device", "device_id"), ("session", "session_id")):
             if data.get(field):
                 found.append((kind, self.hasher.short(kind, data[field])))
         if data.get("email"):
@@ -102,7 +103,7 @@ class AgeCheckService:
                    "under_minimum_age" if under_age else "of_age")
         check_id = new_id("chk")
         account_id = data.get("account_id")
-        account_hash = self.hasher.account(account_id) if account_id else None
+        account_hash = dict(identifiers).get("account")  # hashed once, with the others
         # One atomic round trip decides on the blocks, writes retry blocks and identifier
         # links, and appends the audit entry for whichever outcome applied.
         chosen = self.audit.append_one_of(
