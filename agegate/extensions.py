@@ -31,6 +31,7 @@ from agegate.storage.embedded import EmbeddedRedis
 from agegate.storage.events import EventStream
 from agegate.storage.identities import IdentityStore
 from agegate.storage.keys import Retention
+from agegate.worker import Job
 
 log = logging.getLogger("agegate")
 
@@ -67,6 +68,8 @@ class Agegate:
         self.model: Any = None
         self.model_error: str | None = None
         self.gauge_sources: list[GaugeSource] = []
+        # What `agegate worker` runs (agegate/worker.py); each feature adds its own job.
+        self.worker_jobs: list[Job] = []
         self._wire_signals()
         self._wire_parents_and_removals()
 
@@ -135,6 +138,12 @@ class Agegate:
             self.model = None
             self.model_error = str(error)
             log.error("model not loaded: %s", error)
+
+    def close(self) -> None:
+        """Release Redis, and stop the embedded server if this container started it."""
+        self.redis.close()
+        if self.embedded is not None:
+            self.embedded.stop()
 
     def readiness(self) -> dict[str, str]:
         """Per-dependency readiness for /readyz."""
