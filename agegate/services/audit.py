@@ -11,7 +11,7 @@ import redis
 
 from agegate.clock import Clock
 from agegate.crypto import Hasher, new_id
-from agegate.storage.audit import GENESIS, AuditLog, PreparedAlternatives, PreparedEntry
+from agegate.storage.audit import GENESIS, AuditLog, PreparedEntry
 
 # The transact() call in progress on this thread, if any.
 _context = threading.local()
@@ -90,35 +90,6 @@ class AuditTrail:
             account_hash=self.hasher.account(account_id) if account_id else None,
             details=details or {},
         )
-
-    def append_one_of(
-        self,
-        run: Callable[[PreparedAlternatives], int],
-        *,
-        actor: str,
-        action: str,
-        account_id: str | None,
-        account_hash: str | None,
-        alternatives: list[dict[str, Any]],
-    ) -> int:
-        """For a Lua script that decides and records in one step: prepare one entry per possible
-        outcome (the `details` alternatives), all on the current head; `run` appends exactly one
-        and returns its index. `account_hash` is `hasher.account(account_id)`, passed in because
-        the caller has it already. Only one entry is ever written, so all share one id."""
-        with self.writer.lock:
-            chain_id, head = self.writer.current()
-            prepared = self.log.prepare_alternatives(
-                chain_id, head, entry_id=new_id("aud"), at=self.clock.now(), actor=actor,
-                action=action, account_id=account_id, account_hash=account_hash,
-                alternatives=alternatives,
-            )
-            try:
-                chosen = run(prepared)
-            except redis.RedisError:
-                self.writer.abandon()  # the script may have run without our hearing back
-                raise
-            self.writer.commit(chain_id, prepared.hashes[chosen])
-            return chosen
 
     def begin(self, pipe: redis.client.Pipeline) -> Chain:
         """The chain to append to within the current `transact` attempt (one per trail)."""
