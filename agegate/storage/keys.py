@@ -40,14 +40,33 @@ class Retention:
     rate_limit_days: int = 1
     content_removal_days: int = 730
     console_session_days: int = 1
+    # A unit of work's applied-once marker: far longer than any client timeout and retry.
+    unit_marker_seconds: int = 300
 
     def seconds(self, kind: str) -> int:
         """TTL in seconds for a kind of record named in this table."""
+        if hasattr(self, f"{kind}_seconds"):
+            return int(getattr(self, f"{kind}_seconds"))
         return int(getattr(self, f"{kind}_days")) * DAY
 
     def delta(self, kind: str) -> timedelta:
         """The same period as a timedelta."""
         return timedelta(seconds=self.seconds(kind))
+
+
+def hash_tag(*names: str) -> str | None:
+    """The hash tag (`{...}`) of the first key that has one, as Redis Cluster reads it."""
+    for name in names:
+        start = name.find("{")
+        end = name.find("}", start + 1)
+        if start >= 0 and end > start + 1:
+            return name[start + 1:end]
+    return None
+
+
+def unit_marker(tag: str | None, token: str) -> str:
+    """Marks one unit of work as applied (storage/unit.py); in the slot of what it writes."""
+    return f"{PREFIX}:uow:{{{tag}}}:{token}" if tag is not None else f"{PREFIX}:uow:{token}"
 
 
 def tag(account_hash: str) -> str:
