@@ -21,6 +21,7 @@ from agegate.storage.accounts import AccountStore
 from agegate.storage.cases import HISTORY_LIMIT, KINDS, CaseStore
 from agegate.storage.deletions import DeletionStore
 from agegate.storage.events import EventStream
+from agegate.storage.unit import watch
 
 log = logging.getLogger("agegate.review")
 
@@ -127,13 +128,13 @@ class ReviewService:
 
         def build(pipe: Any) -> dict[str, Any]:
             # One round trip for both markers (both WATCHed by transact below).
-            deletion_id, existing_id = pipe.mget(keys.account_deletion(account_hash), pointer)
+            deletion_id, existing_id = self.accounts.deletion_and_open_case(pipe, account_hash)
             if deletion_id:
                 raise Conflict("The account has been terminated.", code="account_terminated")
             now = self.clock.now()
             if single:
                 if existing_id:
-                    pipe.watch(keys.case(existing_id))
+                    watch(pipe, keys.case(existing_id))
                     case = self.cases.read(pipe, existing_id)
                     if case is not None:
                         if case["status"] == "decided":
@@ -293,8 +294,8 @@ class ReviewService:
                 decided["deletion_id"] = deletion["deletion_id"]
                 return decided
             pointer = keys.account_open_case(account_hash)
-            pipe.watch(pointer, keys.account(account_hash))
-            current = pipe.get(pointer)
+            watch(pipe, pointer, keys.account(account_hash))
+            current = self.accounts.open_case(pipe, account_hash)
             chain = self.audit.begin(pipe)
             pipe.multi()
             self.cases.queue_decided(pipe, decided, now)
@@ -318,7 +319,7 @@ class ReviewService:
         return result
 
     def _external(self, case_id: str) -> bool:
-        kind = self.r.hget(keys.case(case_id), "kind")
+        kind = self.cases.kind(case_id)
         return kind == "parent_request" or kind in self._deciders
 
     def _decide_external(self, case_id: str, reviewer: str, decision: str,
