@@ -36,6 +36,8 @@ class Config:
     secret_key: str = ""
     api_keys: tuple[ApiKey, ...] = ()
     redis_url: str | None = None
+    # REDIS_URL names one node of a Redis Cluster (storage/keys.py: every atomic write is one slot).
+    redis_cluster: bool = False
     data_dir: Path = REPO_ROOT / "var"
     model_dir: Path = REPO_ROOT / "model"
     retry_block_days: int = 30
@@ -74,6 +76,8 @@ class Config:
             raise ConfigError("AGEGATE_RETRY_BLOCK_DAYS must be a positive number of days")
         if not self.deletion_systems:
             raise ConfigError("AGEGATE_DELETION_SYSTEMS must name at least one system")
+        if self.redis_cluster and not self.redis_url:
+            raise ConfigError("AGEGATE_REDIS_CLUSTER=true needs REDIS_URL to name a cluster node")
         return self
 
 
@@ -147,6 +151,7 @@ def from_env(env: dict[str, str] | None = None) -> Config:
         secret_key=env.get("AGEGATE_SECRET_KEY", ""),
         api_keys=parse_api_keys(env.get("AGEGATE_API_KEYS", "")),
         redis_url=env.get("REDIS_URL") or None,
+        redis_cluster=_bool(env, "AGEGATE_REDIS_CLUSTER", False),
         data_dir=Path(env.get("AGEGATE_DATA_DIR") or REPO_ROOT / "var"),
         model_dir=Path(env.get("AGEGATE_MODEL_DIR") or REPO_ROOT / "model"),
         retry_block_days=_int(env, "AGEGATE_RETRY_BLOCK_DAYS", 30),

@@ -31,6 +31,7 @@ from agegate.storage.embedded import EmbeddedRedis
 from agegate.storage.events import EventStream
 from agegate.storage.identities import IdentityStore
 from agegate.storage.keys import Retention
+from agegate.storage.outbox import Outbox, OutboxJob
 from agegate.worker import Job
 
 log = logging.getLogger("agegate")
@@ -48,7 +49,7 @@ class Agegate:
         else:
             self.embedded = EmbeddedRedis(config.data_dir / "redis")
             url = self.embedded.start()
-        self.redis: redis.Redis = connect(url)
+        self.redis: redis.Redis = connect(url, cluster=config.redis_cluster)
         self.retention = Retention(retry_block_days=config.retry_block_days)
         self.hasher = Hasher(config.secret_key)
         self.tokens = TokenTable(config.api_keys)
@@ -70,6 +71,10 @@ class Agegate:
         self.gauge_sources: list[GaugeSource] = []
         # What `agegate worker` runs (agegate/worker.py); each feature adds its own job.
         self.worker_jobs: list[Job] = []
+        # Steps units of work left for outside their slot (events, blocks): repaired after a
+        # crash by whichever worker runs this (storage/outbox.py).
+        self.outbox = Outbox(self.redis, self.retention)
+        self.worker_jobs.append(OutboxJob(self.outbox))
         self._wire_signals()
         self._wire_parents_and_removals()
 

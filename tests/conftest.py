@@ -36,10 +36,23 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     server.stop()
 
 
+def cluster_mode() -> bool:
+    """Whether REDIS_URL names a node of a Redis Cluster (scripts/test.sh, `pytest -m cluster`)."""
+    return bool(os.environ.get("REDIS_URL")) and \
+        os.environ.get("AGEGATE_REDIS_CLUSTER", "").lower() == "true"
+
+
 @pytest.fixture
 def redis_client(redis_url: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(redis_url, decode_responses=True)
-    client.flushall()
+    """A client on the tests' Redis, flushed first (every primary, on a cluster)."""
+    client: redis.Redis
+    if cluster_mode():
+        cluster = redis.RedisCluster.from_url(redis_url, decode_responses=True)
+        cluster.flushall(target_nodes=redis.RedisCluster.PRIMARIES)
+        client = cluster  # type: ignore[assignment]
+    else:
+        client = redis.Redis.from_url(redis_url, decode_responses=True)
+        client.flushall()
     yield client
     client.close()
 
@@ -57,6 +70,7 @@ def make_config(url: str, tmp_path: Path, **overrides: object) -> Config:
         secret_key=SECRET,
         api_keys=API_KEYS,
         redis_url=url,
+        redis_cluster=cluster_mode() and url == os.environ["REDIS_URL"],
         data_dir=tmp_path / "data",
         model_dir=MODEL_DIR,
         load_model=(MODEL_DIR / "card.json").exists(),

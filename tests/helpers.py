@@ -49,9 +49,21 @@ def assert_nowhere(client: redis.Redis, *needles: str) -> None:
 def block_identities(state: Any, identifiers: list[tuple[str, str]], ttl_seconds: int = 3600
                      ) -> None:
     """Write identity blocks as enforcement does, through the app's own storage."""
-    pipe = state.redis.pipeline()
-    state.identities.queue_identity_blocks(pipe, identifiers, ttl_seconds=ttl_seconds)
-    pipe.execute()
+    state.identities.block(identifiers, ttl_seconds)
+
+
+def across_shards(client: redis.Redis, command: str, key_of: Any) -> int:
+    """The sum of one counting command (e.g. zcard) over every shard's copy of a key."""
+    from agegate.storage import keys
+
+    return sum(int(getattr(client, command)(key_of(shard))) for shard in keys.all_shards())
+
+
+def audit_stream_of(state: Any, account_id: str) -> str:
+    """The audit stream an account's entries are written to (its shard's)."""
+    from agegate.storage import keys
+
+    return keys.audit_stream(keys.shard_of(state.hasher.account(account_id)))
 
 
 def audit_verify(monkeypatch: Any, redis_url: str) -> Result:

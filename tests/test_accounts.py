@@ -8,7 +8,7 @@ import pytest
 
 from agegate.storage import keys
 from tests.conftest import auth
-from tests.helpers import dump_keyspace
+from tests.helpers import across_shards, dump_keyspace
 from tests.signals_helpers import (
     adult_text,
     flag,
@@ -20,6 +20,9 @@ from tests.signals_helpers import (
     signals_app,
     text_signal,
 )
+
+# Storage across accounts and shards: also run on a real 3-primary Redis Cluster.
+pytestmark = pytest.mark.cluster
 
 
 @pytest.fixture
@@ -178,7 +181,7 @@ def test_racing_posts_lose_no_signal_and_open_exactly_one_case(app, redis_client
     assert len(results) == 48 and len(set(results)) == 1
     ah = account_hash(app, "acc-race")
     assert redis_client.scard(keys.account_cases(ah)) == 1
-    assert redis_client.zcard(keys.REVIEW_OPEN) == 1
+    assert across_shards(redis_client, "zcard", keys.review_open) == 1
     state = app.extensions["agegate"].accounts.accounts.state(redis_client, ah)
     assert state["n"] == 48  # no lost update: every post folded into the state
 

@@ -13,6 +13,9 @@ from agegate.storage import keys
 from tests.conftest import auth, make_config
 from tests.helpers import assert_nowhere, audit_verify, block_identities, keys_without_ttl
 
+# Storage across accounts and shards: also run on a real 3-primary Redis Cluster.
+pytestmark = pytest.mark.cluster
+
 URL = "/v1/age-checks"
 
 

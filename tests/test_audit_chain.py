@@ -4,15 +4,25 @@ from __future__ import annotations
 
 import json
 
-from agegate.storage import keys
+import pytest
+
 from tests.conftest import auth
+from tests.helpers import audit_stream_of
+
+# Storage across accounts and shards: also run on a real 3-primary Redis Cluster.
+pytestmark = pytest.mark.cluster
 
 
 def make_entries(client, n=3):
-    for i in range(n):
-        client.post("/v1/age-checks", json={"date_of_birth": "2012-01-01", "country": "US",
-                                            "account_id": f"acc-{i}"},
+    """n entries on one account, so on one shard's stream and one chain."""
+    for _ in range(n):
+        client.post("/v1/age-checks", json={"date_of_birth": "1990-01-01", "country": "US",
+                                            "account_id": "acc-chain"},
                     headers=auth("registration"))
+
+
+def stream(app):
+    return audit_stream_of(app.extensions["agegate"], "acc-chain")
 
 
 def test_chain_verifies_and_links(app, client):
@@ -27,23 +37,23 @@ def test_chain_verifies_and_links(app, client):
 
 def test_an_edited_entry_is_detected(app, client, redis_client):
     make_entries(client)
-    stream_id, fields = redis_client.xrange(keys.AUDIT_STREAM)[1]
+    key = stream(app)
+    stream_id, fields = redis_client.xrange(key)[1]
     entry = json.loads(fields["entry"])
     entry["actor"] = "someone-else"
     # Rewrite in place: delete and re-add with the same id is impossible, so rebuild the stream.
-    everything = redis_client.xrange(keys.AUDIT_STREAM)
-    redis_client.delete(keys.AUDIT_STREAM)
+    everything = redis_client.xrange(key)
+    redis_client.delete(key)
     for sid, f in everything:
-        redis_client.xadd(keys.AUDIT_STREAM, {"entry": json.dumps(entry)} if sid == stream_id
-                          else f, id=sid)
+        redis_client.xadd(key, {"entry": json.dumps(entry)} if sid == stream_id else f, id=sid)
     _, problems = app.extensions["agegate"].audit.log.verify()
     assert [p.problem for p in problems] == ["hash does not match content"]
 
 
 def test_a_deleted_entry_is_detected(app, client, redis_client):
     make_entries(client, 4)
-    stream_id, _ = redis_client.xrange(keys.AUDIT_STREAM)[1]
-    redis_client.xdel(keys.AUDIT_STREAM, stream_id)
+    stream_id, _ = redis_client.xrange(stream(app))[1]
+    redis_client.xdel(stream(app), stream_id)
     _, problems = app.extensions["agegate"].audit.log.verify()
     assert [p.problem for p in problems] == ["prev_hash does not link"]
 
@@ -68,8 +78,8 @@ def test_concurrent_appends_keep_one_chain(app, client):
 
 def test_cutting_entries_off_the_end_is_detected(app, client, redis_client):
     make_entries(client, 3)
-    last_id, _ = redis_client.xrevrange(keys.AUDIT_STREAM, count=1)[0]
-    redis_client.xdel(keys.AUDIT_STREAM, last_id)
+    last_id, _ = redis_client.xrevrange(stream(app), count=1)[0]
+    redis_client.xdel(stream(app), last_id)
     _, problems = app.extensions["agegate"].audit.log.verify()
     assert [p.problem for p in problems] == ["chain does not end at its recorded head"]
 
@@ -82,13 +92,15 @@ def test_writers_in_separate_processes_keep_separate_chains_that_all_verify(
     from agegate import create_app
     from tests.conftest import make_config
 
-    # A second app instance stands for a second gunicorn worker: its own chain, same stream.
+    # A second app instance stands for a second gunicorn worker: its own chain, same stream
+    # (one account, so one shard).
     other = create_app(make_config(redis_url, tmp_path, load_model=False), clock=clock)
 
     def worker(application):
         c = application.test_client()
         for _ in range(15):
-            c.post("/v1/age-checks", json={"date_of_birth": "1990-01-01", "country": "US"},
+            c.post("/v1/age-checks", json={"date_of_birth": "1990-01-01", "country": "US",
+                                           "account_id": "acc-w"},
                    headers=auth("registration"))
 
     threads = [threading.Thread(target=worker, args=(a,)) for a in (app, other, app, other)]

@@ -8,6 +8,9 @@ from agegate import create_app
 from tests.conftest import auth, make_config
 from tests.helpers import keys_without_ttl
 
+# Storage across accounts and shards: also run on a real 3-primary Redis Cluster.
+pytestmark = pytest.mark.cluster
+
 
 def item(content_id, **overrides):
     """One item posted publicly by acc-1 itself, with no §22581(b) exception."""

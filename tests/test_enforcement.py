@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-import redis
 
 from agegate.storage import keys
 from agegate.storage.embedded import EmbeddedRedis
@@ -19,6 +18,9 @@ from tests.signals_helpers import (
     signals_app,
     text_signal,
 )
+
+# Storage across accounts and shards: also run on a real 3-primary Redis Cluster.
+pytestmark = pytest.mark.cluster
 
 SYSTEMS = ("chat", "payments", "message_boards", "profiles")
 
@@ -82,7 +84,8 @@ def test_after_termination_only_the_deletion_blocks_and_audit_remain(client, app
     # Units of work leave only a short-lived applied-once marker (storage/unit.py) in the slot.
     remaining = {key for key, content in dump_keyspace(redis_client).items()
                  if (ah in key or "acc-1" in content) and not key.startswith("agegate:uow:")}
-    streams = {keys.AUDIT_STREAM, app.extensions["agegate"].config.events_stream}
+    streams = {*(keys.audit_stream(s) for s in keys.all_shards()),
+               app.extensions["agegate"].config.events_stream}
     assert remaining - streams <= allowed
     assert remaining - streams == allowed - {keys.identity_block("device", hasher.short(
         "device", "dev-1")), keys.identity_block("email", hasher.short("email",
@@ -165,7 +168,7 @@ def test_termination_roles_and_validation(client):
 
 
 def test_audit_lists_decisions_without_pii_and_the_chain_verifies(client, app, monkeypatch,
-                                                                  redis_url):
+                                                                  redis_url, redis_client):
     case_id = flag(client, "acc-1")["case_id"]
     claim(client)
     decide(client, case_id, "confirm_minor", note="says she is in 8th grade")
@@ -187,13 +190,13 @@ def test_audit_lists_decisions_without_pii_and_the_chain_verifies(client, app, m
     assert result.exit_code == 0, result.output
     assert "entries checked: 4" in result.output and "problems: 0" in result.output
     # Tamper with one entry: the CLI notices.
-    r = redis.Redis.from_url(redis_url, decode_responses=True)
-    entries = r.xrange(keys.AUDIT_STREAM)
-    r.delete(keys.AUDIT_STREAM)
-    for stream_id, fields in entries:
-        r.xadd(keys.AUDIT_STREAM, {"entry": fields["entry"].replace("confirm_minor", "not_minor")},
-               id=stream_id)
-    r.close()
+    r = redis_client
+    for stream in (keys.audit_stream(s) for s in keys.all_shards()):
+        entries = r.xrange(stream)
+        r.delete(stream)
+        for stream_id, fields in entries:
+            r.xadd(stream, {"entry": fields["entry"].replace("confirm_minor", "not_minor")},
+                   id=stream_id)
     tampered = audit_verify(monkeypatch, redis_url)
     assert tampered.exit_code == 1
     assert "problems: 0" not in tampered.output

@@ -16,6 +16,9 @@ from tests.conftest import auth, make_config
 from tests.helpers import dump_keyspace, keys_without_ttl
 from tests.parents_helpers import gunicorn_server, http, smtp_server  # noqa: F401
 
+# Storage across accounts and shards: also run on a real 3-primary Redis Cluster.
+pytestmark = pytest.mark.cluster
+
 PARENT = "Parent.Person@Example.org"
 
 

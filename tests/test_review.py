@@ -22,6 +22,9 @@ from tests.signals_helpers import (
     text_signal,
 )
 
+# Storage across accounts and shards: also run on a real 3-primary Redis Cluster.
+pytestmark = pytest.mark.cluster
+
 
 @pytest.fixture
 def app(config, clock):

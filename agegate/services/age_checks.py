@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -13,6 +14,7 @@ from agegate.errors import ValidationFailed
 from agegate.metrics import AGE_CHECKS
 from agegate.services.audit import AuditTrail, transact
 from agegate.services.jurisdictions import MinimumAgePolicy
+from agegate.storage import keys
 from agegate.storage.identities import Identifier, IdentityStore
 
 MAX_PLAUSIBLE_AGE = 130
@@ -102,15 +104,19 @@ class AgeCheckService:
         account_id = data.get("account_id")
         account_hash = dict(identifiers).get("account")  # hashed once, with the others
 
-        def write(pipe: Any) -> str:
-            # Blocks win over the declared date, whatever it now says; the order is the contract's.
-            identity_blocked, retry_blocked = self.identities.blocks(pipe, identifiers)
-            if identity_blocked:
-                reason = "identity_blocked"
-            elif retry_blocked:
-                reason = "previous_underage_attempt"
-            else:
-                reason = "under_minimum_age" if under_age else "of_age"
+        # Blocks win over the declared date, whatever it now says; the order is the contract's.
+        # The block keys live in many slots, so they are read before the unit of work; blocks
+        # only ever get added, so a block written meanwhile changes nothing a moment earlier
+        # would not have.
+        identity_blocked, retry_blocked = self.identities.blocks(identifiers)
+        if identity_blocked:
+            reason = "identity_blocked"
+        elif retry_blocked:
+            reason = "previous_underage_attempt"
+        else:
+            reason = "under_minimum_age" if under_age else "of_age"
+
+        def write(pipe: Any) -> None:
             chain = self.audit.begin(pipe)
             pipe.multi()
             if reason == "under_minimum_age":
@@ -120,12 +126,13 @@ class AgeCheckService:
             chain.append(pipe, actor=actor, action="age_check", account_id=account_id,
                          details={"check_id": check_id, "decision": _decision(reason),
                                   "reason": reason, "country": country, "region": region})
-            return reason
 
-        # One unit of work: the decision, the blocks it writes and its audit entry land
-        # together, and a block written meanwhile (WATCHed) makes it decide again.
-        reason = transact(self.identities.r, write,
-                          *self.identities.block_keys(identifiers))
+        # One unit of work in the account's shard (or any, for a check without one): the
+        # decision's audit entry and links land together, and the retry blocks through the
+        # shard's outbox, applied right after it (and by `agegate worker` after a crash).
+        shard = (keys.shard_of(account_hash or identifiers[0][1]) if identifiers
+                 else secrets.randbelow(keys.SHARDS))
+        transact(self.identities.r, write, shard=shard)
         decision = _decision(reason)
         result = AgeCheckResult(
             check_id=check_id, decision=decision, reason=reason,

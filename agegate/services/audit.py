@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import threading
 from typing import Any
 
@@ -10,55 +11,55 @@ import redis
 
 from agegate.clock import Clock
 from agegate.crypto import Hasher, new_id
-from agegate.storage import unit
+from agegate.storage import keys, unit
 from agegate.storage.audit import GENESIS, AuditLog, PreparedEntry
 from agegate.storage.unit import transact
 
 __all__ = ["AuditTrail", "Chain", "ChainWriter", "transact"]
 
 class ChainWriter:
-    """This process's own audit chain. Being its only writer, it keeps the head in memory, so
-    appending needs no WATCH and no read, and writers on other processes never contend."""
+    """This process's own audit chains, one per shard. Being their only writer, it keeps each
+    head in memory, so appending needs no WATCH and no read, and writers on other processes
+    never contend."""
 
     def __init__(self) -> None:
         self.lock = threading.RLock()
-        self._restart()
-
-    def _restart(self) -> None:
         self.pid = os.getpid()
-        self.chain_id = new_id("chain")
-        self.head = GENESIS
+        self.chains: dict[int, tuple[str, str]] = {}
 
-    def current(self) -> tuple[str, str]:
-        """(chain id, head); a forked child starts a chain of its own."""
+    def current(self, shard: int) -> tuple[str, str]:
+        """(chain id, head) in `shard`; a forked child starts chains of its own."""
         if self.pid != os.getpid():
-            self._restart()
-        return self.chain_id, self.head
+            self.pid, self.chains = os.getpid(), {}
+        if shard not in self.chains:
+            self.chains[shard] = (new_id("chain"), GENESIS)
+        return self.chains[shard]
 
-    def commit(self, chain_id: str, head: str) -> None:
+    def commit(self, shard: int, chain_id: str, head: str) -> None:
         """The transaction that appended up to `head` was applied."""
-        if chain_id == self.chain_id:
-            self.head = head
+        if self.chains.get(shard, ("", ""))[0] == chain_id:
+            self.chains[shard] = (chain_id, head)
 
-    def abandon(self) -> None:
-        """Redis may or may not have applied the last append: start a fresh chain."""
-        self._restart()
+    def abandon(self, shard: int) -> None:
+        """Redis may or may not have applied the last append: start a fresh chain there."""
+        self.chains.pop(shard, None)
 
 
 class Chain:
     """Appends for one transaction attempt; they become the head only once EXEC succeeds."""
 
-    def __init__(self, trail: AuditTrail) -> None:
+    def __init__(self, trail: AuditTrail, shard: int) -> None:
         self.trail = trail
-        self.chain_id, self.prev_hash = trail.writer.current()
+        self.shard = shard
+        self.chain_id, self.prev_hash = trail.writer.current(shard)
 
     def commit(self) -> None:
         """This attempt was applied: its last entry is the chain's head."""
-        self.trail.writer.commit(self.chain_id, self.prev_hash)
+        self.trail.writer.commit(self.shard, self.chain_id, self.prev_hash)
 
     def abandon(self) -> None:
         """Nobody knows whether this attempt was applied: start a fresh chain."""
-        self.trail.writer.abandon()
+        self.trail.writer.abandon(self.shard)
 
     def append(
         self,
@@ -70,8 +71,8 @@ class Chain:
         details: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Queue an entry. `details` must hold no DOB, email, message text or raw identifier."""
-        prepared = self.trail.prepare(self.chain_id, self.prev_hash, actor=actor, action=action,
-                                      account_id=account_id, details=details)
+        prepared = self.trail.prepare(self.shard, self.chain_id, self.prev_hash, actor=actor,
+                                      action=action, account_id=account_id, details=details)
         self.trail.log.queue_append(pipe, prepared)
         self.prev_hash = prepared.hash
         return prepared.entry
@@ -87,12 +88,12 @@ class AuditTrail:
         self.writer = ChainWriter()
 
     def prepare(
-        self, chain_id: str, prev_hash: str, *, actor: str, action: str,
+        self, shard: int, chain_id: str, prev_hash: str, *, actor: str, action: str,
         account_id: str | None = None, details: dict[str, Any] | None = None,
     ) -> PreparedEntry:
         """One entry, hashed onto `prev_hash`. `details` hold no DOB, email, text or raw id."""
         return self.log.prepare(
-            chain_id, prev_hash, entry_id=new_id("aud"), at=self.clock.now(), actor=actor,
+            shard, chain_id, prev_hash, entry_id=new_id("aud"), at=self.clock.now(), actor=actor,
             action=action, account_id=account_id,
             account_hash=self.hasher.account(account_id) if account_id else None,
             details=details or {},
@@ -103,7 +104,7 @@ class AuditTrail:
         work = unit.current()
         # Held until the unit of work ends, so this process appends to its chain in order.
         work.hold(self.writer.lock)
-        return work.join(self, lambda: Chain(self))
+        return work.join(self, lambda: Chain(self, work.shard))
 
     def record(
         self, actor: str, action: str, account_id: str | None = None, details: dict | None = None
@@ -116,7 +117,10 @@ class AuditTrail:
             return chain.append(pipe, actor=actor, action=action, account_id=account_id,
                                 details=details)
 
-        return transact(self.log.r, write)
+        # Beside the account's own records when there is one, else in any shard.
+        shard = (keys.shard_of(self.hasher.account(account_id)) if account_id
+                 else secrets.randbelow(keys.SHARDS))
+        return transact(self.log.r, write, shard=shard)
 
     def entries(self, account_id: str | None, limit: int) -> list[dict[str, Any]]:
         """Newest first, for one account or for all."""

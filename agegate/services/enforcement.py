@@ -12,7 +12,7 @@ import redis
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from agegate.clock import Clock, iso
-from agegate.crypto import Hasher, new_id
+from agegate.crypto import Hasher
 from agegate.errors import NotFound, ValidationFailed
 from agegate.services.audit import AuditTrail, Chain, transact
 from agegate.storage import keys
@@ -125,7 +125,7 @@ class EnforcementService:
         The date of birth, when given, only times the identity block and is then dropped.
         """
         now = self.clock.now()
-        deletion_id = new_id("del")
+        deletion_id = keys.new_sharded_id("del", keys.shard_of(plan.account_hash))
         due_at = iso(now + timedelta(days=self.due_days))
         record: dict[str, Any] = {
             "deletion_id": deletion_id,
@@ -179,7 +179,7 @@ class EnforcementService:
             return self.queue(pipe, chain, plan, actor=actor, reason=reason, born=born,
                               details=details)
 
-        return transact(self.r, build)
+        return transact(self.r, build, shard=keys.shard_of(self.hasher.account(account_id)))
 
     # -- deletion records ----------------------------------------------------------------
     def get_deletion(self, deletion_id: str) -> dict[str, Any]:

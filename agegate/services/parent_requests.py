@@ -20,7 +20,7 @@ from typing import Any
 import redis
 
 from agegate.clock import Clock, iso, parse_iso
-from agegate.crypto import Hasher, new_id, new_token
+from agegate.crypto import Hasher, new_token
 from agegate.errors import (
     ChildUnresolved,
     Conflict,
@@ -32,6 +32,7 @@ from agegate.metrics import gauge
 from agegate.services.age_checks import normalise_email
 from agegate.services.audit import AuditTrail, transact
 from agegate.services.mailer import Mailer
+from agegate.storage import keys
 from agegate.storage.keys import Retention
 from agegate.storage.parent_requests import ParentRequestStore
 
@@ -109,11 +110,15 @@ class ParentRequestService:
     def submit(self, data: dict[str, Any], actor: str = "public") -> dict[str, str]:
         """Record a request and mail its code; the parent's email is dropped after sending."""
         now = self.clock.now()
-        request_id = new_id("preq")
         token = new_token()
         code = f"{secrets.randbelow(10**CODE_DIGITS):0{CODE_DIGITS}d}"
         child = data["child"]
         (kind, value), = child.items()
+        # In the child's shard when the parent named the account, so the request, its index
+        # and the child's audit index change together; else in any shard.
+        shard = (keys.shard_of(self.hasher.account(value)) if kind == "account_id"
+                 else secrets.randbelow(keys.SHARDS))
+        request_id = keys.new_sharded_id("preq", shard)
         record: dict[str, str] = {
             "request_id": request_id,
             "status": "pending_verification",

@@ -12,7 +12,7 @@ import redis
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from agegate.clock import Clock, iso, parse_iso
-from agegate.crypto import Hasher, new_id
+from agegate.crypto import Hasher
 from agegate.errors import Conflict, NotFound, ValidationFailed
 from agegate.services.audit import AuditTrail, transact
 from agegate.services.enforcement import EnforcementService
@@ -148,7 +148,9 @@ class ReviewService:
             created = now
             priority, sortkey = position([kind], score, created, due_at)
             case = {
-                "case_id": new_id("case"), "account_id": account_id, "kind": kind,
+                # In the account's shard, beside the account and that shard's queue.
+                "case_id": keys.new_sharded_id("case", keys.shard_of(account_hash)),
+                "account_id": account_id, "kind": kind,
                 "status": "open", "priority": priority, "score": score,
                 "top_signals": list(top_signals or []), "created_at": iso(created),
                 "due_at": iso(due_at) if due_at else None, "claimed_by": None,

@@ -22,6 +22,12 @@ def _plain(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
+def _mget(client: Any, *names: str) -> list[str | None]:
+    """MGET of keys in one slot. redis-py's cluster pipeline refuses its `mget` method (it
+    cannot know the keys share a slot); the command itself is fine and the slot is checked."""
+    return client.execute_command("MGET", *names)
+
+
 class AccountStore:
     """Reads take a client or a WATCHing pipeline; writes join a caller's MULTI pipeline."""
 
@@ -43,8 +49,8 @@ class AccountStore:
                     ) -> tuple[str | None, Any, str | None, str | None, str | None]:
         """What folding signals in reads: (deletion id, model state, open case id, processing,
         the open case's score)."""
-        deletion_id, raw_state, case_id = client.mget(
-            keys.account_deletion(account_hash), keys.account_state(account_hash),
+        deletion_id, raw_state, case_id = _mget(
+            client, keys.account_deletion(account_hash), keys.account_state(account_hash),
             keys.account_open_case(account_hash))
         processing, case_score = client.hmget(keys.account(account_hash), "processing",
                                               "case_score")
@@ -67,8 +73,8 @@ class AccountStore:
     def deletion_and_open_case(self, client: Any, account_hash: str
                                ) -> tuple[str | None, str | None]:
         """(deletion id, open case id) in one round trip."""
-        deletion_id, case_id = client.mget(keys.account_deletion(account_hash),
-                                           keys.account_open_case(account_hash))
+        deletion_id, case_id = _mget(client, keys.account_deletion(account_hash),
+                                     keys.account_open_case(account_hash))
         return deletion_id, case_id
 
     def case_ids(self, client: Any, account_hash: str) -> list[str]:

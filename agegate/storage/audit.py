@@ -1,17 +1,20 @@
-"""The append-only, hash-chained audit trail: one Redis Stream, many single-writer chains.
+"""The append-only, hash-chained audit trail: one Redis Stream per shard, many single-writer
+chains.
 
-Each writer process keeps its own chain (an id, and the last hash in memory), so an append needs
-no WATCH and no read: it joins the caller's MULTI as plain writes, and writers never contend.
-Each entry's hash is an HMAC-SHA256, under the service secret, of the previous hash in its chain
-and the entry's canonical JSON. Keyed, so someone with write access to Redis but not the secret
-cannot rewrite history and re-chain it without `agegate audit verify` noticing; each chain's
-last hash is also kept in Redis, so cutting entries off the end of a chain is noticed as well.
+Each writer process keeps its own chain per shard (an id, and the last hash in memory), so an
+append needs no WATCH and no read: it joins the caller's MULTI as plain writes in the unit's
+shard, and writers never contend. Each entry's hash is an HMAC-SHA256, under the service secret,
+of the previous hash in its chain and the entry's canonical JSON. Keyed, so someone with write
+access to Redis but not the secret cannot rewrite history and re-chain it without `agegate
+audit verify` noticing; each chain's last hash is also kept in Redis, so cutting entries off the
+end of a chain is noticed as well. Verification walks every shard.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import itertools
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,39 +26,13 @@ import redis
 from agegate.clock import iso
 from agegate.storage import keys
 from agegate.storage.keys import Retention
+from agegate.storage.outbox import Outbox
 
 GENESIS = "0" * 64
 # One account's index keeps its newest entries; the stream keeps everything for the retention.
 MAX_ACCOUNT_ENTRIES = 1000
-
-# The append as one Lua script inside the caller's MULTI. The per-account index holds the entries
-# themselves, newest first, so one account's trail is a single range read rather than a scan.
-# Inside a script every write is also written to the AOF and costs ~10x a read, so the shared
-# stream and heads get their TTL rewritten only once it has run down by a minute (of six years),
-# and the index is trimmed only when it is over its cap.
-_APPEND = """
-local function refresh_ttl(key, ttl)
-  local slack = math.min(60, math.floor(tonumber(ttl) / 1000))
-  if redis.call('TTL', key) < tonumber(ttl) - slack then redis.call('EXPIRE', key, ttl) end
-end
-local function audit_append(stream, heads, index, entry, minid, ttl, chain, hash, cap)
-  redis.call('XADD', stream, 'MINID', '~', minid, '*', 'entry', entry)
-  refresh_ttl(stream, ttl)
-  redis.call('HSET', heads, chain, hash)
-  refresh_ttl(heads, ttl)
-  if index ~= '' then
-    if redis.call('LPUSH', index, entry) > tonumber(cap) then
-      redis.call('LTRIM', index, 0, tonumber(cap) - 1)
-    end
-    redis.call('EXPIRE', index, ttl)
-  end
-end
--- KEYS: stream, heads, account index ("" for none). ARGV: entry JSON, MINID, TTL, chain id,
--- entry hash, index cap.
-audit_append(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6])
-return 1
-"""
-
+# Orders entries a process writes within one millisecond (or under a fixed test clock).
+_sequence = itertools.count()
 
 @dataclass(frozen=True)
 class PreparedEntry:
@@ -63,7 +40,10 @@ class PreparedEntry:
 
     entry: dict[str, Any]
     encoded: str
+    shard: int  # the unit's shard: its stream and heads
     index: str  # the account's index key, or "" for none
+    index_shard: int | None
+    score: int  # its place in the account's index: time in ms, then order within the process
     min_id: int
     ttl: int
 
@@ -96,9 +76,11 @@ class AuditLog:
     """Writes join a caller's WATCH/MULTI transaction; reads are plain."""
 
     def __init__(self, client: redis.Redis, secret_key: str, retention: Retention) -> None:
-        self.r = client
+        # decode_responses=True: every reply is str, which redis-py's stubs cannot know.
+        self.r: Any = client
         self._key = hashlib.sha256(("agegate/audit/" + secret_key).encode()).digest()
         self.retention = retention
+        self.outbox = Outbox(client, retention)
 
     def chain_hash(self, prev_hash: str, entry: dict[str, Any]) -> str:
         """HMAC over the previous hash and the canonical entry."""
@@ -107,6 +89,7 @@ class AuditLog:
 
     def prepare(
         self,
+        shard: int,
         chain_id: str,
         prev_hash: str,
         *,
@@ -125,68 +108,99 @@ class AuditLog:
         }
         entry["hash"] = self.chain_hash(prev_hash, entry)
         ttl = self.retention.seconds("audit")
+        millis = int(at.timestamp() * 1000)
         return PreparedEntry(
-            entry=entry, encoded=_dumps(entry),
+            entry=entry, encoded=_dumps(entry), shard=shard,
             index=keys.audit_index(account_hash) if account_hash else "",
-            min_id=max(int(at.timestamp() * 1000) - ttl * 1000, 0), ttl=ttl,
+            index_shard=keys.shard_of(account_hash) if account_hash else None,
+            score=millis * 1000 + next(_sequence) % 1000,
+            min_id=max(millis - ttl * 1000, 0), ttl=ttl,
         )
 
     def queue_append(self, pipe: redis.client.Pipeline, prepared: PreparedEntry) -> None:
-        """Queue the append on a MULTI pipeline: one EVAL instead of seven commands."""
-        pipe.eval(_APPEND, 3, keys.AUDIT_STREAM, keys.AUDIT_HEADS, prepared.index,
-                  prepared.encoded, prepared.min_id, prepared.ttl, prepared.entry["chain"],
-                  prepared.hash, MAX_ACCOUNT_ENTRIES)
+        """Queue the append on a MULTI pipeline (plain commands: a script inside MULTI would
+        need loading on every cluster node first). The per-account index holds the entries
+        themselves, so one account's trail is a single range read; an account of another shard
+        gets its index entry through the outbox."""
+        stream, heads = keys.audit_stream(prepared.shard), keys.audit_heads(prepared.shard)
+        pipe.xadd(stream, {"entry": prepared.encoded}, minid=prepared.min_id, approximate=True)
+        pipe.expire(stream, prepared.ttl)
+        pipe.hset(heads, prepared.entry["chain"], prepared.hash)
+        pipe.expire(heads, prepared.ttl)
+        if not prepared.index:
+            return
+        if prepared.index_shard == prepared.shard:
+            pipe.zadd(prepared.index, {prepared.encoded: prepared.score})
+            pipe.zremrangebyrank(prepared.index, 0, -(MAX_ACCOUNT_ENTRIES + 1))
+            pipe.expire(prepared.index, prepared.ttl)
+        else:
+            self.outbox.queue(pipe, "audit_index", {
+                "index": prepared.index, "score": prepared.score, "entry": prepared.encoded,
+                "cap": MAX_ACCOUNT_ENTRIES, "ttl": prepared.ttl})
 
-    def _entries(self, reverse: bool, count: int = 500) -> Iterator[dict[str, Any]]:
-        """Walk the stream in pages, oldest first or newest first."""
+    def _entries(self, shard: int, reverse: bool, count: int = 500
+                 ) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Walk one shard's stream in pages, oldest first or newest first: (stream id, entry)."""
+        stream = keys.audit_stream(shard)
         cursor = "+" if reverse else "-"
         exclusive = False
         while True:
             start = f"({cursor}" if exclusive else cursor
             if reverse:
-                page = self.r.xrevrange(keys.AUDIT_STREAM, max=start, min="-", count=count)
+                page = self.r.xrevrange(stream, max=start, min="-", count=count)
             else:
-                page = self.r.xrange(keys.AUDIT_STREAM, min=start, max="+", count=count)
+                page = self.r.xrange(stream, min=start, max="+", count=count)
             if not page:
                 return
             for stream_id, fields in page:
-                yield json.loads(fields["entry"])
+                yield stream_id, json.loads(fields["entry"])
                 cursor = stream_id
             exclusive = True
 
     def recent(self, account_hash: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
-        """Newest first; for one account through its index, else the whole trail."""
+        """Newest first; for one account through its index, else merged from every shard."""
         if account_hash is not None:
-            members = self.r.lrange(keys.audit_index(account_hash), 0, limit - 1)
+            members = self.r.zrevrange(keys.audit_index(account_hash), 0, limit - 1)
             return [json.loads(member) for member in members]
-        out = []
-        for entry in self._entries(reverse=True):
-            out.append(entry)
-            if len(out) >= limit:
-                break
-        return out
+        pipe = self.r.pipeline(transaction=False)
+        for shard in keys.all_shards():
+            pipe.xrevrange(keys.audit_stream(shard), count=limit)
+        merged = [(_stream_order(stream_id), fields["entry"])
+                  for page in pipe.execute() for stream_id, fields in page]
+        merged.sort(reverse=True)
+        return [json.loads(raw) for _, raw in merged[:limit]]
 
     def verify(self) -> tuple[int, list[ChainProblem]]:
-        """Recompute every hash, oldest first, chain by chain; returns (checked, problems).
+        """Recompute every hash, oldest first, shard by shard and chain by chain; returns
+        (checked, problems).
 
         The first retained entry of a chain starts it (older ones may have been trimmed by the
         retention table); after that every entry must link to the one before it in its chain,
         and each chain must end at the head recorded for it.
         """
         problems: list[ChainProblem] = []
-        last: dict[str, str] = {}
         checked = 0
-        for entry in self._entries(reverse=False):
-            checked += 1
-            entry_id, chain_id = entry.get("id", "?"), entry.get("chain", "")
-            if chain_id in last and entry.get("prev_hash") != last[chain_id]:
-                problems.append(ChainProblem(entry_id, "prev_hash does not link"))
-            if self.chain_hash(entry.get("prev_hash", ""), entry) != entry.get("hash"):
-                problems.append(ChainProblem(entry_id, "hash does not match content"))
-            last[chain_id] = entry.get("hash", "")
-        heads = self.r.hgetall(keys.AUDIT_HEADS)
-        for chain_id, head in heads.items():
-            # A chain with no retained entries may simply have aged out of the stream.
-            if chain_id in last and last[chain_id] != head:
-                problems.append(ChainProblem(chain_id, "chain does not end at its recorded head"))
+        for shard in keys.all_shards():
+            last: dict[str, str] = {}
+            for _, entry in self._entries(shard, reverse=False):
+                checked += 1
+                entry_id, chain_id = entry.get("id", "?"), entry.get("chain", "")
+                if chain_id in last and entry.get("prev_hash") != last[chain_id]:
+                    problems.append(ChainProblem(entry_id, "prev_hash does not link"))
+                if self.chain_hash(entry.get("prev_hash", ""), entry) != entry.get("hash"):
+                    problems.append(ChainProblem(entry_id, "hash does not match content"))
+                last[chain_id] = entry.get("hash", "")
+            heads = self.r.hgetall(keys.audit_heads(shard))
+            for chain_id, head in heads.items():
+                # A chain with no retained entries may simply have aged out of the stream.
+                if chain_id in last and last[chain_id] != head:
+                    problems.append(ChainProblem(chain_id,
+                                                 "chain does not end at its recorded head"))
         return checked, problems
+
+
+def _stream_order(stream_id: str) -> tuple[int, int]:
+    """A stream id as a sortable (ms, sequence)."""
+    millis, _, sequence = stream_id.partition("-")
+    return int(millis), int(sequence or 0)
+

@@ -1,8 +1,12 @@
 """Review cases and the queue: a hash per case, sorted sets for open/claimed/decided.
 
-Claims run in one Lua script so two reviewers can never take the same case, and the script
-first returns cases whose lease has run out to the queue (lazily: no background thread). The
-time is passed in by the caller's clock, so tests can move it.
+A case lives in its account's shard (its id names the shard), and each shard keeps its own copy
+of the queue's sorted sets, so opening, raising and deciding a case is one slot with the
+account. Readers fan out over the shards and merge. A claim runs one Lua check-and-set on the
+case's shard, so two reviewers can never take the same case; "claim the next case" picks the
+best head across the shards and claims it there, trying the next best if it lost the race.
+Scripts first return cases whose lease has run out to the queue (lazily: no background
+thread). The time is passed in by the caller's clock, so tests can move it.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from agegate.storage import keys
 from agegate.storage.keys import Retention
 
 HISTORY_LIMIT = 20
+# Rounds of "read every shard's head, claim the best" before answering that none is left.
+CLAIM_ROUNDS = 5
 KINDS = ("classifier", "report", "parent_request", "content_removal")
 
 _LUA_COMMON = """
@@ -104,6 +110,14 @@ return requeue()
 """
 
 
+def _shard(case_id: str) -> int:
+    """The shard a stored case's id names."""
+    shard = keys.shard_of_id(case_id)
+    if shard is None:
+        raise ValueError(f"not a sharded case id: {case_id!r}")
+    return shard
+
+
 def _loads(raw: str | None, default: Any) -> Any:
     if not raw:
         return default
@@ -151,9 +165,13 @@ class CaseStore:
         self._claim = client.register_script(_CLAIM)
         self._requeue = client.register_script(_REQUEUE)
 
-    def _common_args(self, now: datetime) -> list[Any]:
-        return [keys.CASE_PREFIX, keys.REVIEW_OPEN_KIND_PREFIX, now.timestamp(), iso(now),
-                self.retention.seconds("case")]
+    def _common_args(self, shard: int, now: datetime) -> list[Any]:
+        return [keys.case_prefix(shard), keys.review_open_kind_prefix(shard), now.timestamp(),
+                iso(now), self.retention.seconds("case")]
+
+    @staticmethod
+    def _queue_keys(shard: int) -> list[str]:
+        return [keys.review_open(shard), keys.review_claimed(shard)]
 
     # -- reads ---------------------------------------------------------------------------
     def read(self, client: Any, case_id: str) -> dict[str, Any] | None:
@@ -174,27 +192,46 @@ class CaseStore:
             pipe.hgetall(keys.case(case_id))
         return [decode(raw) for raw in pipe.execute() if raw.get("case_id")]
 
-    def requeue_expired(self, now: datetime) -> int:
-        """Return cases whose lease ran out to the queue."""
-        return int(self._requeue(keys=[keys.REVIEW_OPEN, keys.REVIEW_CLAIMED],
-                                 args=self._common_args(now)))
+    def requeue_expired(self, now: datetime, shard: int | None = None) -> int:
+        """Return cases whose lease ran out to the queue (in one shard, or in all)."""
+        shards = keys.all_shards() if shard is None else [shard]
+        return sum(int(self._requeue(keys=self._queue_keys(s), args=self._common_args(s, now)))
+                   for s in shards)
+
+    def _merged(self, reads: list[tuple[str, Any]], limit: int, newest_first: bool
+                ) -> list[str]:
+        """Run one scored range read per shard in a pipeline and merge them by score."""
+        pipe = self.r.pipeline(transaction=False)
+        for method, args in reads:
+            getattr(pipe, method)(*args, withscores=True)
+        merged = [(score, member) for page in pipe.execute() for member, score in page]
+        merged.sort(reverse=newest_first)
+        return [member for _, member in merged[:limit]]
 
     def ids(self, status: str, limit: int, kind: str | None) -> list[str]:
         """Case ids by status: open in queue order, claimed by lease end, decided newest first."""
+        shards = keys.all_shards()
         if status == "open":
-            return self.r.zrange(keys.review_open(kind), 0, limit - 1)
+            return self._merged([("zrange", (keys.review_open(s, kind), 0, limit - 1))
+                                 for s in shards], limit, newest_first=False)
+        end = -1 if kind else limit - 1
         if status == "claimed":
-            return self.r.zrange(keys.REVIEW_CLAIMED, 0, -1 if kind else limit - 1)
-        return self.r.zrevrange(keys.REVIEW_DECIDED, 0, -1 if kind else limit - 1)
+            return self._merged([("zrange", (keys.review_claimed(s), 0, end)) for s in shards],
+                                limit if not kind else 10**9, newest_first=False)
+        return self._merged([("zrevrange", (keys.review_decided(s), 0, end)) for s in shards],
+                            limit if not kind else 10**9, newest_first=True)
 
     def depths(self) -> dict[str, int]:
-        """Open cases per kind, plus claimed, for the gauges."""
+        """Open cases per kind, plus claimed, for the gauges (summed over the shards)."""
         pipe = self.r.pipeline(transaction=False)
-        for kind in KINDS:
-            pipe.zcard(keys.review_open(kind))
-        pipe.zcard(keys.REVIEW_CLAIMED)
+        for shard in keys.all_shards():
+            for kind in KINDS:
+                pipe.zcard(keys.review_open(shard, kind))
+            pipe.zcard(keys.review_claimed(shard))
         counts = pipe.execute()
-        return {**dict(zip(KINDS, counts[:-1], strict=True)), "claimed": counts[-1]}
+        width = len(KINDS) + 1
+        totals = [sum(counts[i::width]) for i in range(width)]
+        return {**dict(zip(KINDS, totals[:-1], strict=True)), "claimed": totals[-1]}
 
     # -- claims --------------------------------------------------------------------------
     def claim(
@@ -202,11 +239,40 @@ class CaseStore:
         kind: str | None = None,
     ) -> tuple[str, str | None]:
         """('ok', id) | ('empty', None) | ('missing', None) | ('not_open', status)."""
-        mode, target = ("one", case_id) if case_id else ("next", kind or "")
+        if case_id:
+            shard = keys.shard_of_id(case_id)
+            if shard is None:
+                return "missing", None
+            return self._claim_in(shard, now, lease_until, reviewer, "one", case_id)
+        self.requeue_expired(now)
+        for _ in range(CLAIM_ROUNDS):
+            heads = self._heads(kind)
+            if not heads:
+                return "empty", None
+            for _, shard, head in heads:
+                outcome, detail = self._claim_in(shard, now, lease_until, reviewer, "one", head)
+                if outcome == "ok":
+                    return outcome, detail
+                # Another reviewer took it (or it expired) between our read and our claim.
+        return "empty", None
+
+    def _heads(self, kind: str | None) -> list[tuple[float, int, str]]:
+        """Each shard's top open case (of `kind`), best first: (sort key, shard, case id)."""
+        pipe = self.r.pipeline(transaction=False)
+        for shard in keys.all_shards():
+            pipe.zrange(keys.review_open(shard, kind), 0, 0, withscores=True)
+        heads = [(score, shard, member) for shard, page in zip(keys.all_shards(), pipe.execute(),
+                                                               strict=True)
+                 for member, score in page]
+        heads.sort()
+        return heads
+
+    def _claim_in(self, shard: int, now: datetime, lease_until: datetime, reviewer: str,
+                  mode: str, target: str) -> tuple[str, str | None]:
         result = self._claim(
-            keys=[keys.REVIEW_OPEN, keys.REVIEW_CLAIMED],
-            args=[*self._common_args(now), lease_until.timestamp(), iso(lease_until), reviewer,
-                  mode, target],
+            keys=self._queue_keys(shard),
+            args=[*self._common_args(shard, now), lease_until.timestamp(), iso(lease_until),
+                  reviewer, mode, target],
         )
         return result[0], (result[1] if len(result) > 1 else None)
 
@@ -219,14 +285,15 @@ class CaseStore:
         pipe.hset(key, mapping=self._fields(case))  # type: ignore[arg-type]
         pipe.expire(key, ttl)
         self._queue_enqueue(pipe, case["case_id"], case["kind"], case["sortkey"])
-        index = keys.account_cases(account_hash)
+        index = keys.account_cases(account_hash)  # the same shard: the case id names it
         pipe.sadd(index, case["case_id"])
         pipe.expire(index, ttl)
 
     def _queue_enqueue(self, pipe: redis.client.Pipeline, case_id: str, kind: str,
                        sortkey: float, only_lower: bool = False) -> None:
         ttl = self.retention.seconds("case")
-        for zkey in (keys.REVIEW_OPEN, keys.review_open(kind)):
+        shard = _shard(case_id)
+        for zkey in (keys.review_open(shard), keys.review_open(shard, kind)):
             if only_lower:
                 pipe.zadd(zkey, {case_id: sortkey}, lt=True)
             else:
@@ -246,19 +313,24 @@ class CaseStore:
         """Move a case out of the queue and into the decided list."""
         self.queue_update(pipe, case)
         case_id = case["case_id"]
-        for zkey in (keys.REVIEW_OPEN, keys.review_open(case["kind"]), keys.REVIEW_CLAIMED):
+        shard = _shard(case_id)
+        for zkey in (keys.review_open(shard), keys.review_open(shard, case["kind"]),
+                     keys.review_claimed(shard)):
             pipe.zrem(zkey, case_id)
         ttl = self.retention.seconds("case")
-        pipe.zadd(keys.REVIEW_DECIDED, {case_id: at.timestamp()})
-        pipe.zremrangebyscore(keys.REVIEW_DECIDED, "-inf", at.timestamp() - ttl)
-        pipe.expire(keys.REVIEW_DECIDED, ttl)
+        decided = keys.review_decided(shard)
+        pipe.zadd(decided, {case_id: at.timestamp()})
+        pipe.zremrangebyscore(decided, "-inf", at.timestamp() - ttl)
+        pipe.expire(decided, ttl)
 
     def queue_delete(self, pipe: redis.client.Pipeline, case_ids: list[str]) -> None:
         """Forget cases entirely (termination deletes everything about the account)."""
         for case_id in case_ids:
+            shard = _shard(case_id)
             pipe.delete(keys.case(case_id))
-            for zkey in (keys.REVIEW_OPEN, keys.REVIEW_CLAIMED, keys.REVIEW_DECIDED,
-                         *(keys.review_open(kind) for kind in KINDS)):
+            for zkey in (keys.review_open(shard), keys.review_claimed(shard),
+                         keys.review_decided(shard),
+                         *(keys.review_open(shard, kind) for kind in KINDS)):
                 pipe.zrem(zkey, case_id)
 
     @staticmethod

@@ -1,4 +1,7 @@
-"""Deletion records: the proof that a terminated account was deleted here and downstream."""
+"""Deletion records: the proof that a terminated account was deleted here and downstream.
+
+A record lives in its account's shard (the deletion id names it), beside that shard's pending
+and all indexes; listings merge the shards."""
 
 from __future__ import annotations
 
@@ -52,19 +55,28 @@ class DeletionStore:
         return [decode(raw) for raw in pipe.execute() if raw.get("deletion_id")]
 
     def ids(self, *, pending_only: bool, due_before: datetime | None, limit: int) -> list[str]:
-        """Pending ones by due date (optionally only overdue), else all, newest first."""
-        if pending_only:
-            top = due_before.timestamp() if due_before else "+inf"
-            return self.r.zrangebyscore(keys.DELETIONS_PENDING, "-inf", top, start=0, num=limit)
-        return self.r.zrevrange(keys.DELETIONS_ALL, 0, limit - 1)
+        """Pending ones by due date (optionally only overdue), else all, newest first; merged
+        from every shard's index."""
+        pipe = self.r.pipeline(transaction=False)
+        for shard in keys.all_shards():
+            if pending_only:
+                top = due_before.timestamp() if due_before else "+inf"
+                pipe.zrangebyscore(keys.deletions_pending(shard), "-inf", top, start=0,
+                                   num=limit, withscores=True)
+            else:
+                pipe.zrevrange(keys.deletions_all(shard), 0, limit - 1, withscores=True)
+        merged = [(score, member) for page in pipe.execute() for member, score in page]
+        merged.sort(reverse=not pending_only)
+        return [member for _, member in merged[:limit]]
 
     def counts(self, now: datetime) -> tuple[int, int]:
-        """(pending, overdue) for the gauges."""
+        """(pending, overdue) for the gauges, summed over the shards."""
         pipe = self.r.pipeline(transaction=False)
-        pipe.zcard(keys.DELETIONS_PENDING)
-        pipe.zcount(keys.DELETIONS_PENDING, "-inf", f"({now.timestamp()}")
-        pending, overdue = pipe.execute()
-        return int(pending), int(overdue)
+        for shard in keys.all_shards():
+            pipe.zcard(keys.deletions_pending(shard))
+            pipe.zcount(keys.deletions_pending(shard), "-inf", f"({now.timestamp()}")
+        counts = pipe.execute()
+        return int(sum(counts[0::2])), int(sum(counts[1::2]))
 
     def queue_write(self, pipe: redis.client.Pipeline, record: dict[str, Any],
                     account_hash: str | None = None) -> None:
@@ -86,11 +98,15 @@ class DeletionStore:
             pipe.set(keys.account_deletion(account_hash), record["deletion_id"], ex=ttl)
         requested = parse_iso(record["requested_at"])
         due = parse_iso(record["due_at"])
+        shard = keys.shard_of_id(record["deletion_id"])
+        if shard is None:
+            raise ValueError("a deletion id names its shard")
+        pending, everything = keys.deletions_pending(shard), keys.deletions_all(shard)
         if record["status"] == "pending":
-            pipe.zadd(keys.DELETIONS_PENDING, {record["deletion_id"]: due.timestamp()})
+            pipe.zadd(pending, {record["deletion_id"]: due.timestamp()})
         else:
-            pipe.zrem(keys.DELETIONS_PENDING, record["deletion_id"])
-        pipe.expire(keys.DELETIONS_PENDING, ttl)
-        pipe.zadd(keys.DELETIONS_ALL, {record["deletion_id"]: requested.timestamp()})
-        pipe.zremrangebyscore(keys.DELETIONS_ALL, "-inf", requested.timestamp() - ttl)
-        pipe.expire(keys.DELETIONS_ALL, ttl)
+            pipe.zrem(pending, record["deletion_id"])
+        pipe.expire(pending, ttl)
+        pipe.zadd(everything, {record["deletion_id"]: requested.timestamp()})
+        pipe.zremrangebyscore(everything, "-inf", requested.timestamp() - ttl)
+        pipe.expire(everything, ttl)

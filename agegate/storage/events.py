@@ -1,4 +1,9 @@
-"""The events stream downstream systems read with a consumer group."""
+"""The events stream downstream systems read with a consumer group.
+
+The contract names one stream (AGEGATE_EVENTS_STREAM). A unit of work writes one shard's slot,
+so it queues its events in that shard's outbox (storage/outbox.py), which relays each to the
+stream exactly once, right after the unit and, after a crash, from `agegate worker`.
+"""
 
 from __future__ import annotations
 
@@ -8,15 +13,17 @@ import redis
 
 from agegate.clock import iso
 from agegate.storage.keys import Retention
+from agegate.storage.outbox import Outbox
 
 
 class EventStream:
-    """XADD with retention trimming; composable in a caller's pipeline."""
+    """Events with retention trimming, queued in a caller's unit of work."""
 
     def __init__(self, client: redis.Redis, stream: str, retention: Retention) -> None:
         self.r = client
         self.stream = stream
         self.retention = retention
+        self.outbox = Outbox(client, retention)
 
     def queue_emit(
         self,
@@ -36,8 +43,8 @@ class EventStream:
             **{k: v for k, v in ids.items() if v is not None},
         }
         min_ms = int(at.timestamp() * 1000) - ttl * 1000
-        pipe.xadd(self.stream, fields, minid=max(min_ms, 0), approximate=True)
-        pipe.expire(self.stream, ttl)
+        self.outbox.queue(pipe, "event", {"stream": self.stream, "fields": fields,
+                                          "min_id": max(min_ms, 0), "ttl": ttl})
 
     def read_all(self, count: int = 1000) -> list[dict[str, str]]:
         """Every retained event, oldest first (for operators and tests)."""

@@ -14,21 +14,13 @@ import redis
 
 from agegate.storage import keys
 from agegate.storage.keys import Retention
+from agegate.storage.outbox import Outbox
+from agegate.storage.unit import transact
 
 Identifier = tuple[str, str]
 
 # An account keeps at most this many identifiers seen in its age checks (bounded state).
 MAX_LINKED_IDENTIFIERS = 32
-
-# Set a block, but never shorten one that already runs longer (e.g. until an 18th birthday).
-_EXTEND_BLOCK = """
-local ttl = tonumber(ARGV[1])
-for _, key in ipairs(KEYS) do
-  if redis.call('TTL', key) < ttl then redis.call('SET', key, '1', 'EX', ttl) end
-end
-return #KEYS
-"""
-
 
 class IdentityStore:
     """Reads are pipelined in one round trip; writes join a caller's pipeline."""
@@ -37,7 +29,7 @@ class IdentityStore:
         # decode_responses=True: every reply is str, which redis-py's stubs cannot know.
         self.r: Any = client
         self.retention = retention
-        self._extend_block = client.register_script(_EXTEND_BLOCK)
+        self.outbox = Outbox(client, retention)
 
     @staticmethod
     def block_keys(identifiers: Sequence[Identifier]) -> list[str]:
@@ -45,20 +37,27 @@ class IdentityStore:
         return [*(keys.identity_block(k, h) for k, h in identifiers),
                 *(keys.retry_block(k, h) for k, h in identifiers)]
 
-    def blocks(self, client: Any, identifiers: Sequence[Identifier]) -> tuple[bool, bool]:
-        """(identity-blocked, retry-blocked): whether any identifier is blocked either way."""
+    def blocks(self, identifiers: Sequence[Identifier]) -> tuple[bool, bool]:
+        """(identity-blocked, retry-blocked): whether any identifier is blocked either way.
+        One round trip; the keys may live in several slots."""
         if not identifiers:
             return False, False
-        identity = client.exists(*(keys.identity_block(k, h) for k, h in identifiers))
-        retry = client.exists(*(keys.retry_block(k, h) for k, h in identifiers))
-        return identity > 0, retry > 0
+        pipe = self.r.pipeline(transaction=False)
+        for kind, digest in identifiers:
+            pipe.exists(keys.identity_block(kind, digest))
+        for kind, digest in identifiers:
+            pipe.exists(keys.retry_block(kind, digest))
+        found = pipe.execute()
+        return any(found[:len(identifiers)]), any(found[len(identifiers):])
 
     def queue_retry_blocks(self, pipe: redis.client.Pipeline,
                            identifiers: Sequence[Identifier]) -> None:
-        """Remember an under-age answer's identifiers for the retry-block period."""
-        ttl = self.retention.seconds("retry_block")
-        for kind, digest in identifiers:
-            pipe.set(keys.retry_block(kind, digest), "1", ex=ttl)
+        """Remember an under-age answer's identifiers for the retry-block period (through the
+        unit's outbox: each identifier's key lives in its own slot)."""
+        until = int(time.time()) + self.retention.seconds("retry_block")
+        block_keys = [keys.retry_block(kind, digest) for kind, digest in identifiers]
+        if block_keys:
+            self.outbox.queue(pipe, "block", {"keys": block_keys, "until": until})
 
     def queue_link(self, pipe: redis.client.Pipeline, account_hash: str,
                    identifiers: Sequence[Identifier], now: float | None = None) -> None:
@@ -76,14 +75,24 @@ class IdentityStore:
     def queue_identity_blocks(
         self, pipe: redis.client.Pipeline, identifiers: Sequence[Identifier], ttl_seconds: int
     ) -> None:
-        """Block a terminated minor's identifiers for `ttl_seconds` (capped by the table)."""
+        """Block a terminated minor's identifiers for `ttl_seconds` (capped by the table; never
+        shortening a longer block), through the unit's outbox."""
         if not identifiers:
             return
         ttl = max(1, min(ttl_seconds, self.retention.seconds("identity_block_max")))
-        block_keys = [keys.identity_block(k, h) for k, h in identifiers]
-        self._extend_block(keys=block_keys, args=[ttl], client=pipe)
+        self.outbox.queue(pipe, "block", {
+            "keys": [keys.identity_block(k, h) for k, h in identifiers],
+            "until": int(time.time()) + ttl})
 
     def linked(self, account_hash: str) -> list[Identifier]:
         """The identifiers an account used in its age checks."""
         members = self.r.zrange(keys.account_identifiers(account_hash), 0, -1)
         return [(kind, digest) for kind, _, digest in (m.partition(":") for m in members)]
+
+    def block(self, identifiers: Sequence[Identifier], ttl_seconds: int) -> None:
+        """Block identifiers now, outside any unit of work (operators and tests)."""
+        def write(pipe: redis.client.Pipeline) -> None:
+            pipe.multi()
+            self.queue_identity_blocks(pipe, identifiers, ttl_seconds)
+
+        transact(self.r, write, shard=0)

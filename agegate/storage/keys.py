@@ -1,12 +1,19 @@
 """Every Redis key name and every retention period, in one place.
 
-Keys that must change together share a hash tag (`{...}`) so the same code runs on a Redis
-Cluster. Account keys are tagged with a keyed hash of the account id, never the raw id, so a
-caller-chosen id can neither break the tag nor be read back from the keyspace.
+Redis Cluster: keys that change together share a hash tag (`{...}`) and so one hash slot. Every
+account belongs to one of SHARDS shards (`shard_of` its keyed hash); ALL of its keys and the
+shard's copies of what spans accounts (the review queue, the audit stream and chain heads, the
+deletion and parent-request indexes, the outbox) carry the shard's tag `{sN}`, so a unit of
+work on one account and its shard's indexes is single-slot. Readers fan out over the shards.
+Records with an id of their own (cases, deletions, parent requests) carry their shard in the id
+(`case_s7_...`), so the id alone names the slot. Identifier blocks are tagged by the
+identifier's own hash and written through the outbox (storage/outbox.py), as are events for the
+contract's one events stream. On a single Redis the tags are harmless.
 """
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -40,6 +47,9 @@ class Retention:
     rate_limit_days: int = 1
     content_removal_days: int = 730
     console_session_days: int = 1
+    # Steps a unit of work left for outside its slot are applied within seconds; the outbox
+    # stream outlives a worker outage of days.
+    outbox_steps_days: int = 7
     # A unit of work's applied-once marker: far longer than any client timeout and retry.
     unit_marker_seconds: int = 300
 
@@ -52,6 +62,58 @@ class Retention:
     def delta(self, kind: str) -> timedelta:
         """The same period as a timedelta."""
         return timedelta(seconds=self.seconds(kind))
+
+
+# Fixed for the life of a deployment: changing it moves every account to another shard.
+SHARDS = 64
+
+
+def shard_of(hex_hash: str) -> int:
+    """The shard of a keyed hash (hex): its first 32 bits modulo SHARDS."""
+    return int(hex_hash[:8], 16) % SHARDS
+
+
+def shard_tag(shard: int) -> str:
+    """The hash tag, braces included, every key of one shard carries."""
+    return f"{{s{shard}}}"
+
+
+def shard_of_tag(tag: str) -> int:
+    """The shard a `shard_tag` (without braces, as hash_tag returns it) names."""
+    if not (tag.startswith("s") and tag[1:].isdigit() and int(tag[1:]) < SHARDS):
+        raise ValueError(f"not a shard tag: {tag!r}")
+    return int(tag[1:])
+
+
+def all_shards() -> range:
+    """Every shard, for readers that fan out."""
+    return range(SHARDS)
+
+
+def sharded_id(prefix: str, shard: int, token: str) -> str:
+    """An id that names its shard, e.g. `case_s7_3Hq...`."""
+    return f"{prefix}_s{shard}_{token}"
+
+
+def new_sharded_id(prefix: str, shard: int) -> str:
+    """A new unguessable id that names its shard."""
+    return sharded_id(prefix, shard, secrets.token_urlsafe(12))
+
+
+def shard_of_id(identifier: str) -> int | None:
+    """The shard a `sharded_id` names; None for anything else (e.g. a mistyped id)."""
+    parts = identifier.split("_", 2)
+    if len(parts) == 3 and parts[1][:1] == "s" and parts[1][1:].isdigit():
+        shard = int(parts[1][1:])
+        if shard < SHARDS:
+            return shard
+    return None
+
+
+def _id_tag(identifier: str) -> str:
+    # An id that names no shard gets a tag of its own: it names nothing stored.
+    shard = shard_of_id(identifier)
+    return shard_tag(shard) if shard is not None else "{unsharded}"
 
 
 def hash_tag(*names: str) -> str | None:
@@ -70,17 +132,23 @@ def unit_marker(tag: str | None, token: str) -> str:
 
 
 def tag(account_hash: str) -> str:
-    """The hash-tagged prefix of every key that belongs to one account."""
-    return f"{PREFIX}:acct:{{{account_hash}}}"
+    """The prefix of every key that belongs to one account (its shard's tag, then its hash)."""
+    return f"{PREFIX}:acct:{shard_tag(shard_of(account_hash))}:{account_hash}"
+
+
+def outbox(shard: int) -> str:
+    """Stream of steps that leave the shard's slot (events, identifier blocks, audit index
+    entries of another shard's account), applied after the unit and by `agegate worker`."""
+    return f"{PREFIX}:shard-outbox:{shard_tag(shard)}"
 
 
 # -- age checks ----------------------------------------------------------------------------
 def retry_block(kind: str, identifier_hash: str) -> str:
-    return f"{PREFIX}:retry:{kind}:{identifier_hash}"
+    return f"{PREFIX}:retry:{shard_tag(shard_of(identifier_hash))}:{kind}:{identifier_hash}"
 
 
 def identity_block(kind: str, identifier_hash: str) -> str:
-    return f"{PREFIX}:block:{kind}:{identifier_hash}"
+    return f"{PREFIX}:block:{shard_tag(shard_of(identifier_hash))}:{kind}:{identifier_hash}"
 
 
 # -- accounts ------------------------------------------------------------------------------
@@ -117,48 +185,78 @@ def account_open_case(account_hash: str) -> str:
 
 
 # -- review queue --------------------------------------------------------------------------
-# The queue is global (one sorted set across accounts), so its keys carry no account tag.
-CASE_PREFIX = f"{PREFIX}:case:"
-REVIEW_OPEN = f"{PREFIX}:review:open"
-REVIEW_OPEN_KIND_PREFIX = f"{PREFIX}:review:open:"
-REVIEW_CLAIMED = f"{PREFIX}:review:claimed"
-REVIEW_DECIDED = f"{PREFIX}:review:decided"
+# One copy of the queue per shard; a case lives in its account's shard.
+def case_prefix(shard: int) -> str:
+    """What a case's key is, less its id (the claim scripts build keys from it)."""
+    return f"{PREFIX}:case:{shard_tag(shard)}:"
 
 
 def case(case_id: str) -> str:
     """Hash: one review case."""
-    return f"{CASE_PREFIX}{case_id}"
+    return f"{PREFIX}:case:{_id_tag(case_id)}:{case_id}"
 
 
-def review_open(kind: str | None = None) -> str:
+def review_open(shard: int, kind: str | None = None) -> str:
     """Sorted set of open case ids by queue position (lowest first); one per kind plus all."""
-    return f"{REVIEW_OPEN_KIND_PREFIX}{kind}" if kind else REVIEW_OPEN
+    if kind:
+        return review_open_kind_prefix(shard) + kind
+    return f"{PREFIX}:review:{shard_tag(shard)}:open"
+
+
+def review_open_kind_prefix(shard: int) -> str:
+    return f"{PREFIX}:review:{shard_tag(shard)}:open:"
+
+
+def review_claimed(shard: int) -> str:
+    """Sorted set of claimed case ids by lease end."""
+    return f"{PREFIX}:review:{shard_tag(shard)}:claimed"
+
+
+def review_decided(shard: int) -> str:
+    """Sorted set of decided case ids by decision time."""
+    return f"{PREFIX}:review:{shard_tag(shard)}:decided"
 
 
 # -- deletions -----------------------------------------------------------------------------
-DELETIONS_PENDING = f"{PREFIX}:deletions:pending"
-DELETIONS_ALL = f"{PREFIX}:deletions:all"
+def deletions_pending(shard: int) -> str:
+    """Sorted set of pending deletion ids by due time."""
+    return f"{PREFIX}:deletions:{shard_tag(shard)}:pending"
+
+
+def deletions_all(shard: int) -> str:
+    """Sorted set of every deletion id by request time."""
+    return f"{PREFIX}:deletions:{shard_tag(shard)}:all"
 
 
 def deletion(deletion_id: str) -> str:
     """Hash: one deletion record (the proof of a termination)."""
-    return f"{PREFIX}:deletion:{deletion_id}"
+    return f"{PREFIX}:deletion:{_id_tag(deletion_id)}:{deletion_id}"
 
 
 def account_deletion(account_hash: str) -> str:
     """The account's deletion id: makes termination idempotent and marks the account terminated."""
-    return f"{PREFIX}:deletion:acct:{account_hash}"
+    return f"{tag(account_hash)}:deletion"
 
 
 # -- audit and events ----------------------------------------------------------------------
-AUDIT_STREAM = f"{PREFIX}:audit"
-# Hash: writer chain id -> the last hash appended to that chain.
-AUDIT_HEADS = f"{PREFIX}:audit:heads"
+def audit_stream(shard: int) -> str:
+    """The shard's audit entries (each writer process keeps one chain per shard)."""
+    return f"{PREFIX}:audit:{shard_tag(shard)}"
+
+
+def audit_heads(shard: int) -> str:
+    """Hash: writer chain id -> the last hash appended to that chain, for one shard."""
+    return f"{PREFIX}:audit:{shard_tag(shard)}:heads"
 
 
 def audit_index(account_hash: str) -> str:
-    """Sorted set of the audit entry ids that concern one account."""
-    return f"{PREFIX}:audit:acct:{account_hash}"
+    """Sorted set of one account's audit entries (JSON), by time."""
+    return f"{tag(account_hash)}:audit"
+
+
+def events_relayed(stream: str) -> str:
+    """Outbox entries already relayed to the events stream (same slot as the stream)."""
+    return f"{{{hash_tag(stream) or stream}}}:relayed"
 
 
 # -- reviewer console ----------------------------------------------------------------------
@@ -173,23 +271,27 @@ def console_login_failures(client_hash: str) -> str:
 
 
 # -- parent requests -----------------------------------------------------------------------
+# A request lives in the shard its id names (its child's, when the parent gave an account id).
 def parent_request(request_id: str) -> str:
     """Hash: status, type, keyed hashes, hashed status token and code, timestamps, outcome."""
-    return f"{PREFIX}:preq:{{{request_id}}}:meta"
+    return f"{PREFIX}:preq:{_id_tag(request_id)}:{request_id}:meta"
 
 
 def parent_request_details(request_id: str) -> str:
     """The parent's bounded free text, for the reviewer only; dropped once decided."""
-    return f"{PREFIX}:preq:{{{request_id}}}:details"
+    return f"{PREFIX}:preq:{_id_tag(request_id)}:{request_id}:details"
 
 
 def parent_request_export(request_id: str) -> str:
     """JSON export for a fulfilled access request, read with the status token."""
-    return f"{PREFIX}:preq:{{{request_id}}}:export"
+    return f"{PREFIX}:preq:{_id_tag(request_id)}:{request_id}:export"
 
 
-# Sorted set of verified, undecided request ids scored by their due time (overdue listing).
-PARENT_REQUESTS_OPEN = f"{PREFIX}:preq:open"
+def parent_requests_open(shard: int) -> str:
+    """Sorted set of verified, undecided request ids scored by their due time."""
+    return f"{PREFIX}:preq:{shard_tag(shard)}:open"
+
+
 # List of mails awaiting an admin when no SMTP server is configured.
 OUTBOX = f"{PREFIX}:outbox"
 

@@ -34,6 +34,14 @@ return {'wrong', tostring(attempts)}
 """
 
 
+def _shard(request_id: str) -> int:
+    """The shard a stored request's id names."""
+    shard = keys.shard_of_id(request_id)
+    if shard is None:
+        raise ValueError(f"not a sharded request id: {request_id!r}")
+    return shard
+
+
 class ParentRequestStore:
     """Reads are plain; writes join a caller's MULTI pipeline; the code check is one script."""
 
@@ -58,13 +66,22 @@ class ParentRequestStore:
         return None if raw is None else json.loads(raw)
 
     def open_ids(self, due_before: float | None, limit: int) -> list[str]:
-        """Verified, undecided request ids by due date (only those due before, if given)."""
+        """Verified, undecided request ids by due date (only those due before, if given),
+        merged from every shard's index."""
         top = f"({due_before}" if due_before is not None else "+inf"
-        return self.r.zrangebyscore(keys.PARENT_REQUESTS_OPEN, "-inf", top, start=0, num=limit)
+        pipe = self.r.pipeline(transaction=False)
+        for shard in keys.all_shards():
+            pipe.zrangebyscore(keys.parent_requests_open(shard), "-inf", top, start=0,
+                               num=limit, withscores=True)
+        merged = sorted((score, member) for page in pipe.execute() for member, score in page)
+        return [member for _, member in merged[:limit]]
 
     def overdue_count(self, now: float) -> int:
-        """Verified, undecided requests due before `now`."""
-        return int(self.r.zcount(keys.PARENT_REQUESTS_OPEN, "-inf", f"({now}"))
+        """Verified, undecided requests due before `now`, summed over the shards."""
+        pipe = self.r.pipeline(transaction=False)
+        for shard in keys.all_shards():
+            pipe.zcount(keys.parent_requests_open(shard), "-inf", f"({now}")
+        return int(sum(pipe.execute()))
 
     def watched_keys(self, request_id: str) -> list[str]:
         """What a change to one request WATCHes."""
@@ -102,8 +119,9 @@ class ParentRequestStore:
         pipe.expire(meta_key, self.retention.seconds("parent_request"))
         pipe.expire(keys.parent_request_details(request_id),
                     self.retention.seconds("parent_request_details"))
-        pipe.zadd(keys.PARENT_REQUESTS_OPEN, {request_id: due_ts})
-        pipe.expire(keys.PARENT_REQUESTS_OPEN, self.retention.seconds("parent_request"))
+        index = keys.parent_requests_open(_shard(request_id))
+        pipe.zadd(index, {request_id: due_ts})
+        pipe.expire(index, self.retention.seconds("parent_request"))
 
     def queue_child(self, pipe: redis.client.Pipeline, request_id: str, account_id: str) -> None:
         """Attach the child's platform account id."""
@@ -115,7 +133,7 @@ class ParentRequestStore:
         pipe.hset(keys.parent_request(request_id), mapping=fields)  # type: ignore[arg-type]
         # The parent's free text was needed only to decide.
         pipe.delete(keys.parent_request_details(request_id))
-        pipe.zrem(keys.PARENT_REQUESTS_OPEN, request_id)
+        pipe.zrem(keys.parent_requests_open(_shard(request_id)), request_id)
         if export is not None:
             pipe.set(keys.parent_request_export(request_id), json.dumps(export),
                      ex=self.retention.seconds("export"))

@@ -19,13 +19,16 @@ queue writes on; what must follow the outcome (the audit chain's head) joins the
 
 from __future__ import annotations
 
+import logging
 import secrets
 import threading
 from collections.abc import Callable
 from typing import Any, Protocol
 
 import redis
+from redis.backoff import NoBackoff
 from redis.exceptions import WatchError
+from redis.retry import Retry
 
 from agegate.errors import StorageUnavailable
 from agegate.storage import keys
@@ -33,6 +36,8 @@ from agegate.storage.keys import Retention
 
 # Conflicting writers retry; past this many conflicts in one call the store is too contended.
 MAX_ATTEMPTS = 100
+# Connections lost within one call before it gives up (a 503 for the caller).
+MAX_LOST_CONNECTIONS = 3
 MARKER_SECONDS = Retention.unit_marker_seconds
 
 
@@ -47,10 +52,23 @@ class Participant(Protocol):
 class UnitOfWork:
     """What one transact() call holds: each attempt's participants and finishing steps."""
 
-    def __init__(self) -> None:
+    def __init__(self, tag: str | None) -> None:
+        self.tag = tag
         self.attempts: list[dict[Any, Participant]] = []
         self.finishers: list[Callable[[], None]] = []
         self.held: list[Any] = []
+        self.after: dict[Any, Callable[[], Any]] = {}
+
+    @property
+    def shard(self) -> int:
+        """The shard whose slot this unit writes (every unit writes one shard)."""
+        if self.tag is None:
+            raise RuntimeError("this unit of work names no shard")
+        return keys.shard_of_tag(self.tag)
+
+    def after_commit(self, key: Any, step: Callable[[], Any]) -> None:
+        """Run `step` once, after the unit was applied (e.g. drain the shard's outbox)."""
+        self.after.setdefault(key, step)
 
     def join(self, owner: Any, factory: Callable[[], Participant]) -> Any:
         """The current attempt's participant for `owner`, created on first use."""
@@ -68,6 +86,7 @@ class UnitOfWork:
 
 
 _local = threading.local()
+log = logging.getLogger("agegate.storage")
 
 
 def current() -> UnitOfWork:
@@ -84,35 +103,41 @@ def watch(pipe: Any, *names: str) -> None:
 
 
 def transact(client: redis.Redis, build: Callable[[Any], Any], *watch: str,
-             tag: str | None = None) -> Any:
+             tag: str | None = None, shard: int | None = None) -> Any:
     """Run `build(pipe)` as WATCH(*watch) ... MULTI ... EXEC, at most once; return its value.
 
     `build` reads first (the pipe is in immediate mode), calls `pipe.multi()`, then queues
     writes through storage methods; a WATCH conflict runs it again on fresh reads. Every key it
     writes must share one hash slot with the watched keys (`tag` names that slot's hash tag when
-    nothing is watched). A connection error before the outcome is known is answered by the
-    marker: applied once, or retried, never both.
+    nothing is watched, or `shard` the shard). A connection error before the outcome is known
+    is answered by the marker: applied once, or retried, never both.
     """
-    unit = UnitOfWork()
+    if shard is not None:
+        tag = keys.shard_tag(shard)[1:-1]
+    unit = UnitOfWork(tag if tag is not None else keys.hash_tag(*watch))
     outer = getattr(_local, "unit", None)
     _local.unit = unit
-    marker = keys.unit_marker(tag if tag is not None else keys.hash_tag(*watch),
-                              secrets.token_urlsafe(12))
+    marker = keys.unit_marker(unit.tag, secrets.token_urlsafe(12))
     sent: list[tuple[int, Any]] = []  # attempts whose EXEC was sent: (number, build's value)
+    lost = 0  # connections lost so far
+    applied = False  # whether the call's writes are known to be in
     try:
         with client.pipeline(transaction=True) as pipe:
+            _never_resend(pipe)
             for _ in range(MAX_ATTEMPTS):
                 try:
                     pipe.watch(marker, *watch)
                     if sent:
-                        applied = pipe.get(marker)
-                        if applied is not None:  # an earlier attempt landed; its reply did not
+                        landed = pipe.get(marker)
+                        if landed is not None:  # an earlier attempt landed; its reply did not
                             pipe.reset()
-                            return _applied(unit, sent, int(applied))
+                            value = _applied(unit, sent, int(landed))
+                            applied = True
+                            return value
                     unit.attempts.append({})
                     number = len(unit.attempts) - 1
                     value = build(pipe)
-                    if not pipe.explicit_transaction:
+                    if not _in_multi(pipe):
                         if not sent:  # it only read: nothing to apply
                             pipe.reset()
                             return _applied(unit, [(number, value)], number)
@@ -120,9 +145,17 @@ def transact(client: redis.Redis, build: Callable[[Any], Any], *watch: str,
                     pipe.set(marker, number, ex=MARKER_SECONDS)
                     sent.append((number, value))
                     pipe.execute()
-                    return _applied(unit, sent, number)
+                    value = _applied(unit, sent, number)
+                    applied = True
+                    return value
                 except WatchError:
                     continue  # a conflict, or a dead connection: the marker tells which
+                except (redis.ConnectionError, redis.TimeoutError):
+                    # Not resent by the client (see _never_resend): the marker tells.
+                    pipe.reset()
+                    lost += 1
+                    if lost > MAX_LOST_CONNECTIONS:
+                        raise
         raise StorageUnavailable("The store is too busy to apply this change; try again.")
     except Exception:
         # Some attempt may have been applied without our hearing back: its participants must
@@ -135,6 +168,38 @@ def transact(client: redis.Redis, build: Callable[[Any], Any], *watch: str,
         _local.unit = outer
         for step in reversed(unit.finishers):
             step()
+        if applied:
+            _after_commit(unit)
+
+
+def _after_commit(unit: UnitOfWork) -> None:
+    """Follow-up steps of an applied unit; one that fails is left to `agegate worker`."""
+    for step in unit.after.values():
+        try:
+            step()
+        except redis.RedisError as error:
+            log.warning("follow-up step left to the worker: %s", type(error).__name__)
+
+
+def _in_multi(pipe: Any) -> bool:
+    """Whether `build` called pipe.multi() (a plain or a cluster pipeline)."""
+    strategy = getattr(pipe, "_execution_strategy", None)
+    if strategy is not None:
+        return bool(strategy._explicit_transaction)
+    return bool(pipe.explicit_transaction)
+
+
+def _never_resend(pipe: Any) -> None:
+    """Make the cluster pipeline report a lost connection instead of resending MULTI/EXEC.
+
+    A plain Pipeline that WATCHes turns a lost connection into a WatchError itself; redis-py's
+    cluster transaction instead resends the whole MULTI/EXEC on a new connection, where the
+    WATCH no longer holds, so an applied transaction could be applied again. transact() does
+    its own retrying, guarded by the marker.
+    """
+    strategy = getattr(pipe, "_execution_strategy", None)
+    if strategy is not None and hasattr(strategy, "_retry"):
+        strategy._retry = Retry(NoBackoff(), 0, supported_errors=strategy._retry._supported_errors)
 
 
 def _applied(unit: UnitOfWork, sent: list[tuple[int, Any]], number: int) -> Any:

@@ -1,0 +1,141 @@
+"""The per-shard outbox: steps a unit of work must cause outside its own hash slot.
+
+A unit of work writes one shard's slot. What it must also cause elsewhere — an event on the
+contract's one events stream, identity and retry blocks (tagged by each identifier's hash), an
+audit index entry for an account of another shard — it appends to its shard's outbox stream in
+the same MULTI (the transactional-outbox pattern). Right after the unit is applied the same
+process drains that shard, and `agegate worker` drains every shard, so a crash between the two
+steps is repaired, not lost. Every step is idempotent, so two drainers may race harmlessly:
+
+- an event is relayed once: the relay script records the outbox entry's id beside the events
+  stream (same slot) and skips ids it has seen;
+- a block sets an absolute expiry and never shortens a longer one;
+- an index entry is a sorted-set member (adding it twice changes nothing).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+import redis
+
+from agegate.storage import keys, unit
+from agegate.storage.keys import Retention
+
+log = logging.getLogger("agegate.storage")
+
+BATCH = 100
+# How long a relayed entry's id is remembered beside the events stream (duplicates can only
+# come from entries still in an outbox, which lives minutes, not days).
+RELAY_MEMORY_SECONDS = 86_400
+
+# KEYS: events stream, relayed ids. ARGV: relay id, now (s), MINID, stream TTL, memory, fields...
+_RELAY = """
+if redis.call('ZSCORE', KEYS[2], ARGV[1]) then return 0 end
+local fields = {}
+for i = 6, #ARGV do fields[#fields + 1] = ARGV[i] end
+redis.call('XADD', KEYS[1], 'MINID', '~', ARGV[3], '*', unpack(fields))
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', tonumber(ARGV[2]) - tonumber(ARGV[5]))
+redis.call('EXPIRE', KEYS[2], ARGV[5])
+return 1
+"""
+
+# KEYS: one block key. ARGV: expiry (unix s), now (unix s). Never shortens a longer block.
+_BLOCK = """
+local ttl = tonumber(ARGV[1]) - tonumber(ARGV[2])
+if ttl <= 0 then return 0 end
+if redis.call('TTL', KEYS[1]) < ttl then redis.call('SET', KEYS[1], '1', 'EX', ttl) end
+return 1
+"""
+
+# KEYS: an account's audit index. ARGV: score, entry JSON, cap, TTL.
+_INDEX = """
+redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
+if redis.call('ZCARD', KEYS[1]) > tonumber(ARGV[3]) then
+  redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -(tonumber(ARGV[3]) + 1))
+end
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+return 1
+"""
+
+
+class Outbox:
+    """Queue steps inside a unit of work; apply them after it, or from the worker."""
+
+    def __init__(self, client: redis.Redis, retention: Retention) -> None:
+        # decode_responses=True: every reply is str, which redis-py's stubs cannot know.
+        self.r: Any = client
+        self.retention = retention
+        self._relay = client.register_script(_RELAY)
+        self._block = client.register_script(_BLOCK)
+        self._index = client.register_script(_INDEX)
+
+    # -- inside a unit of work -----------------------------------------------------------
+    def queue(self, pipe: redis.client.Pipeline, op: str, data: dict[str, Any]) -> None:
+        """Append one step to the current unit's shard outbox; it is applied after the unit."""
+        work = unit.current()
+        shard = work.shard
+        key = keys.outbox(shard)
+        pipe.xadd(key, {"op": op, "data": json.dumps(data, separators=(",", ":"))})
+        pipe.expire(key, self.retention.seconds("outbox_steps"))
+        work.after_commit(("outbox", shard), lambda: self.drain(shard))
+
+    # -- applying ------------------------------------------------------------------------
+    def drain(self, shard: int, batch: int = BATCH) -> int:
+        """Apply and remove up to `batch` steps of one shard, oldest first."""
+        key = keys.outbox(shard)
+        entries = self.r.xrange(key, count=batch)
+        done = [entry_id for entry_id, fields in entries
+                if self._apply(shard, entry_id, fields["op"], json.loads(fields["data"]))]
+        if done:
+            self.r.xdel(key, *done)
+        return len(done)
+
+    def pending(self) -> dict[int, int]:
+        """Steps waiting per shard (only shards with any)."""
+        pipe = self.r.pipeline(transaction=False)
+        for shard in keys.all_shards():
+            pipe.xlen(keys.outbox(shard))
+        return {shard: n for shard, n in zip(keys.all_shards(), pipe.execute(), strict=True)
+                if n}
+
+    def drain_all(self) -> int:
+        """One batch from every shard that has steps waiting (the worker's job)."""
+        return sum(self.drain(shard) for shard in self.pending())
+
+    def _apply(self, shard: int, entry_id: str, op: str, data: dict[str, Any]) -> bool:
+        now = time.time()
+        if op == "event":
+            stream = data["stream"]
+            fields = [item for pair in data["fields"].items() for item in pair]
+            self._relay(keys=[stream, keys.events_relayed(stream)],
+                        args=[f"{shard}:{entry_id}", now, data["min_id"], data["ttl"],
+                              RELAY_MEMORY_SECONDS, *fields])
+        elif op == "block":
+            for key in data["keys"]:
+                self._block(keys=[key], args=[data["until"], int(now)])
+        elif op == "audit_index":
+            self._index(keys=[data["index"]],
+                        args=[data["score"], data["entry"], data["cap"], data["ttl"]])
+        else:  # written by a newer version: leave it for that version's worker
+            log.warning("unknown outbox step %r left in shard %s", op, shard)
+            return False
+        return True
+
+
+class OutboxJob:
+    """`agegate worker` job: apply what units of work left in the shards' outboxes."""
+
+    name = "outbox"
+
+    def __init__(self, outbox: Outbox) -> None:
+        self.outbox = outbox
+
+    def run_once(self, consumer: str) -> int:
+        """One batch per shard with steps waiting; 0 when every outbox is empty."""
+        return self.outbox.drain_all()
