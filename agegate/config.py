@@ -51,7 +51,8 @@ class Config:
     parent_request_rate_limit: str = "5 per hour"
     trusted_proxies: int = 0
     review_lease_seconds: int = 900
-    max_body_bytes: int = 8 * 1024 * 1024
+    # The body size ceiling of authenticated routes without their own limit (api/body.py).
+    max_body_bytes: int = 1024 * 1024
     log_level: str = "INFO"
     load_model: bool = True
 

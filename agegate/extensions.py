@@ -123,9 +123,14 @@ class Agegate:
         review = getattr(self, "review", None)
         self.parent_requests.review = self.content_removals.review = review
         self.parent_requests.enforcement = getattr(self, "enforcement", None)
-        self.parent_requests.accounts = getattr(self, "accounts", None)
+        self.parent_requests.accounts = accounts = getattr(self, "accounts", None)
+        if accounts is not None:
+            # A waiting deletion or access request is answered once the child's age is known.
+            self.parent_requests.account_store = accounts.accounts
+            accounts.age_known_hooks.append(self.parent_requests.on_age_known)
         if review is not None:
             review.register_decider("parent_request", set(DECISIONS), self.parent_requests.decide)
+            review.minor_confirmed_hooks.append(self.parent_requests.on_age_known)
 
     def load_model(self) -> None:
         """Load and verify the classifier; a bad artifact leaves the service unready, not up."""

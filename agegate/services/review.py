@@ -93,6 +93,8 @@ class ReviewService:
         self.clock = clock
         self.lease = timedelta(seconds=lease_seconds)
         self._deciders: dict[str, tuple[frozenset[str], Decider]] = {}
+        # Called with (account_id, "minor", reviewer) once a confirm_minor has landed.
+        self.minor_confirmed_hooks: list[Callable[[str, str, str], None]] = []
 
     def register_decider(self, kind: str, decisions: set[str], handler: Decider) -> None:
         """Let another feature decide cases of `kind`; handler(case, decision, note, actor)."""
@@ -315,6 +317,9 @@ class ReviewService:
         result = transact(self.r, build, case_key)
         if result.get("external"):
             return self._decide_external(case_id, reviewer, decision, note)
+        if decision == "confirm_minor":
+            for hook in self.minor_confirmed_hooks:
+                hook(result["account_id"], "minor", reviewer)
         return result
 
     def _external(self, case_id: str) -> bool:

@@ -188,6 +188,12 @@ def parent_request_export(request_id: str) -> str:
     return f"{PREFIX}:preq:{{{request_id}}}:export"
 
 
+def parent_requests_waiting(account_hash: str) -> str:
+    """Set of the account's deletion and access requests waiting for its minority to be
+    established (age verification); kept apart from account_keys, so termination keeps it."""
+    return f"{tag(account_hash)}:preq-waiting"
+
+
 # Sorted set of verified, undecided request ids scored by their due time (overdue listing).
 PARENT_REQUESTS_OPEN = f"{PREFIX}:preq:open"
 # List of mails awaiting an admin when no SMTP server is configured.
