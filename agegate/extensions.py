@@ -20,7 +20,7 @@ from agegate.services.age_checks import AgeCheckService
 from agegate.services.audit import AuditTrail
 from agegate.services.console import ConsoleAuth
 from agegate.services.content_removals import ContentRemovalService
-from agegate.services.jurisdictions import MinimumAgePolicy
+from agegate.services.jurisdictions import JurisdictionError, JurisdictionTable, MinimumAgePolicy
 from agegate.services.mailer import Mailer
 from agegate.services.parent_requests import DECISIONS, ParentRequestService
 from agegate.services.rate_limits import RateLimiter, parse_rule
@@ -43,6 +43,12 @@ class Agegate:
         self.config = config
         self.clock = clock or Clock()
         self.embedded: EmbeddedRedis | None = None
+        # Checked before Redis starts: a bad operator file stops the service at once.
+        try:
+            self.jurisdictions = JurisdictionTable.build(
+                config.jurisdictions_file, config.minimum_ages, config.default_minimum_age)
+        except JurisdictionError as error:
+            raise ConfigError(f"AGEGATE_JURISDICTIONS_FILE: {error}") from None
         if config.redis_url:
             url = config.redis_url
         else:
@@ -58,8 +64,8 @@ class Agegate:
         self.events = EventStream(self.redis, config.events_stream, self.retention)
         self.identities = IdentityStore(self.redis, self.retention)
         self.age_checks = AgeCheckService(
-            self.hasher, self.identities, self.audit,
-            MinimumAgePolicy(config.minimum_ages, config.default_minimum_age), self.clock,
+            self.hasher, self.identities, self.audit, MinimumAgePolicy(self.jurisdictions),
+            self.clock,
         )
         self.console = ConsoleAuth(
             ConsoleStore(self.redis), self.tokens, config.api_keys, self.hasher, self.audit,
