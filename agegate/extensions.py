@@ -55,7 +55,8 @@ class Agegate:
             self.embedded = EmbeddedRedis(config.data_dir / "redis")
             url = self.embedded.start()
         self.redis: redis.Redis = connect(url)
-        self.retention = Retention(retry_block_days=config.retry_block_days)
+        self.retention = Retention(retry_block_days=config.retry_block_days,
+                                   age_signal_days=config.age_signal_ttl_days)
         self.hasher = Hasher(config.secret_key)
         self.tokens = TokenTable(config.api_keys)
         self.audit = AuditTrail(
@@ -105,7 +106,20 @@ class Agegate:
             self.enforcement, self.audit, self.events, self.clock, lambda: self.model,
         )
         self.age_checks.redeclaration_hooks.append(self.accounts.on_redeclaration)
+        self._wire_age_signals(account_store, cases)
         self.gauge_sources.extend([self.review.gauges, self.enforcement.gauges])
+
+    def _wire_age_signals(self, account_store: Any, cases: Any) -> None:
+        """Issue 13: platform age signals."""
+        from agegate.services.age_signals import AgeSignalService
+        from agegate.storage.age_signals import AgeSignalStore
+
+        self.age_signals = AgeSignalService(
+            self.redis, self.hasher, AgeSignalStore(self.redis, self.retention), account_store,
+            cases, self.audit, self.events, self.clock, self.config.age_signal_ttl_days,
+        )
+        # An adult at enhanced assurance is shown beside the model's signals, never hidden.
+        self.accounts.score_notes.append(self.age_signals.score_notes)
 
     def _wire_parents_and_removals(self) -> None:
         """Parent requests, the mailer, the rate limiter and §22581 content removals."""
