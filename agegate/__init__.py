@@ -46,6 +46,7 @@ def create_app(config: Config | None = None, *, clock: Clock | None = None) -> F
         accounts,
         age_checks,
         age_signals,
+        appeals,
         audit,
         content_removals,
         enforcement,
@@ -89,7 +90,7 @@ def create_app(config: Config | None = None, *, clock: Clock | None = None) -> F
     auth.init_app(app)
     app.before_request(_require_json_body)
     for module in (service, age_checks, accounts, review, enforcement, audit, parent_requests,
-                   content_removals, jurisdictions, age_signals):
+                   content_removals, jurisdictions, age_signals, appeals):
         api.register_blueprint(module.blp)
     register_error_handlers(app)
     console.init_app(app)

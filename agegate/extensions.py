@@ -110,9 +110,12 @@ class Agegate:
         self.gauge_sources.extend([self.review.gauges, self.enforcement.gauges])
 
     def _wire_age_signals(self, account_store: Any, cases: Any) -> None:
-        """Issue 13: platform age signals."""
+        """Issue 13: platform age signals and appeals."""
         from agegate.services.age_signals import AgeSignalService
+        from agegate.services.appeals import DECISIONS as APPEAL_DECISIONS
+        from agegate.services.appeals import AppealService
         from agegate.storage.age_signals import AgeSignalStore
+        from agegate.storage.appeals import AppealStore
 
         self.age_signals = AgeSignalService(
             self.redis, self.hasher, AgeSignalStore(self.redis, self.retention), account_store,
@@ -120,6 +123,13 @@ class Agegate:
         )
         # An adult at enhanced assurance is shown beside the model's signals, never hidden.
         self.accounts.score_notes.append(self.age_signals.score_notes)
+        self.appeals = AppealService(
+            self.redis, self.hasher, AppealStore(self.redis, self.retention), account_store,
+            cases, self.enforcement.deletions, self.audit, self.events, self.clock,
+            self.config.appeal_due_days,
+        )
+        self.enforcement.termination_hooks.append(self.appeals.keep_blocked)
+        self.review.register_decider("appeal", set(APPEAL_DECISIONS), self.appeals.decide)
 
     def _wire_parents_and_removals(self) -> None:
         """Parent requests, the mailer, the rate limiter and §22581 content removals."""
