@@ -36,10 +36,13 @@ def create_app(config: Config | None = None, *, clock: Clock | None = None) -> F
     from agegate.api import (
         accounts,
         age_checks,
+        age_signals,
+        appeals,
         audit,
         body,
         content_removals,
         enforcement,
+        jurisdictions,
         parent_requests,
         review,
         service,
@@ -78,7 +81,7 @@ def create_app(config: Config | None = None, *, clock: Clock | None = None) -> F
     auth.init_app(app)
     body.init_app(app)
     for module in (service, age_checks, accounts, review, enforcement, audit, parent_requests,
-                   content_removals):
+                   content_removals, jurisdictions, age_signals, appeals):
         api.register_blueprint(module.blp)
     register_error_handlers(app)
     console.init_app(app)

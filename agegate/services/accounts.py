@@ -93,6 +93,9 @@ class AccountService:
         self.model = model
         self.age_evidence: list[AgeEvidence] = []
         self.age_known_hooks: list[AgeKnownHook] = []
+        # Stated rules shown beside the model's signals (e.g. an enhanced-assurance adult age
+        # signal): each returns [{"name", "weight"}] for an account; they never change the score.
+        self.score_notes: list[Callable[[str], list[dict[str, Any]]]] = []
 
     # -- signals -------------------------------------------------------------------------
     def record_signals(self, account_id: str, signals: list[dict[str, Any]], *,
@@ -132,6 +135,7 @@ class AccountService:
             build, state_key, meta_key, pointer_key, keys.account_deletion(account_hash),
             value_from_callable=True)
         score, top = float(result.score), _top(result.top_signals)
+        top = [note for rule in self.score_notes for note in rule(account_id)] + top
         reported = any(s["type"] == "report" and s.get("reason") == "suspected_minor"
                        for s in signals)
         # The open case already carries this score or a higher one: nothing to raise.
@@ -281,7 +285,8 @@ class AccountService:
         meta_key = keys.account(account_hash)
 
         def build(pipe: redis.client.Pipeline) -> None:
-            pipe.watch(keys.account_deletion(account_hash), keys.account_open_case(account_hash))
+            pipe.watch(keys.account_deletion(account_hash), keys.account_open_case(account_hash),
+                       keys.account_open_age_case(account_hash))
             if self.deletions.for_account(pipe, account_hash):
                 raise terminated()
             meta = self.accounts.meta(pipe, account_hash)
@@ -303,6 +308,7 @@ class AccountService:
                                       "verified_at": iso(now)},
                                      drop=("restricted_case",))
             self.accounts.queue_pointer(pipe, account_hash, None)
+            self.accounts.queue_pointer(pipe, account_hash, None, kind="age_signal")
             if case is not None:
                 case["history"] = [*case["history"], {"at": iso(now), "event": "verified",
                                                       "outcome": outcome, "method": method,

@@ -83,9 +83,9 @@ class AccountStore:
         pipe.delete(keys.account_state(account_hash))
 
     def queue_pointer(self, pipe: redis.client.Pipeline, account_hash: str,
-                      case_id: str | None) -> None:
-        """Point the account at its one open case, or clear the pointer."""
-        key = keys.account_open_case(account_hash)
+                      case_id: str | None, kind: str = "classifier") -> None:
+        """Point the account at its one open case (of `kind`'s pointer), or clear it."""
+        key = keys.open_case_pointer(account_hash, kind)
         if case_id:
             pipe.set(key, case_id, ex=self.retention.seconds("case"))
         else:
