@@ -123,6 +123,10 @@ class Agegate:
         )
         # An adult at enhanced assurance is shown beside the model's signals, never hidden.
         self.accounts.score_notes.append(self.age_signals.score_notes)
+        # Parents' requests: an under-18 signal establishes minority, an enhanced adult one
+        # adulthood, and a new under-18 signal answers the requests waiting for it.
+        self.accounts.age_evidence.append(self.age_signals.evidence)
+        self.age_signals.age_known_hooks.append(self.accounts.notify_age_known)
         self.appeals = AppealService(
             self.redis, self.hasher, AppealStore(self.redis, self.retention), account_store,
             cases, self.enforcement.deletions, self.audit, self.events, self.clock,
