@@ -48,6 +48,7 @@ def create_app(config: Config | None = None, *, clock: Clock | None = None) -> F
         audit,
         content_removals,
         enforcement,
+        ingest,
         parent_requests,
         review,
         service,
@@ -87,7 +88,7 @@ def create_app(config: Config | None = None, *, clock: Clock | None = None) -> F
     auth.init_app(app)
     app.before_request(_require_json_body)
     for module in (service, age_checks, accounts, review, enforcement, audit, parent_requests,
-                   content_removals):
+                   content_removals, ingest):
         api.register_blueprint(module.blp)
     register_error_handlers(app)
     console.init_app(app)

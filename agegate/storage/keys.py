@@ -40,6 +40,12 @@ class Retention:
     rate_limit_days: int = 1
     content_removal_days: int = 730
     console_session_days: int = 1
+    # A stream entry's applied-marker: long enough for a worker restart or a producer's retry
+    # to replay the entry, short enough that markers cost one day of ingest, not a history.
+    signal_entry_days: int = 1
+    # Entries that could not be applied, with their error, for an operator to inspect or
+    # re-publish; they may hold message text, so they go as soon as that is plausible.
+    signal_dead_letter_days: int = 14
 
     def seconds(self, kind: str) -> int:
         """TTL in seconds for a kind of record named in this table."""
@@ -85,6 +91,11 @@ def account_keys(account_hash: str) -> list[str]:
     return [account(account_hash), account_state(account_hash), account_identifiers(account_hash),
             account_cases(account_hash), account_open_case(account_hash),
             content_removals(account_hash)]
+
+
+def account_applied(account_hash: str, entry_hash: str) -> str:
+    """Marker that one signal-stream entry was folded into this account (written with it)."""
+    return f"{tag(account_hash)}:seen:{entry_hash}"
 
 
 def account_cases(account_hash: str) -> str:
@@ -184,3 +195,9 @@ def rate_limit(scope: str, client_hash: str, window: int) -> str:
 def content_removals(account_hash: str) -> str:
     """Set of keyed hashes of content ids whose removal this account has requested."""
     return f"{tag(account_hash)}:removals"
+
+
+# -- signal stream -------------------------------------------------------------------------
+def signals_dead(stream: str) -> str:
+    """The dead-letter stream beside a signal stream: entries that could not be applied."""
+    return f"{stream}:dead"
