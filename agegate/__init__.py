@@ -42,6 +42,7 @@ def create_app(config: Config | None = None, *, clock: Clock | None = None) -> F
         body,
         content_removals,
         enforcement,
+        ingest,
         jurisdictions,
         parent_requests,
         review,
@@ -81,7 +82,7 @@ def create_app(config: Config | None = None, *, clock: Clock | None = None) -> F
     auth.init_app(app)
     body.init_app(app)
     for module in (service, age_checks, accounts, review, enforcement, audit, parent_requests,
-                   content_removals, jurisdictions, age_signals, appeals):
+                   content_removals, jurisdictions, age_signals, appeals, ingest):
         api.register_blueprint(module.blp)
     register_error_handlers(app)
     console.init_app(app)

@@ -78,6 +78,7 @@ class Agegate:
         # What `agegate worker` runs (agegate/worker.py); each feature adds its own job.
         self.worker_jobs: list[Job] = []
         self._wire_signals()
+        self._wire_signal_stream()
         self._wire_parents_and_removals()
 
     def _wire_signals(self) -> None:
@@ -134,6 +135,18 @@ class Agegate:
         )
         self.enforcement.termination_hooks.append(self.appeals.keep_blocked)
         self.review.register_decider("appeal", set(APPEAL_DECISIONS), self.appeals.decide)
+
+    def _wire_signal_stream(self) -> None:
+        """Issue 14: the signal stream `agegate worker` applies through the accounts service."""
+        from agegate.ingest import SignalStreamJob
+        from agegate.services.ingest import IngestService
+        from agegate.storage.signal_stream import SignalStreamStore
+
+        self.ingest = IngestService(
+            SignalStreamStore(self.redis, self.config.signals_stream, self.retention),
+            self.config.signals_batch, self.config.signals_claim_idle_seconds,
+        )
+        self.worker_jobs.append(SignalStreamJob(self.ingest, self.accounts))
 
     def _wire_parents_and_removals(self) -> None:
         """Parent requests, the mailer, the rate limiter and §22581 content removals."""

@@ -99,14 +99,21 @@ class AccountService:
 
     # -- signals -------------------------------------------------------------------------
     def record_signals(self, account_id: str, signals: list[dict[str, Any]], *,
-                       actor: str) -> dict[str, Any]:
-        """Fold signals into the account's bounded state, score it, open or raise its case."""
+                       actor: str, entry: str | None = None) -> dict[str, Any]:
+        """Fold signals into the account's bounded state, score it, open or raise its case.
+
+        `entry` (the signal stream's idempotency key) is applied at most once: its marker is
+        written in the same MULTI as the state, and a replay only re-runs the case step on the
+        stored score, which repairs a crash between the two steps.
+        """
         model = self.model()
         if model is None:
             raise ModelUnavailable()
         account_hash = self.hasher.account(account_id)
         state_key = keys.account_state(account_hash)
         meta_key = keys.account(account_hash)
+        entry_hash = self.hasher.short("signal_entry", entry)[:16] if entry is not None else None
+        watched = [keys.account_applied(account_hash, entry_hash)] if entry_hash else []
 
         pointer_key = keys.account_open_case(account_hash)
 
@@ -119,9 +126,14 @@ class AccountService:
             if processing == "stopped":
                 raise processing_stopped()
             state = json.loads(raw_state) if raw_state else None
+            if entry_hash and self.accounts.applied(pipe, account_hash, entry_hash):
+                pipe.multi()  # a replayed stream entry: nothing to write
+                return model.score(state or model.new_state()), case_id, case_score
             state = model.update(state if state is not None else model.new_state(), signals)
             result = model.score(state)
             pipe.multi()
+            if entry_hash:
+                self.accounts.queue_applied(pipe, account_hash, entry_hash)
             self.accounts.queue_state(pipe, account_hash, state)
             self.accounts.queue_meta(pipe, account_hash, account_id, {
                 "score": repr(float(result.score)), "band": str(result.band),
@@ -133,7 +145,7 @@ class AccountService:
         # post retries on the newer state, and a termination in between turns this into a 409.
         result, case_id, case_score = self.r.transaction(
             build, state_key, meta_key, pointer_key, keys.account_deletion(account_hash),
-            value_from_callable=True)
+            *watched, value_from_callable=True)
         score, top = float(result.score), _top(result.top_signals)
         top = [note for rule in self.score_notes for note in rule(account_id)] + top
         reported = any(s["type"] == "report" and s.get("reason") == "suspected_minor"

@@ -202,6 +202,10 @@ class ReviewService:
                    or (top_signals is not None and score is not None
                        and score >= (case["score"] or 0) and top_signals != case["top_signals"]))
         if sortkey < case["sortkey"]:
+            # A chatty account raises its case with nearly every message: consecutive raises
+            # are one history entry (the latest), so the case stays small whatever the count.
+            if case["history"] and case["history"][-1].get("event") == "raised":
+                case["history"] = case["history"][:-1]
             _history(case, now, "raised", kind=kind, priority=priority)
             case["sortkey"], case["priority"] = sortkey, priority
             changed = True

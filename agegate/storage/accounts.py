@@ -78,6 +78,16 @@ class AccountStore:
         """Parent requests waiting for this account's age, oldest id first."""
         return sorted(client.smembers(keys.parent_requests_waiting(account_hash)))
 
+    def applied(self, client: Any, account_hash: str, entry_hash: str) -> bool:
+        """Whether a signal-stream entry was already folded into this account."""
+        return bool(client.exists(keys.account_applied(account_hash, entry_hash)))
+
+    def queue_applied(self, pipe: redis.client.Pipeline, account_hash: str,
+                      entry_hash: str) -> None:
+        """Mark a stream entry applied, in the MULTI that writes its effects on the state."""
+        pipe.set(keys.account_applied(account_hash, entry_hash), 1,
+                 ex=self.retention.seconds("signal_entry"))
+
     def queue_drop_state(self, pipe: redis.client.Pipeline, account_hash: str) -> None:
         """Forget the model state (an objection to processing)."""
         pipe.delete(keys.account_state(account_hash))

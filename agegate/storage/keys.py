@@ -51,6 +51,12 @@ class Retention:
     # The identifiers a termination blocked, kept (as keyed hashes) only so that an overturned
     # appeal can lift those blocks; no block outlives identity_block_max_days.
     terminated_identifiers_days: int = 18 * 366
+    # A stream entry's applied-marker: long enough for a worker restart or a producer's retry
+    # to replay the entry, short enough that markers cost one day of ingest, not a history.
+    signal_entry_days: int = 1
+    # Entries that could not be applied, with their error, for an operator to inspect or
+    # re-publish; they may hold message text, so they go as soon as that is plausible.
+    signal_dead_letter_days: int = 14
 
     def seconds(self, kind: str) -> int:
         """TTL in seconds for a kind of record named in this table."""
@@ -115,6 +121,11 @@ def account_keys(account_hash: str) -> list[str]:
             content_removals(account_hash), age_signals(account_hash),
             account_open_age_case(account_hash), appeal_statements(account_hash),
             account_open_appeal(account_hash)]
+
+
+def account_applied(account_hash: str, entry_hash: str) -> str:
+    """Marker that one signal-stream entry was folded into this account (written with it)."""
+    return f"{tag(account_hash)}:seen:{entry_hash}"
 
 
 def account_cases(account_hash: str) -> str:
@@ -267,3 +278,9 @@ def appeal_statements(account_hash: str) -> str:
 def terminated_identifiers(account_hash: str) -> str:
     """Set of `kind:hash` identifiers a termination blocked (so an appeal can lift them)."""
     return f"{tag(account_hash)}:terminated_identifiers"
+
+
+# -- signal stream -------------------------------------------------------------------------
+def signals_dead(stream: str) -> str:
+    """The dead-letter stream beside a signal stream: entries that could not be applied."""
+    return f"{stream}:dead"
