@@ -40,6 +40,15 @@ class AccountStore:
         """The meta hash ({} for an account never seen)."""
         return client.hgetall(keys.account(account_hash))
 
+    def seen(self, client: Any, account_hash: str) -> bool:
+        """True when the platform told this service about the account (signals, an age check
+        naming it, a content removal) or it was terminated. A parent request's own case does
+        not count: a request must never make an account out of a name."""
+        return bool(client.exists(keys.account_deletion(account_hash), keys.account(account_hash),
+                                  keys.account_state(account_hash),
+                                  keys.account_identifiers(account_hash),
+                                  keys.content_removals(account_hash)))
+
     def state(self, client: Any, account_hash: str) -> Any:
         """The model's aggregate state, or None."""
         raw = client.get(keys.account_state(account_hash))
@@ -66,9 +75,9 @@ class AccountStore:
         meta, case_id, deletion_id = pipe.execute()
         return meta, case_id, deletion_id
 
-    def open_case(self, client: Any, account_hash: str) -> str | None:
-        """The account's one open case id, if any."""
-        return client.get(keys.account_open_case(account_hash))
+    def open_case(self, client: Any, account_hash: str, kind: str = "classifier") -> str | None:
+        """The account's one open case id of `kind`'s pointer (age signals keep their own)."""
+        return client.get(keys.open_case_pointer(account_hash, kind))
 
     def deletion_and_open_case(self, client: Any, account_hash: str
                                ) -> tuple[str | None, str | None]:
@@ -105,14 +114,43 @@ class AccountStore:
         raw = json.dumps(state, separators=(",", ":"), default=_plain)
         pipe.set(keys.account_state(account_hash), raw, ex=self.retention.seconds("account"))
 
+    def queue_wait(self, pipe: redis.client.Pipeline, account_hash: str,
+                   request_id: str) -> None:
+        """Note a parent request waiting for this account's age to be established."""
+        key = keys.parent_requests_waiting(account_hash)
+        pipe.sadd(key, request_id)
+        pipe.expire(key, self.retention.seconds("parent_request"))
+
+    def queue_unwait(self, pipe: redis.client.Pipeline, account_hash: str,
+                     request_id: str) -> None:
+        pipe.srem(keys.parent_requests_waiting(account_hash), request_id)
+
+    def unwait(self, account_hash: str, request_id: str) -> None:
+        """Drop a request that no longer waits (decided elsewhere) from the account's list."""
+        self.r.srem(keys.parent_requests_waiting(account_hash), request_id)
+
+    def waiting(self, client: Any, account_hash: str) -> list[str]:
+        """Parent requests waiting for this account's age, oldest id first."""
+        return sorted(client.smembers(keys.parent_requests_waiting(account_hash)))
+
+    def applied(self, client: Any, account_hash: str, entry_hash: str) -> bool:
+        """Whether a signal-stream entry was already folded into this account."""
+        return bool(client.exists(keys.account_applied(account_hash, entry_hash)))
+
+    def queue_applied(self, pipe: redis.client.Pipeline, account_hash: str,
+                      entry_hash: str) -> None:
+        """Mark a stream entry applied, in the MULTI that writes its effects on the state."""
+        pipe.set(keys.account_applied(account_hash, entry_hash), 1,
+                 ex=self.retention.seconds("signal_entry"))
+
     def queue_drop_state(self, pipe: redis.client.Pipeline, account_hash: str) -> None:
         """Forget the model state (an objection to processing)."""
         pipe.delete(keys.account_state(account_hash))
 
     def queue_pointer(self, pipe: redis.client.Pipeline, account_hash: str,
-                      case_id: str | None) -> None:
-        """Point the account at its one open case, or clear the pointer."""
-        key = keys.account_open_case(account_hash)
+                      case_id: str | None, kind: str = "classifier") -> None:
+        """Point the account at its one open case (of `kind`'s pointer), or clear it."""
+        key = keys.open_case_pointer(account_hash, kind)
         if case_id:
             pipe.set(key, case_id, ex=self.retention.seconds("case"))
         else:

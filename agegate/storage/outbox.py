@@ -10,7 +10,8 @@ steps is repaired, not lost. Every step is idempotent, so two drainers may race 
 - an event is relayed once: the relay script records the outbox entry's id beside the events
   stream (same slot) and skips ids it has seen;
 - a block sets an absolute expiry and never shortens a longer one;
-- an index entry is a sorted-set member (adding it twice changes nothing).
+- an index entry is a set or sorted-set member (adding it twice changes nothing);
+- lifting a block deletes its key (deleting twice changes nothing).
 """
 
 from __future__ import annotations
@@ -64,6 +65,14 @@ return 1
 """
 
 
+# KEYS: a set. ARGV: member, TTL.
+_SET_ADD = """
+redis.call('SADD', KEYS[1], ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+return 1
+"""
+
+
 class Outbox:
     """Queue steps inside a unit of work; apply them after it, or from the worker."""
 
@@ -74,6 +83,7 @@ class Outbox:
         self._relay = client.register_script(_RELAY)
         self._block = client.register_script(_BLOCK)
         self._index = client.register_script(_INDEX)
+        self._set_add = client.register_script(_SET_ADD)
 
     # -- inside a unit of work -----------------------------------------------------------
     def queue(self, pipe: redis.client.Pipeline, op: str, data: dict[str, Any]) -> None:
@@ -119,6 +129,11 @@ class Outbox:
         elif op == "block":
             for key in data["keys"]:
                 self._block(keys=[key], args=[data["until"], int(now)])
+        elif op == "unblock":
+            for key in data["keys"]:
+                self.r.delete(key)
+        elif op == "set_add":
+            self._set_add(keys=[data["key"]], args=[data["member"], data["ttl"]])
         elif op == "audit_index":
             self._index(keys=[data["index"]],
                         args=[data["score"], data["entry"], data["cap"], data["ttl"]])

@@ -123,6 +123,11 @@ class ParentRequestStore:
         pipe.zadd(index, {request_id: due_ts})
         pipe.expire(index, self.retention.seconds("parent_request"))
 
+    def queue_fields(self, pipe: redis.client.Pipeline, request_id: str,
+                     fields: dict[str, str]) -> None:
+        """Set some fields of a request (e.g. while it waits for the child's age)."""
+        pipe.hset(keys.parent_request(request_id), mapping=fields)  # type: ignore[arg-type]
+
     def queue_child(self, pipe: redis.client.Pipeline, request_id: str, account_id: str) -> None:
         """Attach the child's platform account id."""
         pipe.hset(keys.parent_request(request_id), "child_account_id", account_id)
