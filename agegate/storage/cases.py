@@ -202,8 +202,16 @@ class CaseStore:
         return [decode(raw) for raw in pipe.execute() if raw.get("case_id")]
 
     def requeue_expired(self, now: datetime, shard: int | None = None) -> int:
-        """Return cases whose lease ran out to the queue (in one shard, or in all)."""
-        shards = keys.all_shards() if shard is None else [shard]
+        """Return cases whose lease ran out to the queue (in one shard, or in all). Across all
+        shards, one round trip first finds the shards that have any (usually none)."""
+        if shard is not None:
+            shards: list[int] = [shard]
+        else:
+            pipe = self.r.pipeline(transaction=False)
+            for s in keys.all_shards():
+                pipe.zrangebyscore(keys.review_claimed(s), "-inf", now.timestamp(), start=0,
+                                   num=1)
+            shards = [s for s, due in zip(keys.all_shards(), pipe.execute(), strict=True) if due]
         return sum(int(self._requeue(keys=self._queue_keys(s), args=self._common_args(s, now)))
                    for s in shards)
 
