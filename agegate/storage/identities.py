@@ -31,12 +31,6 @@ class IdentityStore:
         self.retention = retention
         self.outbox = Outbox(client, retention)
 
-    @staticmethod
-    def block_keys(identifiers: Sequence[Identifier]) -> list[str]:
-        """Every key whose existence would refuse these identifiers (a check WATCHes them)."""
-        return [*(keys.identity_block(k, h) for k, h in identifiers),
-                *(keys.retry_block(k, h) for k, h in identifiers)]
-
     def blocks(self, identifiers: Sequence[Identifier]) -> tuple[bool, bool]:
         """(identity-blocked, retry-blocked): whether any identifier is blocked either way.
         One round trip; the keys may live in several slots."""

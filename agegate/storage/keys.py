@@ -50,8 +50,10 @@ class Retention:
     # Steps a unit of work left for outside its slot are applied within seconds; the outbox
     # stream outlives a worker outage of days.
     outbox_steps_days: int = 7
-    # A unit of work's applied-once marker: far longer than any client timeout and retry.
-    unit_marker_seconds: int = 300
+    # A unit of work's applied-once marker: only the call that wrote it ever reads it, within
+    # its retries (socket timeout 5 s, at most 4 connections): a minute is ample, and keeps the
+    # markers of a busy minute (not hours) in memory.
+    unit_marker_seconds: int = 60
     # Platform age signals count for AGEGATE_AGE_SIGNAL_TTL_DAYS after they were observed; the
     # install-id index that revocations look accounts up by lives exactly as long.
     age_signal_days: int = 365
