@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import signal
+import sys
+from types import FrameType
 
 import click
 import redis
@@ -52,7 +55,20 @@ def serve(host: str, port: int) -> None:
         click.echo("development tokens (set AGEGATE_API_KEYS to choose your own):")
         for key in config.api_keys:
             click.echo(f"  {key.role:<13} Authorization: Bearer {key.token}")
-    run_simple(host, port, app, threaded=True, use_reloader=False)
+    # SIGTERM (a service manager, docker stop) ends the server as Ctrl-C does, so the finally
+    # below stops the embedded redis-server instead of leaving it running.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
+    signal.signal(signal.SIGINT, _exit_on_signal)
+    try:
+        run_simple(host, port, app, threaded=True, use_reloader=False)
+    finally:
+        state.close()
+
+
+def _exit_on_signal(signum: int, frame: FrameType | None) -> None:
+    """Leave the serving loop through the normal exit path (finally blocks, atexit)."""
+    click.echo(f"agegate: {signal.Signals(signum).name}, stopping", err=True)
+    sys.exit(0)
 
 
 def _register_optional_commands() -> None:

@@ -141,6 +141,12 @@ class Agegate:
             self.model_error = str(error)
             log.error("model not loaded: %s", error)
 
+    def close(self) -> None:
+        """Release Redis connections and stop the embedded redis-server this process owns."""
+        self.redis.close()
+        if self.embedded is not None:
+            self.embedded.stop()
+
     def readiness(self) -> dict[str, str]:
         """Per-dependency readiness for /readyz."""
         try:
