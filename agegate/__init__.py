@@ -60,7 +60,7 @@ def create_app(config: Config | None = None, *, clock: Clock | None = None) -> F
         OPENAPI_URL_PREFIX="/",
         OPENAPI_JSON_PATH="openapi.json",
         OPENAPI_SWAGGER_UI_PATH="docs",
-        OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
+        OPENAPI_SWAGGER_UI_URL=service.SWAGGER_UI_URL,
         SECRET_KEY=config.secret_key,
     )
     if config.trusted_proxies:
@@ -80,6 +80,7 @@ def create_app(config: Config | None = None, *, clock: Clock | None = None) -> F
     for module in (service, age_checks, accounts, review, enforcement, audit, parent_requests,
                    content_removals):
         api.register_blueprint(module.blp)
+    service.init_docs(app)
     register_error_handlers(app)
     console.init_app(app)
     return app

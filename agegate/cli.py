@@ -57,6 +57,11 @@ def serve(host: str, port: int) -> None:
             click.echo(f"  {key.role:<13} Authorization: Bearer {key.token}")
     # SIGTERM (a service manager, docker stop) ends the server as Ctrl-C does, so the finally
     # below stops the embedded redis-server instead of leaving it running.
+    if config.metrics_port:
+        from agegate.metrics_server import start_metrics_server
+
+        start_metrics_server(state.gauge_sources, config.metrics_port, host)
+        click.echo(f"metrics: http://{host}:{config.metrics_port}/metrics")
     signal.signal(signal.SIGTERM, _exit_on_signal)
     signal.signal(signal.SIGINT, _exit_on_signal)
     try:

@@ -55,6 +55,8 @@ class Config:
     max_body_bytes: int = 1024 * 1024
     log_level: str = "INFO"
     load_model: bool = True
+    # When set, /metrics is served on this port only (agegate/metrics_server.py), not the API's.
+    metrics_port: int | None = None
 
     @property
     def development(self) -> bool:
@@ -75,6 +77,8 @@ class Config:
             raise ConfigError("AGEGATE_RETRY_BLOCK_DAYS must be a positive number of days")
         if not self.deletion_systems:
             raise ConfigError("AGEGATE_DELETION_SYSTEMS must name at least one system")
+        if self.metrics_port is not None and not 1 <= self.metrics_port <= 65535:
+            raise ConfigError("AGEGATE_METRICS_PORT must be a TCP port (1-65535)")
         return self
 
 
@@ -163,6 +167,7 @@ def from_env(env: dict[str, str] | None = None) -> Config:
         trusted_proxies=_int(env, "AGEGATE_TRUSTED_PROXIES", 0),
         review_lease_seconds=_int(env, "AGEGATE_REVIEW_LEASE_SECONDS", 900),
         log_level=(env.get("AGEGATE_LOG_LEVEL") or "INFO").upper(),
+        metrics_port=_int(env, "AGEGATE_METRICS_PORT", 0) or None,
     )
 
 

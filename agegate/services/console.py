@@ -74,12 +74,13 @@ class ConsoleAuth:
     def sign_in(self, token: str, client_address: str) -> ConsoleSession:
         """Exchange a reviewer/admin token for a session; refuse after too many failures."""
         client = self.hasher.short("console_client", client_address or "unknown")
-        failures, retry_after = self.store.failures(client)
-        if failures >= self.max_failures:
+        # Every attempt is counted before its token is looked at, in one atomic step: parallel
+        # guesses cannot all slip in under the limit before any of them is counted.
+        attempt, retry_after = self.store.count_attempt(client, self.window)
+        if attempt > self.max_failures:
             raise RateLimited(retry_after, "Too many failed sign-ins; try again later.")
         key = self.tokens.find(token.strip()) if token and token.strip() else None
         if key is None or key.role not in CONSOLE_ROLES:
-            self.store.record_failure(client, self.window)
             raise Unauthorized("That token was not accepted.")
         self.store.clear_failures(client)
         now = self.clock.now()

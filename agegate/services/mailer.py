@@ -6,7 +6,6 @@ does (Retention.outbox_days) and is capped in length. Nothing here logs an addre
 
 from __future__ import annotations
 
-import json
 import logging
 import smtplib
 from email.message import EmailMessage
@@ -18,8 +17,8 @@ import redis
 from agegate.clock import Clock, iso
 from agegate.crypto import new_id
 from agegate.errors import MailUnavailable
-from agegate.storage import keys
 from agegate.storage.keys import Retention
+from agegate.storage.outbox import OutboxStore
 
 log = logging.getLogger("agegate.mailer")
 
@@ -43,6 +42,7 @@ class Mailer:
         self.clock = clock
         self.smtp_url = smtp_url
         self.sender = sender
+        self.store = OutboxStore(client, retention, OUTBOX_MAX)
 
     def send(self, to: str, subject: str, body: str) -> str:
         """Deliver one message; returns "smtp" or "outbox". Raises MailUnavailable on failure."""
@@ -76,12 +76,8 @@ class Mailer:
     def _outbox(self, to: str, subject: str, body: str) -> None:
         entry = {"id": new_id("mail"), "at": iso(self.clock.now()), "to": to,
                  "subject": subject, "body": body}
-        pipe = self.r.pipeline(transaction=True)
-        pipe.lpush(keys.OUTBOX, json.dumps(entry))
-        pipe.ltrim(keys.OUTBOX, 0, OUTBOX_MAX - 1)
-        pipe.expire(keys.OUTBOX, self.retention.seconds("outbox"))
-        pipe.execute()
+        self.store.push(entry)
 
     def outbox(self, limit: int = 100) -> list[dict[str, Any]]:
         """Newest first; what an admin relays by hand when no SMTP server is configured."""
-        return [json.loads(raw) for raw in self.r.lrange(keys.OUTBOX, 0, limit - 1)]
+        return self.store.newest(limit)
