@@ -40,6 +40,7 @@ def create_app(config: Config | None = None, *, clock: Clock | None = None) -> F
         body,
         content_removals,
         enforcement,
+        limits,
         parent_requests,
         review,
         service,
@@ -77,6 +78,7 @@ def create_app(config: Config | None = None, *, clock: Clock | None = None) -> F
     metrics.init_app(app)
     auth.init_app(app)
     body.init_app(app)
+    limits.init_app(app)
     for module in (service, age_checks, accounts, review, enforcement, audit, parent_requests,
                    content_removals):
         api.register_blueprint(module.blp)

@@ -8,6 +8,8 @@ import secrets
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import limits
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 ROLES = ("registration", "signals", "reviewer", "admin", "downstream")
@@ -77,6 +79,11 @@ class Config:
             raise ConfigError("AGEGATE_RETRY_BLOCK_DAYS must be a positive number of days")
         if not self.deletion_systems:
             raise ConfigError("AGEGATE_DELETION_SYSTEMS must name at least one system")
+        try:
+            limits.parse(self.parent_request_rate_limit)
+        except ValueError:
+            raise ConfigError("AGEGATE_PARENT_REQUEST_RATE_LIMIT is not a rate limit "
+                              "(use e.g. '5 per hour')") from None
         if self.metrics_port is not None and not 1 <= self.metrics_port <= 65535:
             raise ConfigError("AGEGATE_METRICS_PORT must be a TCP port (1-65535)")
         return self

@@ -13,7 +13,7 @@ import redis
 
 from agegate.auth import TokenTable
 from agegate.clock import Clock
-from agegate.config import Config, ConfigError
+from agegate.config import Config
 from agegate.crypto import Hasher
 from agegate.metrics import GaugeSource
 from agegate.services.age_checks import AgeCheckService
@@ -23,7 +23,6 @@ from agegate.services.content_removals import ContentRemovalService
 from agegate.services.jurisdictions import MinimumAgePolicy
 from agegate.services.mailer import Mailer
 from agegate.services.parent_requests import DECISIONS, ParentRequestService
-from agegate.services.rate_limits import RateLimiter, parse_rule
 from agegate.storage import connect
 from agegate.storage.audit import AuditLog
 from agegate.storage.console import ConsoleStore
@@ -47,6 +46,7 @@ class Agegate:
         else:
             self.embedded = EmbeddedRedis(config.data_dir / "redis")
             url = self.embedded.start()
+        self.redis_url = url
         self.redis: redis.Redis = connect(url)
         self.retention = Retention(retry_block_days=config.retry_block_days)
         self.hasher = Hasher(config.secret_key)
@@ -99,13 +99,8 @@ class Agegate:
         self.gauge_sources.extend([self.review.gauges, self.enforcement.gauges])
 
     def _wire_parents_and_removals(self) -> None:
-        """Parent requests, the mailer, the rate limiter and §22581 content removals."""
+        """Parent requests, the mailer and §22581 content removals."""
         config = self.config
-        try:
-            self.parent_request_rule = parse_rule(config.parent_request_rate_limit)
-        except ValueError as error:
-            raise ConfigError(f"AGEGATE_PARENT_REQUEST_RATE_LIMIT: {error}") from None
-        self.rate_limiter = RateLimiter(self.redis, self.hasher, self.retention)
         self.mailer = Mailer(self.redis, self.retention, self.clock, config.smtp_url,
                              config.smtp_sender)
         self.parent_requests = ParentRequestService(

@@ -187,9 +187,9 @@ def outbox_message(mail_id: str) -> str:
     return f"{PREFIX}:outbox:mail:{mail_id}"
 
 
-def rate_limit(scope: str, client_hash: str, window: int) -> str:
-    """Fixed-window counter for one client address (keyed hash) in one window."""
-    return f"{PREFIX}:rl:{scope}:{client_hash}:{window}"
+# Flask-Limiter's moving windows (its Redis storage sets each key's expiry to its window; the
+# client address in them is a keyed hash).
+RATE_LIMIT_PREFIX = f"{PREFIX}:rl"
 
 
 # -- content removals ----------------------------------------------------------------------
