@@ -73,7 +73,7 @@ def create_app(config: Config | None = None, *, clock: Clock | None = None) -> F
         state.load_model()
 
     api = AgegateApi(app, spec_kwargs={"info": {"description": "Age gating and minor-account "
-                                         "enforcement. See API.md for the contract."}})
+                                         "enforcement. See docs/api.md for the contract."}})
     api.spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer"})
     metrics.init_app(app)
     auth.init_app(app)
