@@ -36,10 +36,14 @@ def create_app(config: Config | None = None, *, clock: Clock | None = None) -> F
     from agegate.api import (
         accounts,
         age_checks,
+        age_signals,
+        appeals,
         audit,
         body,
         content_removals,
         enforcement,
+        ingest,
+        jurisdictions,
         limits,
         parent_requests,
         review,
@@ -80,7 +84,7 @@ def create_app(config: Config | None = None, *, clock: Clock | None = None) -> F
     body.init_app(app)
     limits.init_app(app)
     for module in (service, age_checks, accounts, review, enforcement, audit, parent_requests,
-                   content_removals):
+                   content_removals, jurisdictions, age_signals, appeals, ingest):
         api.register_blueprint(module.blp)
     service.init_docs(app)
     register_error_handlers(app)

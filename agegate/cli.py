@@ -76,6 +76,33 @@ def _exit_on_signal(signum: int, frame: FrameType | None) -> None:
     sys.exit(0)
 
 
+@cli.command()
+@click.option("--consumer", default=None,
+              help="This worker's name in the consumer groups (default: host and process id).")
+def worker(consumer: str | None) -> None:
+    """Run the background jobs (signal stream, webhook delivery) until SIGTERM or SIGINT."""
+    import socket
+
+    from agegate.config import development_defaults, from_env
+    from agegate.extensions import Agegate
+    from agegate.worker import Worker
+
+    config = from_env()
+    if config.development:
+        config = development_defaults(config)
+    config.validate()
+    state = Agegate(config)
+    state.load_model()
+    name = consumer or f"{socket.gethostname()}-{os.getpid()}"
+    runner = Worker(state.worker_jobs, name)
+    runner.install_signal_handlers()
+    click.echo(f"agegate worker {name}: {len(runner.jobs)} job(s)")
+    try:
+        runner.run()
+    finally:
+        state.close()
+
+
 def _register_optional_commands() -> None:
     """Commands that live beside the features they drive."""
     from agegate.cli_audit import audit
@@ -89,3 +116,7 @@ try:
     _register_optional_commands()
 except ImportError:  # pragma: no cover - only while a feature branch is not merged yet
     pass
+
+
+if __name__ == "__main__":  # `python -m agegate.cli`, as the console script does
+    cli()

@@ -13,14 +13,14 @@ import redis
 
 from agegate.auth import TokenTable
 from agegate.clock import Clock
-from agegate.config import Config
+from agegate.config import Config, ConfigError
 from agegate.crypto import Hasher
 from agegate.metrics import GaugeSource
 from agegate.services.age_checks import AgeCheckService
 from agegate.services.audit import AuditTrail
 from agegate.services.console import ConsoleAuth
 from agegate.services.content_removals import ContentRemovalService
-from agegate.services.jurisdictions import MinimumAgePolicy
+from agegate.services.jurisdictions import JurisdictionError, JurisdictionTable, MinimumAgePolicy
 from agegate.services.mailer import Mailer
 from agegate.services.parent_requests import DECISIONS, ParentRequestService
 from agegate.storage import connect
@@ -30,6 +30,7 @@ from agegate.storage.embedded import EmbeddedRedis
 from agegate.storage.events import EventStream
 from agegate.storage.identities import IdentityStore
 from agegate.storage.keys import Retention
+from agegate.worker import Job
 
 log = logging.getLogger("agegate")
 
@@ -41,6 +42,12 @@ class Agegate:
         self.config = config
         self.clock = clock or Clock()
         self.embedded: EmbeddedRedis | None = None
+        # Checked before Redis starts: a bad operator file stops the service at once.
+        try:
+            self.jurisdictions = JurisdictionTable.build(
+                config.jurisdictions_file, config.minimum_ages, config.default_minimum_age)
+        except JurisdictionError as error:
+            raise ConfigError(f"AGEGATE_JURISDICTIONS_FILE: {error}") from None
         if config.redis_url:
             url = config.redis_url
         else:
@@ -48,7 +55,8 @@ class Agegate:
             url = self.embedded.start()
         self.redis_url = url
         self.redis: redis.Redis = connect(url)
-        self.retention = Retention(retry_block_days=config.retry_block_days)
+        self.retention = Retention(retry_block_days=config.retry_block_days,
+                                   age_signal_days=config.age_signal_ttl_days)
         self.hasher = Hasher(config.secret_key)
         self.tokens = TokenTable(config.api_keys)
         self.audit = AuditTrail(
@@ -57,8 +65,8 @@ class Agegate:
         self.events = EventStream(self.redis, config.events_stream, self.retention)
         self.identities = IdentityStore(self.redis, self.retention)
         self.age_checks = AgeCheckService(
-            self.hasher, self.identities, self.audit,
-            MinimumAgePolicy(config.minimum_ages, config.default_minimum_age), self.clock,
+            self.hasher, self.identities, self.audit, MinimumAgePolicy(self.jurisdictions),
+            self.clock,
         )
         self.console = ConsoleAuth(
             ConsoleStore(self.redis), self.tokens, config.api_keys, self.hasher, self.audit,
@@ -67,7 +75,10 @@ class Agegate:
         self.model: Any = None
         self.model_error: str | None = None
         self.gauge_sources: list[GaugeSource] = []
+        # What `agegate worker` runs (agegate/worker.py); each feature adds its own job.
+        self.worker_jobs: list[Job] = []
         self._wire_signals()
+        self._wire_signal_stream()
         self._wire_parents_and_removals()
 
     def _wire_signals(self) -> None:
@@ -96,7 +107,46 @@ class Agegate:
             self.enforcement, self.audit, self.events, self.clock, lambda: self.model,
         )
         self.age_checks.redeclaration_hooks.append(self.accounts.on_redeclaration)
+        self._wire_age_signals(account_store, cases)
         self.gauge_sources.extend([self.review.gauges, self.enforcement.gauges])
+
+    def _wire_age_signals(self, account_store: Any, cases: Any) -> None:
+        """Issue 13: platform age signals and appeals."""
+        from agegate.services.age_signals import AgeSignalService
+        from agegate.services.appeals import DECISIONS as APPEAL_DECISIONS
+        from agegate.services.appeals import AppealService
+        from agegate.storage.age_signals import AgeSignalStore
+        from agegate.storage.appeals import AppealStore
+
+        self.age_signals = AgeSignalService(
+            self.redis, self.hasher, AgeSignalStore(self.redis, self.retention), account_store,
+            cases, self.audit, self.events, self.clock, self.config.age_signal_ttl_days,
+        )
+        # An adult at enhanced assurance is shown beside the model's signals, never hidden.
+        self.accounts.score_notes.append(self.age_signals.score_notes)
+        # Parents' requests: an under-18 signal establishes minority, an enhanced adult one
+        # adulthood, and a new under-18 signal answers the requests waiting for it.
+        self.accounts.age_evidence.append(self.age_signals.evidence)
+        self.age_signals.age_known_hooks.append(self.accounts.notify_age_known)
+        self.appeals = AppealService(
+            self.redis, self.hasher, AppealStore(self.redis, self.retention), account_store,
+            cases, self.enforcement.deletions, self.audit, self.events, self.clock,
+            self.config.appeal_due_days,
+        )
+        self.enforcement.termination_hooks.append(self.appeals.keep_blocked)
+        self.review.register_decider("appeal", set(APPEAL_DECISIONS), self.appeals.decide)
+
+    def _wire_signal_stream(self) -> None:
+        """Issue 14: the signal stream `agegate worker` applies through the accounts service."""
+        from agegate.ingest import SignalStreamJob
+        from agegate.services.ingest import IngestService
+        from agegate.storage.signal_stream import SignalStreamStore
+
+        self.ingest = IngestService(
+            SignalStreamStore(self.redis, self.config.signals_stream, self.retention),
+            self.config.signals_batch, self.config.signals_claim_idle_seconds,
+        )
+        self.worker_jobs.append(SignalStreamJob(self.ingest, self.accounts))
 
     def _wire_parents_and_removals(self) -> None:
         """Parent requests, the mailer and §22581 content removals."""
@@ -137,7 +187,7 @@ class Agegate:
             log.error("model not loaded: %s", error)
 
     def close(self) -> None:
-        """Release Redis connections and stop the embedded redis-server this process owns."""
+        """Release Redis, and stop the embedded server if this container started it."""
         self.redis.close()
         if self.embedded is not None:
             self.embedded.stop()

@@ -151,3 +151,45 @@ def test_the_console_case_page_shows_what_is_known_about_the_age(client, mail):
     assert 'id="account-age"' in html
     assert '<strong id="age-established">unknown</strong>' in html
     assert "restricts the account and asks for age verification" in html
+
+
+def _age_signal(client, account_id, lower, upper, method="self_declared"):
+    response = client.post(f"/v1/accounts/{account_id}/age-signals", headers=auth("signals"),
+                           json={"source": "google_play_age_signals", "method": method,
+                                 "observed_at": "2026-11-24T12:00:00Z",
+                                 "age_lower": lower, "age_upper": upper})
+    assert response.status_code == 200, response.get_json()
+    return response.get_json()
+
+
+def test_an_under_18_age_signal_answers_a_waiting_deletion(client, mail):
+    age_check(client, "kid@example.com", account_id="kid-8")
+    request_id, token = start(client, mail, "deletion", {"account_id": "kid-8"})
+    assert decide(client, request_id, "fulfill").status_code == 200
+    assert status(client, request_id, token)["status"] == "awaiting_age_verification"
+    _age_signal(client, "kid-8", 13, 15)
+    body = status(client, request_id, token)
+    assert (body["status"], body["outcome"]) == ("fulfilled", "account_deleted")
+    assert account(client, "kid-8").get_json()["status"] == "terminated"
+
+
+def test_an_under_18_age_signal_establishes_minority_before_the_request(client, mail):
+    age_check(client, "kid@example.com", account_id="kid-9")
+    _age_signal(client, "kid-9", 16, 17)
+    request_id, token = start(client, mail, "access", {"account_id": "kid-9"})
+    age = review_view(client, request_id)["account_age"]
+    assert age["established"] == "minor"
+    assert [e["source"] for e in age["evidence"]] == ["age_signal:google_play_age_signals"]
+    assert decide(client, request_id, "fulfill").status_code == 200
+    assert status(client, request_id, token)["status"] == "fulfilled"
+
+
+def test_an_id_checked_adult_signal_refuses_a_deletion(client, mail):
+    age_check(client, "grown@example.com", account_id="adult-3")
+    _age_signal(client, "adult-3", 18, None, method="id_checked")
+    request_id, token = start(client, mail, "deletion", {"account_id": "adult-3"})
+    assert review_view(client, request_id)["account_age"]["established"] == "adult"
+    assert decide(client, request_id, "fulfill").status_code == 200
+    body = status(client, request_id, token)
+    assert body["status"] != "fulfilled"
+    assert account(client, "adult-3").get_json()["status"] == "active"

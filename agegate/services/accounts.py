@@ -93,17 +93,27 @@ class AccountService:
         self.model = model
         self.age_evidence: list[AgeEvidence] = []
         self.age_known_hooks: list[AgeKnownHook] = []
+        # Stated rules shown beside the model's signals (e.g. an enhanced-assurance adult age
+        # signal): each returns [{"name", "weight"}] for an account; they never change the score.
+        self.score_notes: list[Callable[[str], list[dict[str, Any]]]] = []
 
     # -- signals -------------------------------------------------------------------------
     def record_signals(self, account_id: str, signals: list[dict[str, Any]], *,
-                       actor: str) -> dict[str, Any]:
-        """Fold signals into the account's bounded state, score it, open or raise its case."""
+                       actor: str, entry: str | None = None) -> dict[str, Any]:
+        """Fold signals into the account's bounded state, score it, open or raise its case.
+
+        `entry` (the signal stream's idempotency key) is applied at most once: its marker is
+        written in the same MULTI as the state, and a replay only re-runs the case step on the
+        stored score, which repairs a crash between the two steps.
+        """
         model = self.model()
         if model is None:
             raise ModelUnavailable()
         account_hash = self.hasher.account(account_id)
         state_key = keys.account_state(account_hash)
         meta_key = keys.account(account_hash)
+        entry_hash = self.hasher.short("signal_entry", entry)[:16] if entry is not None else None
+        watched = [keys.account_applied(account_hash, entry_hash)] if entry_hash else []
 
         pointer_key = keys.account_open_case(account_hash)
 
@@ -116,9 +126,14 @@ class AccountService:
             if processing == "stopped":
                 raise processing_stopped()
             state = json.loads(raw_state) if raw_state else None
+            if entry_hash and self.accounts.applied(pipe, account_hash, entry_hash):
+                pipe.multi()  # a replayed stream entry: nothing to write
+                return model.score(state or model.new_state()), case_id, case_score
             state = model.update(state if state is not None else model.new_state(), signals)
             result = model.score(state)
             pipe.multi()
+            if entry_hash:
+                self.accounts.queue_applied(pipe, account_hash, entry_hash)
             self.accounts.queue_state(pipe, account_hash, state)
             self.accounts.queue_meta(pipe, account_hash, account_id, {
                 "score": repr(float(result.score)), "band": str(result.band),
@@ -130,8 +145,9 @@ class AccountService:
         # post retries on the newer state, and a termination in between turns this into a 409.
         result, case_id, case_score = self.r.transaction(
             build, state_key, meta_key, pointer_key, keys.account_deletion(account_hash),
-            value_from_callable=True)
+            *watched, value_from_callable=True)
         score, top = float(result.score), _top(result.top_signals)
+        top = [note for rule in self.score_notes for note in rule(account_id)] + top
         reported = any(s["type"] == "report" and s.get("reason") == "suspected_minor"
                        for s in signals)
         # The open case already carries this score or a higher one: nothing to raise.
@@ -281,7 +297,8 @@ class AccountService:
         meta_key = keys.account(account_hash)
 
         def build(pipe: redis.client.Pipeline) -> None:
-            pipe.watch(keys.account_deletion(account_hash), keys.account_open_case(account_hash))
+            pipe.watch(keys.account_deletion(account_hash), keys.account_open_case(account_hash),
+                       keys.account_open_age_case(account_hash))
             if self.deletions.for_account(pipe, account_hash):
                 raise terminated()
             meta = self.accounts.meta(pipe, account_hash)
@@ -303,6 +320,7 @@ class AccountService:
                                       "verified_at": iso(now)},
                                      drop=("restricted_case",))
             self.accounts.queue_pointer(pipe, account_hash, None)
+            self.accounts.queue_pointer(pipe, account_hash, None, kind="age_signal")
             if case is not None:
                 case["history"] = [*case["history"], {"at": iso(now), "event": "verified",
                                                       "outcome": outcome, "method": method,

@@ -78,14 +78,24 @@ class AccountStore:
         """Parent requests waiting for this account's age, oldest id first."""
         return sorted(client.smembers(keys.parent_requests_waiting(account_hash)))
 
+    def applied(self, client: Any, account_hash: str, entry_hash: str) -> bool:
+        """Whether a signal-stream entry was already folded into this account."""
+        return bool(client.exists(keys.account_applied(account_hash, entry_hash)))
+
+    def queue_applied(self, pipe: redis.client.Pipeline, account_hash: str,
+                      entry_hash: str) -> None:
+        """Mark a stream entry applied, in the MULTI that writes its effects on the state."""
+        pipe.set(keys.account_applied(account_hash, entry_hash), 1,
+                 ex=self.retention.seconds("signal_entry"))
+
     def queue_drop_state(self, pipe: redis.client.Pipeline, account_hash: str) -> None:
         """Forget the model state (an objection to processing)."""
         pipe.delete(keys.account_state(account_hash))
 
     def queue_pointer(self, pipe: redis.client.Pipeline, account_hash: str,
-                      case_id: str | None) -> None:
-        """Point the account at its one open case, or clear the pointer."""
-        key = keys.account_open_case(account_hash)
+                      case_id: str | None, kind: str = "classifier") -> None:
+        """Point the account at its one open case (of `kind`'s pointer), or clear it."""
+        key = keys.open_case_pointer(account_hash, kind)
         if case_id:
             pipe.set(key, case_id, ex=self.retention.seconds("case"))
         else:
