@@ -66,7 +66,9 @@ def create_app(config: Config | None = None, *, clock: Clock | None = None) -> F
         OPENAPI_JSON_PATH="openapi.json",
         OPENAPI_SWAGGER_UI_PATH="docs",
         OPENAPI_SWAGGER_UI_URL=service.SWAGGER_UI_URL,
-        SECRET_KEY=config.secret_key,
+        # The console's signed cookies: the first key signs, older ones still open sessions.
+        SECRET_KEY=config.secret_keys[0],
+        SECRET_KEY_FALLBACKS=config.secret_keys[1:],
     )
     if config.trusted_proxies:
         # Client addresses (rate limits) come from X-Forwarded-For, set by this many proxies.

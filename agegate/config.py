@@ -72,6 +72,12 @@ class Config:
     metrics_port: int | None = None
 
     @property
+    def secret_keys(self) -> list[str]:
+        """The live keys, comma-separated in AGEGATE_SECRET_KEY: the first hashes and signs
+        everything new, the others are still recognised (a rotation)."""
+        return [key.strip() for key in self.secret_key.split(",") if key.strip()]
+
+    @property
     def development(self) -> bool:
         """True for the local `agegate serve` run and tests."""
         return self.env in ("development", "test")
@@ -82,10 +88,15 @@ class Config:
 
     def validate(self) -> Config:
         """Refuse configurations that would be unsafe to run."""
-        if not self.secret_key:
+        if not self.secret_keys:
             raise ConfigError("AGEGATE_SECRET_KEY is required outside development")
-        if len(self.secret_key) < MIN_SECRET_LENGTH:
-            raise ConfigError(f"AGEGATE_SECRET_KEY must be at least {MIN_SECRET_LENGTH} characters")
+        for position, key in enumerate(self.secret_keys, 1):
+            if len(key) < MIN_SECRET_LENGTH:
+                which = f"key {position} of " if len(self.secret_keys) > 1 else ""
+                raise ConfigError(f"{which}AGEGATE_SECRET_KEY must be at least "
+                                  f"{MIN_SECRET_LENGTH} characters")
+        if len(set(self.secret_keys)) != len(self.secret_keys):
+            raise ConfigError("AGEGATE_SECRET_KEY lists the same key twice")
         if self.retry_block_days < 1:
             raise ConfigError("AGEGATE_RETRY_BLOCK_DAYS must be a positive number of days")
         if not 1 <= self.age_signal_ttl_days <= 3650:

@@ -57,10 +57,10 @@ class Agegate:
         self.redis: redis.Redis = connect(url)
         self.retention = Retention(retry_block_days=config.retry_block_days,
                                    age_signal_days=config.age_signal_ttl_days)
-        self.hasher = Hasher(config.secret_key)
+        self.hasher = Hasher(config.secret_keys)
         self.tokens = TokenTable(config.api_keys)
         self.audit = AuditTrail(
-            AuditLog(self.redis, config.secret_key, self.retention), self.hasher, self.clock
+            AuditLog(self.redis, config.secret_keys, self.retention), self.hasher, self.clock
         )
         self.events = EventStream(self.redis, config.events_stream, self.retention)
         self.identities = IdentityStore(self.redis, self.retention)
@@ -92,6 +92,8 @@ class Agegate:
 
         cases = CaseStore(self.redis, self.retention)
         account_store = AccountStore(self.redis, self.retention)
+        # After a key rotation an account keeps the records it has under an older key's hash.
+        self.hasher.account_resolver = account_store.existing_hash
         deletions = DeletionStore(self.redis, self.retention)
         self.enforcement = EnforcementService(
             self.redis, self.hasher, self.audit, self.events, self.identities, cases, deletions,

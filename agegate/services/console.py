@@ -101,16 +101,22 @@ class ConsoleAuth:
         """The live session for this id, or None when unknown, expired, revoked or rotated out."""
         if not session_id:
             return None
-        record = self.store.get(self._key(session_id))
+        # A session opened before a key rotation is still found under its older key's hash.
+        record, key = None, ""
+        for key in self.hasher.all_short("console_session", session_id):
+            record = self.store.get(key)
+            if record is not None:
+                break
         if record is None:
             return None
         expires_at = parse_iso(record["expires_at"])
         if expires_at <= self.clock.now() or (record["name"], record["role"]) not in self.grants:
-            self.store.delete(self._key(session_id))
+            self.store.delete(key)
             return None
         return ConsoleSession(session_id, record["name"], record["role"], expires_at)
 
     def sign_out(self, session: ConsoleSession) -> None:
         """Revoke the session server-side, so a copied cookie stops working too."""
-        self.store.delete(self._key(session.session_id))
+        for key in self.hasher.all_short("console_session", session.session_id):
+            self.store.delete(key)
         self.audit.record(session.name, "console.signed_out")
