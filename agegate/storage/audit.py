@@ -15,7 +15,7 @@ import hmac
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import redis
@@ -191,19 +191,65 @@ class AuditLog:
                 break
         return out
 
-    def verify(self) -> tuple[int, list[ChainProblem]]:
+    # -- the anchor kept outside Redis ----------------------------------------------------
+    def _signature(self, kid: str, body: dict[str, Any]) -> str:
+        mac = self._keys[kid].copy()
+        mac.update(b"checkpoint\n" + json.dumps(body, sort_keys=True, separators=(",", ":"))
+                   .encode())
+        return str(mac.hexdigest())
+
+    def checkpoint(self, now: datetime) -> dict[str, Any]:
+        """Every chain's current head (hash, entry id, time and length), signed under the
+        primary key. Kept outside Redis, it lets `verify` notice entries removed from the end of
+        a chain, or a whole chain, together with its head field."""
+        chains: dict[str, dict[str, Any]] = {}
+        for entry in self._entries(reverse=False):
+            chain = chains.setdefault(entry.get("chain", ""), {"entries": 0})
+            chain.update(hash=entry.get("hash"), entry_id=entry.get("id"), at=entry.get("at"))
+            chain["entries"] += 1
+        body = {"created_at": iso(now), "chains": chains, "key_id": self._primary}
+        return {**body, "signature": self._signature(self._primary, body)}
+
+    def _checkpoint_problems(self, checkpoint: dict[str, Any], found: set[str],
+                             now: datetime) -> list[ChainProblem]:
+        body = {k: v for k, v in checkpoint.items() if k != "signature"}
+        kid = str(body.get("key_id", ""))
+        if kid not in self._keys or not hmac.compare_digest(
+                self._signature(kid, body), str(checkpoint.get("signature", ""))):
+            return [ChainProblem("checkpoint", "its signature does not verify under a live key")]
+        problems = []
+        oldest_kept = now.timestamp() - self.retention.seconds("audit")
+        for chain_id, head in sorted(body.get("chains", {}).items()):
+            if head.get("hash") in found:
+                continue
+            if datetime.fromisoformat(str(head["at"]).replace("Z", "+00:00")).timestamp() \
+                    < oldest_kept:
+                continue  # aged out under the retention table, as it should
+            problems.append(ChainProblem(chain_id, (
+                f"entry {head.get('entry_id')} (entry {head.get('entries')} of the chain at the "
+                "checkpoint) is gone: the chain was truncated or dropped")))
+        return problems
+
+    def verify(self, checkpoint: dict[str, Any] | None = None,
+               now: datetime | None = None) -> tuple[int, list[ChainProblem]]:
         """Recompute every hash, oldest first, chain by chain; returns (checked, problems).
 
         The first retained entry of a chain starts it (older ones may have been trimmed by the
         retention table); after that every entry must link to the one before it in its chain,
-        and each chain must end at the head recorded for it.
+        and each chain must end at the head recorded for it. With a checkpoint, every head it
+        holds must still be in its chain (unless aged out by retention).
         """
         problems: list[ChainProblem] = []
         last: dict[str, str] = {}
+        wanted = {(c, str(h.get("hash"))) for c, h in
+                  ((checkpoint or {}).get("chains") or {}).items()}
+        found: set[str] = set()
         checked = 0
         for entry in self._entries(reverse=False):
             checked += 1
             entry_id, chain_id = entry.get("id", "?"), entry.get("chain", "")
+            if (chain_id, entry.get("hash")) in wanted:
+                found.add(str(entry.get("hash")))
             if chain_id in last and entry.get("prev_hash") != last[chain_id]:
                 problems.append(ChainProblem(entry_id, "prev_hash does not link"))
             if not self.hash_verifies(entry):
@@ -214,4 +260,6 @@ class AuditLog:
             # A chain with no retained entries may simply have aged out of the stream.
             if chain_id in last and last[chain_id] != head:
                 problems.append(ChainProblem(chain_id, "chain does not end at its recorded head"))
+        if checkpoint is not None:
+            problems += self._checkpoint_problems(checkpoint, found, now or datetime.now(UTC))
         return checked, problems
