@@ -93,3 +93,27 @@ def test_every_listed_key_must_be_long_and_distinct(redis_url, redis_client, tmp
         _client(redis_url, tmp_path, clock, f"{NEW},short")
     with pytest.raises(ConfigError, match="same key twice"):
         _client(redis_url, tmp_path, clock, f"{NEW},{NEW}")
+
+
+def test_removals_and_installs_seen_before_a_rotation_are_still_recognised(
+        redis_url, redis_client, tmp_path, clock):
+    removal = {"account_id": "acc-7", "region": "US-CA",
+               "items": [{"content_id": "post-1", "author_account_id": "acc-7"}]}
+    signal = {"source": "google_play_age_signals", "observed_at": "2026-11-24T13:00:00Z",
+              "age_lower": 18, "age_upper": None, "method": "estimated",
+              "install_id": "install-42"}
+    before = _client(redis_url, tmp_path, clock, OLD)
+    assert before.post("/v1/content-removals", json=removal,
+                       headers=auth("signals")).status_code == 202
+    assert before.post("/v1/accounts/acc-8/age-signals", json=signal,
+                       headers=auth("signals")).status_code == 200
+    after = _client(redis_url, tmp_path, clock, f"{NEW},{OLD}")
+    assert after.post("/v1/content-removals", json=removal,
+                      headers=auth("signals")).status_code == 202
+    requested = [e for _, e in redis_client.xrange("agegate:events")
+                 if e["type"] == "content.removal_requested"]
+    assert len(requested) == 1  # the same post is not announced twice
+    revoked = after.post("/v1/age-signals/revocations", headers=auth("signals"), json={
+        "source": "google_play_age_signals", "install_ids": ["install-42"],
+        "reason": "consent_revoked"})
+    assert revoked.status_code == 200 and revoked.get_json() == {"matched": 1}

@@ -125,16 +125,20 @@ class ContentRemovalService:
                     raise
         account_hash = self.hasher.account(account_id)
         removals_key = keys.content_removals(account_hash)
-        hashes = {cid: self.hasher.short("content", cid) for cid in removable}
+        # Every live key's hash of each id: one removed before a key rotation stays removed.
+        hashes = {cid: self.hasher.all_short("content", cid) for cid in removable}
         now = self.clock.now()
 
         def write(pipe: redis.client.Pipeline) -> list[str]:
             chain = self.audit.begin(pipe)
-            already = pipe.smismember(removals_key, list(hashes.values())) if hashes else []
-            new = [cid for cid, done in zip(removable, already, strict=True) if not done]
+            seen = (pipe.smismember(removals_key, [h for cid in removable for h in hashes[cid]])
+                    if hashes else [])
+            width = len(self.hasher.key_ids)
+            new = [cid for i, cid in enumerate(removable)
+                   if not any(seen[i * width:(i + 1) * width])]
             pipe.multi()
             if new:
-                pipe.sadd(removals_key, *[hashes[cid] for cid in new])
+                pipe.sadd(removals_key, *[hashes[cid][0] for cid in new])
                 pipe.expire(removals_key, self.retention.seconds("content_removal"))
             for cid in new:
                 self.events.queue_emit(pipe, EVENT_TYPE, account_id=account_id, at=now,
