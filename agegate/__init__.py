@@ -54,6 +54,7 @@ def create_app(config: Config | None = None, *, clock: Clock | None = None) -> F
         parent_requests,
         review,
         service,
+        webhooks,
     )
     from agegate.extensions import Agegate
 
@@ -90,7 +91,7 @@ def create_app(config: Config | None = None, *, clock: Clock | None = None) -> F
     auth.init_app(app)
     app.before_request(_require_json_body)
     for module in (service, age_checks, accounts, review, enforcement, audit, parent_requests,
-                   content_removals, jurisdictions, age_signals, appeals):
+                   content_removals, jurisdictions, age_signals, appeals, webhooks):
         api.register_blueprint(module.blp)
     register_error_handlers(app)
     console.init_app(app)

@@ -79,6 +79,7 @@ class Agegate:
         self.worker_jobs: list[Job] = []
         self._wire_signals()
         self._wire_parents_and_removals()
+        self._wire_webhooks()
 
     def _wire_signals(self) -> None:
         """Issue 4: cases and the review queue, enforcement, accounts and signals."""
@@ -156,6 +157,19 @@ class Agegate:
         self.parent_requests.accounts = getattr(self, "accounts", None)
         if review is not None:
             review.register_decider("parent_request", set(DECISIONS), self.parent_requests.decide)
+
+    def _wire_webhooks(self) -> None:
+        """Issue 13: signed webhooks, delivered by `agegate worker`."""
+        from agegate.secret_box import SecretBox
+        from agegate.services.webhooks import WebhookDeliveryJob, WebhookService
+        from agegate.storage.webhooks import WebhookStore
+
+        store = WebhookStore(self.redis, self.retention)
+        self.webhooks = WebhookService(self.redis, store, self.events,
+                                       SecretBox([self.config.secret_key]), self.audit,
+                                       self.clock)
+        self.worker_jobs.append(
+            WebhookDeliveryJob(self.redis, self.webhooks, store, self.events, self.clock))
 
     def load_model(self) -> None:
         """Load and verify the classifier; a bad artifact leaves the service unready, not up."""
