@@ -42,6 +42,11 @@ class Config:
     deletion_systems: tuple[str, ...] = DEFAULT_DELETION_SYSTEMS
     deletion_due_days: int = 30
     events_stream: str = "agegate:events"
+    # The signal stream `agegate worker` reads (API.md "Signal stream"), its batch size, and
+    # how long an entry may sit unacknowledged with a worker before another one takes it over.
+    signals_stream: str = "agegate:signals"
+    signals_batch: int = 100
+    signals_claim_idle_seconds: int = 60
     smtp_url: str | None = None
     smtp_sender: str = "agegate@localhost"
     # Minimum age per jurisdiction ("US", "US-AL"); unlisted places use default_minimum_age.
@@ -57,7 +62,8 @@ class Config:
     parent_request_rate_limit: str = "5 per hour"
     trusted_proxies: int = 0
     review_lease_seconds: int = 900
-    max_body_bytes: int = 8 * 1024 * 1024
+    # The body size ceiling of authenticated routes without their own limit (api/body.py).
+    max_body_bytes: int = 1024 * 1024
     log_level: str = "INFO"
     load_model: bool = True
 
@@ -84,6 +90,10 @@ class Config:
             raise ConfigError("AGEGATE_APPEAL_DUE_DAYS must be 1..90")
         if self.jurisdictions_file is not None and not self.jurisdictions_file.is_file():
             raise ConfigError("AGEGATE_JURISDICTIONS_FILE does not name a readable file")
+        if not 1 <= self.signals_batch <= 1000:
+            raise ConfigError("AGEGATE_SIGNALS_BATCH must be within 1..1000")
+        if self.signals_claim_idle_seconds < 1:
+            raise ConfigError("AGEGATE_SIGNALS_CLAIM_IDLE_SECONDS must be at least 1")
         if not self.deletion_systems:
             raise ConfigError("AGEGATE_DELETION_SYSTEMS must name at least one system")
         return self
@@ -165,6 +175,9 @@ def from_env(env: dict[str, str] | None = None) -> Config:
         deletion_systems=systems,
         deletion_due_days=_int(env, "AGEGATE_DELETION_DUE_DAYS", 30),
         events_stream=env.get("AGEGATE_EVENTS_STREAM") or "agegate:events",
+        signals_stream=env.get("AGEGATE_SIGNALS_STREAM") or "agegate:signals",
+        signals_batch=_int(env, "AGEGATE_SIGNALS_BATCH", 100),
+        signals_claim_idle_seconds=_int(env, "AGEGATE_SIGNALS_CLAIM_IDLE_SECONDS", 60),
         smtp_url=env.get("AGEGATE_SMTP_URL") or None,
         smtp_sender=env.get("AGEGATE_SMTP_SENDER") or "agegate@localhost",
         minimum_ages=parse_minimum_ages(env.get("AGEGATE_MINIMUM_AGES", "")),

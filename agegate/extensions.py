@@ -78,6 +78,7 @@ class Agegate:
         # What `agegate worker` runs (agegate/worker.py); each feature adds its own job.
         self.worker_jobs: list[Job] = []
         self._wire_signals()
+        self._wire_signal_stream()
         self._wire_parents_and_removals()
         self._wire_webhooks()
 
@@ -124,6 +125,10 @@ class Agegate:
         )
         # An adult at enhanced assurance is shown beside the model's signals, never hidden.
         self.accounts.score_notes.append(self.age_signals.score_notes)
+        # Parents' requests: an under-18 signal establishes minority, an enhanced adult one
+        # adulthood, and a new under-18 signal answers the requests waiting for it.
+        self.accounts.age_evidence.append(self.age_signals.evidence)
+        self.age_signals.age_known_hooks.append(self.accounts.notify_age_known)
         self.appeals = AppealService(
             self.redis, self.hasher, AppealStore(self.redis, self.retention), account_store,
             cases, self.enforcement.deletions, self.audit, self.events, self.clock,
@@ -131,6 +136,18 @@ class Agegate:
         )
         self.enforcement.termination_hooks.append(self.appeals.keep_blocked)
         self.review.register_decider("appeal", set(APPEAL_DECISIONS), self.appeals.decide)
+
+    def _wire_signal_stream(self) -> None:
+        """Issue 14: the signal stream `agegate worker` applies through the accounts service."""
+        from agegate.ingest import SignalStreamJob
+        from agegate.services.ingest import IngestService
+        from agegate.storage.signal_stream import SignalStreamStore
+
+        self.ingest = IngestService(
+            SignalStreamStore(self.redis, self.config.signals_stream, self.retention),
+            self.config.signals_batch, self.config.signals_claim_idle_seconds,
+        )
+        self.worker_jobs.append(SignalStreamJob(self.ingest, self.accounts))
 
     def _wire_parents_and_removals(self) -> None:
         """Parent requests, the mailer, the rate limiter and §22581 content removals."""
@@ -154,9 +171,14 @@ class Agegate:
         review = getattr(self, "review", None)
         self.parent_requests.review = self.content_removals.review = review
         self.parent_requests.enforcement = getattr(self, "enforcement", None)
-        self.parent_requests.accounts = getattr(self, "accounts", None)
+        self.parent_requests.accounts = accounts = getattr(self, "accounts", None)
+        if accounts is not None:
+            # A waiting deletion or access request is answered once the child's age is known.
+            self.parent_requests.account_store = accounts.accounts
+            accounts.age_known_hooks.append(self.parent_requests.on_age_known)
         if review is not None:
             review.register_decider("parent_request", set(DECISIONS), self.parent_requests.decide)
+            review.minor_confirmed_hooks.append(self.parent_requests.on_age_known)
 
     def _wire_webhooks(self) -> None:
         """Issue 13: signed webhooks, delivered by `agegate worker`."""

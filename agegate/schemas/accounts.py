@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import re
+
 from marshmallow import ValidationError, fields, validate, validates_schema
 
 from agegate.schemas.age_signals import AgeSchema
-from agegate.schemas.common import StrictSchema
+from agegate.schemas.common import StrictSchema, identifier
 from agegate.schemas.review import SignalWeightSchema
 
+# Account ids are the platform's opaque ids: 1-256 printable ASCII characters (path or stream).
+ACCOUNT_ID = re.compile(r"^[\x21-\x7e]{1,256}$")
+ACCOUNT_ID_ERROR = "Use 1-256 printable ASCII characters."
 MAX_SIGNALS = 500
 MAX_TEXT = 10_000
 TEXT_TYPES = ("message", "profile_text", "message_board_post")
@@ -56,6 +61,15 @@ class SignalSchema(StrictSchema):
 class SignalsRequestSchema(StrictSchema):
     signals = fields.List(fields.Nested(SignalSchema), required=True,
                           validate=validate.Length(min=1, max=MAX_SIGNALS))
+
+
+class SignalStreamEntrySchema(SignalsRequestSchema):
+    """One signal-stream entry (API.md "Signal stream"): the same `signals` as the HTTP body,
+    with its `signals` field already parsed from JSON, plus the account and an idempotency key."""
+
+    account_id = fields.String(required=True,
+                               validate=validate.Regexp(ACCOUNT_ID, error=ACCOUNT_ID_ERROR))
+    id = identifier()
 
 
 class ScoreSchema(StrictSchema):

@@ -17,6 +17,7 @@ Rules (API.md, "Platform age signals"):
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -97,6 +98,9 @@ class AgeSignalService:
         self.events = events
         self.clock = clock
         self.ttl = timedelta(days=ttl_days)
+        # Called after an under-18 signal was stored: (account_id, "minor", actor), so that
+        # requests waiting on the holder's age (parents' deletion or access) go ahead.
+        self.age_known_hooks: list[Callable[[str, str, str], None]] = []
 
     # -- reading -------------------------------------------------------------------------
     def signals(self, account_id: str) -> list[dict[str, Any]]:
@@ -112,6 +116,23 @@ class AgeSignalService:
         """True while an unexpired signal puts the account holder under 18 (for parents'
         requests: a platform's under-18 signal establishes the child is a minor)."""
         return any(under_18(s) for s in self.signals(account_id))
+
+    def evidence(self, account_id: str, account_hash: str) -> dict[str, Any] | None:
+        """What the live signals establish about the holder's age, for parents' requests:
+        an under-18 range (AB 1043 makes it actual knowledge) or an adult at enhanced
+        assurance; None while neither is known. `account_hash` is unused (the signals are
+        read by id), but it is the evidence sources' shared signature."""
+        del account_hash
+        live = self.signals(account_id)
+        minor = [s for s in live if under_18(s)]
+        if minor:
+            return {"verdict": "minor", "source": f"age_signal:{minor[0]['source']}",
+                    "at": minor[0]["observed_at"]}
+        age = standing(live)
+        if age and age["assurance"] == "enhanced" and age["lower"] >= ADULT_AGE:
+            return {"verdict": "adult", "source": f"age_signal:{age['source']}",
+                    "at": age["observed_at"]}
+        return None
 
     def score_notes(self, account_id: str) -> list[dict[str, Any]]:
         """The stated rule shown with a score: an adult at enhanced assurance."""
@@ -175,6 +196,9 @@ class AgeSignalService:
             return action
 
         action = transact(self.r, build, *self._watched(account_hash))
+        if under_18(signal):
+            for hook in self.age_known_hooks:
+                hook(account_id, "minor", actor)
         return {"account_id": account_id, "age": self.age(account_id), "action": action}
 
     def revoke(self, source: str, install_ids: list[str], reason: str, *,

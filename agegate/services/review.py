@@ -115,6 +115,8 @@ class ReviewService:
         self.clock = clock
         self.lease = timedelta(seconds=lease_seconds)
         self._deciders: dict[str, tuple[frozenset[str], Decider]] = {}
+        # Called with (account_id, "minor", reviewer) once a confirm_minor has landed.
+        self.minor_confirmed_hooks: list[Callable[[str, str, str], None]] = []
 
     def register_decider(self, kind: str, decisions: set[str], handler: Decider) -> None:
         """Let another feature decide cases of `kind`; handler(case, decision, note, actor)."""
@@ -200,6 +202,10 @@ class ReviewService:
                    or (top_signals is not None and score is not None
                        and score >= (case["score"] or 0) and top_signals != case["top_signals"]))
         if sortkey < case["sortkey"]:
+            # A chatty account raises its case with nearly every message: consecutive raises
+            # are one history entry (the latest), so the case stays small whatever the count.
+            if case["history"] and case["history"][-1].get("event") == "raised":
+                case["history"] = case["history"][:-1]
             _history(case, now, "raised", kind=kind, priority=priority)
             case["sortkey"], case["priority"] = sortkey, priority
             changed = True
@@ -337,6 +343,9 @@ class ReviewService:
         result = transact(self.r, build, case_key)
         if result.get("external"):
             return self._decide_external(case_id, reviewer, decision, note)
+        if decision == "confirm_minor":
+            for hook in self.minor_confirmed_hooks:
+                hook(result["account_id"], "minor", reviewer)
         return result
 
     def _external(self, case_id: str) -> bool:

@@ -34,6 +34,15 @@ class AccountStore:
         """The meta hash ({} for an account never seen)."""
         return client.hgetall(keys.account(account_hash))
 
+    def seen(self, client: Any, account_hash: str) -> bool:
+        """True when the platform told this service about the account (signals, an age check
+        naming it, a content removal) or it was terminated. A parent request's own case does
+        not count: a request must never make an account out of a name."""
+        return bool(client.exists(keys.account_deletion(account_hash), keys.account(account_hash),
+                                  keys.account_state(account_hash),
+                                  keys.account_identifiers(account_hash),
+                                  keys.content_removals(account_hash)))
+
     def state(self, client: Any, account_hash: str) -> Any:
         """The model's aggregate state, or None."""
         raw = client.get(keys.account_state(account_hash))
@@ -53,6 +62,31 @@ class AccountStore:
         """Store the model state (bounded; never text)."""
         raw = json.dumps(state, separators=(",", ":"), default=_plain)
         pipe.set(keys.account_state(account_hash), raw, ex=self.retention.seconds("account"))
+
+    def queue_wait(self, pipe: redis.client.Pipeline, account_hash: str,
+                   request_id: str) -> None:
+        """Note a parent request waiting for this account's age to be established."""
+        key = keys.parent_requests_waiting(account_hash)
+        pipe.sadd(key, request_id)
+        pipe.expire(key, self.retention.seconds("parent_request"))
+
+    def queue_unwait(self, pipe: redis.client.Pipeline, account_hash: str,
+                     request_id: str) -> None:
+        pipe.srem(keys.parent_requests_waiting(account_hash), request_id)
+
+    def waiting(self, client: Any, account_hash: str) -> list[str]:
+        """Parent requests waiting for this account's age, oldest id first."""
+        return sorted(client.smembers(keys.parent_requests_waiting(account_hash)))
+
+    def applied(self, client: Any, account_hash: str, entry_hash: str) -> bool:
+        """Whether a signal-stream entry was already folded into this account."""
+        return bool(client.exists(keys.account_applied(account_hash, entry_hash)))
+
+    def queue_applied(self, pipe: redis.client.Pipeline, account_hash: str,
+                      entry_hash: str) -> None:
+        """Mark a stream entry applied, in the MULTI that writes its effects on the state."""
+        pipe.set(keys.account_applied(account_hash, entry_hash), 1,
+                 ex=self.retention.seconds("signal_entry"))
 
     def queue_drop_state(self, pipe: redis.client.Pipeline, account_hash: str) -> None:
         """Forget the model state (an objection to processing)."""

@@ -40,6 +40,8 @@ class Retention:
     rate_limit_days: int = 1
     content_removal_days: int = 730
     console_session_days: int = 1
+    # A unit of work's applied-once marker: far longer than any client timeout and retry.
+    unit_marker_seconds: int = 300
     # Platform age signals count for AGEGATE_AGE_SIGNAL_TTL_DAYS after they were observed; the
     # install-id index that revocations look accounts up by lives exactly as long.
     age_signal_days: int = 365
@@ -56,14 +58,37 @@ class Retention:
     # only briefly. The delivery log (recent attempts, no event bodies) is kept a month.
     webhook_delivery_days: int = 2
     webhook_log_days: int = 30
+    # A stream entry's applied-marker: long enough for a worker restart or a producer's retry
+    # to replay the entry, short enough that markers cost one day of ingest, not a history.
+    signal_entry_days: int = 1
+    # Entries that could not be applied, with their error, for an operator to inspect or
+    # re-publish; they may hold message text, so they go as soon as that is plausible.
+    signal_dead_letter_days: int = 14
 
     def seconds(self, kind: str) -> int:
         """TTL in seconds for a kind of record named in this table."""
+        if hasattr(self, f"{kind}_seconds"):
+            return int(getattr(self, f"{kind}_seconds"))
         return int(getattr(self, f"{kind}_days")) * DAY
 
     def delta(self, kind: str) -> timedelta:
         """The same period as a timedelta."""
         return timedelta(seconds=self.seconds(kind))
+
+
+def hash_tag(*names: str) -> str | None:
+    """The hash tag (`{...}`) of the first key that has one, as Redis Cluster reads it."""
+    for name in names:
+        start = name.find("{")
+        end = name.find("}", start + 1)
+        if start >= 0 and end > start + 1:
+            return name[start + 1:end]
+    return None
+
+
+def unit_marker(tag: str | None, token: str) -> str:
+    """Marks one unit of work as applied (storage/unit.py); in the slot of what it writes."""
+    return f"{PREFIX}:uow:{{{tag}}}:{token}" if tag is not None else f"{PREFIX}:uow:{token}"
 
 
 def tag(account_hash: str) -> str:
@@ -103,6 +128,11 @@ def account_keys(account_hash: str) -> list[str]:
             content_removals(account_hash), age_signals(account_hash),
             account_open_age_case(account_hash), appeal_statements(account_hash),
             account_open_appeal(account_hash)]
+
+
+def account_applied(account_hash: str, entry_hash: str) -> str:
+    """Marker that one signal-stream entry was folded into this account (written with it)."""
+    return f"{tag(account_hash)}:seen:{entry_hash}"
 
 
 def account_cases(account_hash: str) -> str:
@@ -185,6 +215,12 @@ def parent_request_details(request_id: str) -> str:
 def parent_request_export(request_id: str) -> str:
     """JSON export for a fulfilled access request, read with the status token."""
     return f"{PREFIX}:preq:{{{request_id}}}:export"
+
+
+def parent_requests_waiting(account_hash: str) -> str:
+    """Set of the account's deletion and access requests waiting for its minority to be
+    established (age verification); kept apart from account_keys, so termination keeps it."""
+    return f"{tag(account_hash)}:preq-waiting"
 
 
 # Sorted set of verified, undecided request ids scored by their due time (overdue listing).
@@ -272,3 +308,9 @@ def webhook_log(webhook_id: str) -> str:
 def webhook_delivery(delivery_id: str) -> str:
     """Hash: one event's delivery to one webhook (body, attempts, status)."""
     return f"{PREFIX}:whd:{delivery_id}"
+
+
+# -- signal stream -------------------------------------------------------------------------
+def signals_dead(stream: str) -> str:
+    """The dead-letter stream beside a signal stream: entries that could not be applied."""
+    return f"{stream}:dead"

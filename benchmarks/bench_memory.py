@@ -1,0 +1,129 @@
+"""Redis memory per scored account: `used_memory` growth over thousands of accounts, against the
+2,048-byte goal, with a per-key breakdown (MEMORY USAGE) that shows where the bytes go.
+
+    python benchmarks/bench_memory.py [--accounts 2000] [--messages 20] [--per-post 5]
+
+Each account is one held-out author of the blog corpus (the model never trained on them), fed
+`--messages` of their posts cut to chat length, `--per-post` messages a call, through
+`AccountService.record_signals` (the path both the HTTP route and the stream use) on an embedded
+Redis of its own. Young authors' accounts are flagged and get review cases, as in production; the
+mix is the corpus's, printed beside the figures. The baseline is the same Redis before the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from collections import Counter, defaultdict
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks import harness  # noqa: E402
+
+GOAL = 2048
+CHAT_LENGTH = 280
+
+
+def authors(accounts: int, messages: int) -> list[tuple[str, int, list[str]]]:
+    """(author id, age, `messages` posts) of held-out authors with at least 5 usable posts;
+    an author's posts are cycled when there are fewer (the corpus keeps at most 12)."""
+    from training.data import iter_authors, split_of
+
+    out = []
+    for author in iter_authors():
+        if split_of(author["author_id"]) != "test":
+            continue
+        posts = [p["text"][:CHAT_LENGTH] for p in author["posts"] if p["text"].strip()]
+        if len(posts) < 5:
+            continue
+        out.append((str(author["author_id"]), int(author["age"]),
+                    [posts[i % len(posts)] for i in range(messages)]))
+        if len(out) >= accounts:
+            break
+    if not out:
+        raise SystemExit("no corpus authors found: set AGEGATE_TRAINING_DATA")
+    return out
+
+
+def kind_of(key: str) -> str:
+    """A key's kind: its last segment for account keys, its family otherwise."""
+    if "{" in key and key.count(":") >= 3:
+        return "account:" + key.rsplit(":", 1)[-1] if not key.split("}:")[-1].startswith(
+            "seen") else "account:seen"
+    parts = key.split(":")
+    return ":".join(parts[:3]) if parts[1] in ("audit", "review") else ":".join(parts[:2])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--accounts", type=int, default=2000)
+    parser.add_argument("--messages", type=int, default=20)
+    parser.add_argument("--per-post", type=int, default=5)
+    args = parser.parse_args()
+
+    from agegate import create_app
+    from agegate.config import Config
+
+    feed = authors(args.accounts, args.messages)
+    with harness.embedded_redis() as url, tempfile.TemporaryDirectory() as tmp:
+        app = create_app(Config(env="production", secret_key="b" * 48, redis_url=url,
+                                data_dir=Path(tmp), model_dir=ROOT / "model"))
+        state = app.extensions["agegate"]
+        if state.model is None:
+            raise SystemExit(f"the trained model did not load: {state.model_error}")
+        r = state.redis
+        r.flushall()
+        before = int(r.info("memory")["used_memory"])
+        start = datetime(2026, 11, 2, 18, tzinfo=UTC)
+        flagged = 0
+        for n, (author_id, _, posts) in enumerate(feed):
+            account_id = f"acc-{author_id}"
+            result = None
+            for i in range(0, len(posts), args.per_post):
+                signals = [{"type": "message", "at": start + timedelta(hours=7 * (i + j)),
+                            "text": text} for j, text in enumerate(posts[i:i + args.per_post])]
+                result = state.accounts.record_signals(account_id, signals, actor="bench")
+            flagged += bool(result and result["flagged"])
+            if n and n % 500 == 0:
+                print(f"  {n} accounts ...", flush=True)
+        after = int(r.info("memory")["used_memory"])
+
+        sizes: dict[str, int] = Counter()
+        counts: dict[str, int] = Counter()
+        for key in r.scan_iter(count=1000):
+            kind = kind_of(key)
+            sizes[kind] += int(r.memory_usage(key, samples=0) or 0)
+            counts[kind] += 1
+        per_account: dict[str, list[int]] = defaultdict(list)
+        for author_id, _, _ in feed[:200]:
+            h = state.hasher.account(f"acc-{author_id}")
+            from agegate.storage import keys
+
+            own = [k for k in keys.account_keys(h) if r.exists(k)]
+            per_account["own"].append(sum(int(r.memory_usage(k, samples=0)) for k in own))
+        state.close()
+
+    accounts = len(feed)
+    growth = (after - before) / accounts
+    print(f"accounts: {accounts} held-out corpus authors, {args.messages} messages each "
+          f"({args.per_post} a call); flagged (with a review case): {flagged} "
+          f"({flagged / accounts:.0%})")
+    print(f"Redis used_memory: {before:,} -> {after:,} bytes")
+    print(f"bytes per scored account (used_memory growth / accounts): {growth:,.0f} "
+          f"(goal <= {GOAL:,})")
+    print("where the bytes go (MEMORY USAGE summed per kind of key, per account):")
+    for kind, total in sorted(sizes.items(), key=lambda kv: -kv[1]):
+        print(f"  {kind:32s} {counts[kind]:6d} keys  {total / accounts:8.0f} bytes/account")
+    own = per_account["own"]
+    print(f"an account's own keys (MEMORY USAGE, first 200 accounts): mean "
+          f"{sum(own) / len(own):,.0f}, max {max(own):,} bytes")
+    print(harness.verdict("memory per scored account", growth <= GOAL,
+                          f"{growth:,.0f} bytes against {GOAL:,}"))
+
+
+if __name__ == "__main__":
+    main()
