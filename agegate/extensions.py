@@ -123,8 +123,6 @@ class Agegate:
             self.redis, self.hasher, AgeSignalStore(self.redis, self.retention), account_store,
             cases, self.audit, self.events, self.clock, self.config.age_signal_ttl_days,
         )
-        # An adult at enhanced assurance is shown beside the model's signals, never hidden.
-        self.accounts.score_notes.append(self.age_signals.score_notes)
         # Parents' requests: an under-18 signal establishes minority, an enhanced adult one
         # adulthood, and a new under-18 signal answers the requests waiting for it.
         self.accounts.age_evidence.append(self.age_signals.evidence)

@@ -7,10 +7,19 @@ from datetime import timedelta
 
 import pytest
 
+from agegate.clock import iso
 from agegate.storage import keys
 from tests.conftest import auth
 from tests.helpers import assert_nowhere, dump_keyspace, keys_without_ttl
-from tests.signals_helpers import claim, decide, flag, signals_app
+from tests.signals_helpers import (
+    claim,
+    decide,
+    flag,
+    minor_text,
+    post_signals,
+    signals_app,
+    text_signal,
+)
 
 OBSERVED = "2026-11-24T13:00:00Z"  # the test clock reads 2026-11-24T13:30Z
 
@@ -233,3 +242,16 @@ class TestWithTheModel:
         # Without the verified adult, no such rule is shown.
         other = flag(client, "acc-2")
         assert "age_signal:verified_adult" not in [s["name"] for s in other["top_signals"]]
+
+    def test_the_rule_lapses_with_the_signal_and_yields_to_a_lower_enhanced_one(self, client,
+                                                                                clock):
+        post(client, "acc-1", signal(18, None, "id_checked", "age_assurance_vendor"))
+        assert flag(client, "acc-1")["top_signals"][0]["name"] == "age_signal:verified_adult"
+        clock.instant += timedelta(days=365)
+        later = post_signals(client, "acc-1", [text_signal(minor_text(0), at=iso(clock.now()))])
+        assert "age_signal:verified_adult" not in [s["name"] for s in later.json["top_signals"]]
+        # An enhanced under-18 signal stands over an enhanced adult one: no rule is shown.
+        post(client, "acc-2", signal(18, None, "confirmed"))
+        post(client, "acc-2", signal(16, 17, "id_checked"))
+        assert "age_signal:verified_adult" not in [
+            s["name"] for s in flag(client, "acc-2")["top_signals"]]
