@@ -14,6 +14,7 @@ from datetime import timedelta
 import pytest
 
 from agegate.clock import parse_iso
+from agegate.storage import keys
 from agegate.webhooks import InvalidSignature, sign, verify
 from tests.cli_env import service_env
 from tests.conftest import auth
@@ -217,3 +218,20 @@ def test_a_killed_and_restarted_worker_loses_no_delivery(client, redis_url, tmp_
     finally:
         if worker.poll() is None:
             worker.kill()
+
+
+def test_deleting_a_webhook_drops_its_queued_deliveries(client, redis_client,
+                                                         receiver):  # noqa: F811
+    hook = register(client, receiver.url)
+    other = register(client, receiver.url, ["account.deletion_requested"])
+    receiver.secrets.extend([hook["secret"], other["secret"]])
+    receiver.refuse_first = False
+    terminate(client, "acc-1")
+    assert client.delete(f"{URL}/{hook['webhook_id']}", headers=auth("admin")).status_code == 204
+    job(client).run_once("w-test")
+    # Only the remaining webhook's event arrived; nothing is left queued, and every key expires.
+    assert [json.loads(r.body)["type"] for r in receiver.requests] == [
+        "account.deletion_requested"]
+    assert receiver.requests[0].verified_with == [other["secret"]]
+    assert redis_client.zcard(keys.WEBHOOK_DUE) == 0
+    assert keys_without_ttl(redis_client) == []
