@@ -9,6 +9,7 @@ import pytest
 
 from agegate.clock import iso
 from agegate.storage import keys
+from agegate.storage.age_signals import MAX_ACCOUNTS_PER_INSTALL
 from tests.conftest import auth
 from tests.helpers import assert_nowhere, dump_keyspace, keys_without_ttl
 from tests.signals_helpers import (
@@ -255,3 +256,16 @@ class TestWithTheModel:
         post(client, "acc-2", signal(16, 17, "id_checked"))
         assert "age_signal:verified_adult" not in [
             s["name"] for s in flag(client, "acc-2")["top_signals"]]
+
+
+def test_one_install_id_indexes_a_bounded_number_of_accounts(client, clock):
+    for n in range(MAX_ACCOUNTS_PER_INSTALL + 2):
+        clock.instant += timedelta(seconds=1)
+        post(client, f"acc-{n}", signal(18, None, install_id="family-tablet"))
+    response = client.post("/v1/age-signals/revocations", headers=auth("signals"), json={
+        "source": "apple_declared_age_range", "install_ids": ["family-tablet"],
+        "reason": "consent_revoked"})
+    # The most recent accounts on that install are the ones restricted.
+    assert response.json == {"matched": MAX_ACCOUNTS_PER_INSTALL}
+    assert account(client, "acc-0")["status"] == "active"
+    assert account(client, f"acc-{MAX_ACCOUNTS_PER_INSTALL + 1}")["status"] == "restricted"

@@ -43,7 +43,7 @@ class AgeSignalStore:
         """Account ids seen with any of these (hashed) install ids, in one round trip."""
         pipe = self.r.pipeline(transaction=False)
         for install_hash in install_hashes:
-            pipe.smembers(keys.install_accounts(install_hash))
+            pipe.zrange(keys.install_accounts(install_hash), 0, -1)
         found: set[str] = set()
         for members in pipe.execute():
             found.update(members)
@@ -61,7 +61,8 @@ class AgeSignalStore:
         pipe.expire(key, ttl)
         if signal.get("install_hash"):
             index = keys.install_accounts(signal["install_hash"])
-            pipe.sadd(index, account_id)
+            pipe.zadd(index, {account_id: now.timestamp()})
+            pipe.zremrangebyrank(index, 0, -(MAX_ACCOUNTS_PER_INSTALL + 1))
             pipe.expire(index, ttl)
 
     def queue_open_case(self, pipe: redis.client.Pipeline, account_hash: str,

@@ -258,7 +258,8 @@ def open_case_pointer(account_hash: str, kind: str) -> str:
 
 
 def install_accounts(install_hash: str) -> str:
-    """Set of account ids seen with one (keyed-hashed) app install id, for revocations.
+    """Sorted set of the account ids last seen with one (keyed-hashed) app install id, by
+    time, capped (storage/age_signals.py): what revocations look accounts up by.
 
     Global: tagged by the install's own hash, not an account's (one install may serve several
     accounts), and written in the same MULTI as the account's signal.
