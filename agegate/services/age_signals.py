@@ -30,7 +30,7 @@ from agegate.services.audit import AuditTrail, transact
 from agegate.services.review import new_case
 from agegate.storage import keys
 from agegate.storage.accounts import AccountStore
-from agegate.storage.age_signals import AgeSignalStore
+from agegate.storage.age_signals import VERIFIED_ADULT_FIELD, AgeSignalStore
 from agegate.storage.cases import CaseStore
 from agegate.storage.events import EventStream
 
@@ -52,9 +52,6 @@ MAX_INSTALL_IDS = 1000
 # A device clock a little ahead of ours is not an error.
 CLOCK_SKEW = timedelta(minutes=5)
 VERIFIED_ADULT = "age_signal:verified_adult"
-# Account meta field: until when (Unix time) the standing age is an enhanced-assurance adult.
-# Written with the age signal, read by scoring in the same HMGET it already makes.
-VERIFIED_ADULT_FIELD = "verified_adult_until"
 
 
 def _upper(signal: dict[str, Any]) -> float:
@@ -196,7 +193,7 @@ class AgeSignalService:
                 [*self.store.live(pipe, account_hash, now), signal])
             if under_18(signal):
                 action, restrict = self._prepare_restriction(pipe, account_hash)
-            elif pipe.get(keys.account_deletion(account_hash)):
+            elif self.store.terminated(pipe, account_hash):
                 raise Conflict("The account has been terminated.", code="account_terminated")
             chain = self.audit.begin(pipe)
             pipe.multi()
@@ -258,7 +255,7 @@ class AgeSignalService:
         The account gets one age_signal case: while one is open, or decided as
         request_verification and still awaiting the result, no second one is opened.
         """
-        if pipe.get(keys.account_deletion(account_hash)):
+        if self.store.terminated(pipe, account_hash):
             if quiet:
                 return "none", None
             raise Conflict("The account has been terminated.", code="account_terminated")

@@ -16,6 +16,9 @@ import redis
 from agegate.storage import keys
 from agegate.storage.keys import Retention
 
+# Account meta field: until when (Unix time) the standing age is an enhanced-assurance adult.
+# Written with the age signal; scoring reads it in the meta read it already makes.
+VERIFIED_ADULT_FIELD = "verified_adult_until"
 # An account keeps at most this many live signals (the newest expiries win): bounded state.
 MAX_SIGNALS = 32
 # One install id may be reported for a few accounts (a shared family tablet), not thousands.
@@ -34,6 +37,10 @@ class AgeSignalStore:
         """The account's unexpired signals, oldest expiry first."""
         raw = client.zrangebyscore(keys.age_signals(account_hash), f"({now.timestamp()}", "+inf")
         return [json.loads(item) for item in raw]
+
+    def terminated(self, client: Any, account_hash: str) -> bool:
+        """Whether the account was terminated (its deletion marker; WATCHed by the caller)."""
+        return bool(client.exists(keys.account_deletion(account_hash)))
 
     def open_case(self, client: Any, account_hash: str) -> str | None:
         """The account's open (or awaiting-verification) age_signal case id."""
