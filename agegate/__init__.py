@@ -48,6 +48,7 @@ def create_app(config: Config | None = None, *, clock: Clock | None = None) -> F
         parent_requests,
         review,
         service,
+        webhooks,
     )
     from agegate.extensions import Agegate
 
@@ -86,7 +87,7 @@ def create_app(config: Config | None = None, *, clock: Clock | None = None) -> F
     body.init_app(app)
     limits.init_app(app)
     for module in (service, age_checks, accounts, review, enforcement, audit, parent_requests,
-                   content_removals, jurisdictions, age_signals, appeals, ingest):
+                   content_removals, jurisdictions, age_signals, appeals, ingest, webhooks):
         api.register_blueprint(module.blp)
     service.init_docs(app)
     register_error_handlers(app)

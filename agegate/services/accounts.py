@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from datetime import date, datetime
@@ -14,6 +13,7 @@ from agegate.clock import Clock, iso
 from agegate.crypto import Hasher
 from agegate.errors import AgegateError, Conflict, ModelUnavailable, NotFound, ValidationFailed
 from agegate.services.age_checks import age_on
+from agegate.services.age_signals import stated_rules
 from agegate.services.audit import AuditTrail, transact
 from agegate.services.enforcement import ADULT_AGE, EnforcementService, TerminationPlan
 from agegate.services.review import ReviewService
@@ -22,6 +22,7 @@ from agegate.storage.accounts import AccountStore
 from agegate.storage.cases import CaseStore
 from agegate.storage.deletions import DeletionStore
 from agegate.storage.events import EventStream
+from agegate.storage.unit import watch
 
 log = logging.getLogger("agegate.accounts")
 
@@ -93,9 +94,6 @@ class AccountService:
         self.model = model
         self.age_evidence: list[AgeEvidence] = []
         self.age_known_hooks: list[AgeKnownHook] = []
-        # Stated rules shown beside the model's signals (e.g. an enhanced-assurance adult age
-        # signal): each returns [{"name", "weight"}] for an account; they never change the score.
-        self.score_notes: list[Callable[[str], list[dict[str, Any]]]] = []
 
     # -- signals -------------------------------------------------------------------------
     def record_signals(self, account_id: str, signals: list[dict[str, Any]], *,
@@ -110,25 +108,19 @@ class AccountService:
         if model is None:
             raise ModelUnavailable()
         account_hash = self.hasher.account(account_id)
-        state_key = keys.account_state(account_hash)
-        meta_key = keys.account(account_hash)
         entry_hash = self.hasher.short("signal_entry", entry)[:16] if entry is not None else None
         watched = [keys.account_applied(account_hash, entry_hash)] if entry_hash else []
 
-        pointer_key = keys.account_open_case(account_hash)
-
-        def build(pipe: Any) -> tuple[Any, str | None, str | None]:
-            deletion_id, raw_state, case_id = pipe.mget(keys.account_deletion(account_hash),
-                                                        state_key, pointer_key)
+        def build(pipe: Any) -> tuple[Any, str | None, str | None, str | None]:
+            deletion_id, state, case_id, processing, case_score, adult_until = \
+                self.accounts.signal_view(pipe, account_hash)
             if deletion_id:
                 raise terminated()
-            processing, case_score = pipe.hmget(meta_key, "processing", "case_score")
             if processing == "stopped":
                 raise processing_stopped()
-            state = json.loads(raw_state) if raw_state else None
             if entry_hash and self.accounts.applied(pipe, account_hash, entry_hash):
                 pipe.multi()  # a replayed stream entry: nothing to write
-                return model.score(state or model.new_state()), case_id, case_score
+                return model.score(state or model.new_state()), case_id, case_score, adult_until
             state = model.update(state if state is not None else model.new_state(), signals)
             result = model.score(state)
             pipe.multi()
@@ -139,15 +131,16 @@ class AccountService:
                 "score": repr(float(result.score)), "band": str(result.band),
                 "flagged": "1" if result.flagged else "0", "updated_at": iso(self.clock.now()),
             })
-            return result, case_id, case_score
+            return result, case_id, case_score, adult_until
 
         # WATCH the state, the meta, the case pointer and the termination marker: a concurrent
         # post retries on the newer state, and a termination in between turns this into a 409.
-        result, case_id, case_score = self.r.transaction(
-            build, state_key, meta_key, pointer_key, keys.account_deletion(account_hash),
-            *watched, value_from_callable=True)
+        result, case_id, case_score, adult_until = transact(
+            self.r, build, keys.account_state(account_hash), keys.account(account_hash),
+            keys.account_open_case(account_hash), keys.account_deletion(account_hash), *watched)
         score, top = float(result.score), _top(result.top_signals)
-        top = [note for rule in self.score_notes for note in rule(account_id)] + top
+        # Stated rules beside the model's signals; they never change the score or the flag.
+        top = stated_rules(adult_until, self.clock.now()) + top
         reported = any(s["type"] == "report" and s.get("reason") == "suspected_minor"
                        for s in signals)
         # The open case already carries this score or a higher one: nothing to raise.
@@ -171,11 +164,7 @@ class AccountService:
     def get(self, account_id: str) -> dict[str, Any]:
         """The account's status and latest score; terminated accounts from their deletion."""
         account_hash = self.hasher.account(account_id)
-        pipe = self.r.pipeline(transaction=False)
-        pipe.hgetall(keys.account(account_hash))
-        pipe.get(keys.account_open_case(account_hash))
-        pipe.get(keys.account_deletion(account_hash))
-        meta, case_id, deletion_id = pipe.execute()
+        meta, case_id, deletion_id = self.accounts.overview(account_hash)
         if deletion_id:
             record = self.deletions.read(self.r, deletion_id)
             return {"account_id": account_id, "status": "terminated", "score": None,
@@ -297,8 +286,8 @@ class AccountService:
         meta_key = keys.account(account_hash)
 
         def build(pipe: redis.client.Pipeline) -> None:
-            pipe.watch(keys.account_deletion(account_hash), keys.account_open_case(account_hash),
-                       keys.account_open_age_case(account_hash))
+            watch(pipe, keys.account_deletion(account_hash), keys.account_open_case(account_hash),
+                  keys.account_open_age_case(account_hash))
             if self.deletions.for_account(pipe, account_hash):
                 raise terminated()
             meta = self.accounts.meta(pipe, account_hash)
@@ -308,7 +297,7 @@ class AccountService:
                 raise Conflict("The account is not awaiting verification.")
             case = None
             if meta.get("restricted_case"):
-                pipe.watch(keys.case(meta["restricted_case"]))
+                watch(pipe, keys.case(meta["restricted_case"]))
                 case = self.cases.read(pipe, meta["restricted_case"])
             now = self.clock.now()
             chain = self.audit.begin(pipe)
@@ -361,7 +350,7 @@ class AccountService:
             account: dict[str, Any] | None = self.get(account_id)
         except NotFound:
             account = None
-        case_ids = sorted(self.r.smembers(keys.account_cases(account_hash)))
+        case_ids = self.accounts.case_ids(self.r, account_hash)
         internal = ("sortkey", "lease_until")
         cases = [{k: v for k, v in c.items() if k not in internal}
                  for c in self.cases.read_many(case_ids)]
@@ -372,8 +361,7 @@ class AccountService:
             "account_id": account_id,
             "account": account,
             "model_state": self.accounts.state(self.r, account_hash),
-            "linked_identifiers": len(self.r.zrange(keys.account_identifiers(account_hash),
-                                                    0, -1)),
+            "linked_identifiers": len(self.accounts.linked_identifiers(self.r, account_hash)),
             "cases": cases,
             "deletions": deletions,
             "audit": self.audit.entries(account_id, 1000),

@@ -18,11 +18,10 @@ from agegate.clock import Clock, iso
 from agegate.crypto import new_id
 from agegate.errors import MailUnavailable
 from agegate.storage.keys import Retention
-from agegate.storage.outbox import OutboxStore
+from agegate.storage.mail import MailOutbox
 
 log = logging.getLogger("agegate.mailer")
 
-OUTBOX_MAX = 1000
 SMTP_TIMEOUT_S = 10
 
 
@@ -37,12 +36,11 @@ class Mailer:
         smtp_url: str | None,
         sender: str,
     ) -> None:
-        self.r = client
+        self.store = MailOutbox(client, retention)
         self.retention = retention
         self.clock = clock
         self.smtp_url = smtp_url
         self.sender = sender
-        self.store = OutboxStore(client, retention, OUTBOX_MAX)
 
     def send(self, to: str, subject: str, body: str) -> str:
         """Deliver one message; returns "smtp" or "outbox". Raises MailUnavailable on failure."""
@@ -80,4 +78,4 @@ class Mailer:
 
     def outbox(self, limit: int = 100) -> list[dict[str, Any]]:
         """Newest first; what an admin relays by hand when no SMTP server is configured."""
-        return self.store.newest(limit)
+        return self.store.recent(limit)

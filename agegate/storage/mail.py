@@ -1,4 +1,4 @@
-"""The outbox: mail an admin relays by hand when no SMTP server is configured.
+"""The admin-read mail outbox, used when no SMTP server is configured.
 
 A queued mail holds a parent's address and a live code, so each one expires on its own day
 (Retention.outbox_days after it was queued); queuing another never extends it.
@@ -14,14 +14,16 @@ import redis
 from agegate.storage import keys
 from agegate.storage.keys import Retention
 
+OUTBOX_MAX = 1000
 
-class OutboxStore:
+
+class MailOutbox:
     """Each mail its own key with its own TTL; a newest-first list of ids, capped in length."""
 
-    def __init__(self, client: redis.Redis, retention: Retention, cap: int) -> None:
+    def __init__(self, client: redis.Redis, retention: Retention) -> None:
+        # decode_responses=True: every reply is str, which redis-py's stubs cannot know.
         self.r: Any = client
         self.retention = retention
-        self.cap = cap
 
     def push(self, entry: dict[str, Any]) -> None:
         """Queue one mail (its own TTL) and index it; the oldest beyond the cap leave the index."""
@@ -29,12 +31,12 @@ class OutboxStore:
         pipe = self.r.pipeline(transaction=True)
         pipe.set(keys.outbox_message(entry["id"]), json.dumps(entry), ex=ttl)
         pipe.lpush(keys.OUTBOX_INDEX, entry["id"])
-        pipe.ltrim(keys.OUTBOX_INDEX, 0, self.cap - 1)
+        pipe.ltrim(keys.OUTBOX_INDEX, 0, OUTBOX_MAX - 1)
         # The index holds ids only, so keeping it as long as its newest mail leaks nothing.
         pipe.expire(keys.OUTBOX_INDEX, ttl)
         pipe.execute()
 
-    def newest(self, limit: int) -> list[dict[str, Any]]:
+    def recent(self, limit: int) -> list[dict[str, Any]]:
         """The newest mails still kept, newest first; ids whose mail expired leave the index."""
         ids = self.r.lrange(keys.OUTBOX_INDEX, 0, limit - 1)
         if not ids:
