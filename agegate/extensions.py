@@ -23,7 +23,6 @@ from agegate.services.content_removals import ContentRemovalService
 from agegate.services.jurisdictions import JurisdictionError, JurisdictionTable, MinimumAgePolicy
 from agegate.services.mailer import Mailer
 from agegate.services.parent_requests import DECISIONS, ParentRequestService
-from agegate.services.rate_limits import RateLimiter, parse_rule
 from agegate.storage import connect
 from agegate.storage.audit import AuditLog
 from agegate.storage.console import ConsoleStore
@@ -55,13 +54,14 @@ class Agegate:
         else:
             self.embedded = EmbeddedRedis(config.data_dir / "redis")
             url = self.embedded.start()
+        self.redis_url = url
         self.redis: redis.Redis = connect(url, cluster=config.redis_cluster)
         self.retention = Retention(retry_block_days=config.retry_block_days,
                                    age_signal_days=config.age_signal_ttl_days)
-        self.hasher = Hasher(config.secret_key)
+        self.hasher = Hasher(config.secret_keys)
         self.tokens = TokenTable(config.api_keys)
         self.audit = AuditTrail(
-            AuditLog(self.redis, config.secret_key, self.retention), self.hasher, self.clock
+            AuditLog(self.redis, config.secret_keys, self.retention), self.hasher, self.clock
         )
         self.events = EventStream(self.redis, config.events_stream, self.retention)
         self.identities = IdentityStore(self.redis, self.retention)
@@ -85,6 +85,7 @@ class Agegate:
         self._wire_signals()
         self._wire_signal_stream()
         self._wire_parents_and_removals()
+        self._wire_webhooks()
 
     def _wire_signals(self) -> None:
         """Issue 4: cases and the review queue, enforcement, accounts and signals."""
@@ -97,6 +98,8 @@ class Agegate:
 
         cases = CaseStore(self.redis, self.retention)
         account_store = AccountStore(self.redis, self.retention)
+        # After a key rotation an account keeps the records it has under an older key's hash.
+        self.hasher.account_resolver = account_store.existing_hash
         deletions = DeletionStore(self.redis, self.retention)
         self.enforcement = EnforcementService(
             self.redis, self.hasher, self.audit, self.events, self.identities, cases, deletions,
@@ -127,8 +130,6 @@ class Agegate:
             self.redis, self.hasher, AgeSignalStore(self.redis, self.retention), account_store,
             cases, self.audit, self.events, self.clock, self.config.age_signal_ttl_days,
         )
-        # An adult at enhanced assurance is shown beside the model's signals, never hidden.
-        self.accounts.score_notes.append(self.age_signals.score_notes)
         # Parents' requests: an under-18 signal establishes minority, an enhanced adult one
         # adulthood, and a new under-18 signal answers the requests waiting for it.
         self.accounts.age_evidence.append(self.age_signals.evidence)
@@ -154,13 +155,8 @@ class Agegate:
         self.worker_jobs.append(SignalStreamJob(self.ingest, self.accounts))
 
     def _wire_parents_and_removals(self) -> None:
-        """Parent requests, the mailer, the rate limiter and §22581 content removals."""
+        """Parent requests, the mailer and §22581 content removals."""
         config = self.config
-        try:
-            self.parent_request_rule = parse_rule(config.parent_request_rate_limit)
-        except ValueError as error:
-            raise ConfigError(f"AGEGATE_PARENT_REQUEST_RATE_LIMIT: {error}") from None
-        self.rate_limiter = RateLimiter(self.redis, self.hasher, self.retention)
         self.mailer = Mailer(self.redis, self.retention, self.clock, config.smtp_url,
                              config.smtp_sender)
         self.parent_requests = ParentRequestService(
@@ -183,6 +179,19 @@ class Agegate:
         if review is not None:
             review.register_decider("parent_request", set(DECISIONS), self.parent_requests.decide)
             review.minor_confirmed_hooks.append(self.parent_requests.on_age_known)
+
+    def _wire_webhooks(self) -> None:
+        """Issue 13: signed webhooks, delivered by `agegate worker`."""
+        from agegate.secret_box import SecretBox
+        from agegate.services.webhooks import WebhookDeliveryJob, WebhookService
+        from agegate.storage.webhooks import WebhookStore
+
+        store = WebhookStore(self.redis, self.retention)
+        self.webhooks = WebhookService(self.redis, store, self.events,
+                                       SecretBox(self.config.secret_keys), self.audit,
+                                       self.clock)
+        self.worker_jobs.append(
+            WebhookDeliveryJob(self.redis, self.webhooks, store, self.events, self.clock))
 
     def load_model(self) -> None:
         """Load and verify the classifier; a bad artifact leaves the service unready, not up."""

@@ -84,6 +84,20 @@ class AgeCheckService:
             found.append(("email", self.hasher.short("email", normalise_email(data["email"]))))
         return found
 
+    def lookups(self, data: dict[str, Any]) -> list[Identifier]:
+        """The same identifiers hashed under every live key: a block written before a key
+        rotation still refuses them (a check writes only under the primary key)."""
+        if len(self.hasher.key_ids) == 1:
+            return self.identifiers(data)
+        found: list[Identifier] = []
+        values = [("account", data.get("account_id")), ("device", data.get("device_id")),
+                  ("session", data.get("session_id")),
+                  ("email", normalise_email(data["email"]) if data.get("email") else None)]
+        for kind, value in values:
+            if value:
+                found.extend((kind, digest) for digest in self.hasher.all_short(kind, value))
+        return found
+
     def _age(self, born: date) -> int:
         today = self.clock.today()
         if born > today:
@@ -99,6 +113,7 @@ class AgeCheckService:
         country = data["country"]
         region = data.get("region")
         identifiers = self.identifiers(data)
+        lookups = self.lookups(data)
         under_age = age < self.policy.minimum_age(country, region)
         check_id = new_id("chk")
         account_id = data.get("account_id")
@@ -108,7 +123,7 @@ class AgeCheckService:
         # The block keys live in many slots, so they are read before the unit of work; blocks
         # only ever get added, so a block written meanwhile changes nothing a moment earlier
         # would not have.
-        identity_blocked, retry_blocked = self.identities.blocks(identifiers)
+        identity_blocked, retry_blocked = self.identities.blocks(lookups)
         if identity_blocked:
             reason = "identity_blocked"
         elif retry_blocked:

@@ -12,6 +12,7 @@ from typing import Any
 import redis
 
 from agegate.storage import keys
+from agegate.storage.age_signals import VERIFIED_ADULT_FIELD
 from agegate.storage.keys import Retention
 
 
@@ -49,22 +50,33 @@ class AccountStore:
                                   keys.account_identifiers(account_hash),
                                   keys.content_removals(account_hash)))
 
+    def existing_hash(self, candidates: list[str]) -> str | None:
+        """Of an account's hashes under each live key (primary first), the first under which
+        this service holds anything (one round trip), else None."""
+        pipe = self.r.pipeline(transaction=False)
+        for account_hash in candidates:
+            pipe.exists(keys.account_deletion(account_hash), *keys.account_keys(account_hash))
+        for account_hash, found in zip(candidates, pipe.execute(), strict=True):
+            if found:
+                return account_hash
+        return None
+
     def state(self, client: Any, account_hash: str) -> Any:
         """The model's aggregate state, or None."""
         raw = client.get(keys.account_state(account_hash))
         return json.loads(raw) if raw else None
 
     def signal_view(self, client: Any, account_hash: str
-                    ) -> tuple[str | None, Any, str | None, str | None, str | None]:
+                    ) -> tuple[str | None, Any, str | None, str | None, str | None, str | None]:
         """What folding signals in reads: (deletion id, model state, open case id, processing,
-        the open case's score)."""
+        the open case's score, until when an enhanced age signal shows a verified adult)."""
         deletion_id, raw_state, case_id = _mget(
             client, keys.account_deletion(account_hash), keys.account_state(account_hash),
             keys.account_open_case(account_hash))
-        processing, case_score = client.hmget(keys.account(account_hash), "processing",
-                                              "case_score")
+        processing, case_score, adult_until = client.hmget(
+            keys.account(account_hash), "processing", "case_score", VERIFIED_ADULT_FIELD)
         state = json.loads(raw_state) if raw_state else None
-        return deletion_id, state, case_id, processing, case_score
+        return deletion_id, state, case_id, processing, case_score, adult_until
 
     def overview(self, account_hash: str) -> tuple[dict[str, str], str | None, str | None]:
         """(meta, open case id, deletion id) in one round trip."""

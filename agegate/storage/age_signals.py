@@ -17,6 +17,9 @@ from agegate.storage import keys
 from agegate.storage.keys import Retention
 from agegate.storage.outbox import Outbox
 
+# Account meta field: until when (Unix time) the standing age is an enhanced-assurance adult.
+# Written with the age signal; scoring reads it in the meta read it already makes.
+VERIFIED_ADULT_FIELD = "verified_adult_until"
 # An account keeps at most this many live signals (the newest expiries win): bounded state.
 MAX_SIGNALS = 32
 # One install id may be reported for a few accounts (a shared family tablet), not thousands.
@@ -37,6 +40,10 @@ class AgeSignalStore:
         raw = client.zrangebyscore(keys.age_signals(account_hash), f"({now.timestamp()}", "+inf")
         return [json.loads(item) for item in raw]
 
+    def terminated(self, client: Any, account_hash: str) -> bool:
+        """Whether the account was terminated (its deletion marker; WATCHed by the caller)."""
+        return bool(client.exists(keys.account_deletion(account_hash)))
+
     def open_case(self, client: Any, account_hash: str) -> str | None:
         """The account's open (or awaiting-verification) age_signal case id."""
         return client.get(keys.account_open_age_case(account_hash))
@@ -45,7 +52,7 @@ class AgeSignalStore:
         """Account ids seen with any of these (hashed) install ids, in one round trip."""
         pipe = self.r.pipeline(transaction=False)
         for install_hash in install_hashes:
-            pipe.smembers(keys.install_accounts(install_hash))
+            pipe.zrange(keys.install_accounts(install_hash), 0, -1)
         found: set[str] = set()
         for members in pipe.execute():
             found.update(members)
@@ -63,9 +70,9 @@ class AgeSignalStore:
         pipe.expire(key, ttl)
         if signal.get("install_hash"):
             # The install's index lives in its own slot: through the unit's outbox.
-            self.outbox.queue(pipe, "set_add", {
+            self.outbox.queue(pipe, "capped_zadd", {
                 "key": keys.install_accounts(signal["install_hash"]), "member": account_id,
-                "ttl": ttl})
+                "score": now.timestamp(), "cap": MAX_ACCOUNTS_PER_INSTALL, "ttl": ttl})
 
     def queue_open_case(self, pipe: redis.client.Pipeline, account_hash: str,
                         case_id: str) -> None:

@@ -63,6 +63,13 @@ class Retention:
     # The identifiers a termination blocked, kept (as keyed hashes) only so that an overturned
     # appeal can lift those blocks; no block outlives identity_block_max_days.
     terminated_identifiers_days: int = 18 * 366
+    # A webhook lives until an admin deletes it; the TTL (refreshed on every change) only
+    # guarantees that nothing lives forever.
+    webhook_days: int = 3650
+    # A delivery is retried for 24 hours, then recorded as failed; its record outlives that
+    # only briefly. The delivery log (recent attempts, no event bodies) is kept a month.
+    webhook_delivery_days: int = 2
+    webhook_log_days: int = 30
     # A stream entry's applied-marker: long enough for a worker restart or a producer's retry
     # to replay the entry, short enough that markers cost one day of ingest, not a history.
     signal_entry_days: int = 1
@@ -322,13 +329,20 @@ def parent_requests_waiting(account_hash: str) -> str:
     return f"{tag(account_hash)}:preq-waiting"
 
 
-# List of mails awaiting an admin when no SMTP server is configured.
-OUTBOX = f"{PREFIX}:outbox"
+# Mails awaiting an admin when no SMTP server is configured: each its own key, expiring on its
+# own day, and a newest-first list of their ids (ids only: it may outlive a mail). One hash tag
+# for all of them: a mail and the list change in one transaction (a fallback, low volume).
+OUTBOX_INDEX = f"{PREFIX}:outbox:{{mail}}:index"
 
 
-def rate_limit(scope: str, client_hash: str, window: int) -> str:
-    """Fixed-window counter for one client address (keyed hash) in one window."""
-    return f"{PREFIX}:rl:{scope}:{client_hash}:{window}"
+def outbox_message(mail_id: str) -> str:
+    """One queued mail (JSON: recipient, subject, body with the code)."""
+    return f"{PREFIX}:outbox:{{mail}}:{mail_id}"
+
+
+# Flask-Limiter's moving windows (its Redis storage sets each key's expiry to its window; the
+# client address in them is a keyed hash).
+RATE_LIMIT_PREFIX = f"{PREFIX}:rl"
 
 
 # -- content removals ----------------------------------------------------------------------
@@ -355,7 +369,8 @@ def open_case_pointer(account_hash: str, kind: str) -> str:
 
 
 def install_accounts(install_hash: str) -> str:
-    """Set of account ids seen with one (keyed-hashed) app install id, for revocations.
+    """Sorted set of the account ids last seen with one (keyed-hashed) app install id, by
+    time, capped (storage/age_signals.py): what revocations look accounts up by.
 
     Global: tagged by the install's own hash, not an account's (one install may serve several
     accounts), and written in the same MULTI as the account's signal.
@@ -382,6 +397,31 @@ def appeal_statements(account_hash: str) -> str:
 def terminated_identifiers(account_hash: str) -> str:
     """Set of `kind:hash` identifiers a termination blocked (so an appeal can lift them)."""
     return f"{tag(account_hash)}:terminated_identifiers"
+
+
+# -- webhooks ------------------------------------------------------------------------------
+# The registry of webhooks, the delivery queue (ids by next attempt time), deliveries and their
+# logs all live in one shard (an operator's few webhooks; each unit that changes them, and the
+# audit entry that records it, is then one slot).
+WEBHOOK_SHARD = 0
+WEBHOOKS = f"{PREFIX}:webhooks:{shard_tag(WEBHOOK_SHARD)}"
+WEBHOOK_DUE = f"{PREFIX}:webhooks:{shard_tag(WEBHOOK_SHARD)}:due"
+WEBHOOK_GROUP = "agegate-webhooks"
+
+
+def webhook(webhook_id: str) -> str:
+    """Hash: url, events, created_at, sealed secrets (with their end of life while rotating)."""
+    return f"{PREFIX}:webhook:{shard_tag(WEBHOOK_SHARD)}:{webhook_id}"
+
+
+def webhook_log(webhook_id: str) -> str:
+    """List of the webhook's recent delivery attempts (JSON; newest first; bounded)."""
+    return f"{PREFIX}:webhook:{shard_tag(WEBHOOK_SHARD)}:{webhook_id}:log"
+
+
+def webhook_delivery(delivery_id: str) -> str:
+    """Hash: one event's delivery to one webhook (body, attempts, status)."""
+    return f"{PREFIX}:whd:{shard_tag(WEBHOOK_SHARD)}:{delivery_id}"
 
 
 # -- signal stream -------------------------------------------------------------------------

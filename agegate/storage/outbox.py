@@ -10,7 +10,7 @@ steps is repaired, not lost. Every step is idempotent, so two drainers may race 
 - an event is relayed once: the relay script records the outbox entry's id beside the events
   stream (same slot) and skips ids it has seen;
 - a block sets an absolute expiry and never shortens a longer one;
-- an index entry is a set or sorted-set member (adding it twice changes nothing);
+- an index entry is a sorted-set member (adding it twice changes nothing);
 - lifting a block deletes its key (deleting twice changes nothing).
 """
 
@@ -54,21 +54,14 @@ if redis.call('TTL', KEYS[1]) < ttl then redis.call('SET', KEYS[1], '1', 'EX', t
 return 1
 """
 
-# KEYS: an account's audit index. ARGV: score, entry JSON, cap, TTL.
-_INDEX = """
+# KEYS: a capped sorted set (an audit index, an install's accounts). ARGV: score, member, cap,
+# TTL.
+_CAPPED_ZADD = """
 redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
 if redis.call('ZCARD', KEYS[1]) > tonumber(ARGV[3]) then
   redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -(tonumber(ARGV[3]) + 1))
 end
 redis.call('EXPIRE', KEYS[1], ARGV[4])
-return 1
-"""
-
-
-# KEYS: a set. ARGV: member, TTL.
-_SET_ADD = """
-redis.call('SADD', KEYS[1], ARGV[1])
-redis.call('EXPIRE', KEYS[1], ARGV[2])
 return 1
 """
 
@@ -82,8 +75,7 @@ class Outbox:
         self.retention = retention
         self._relay = client.register_script(_RELAY)
         self._block = client.register_script(_BLOCK)
-        self._index = client.register_script(_INDEX)
-        self._set_add = client.register_script(_SET_ADD)
+        self._capped_zadd = client.register_script(_CAPPED_ZADD)
 
     # -- inside a unit of work -----------------------------------------------------------
     def queue(self, pipe: redis.client.Pipeline, op: str, data: dict[str, Any]) -> None:
@@ -132,11 +124,9 @@ class Outbox:
         elif op == "unblock":
             for key in data["keys"]:
                 self.r.delete(key)
-        elif op == "set_add":
-            self._set_add(keys=[data["key"]], args=[data["member"], data["ttl"]])
-        elif op == "audit_index":
-            self._index(keys=[data["index"]],
-                        args=[data["score"], data["entry"], data["cap"], data["ttl"]])
+        elif op == "capped_zadd":
+            self._capped_zadd(keys=[data["key"]],
+                              args=[data["score"], data["member"], data["cap"], data["ttl"]])
         else:  # written by a newer version: leave it for that version's worker
             log.warning("unknown outbox step %r left in shard %s", op, shard)
             return False
