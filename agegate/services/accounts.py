@@ -99,15 +99,16 @@ class AccountService:
         pointer_key = keys.account_open_case(account_hash)
 
         def build(pipe: Any) -> tuple[Any, str | None, str | None]:
-            deletion_id, raw_state, case_id = pipe.mget(keys.account_deletion(account_hash),
-                                                        state_key, pointer_key)
+            # The entry's applied-marker (if any) in the same round trip.
+            deletion_id, raw_state, case_id, *seen = pipe.mget(
+                keys.account_deletion(account_hash), state_key, pointer_key, *watched)
             if deletion_id:
                 raise terminated()
             processing, case_score = pipe.hmget(meta_key, "processing", "case_score")
             if processing == "stopped":
                 raise processing_stopped()
             state = json.loads(raw_state) if raw_state else None
-            if entry_hash and self.accounts.applied(pipe, account_hash, entry_hash):
+            if seen and seen[0]:
                 pipe.multi()  # a replayed stream entry: nothing to write
                 return model.score(state or model.new_state()), case_id, case_score
             state = model.update(state if state is not None else model.new_state(), signals)

@@ -54,10 +54,6 @@ class AccountStore:
         raw = json.dumps(state, separators=(",", ":"), default=_plain)
         pipe.set(keys.account_state(account_hash), raw, ex=self.retention.seconds("account"))
 
-    def applied(self, client: Any, account_hash: str, entry_hash: str) -> bool:
-        """Whether a signal-stream entry was already folded into this account."""
-        return bool(client.exists(keys.account_applied(account_hash, entry_hash)))
-
     def queue_applied(self, pipe: redis.client.Pipeline, account_hash: str,
                       entry_hash: str) -> None:
         """Mark a stream entry applied, in the MULTI that writes its effects on the state."""
