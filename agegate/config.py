@@ -52,11 +52,18 @@ class Config:
     # Minimum age per jurisdiction ("US", "US-AL"); unlisted places use default_minimum_age.
     minimum_ages: dict[str, int] = field(default_factory=dict)
     default_minimum_age: int = 18
+    # An operator's jurisdiction rows, merged over agegate/data/jurisdictions.json.
+    jurisdictions_file: Path | None = None
+    # Platform age signals expire after this many days; appeals are due this many days after
+    # they arrive.
+    age_signal_ttl_days: int = 365
+    appeal_due_days: int = 7
     content_removal_all_regions: bool = False
     parent_request_rate_limit: str = "5 per hour"
     trusted_proxies: int = 0
     review_lease_seconds: int = 900
-    max_body_bytes: int = 8 * 1024 * 1024
+    # The body size ceiling of authenticated routes without their own limit (api/body.py).
+    max_body_bytes: int = 1024 * 1024
     log_level: str = "INFO"
     load_model: bool = True
 
@@ -77,6 +84,12 @@ class Config:
             raise ConfigError(f"AGEGATE_SECRET_KEY must be at least {MIN_SECRET_LENGTH} characters")
         if self.retry_block_days < 1:
             raise ConfigError("AGEGATE_RETRY_BLOCK_DAYS must be a positive number of days")
+        if not 1 <= self.age_signal_ttl_days <= 3650:
+            raise ConfigError("AGEGATE_AGE_SIGNAL_TTL_DAYS must be 1..3650")
+        if not 1 <= self.appeal_due_days <= 90:
+            raise ConfigError("AGEGATE_APPEAL_DUE_DAYS must be 1..90")
+        if self.jurisdictions_file is not None and not self.jurisdictions_file.is_file():
+            raise ConfigError("AGEGATE_JURISDICTIONS_FILE does not name a readable file")
         if not 1 <= self.signals_batch <= 1000:
             raise ConfigError("AGEGATE_SIGNALS_BATCH must be within 1..1000")
         if self.signals_claim_idle_seconds < 1:
@@ -169,6 +182,10 @@ def from_env(env: dict[str, str] | None = None) -> Config:
         smtp_sender=env.get("AGEGATE_SMTP_SENDER") or "agegate@localhost",
         minimum_ages=parse_minimum_ages(env.get("AGEGATE_MINIMUM_AGES", "")),
         default_minimum_age=_int(env, "AGEGATE_DEFAULT_MINIMUM_AGE", 18),
+        jurisdictions_file=Path(env["AGEGATE_JURISDICTIONS_FILE"])
+        if env.get("AGEGATE_JURISDICTIONS_FILE") else None,
+        age_signal_ttl_days=_int(env, "AGEGATE_AGE_SIGNAL_TTL_DAYS", 365),
+        appeal_due_days=_int(env, "AGEGATE_APPEAL_DUE_DAYS", 7),
         content_removal_all_regions=_bool(env, "AGEGATE_CONTENT_REMOVAL_ALL_REGIONS", False),
         parent_request_rate_limit=env.get("AGEGATE_PARENT_REQUEST_RATE_LIMIT") or "5 per hour",
         trusted_proxies=_int(env, "AGEGATE_TRUSTED_PROXIES", 0),

@@ -20,7 +20,7 @@ from agegate.services.age_checks import AgeCheckService
 from agegate.services.audit import AuditTrail
 from agegate.services.console import ConsoleAuth
 from agegate.services.content_removals import ContentRemovalService
-from agegate.services.jurisdictions import MinimumAgePolicy
+from agegate.services.jurisdictions import JurisdictionError, JurisdictionTable, MinimumAgePolicy
 from agegate.services.mailer import Mailer
 from agegate.services.parent_requests import DECISIONS, ParentRequestService
 from agegate.services.rate_limits import RateLimiter, parse_rule
@@ -43,13 +43,20 @@ class Agegate:
         self.config = config
         self.clock = clock or Clock()
         self.embedded: EmbeddedRedis | None = None
+        # Checked before Redis starts: a bad operator file stops the service at once.
+        try:
+            self.jurisdictions = JurisdictionTable.build(
+                config.jurisdictions_file, config.minimum_ages, config.default_minimum_age)
+        except JurisdictionError as error:
+            raise ConfigError(f"AGEGATE_JURISDICTIONS_FILE: {error}") from None
         if config.redis_url:
             url = config.redis_url
         else:
             self.embedded = EmbeddedRedis(config.data_dir / "redis")
             url = self.embedded.start()
         self.redis: redis.Redis = connect(url)
-        self.retention = Retention(retry_block_days=config.retry_block_days)
+        self.retention = Retention(retry_block_days=config.retry_block_days,
+                                   age_signal_days=config.age_signal_ttl_days)
         self.hasher = Hasher(config.secret_key)
         self.tokens = TokenTable(config.api_keys)
         self.audit = AuditTrail(
@@ -58,8 +65,8 @@ class Agegate:
         self.events = EventStream(self.redis, config.events_stream, self.retention)
         self.identities = IdentityStore(self.redis, self.retention)
         self.age_checks = AgeCheckService(
-            self.hasher, self.identities, self.audit,
-            MinimumAgePolicy(config.minimum_ages, config.default_minimum_age), self.clock,
+            self.hasher, self.identities, self.audit, MinimumAgePolicy(self.jurisdictions),
+            self.clock,
         )
         self.console = ConsoleAuth(
             ConsoleStore(self.redis), self.tokens, config.api_keys, self.hasher, self.audit,
@@ -100,7 +107,34 @@ class Agegate:
             self.enforcement, self.audit, self.events, self.clock, lambda: self.model,
         )
         self.age_checks.redeclaration_hooks.append(self.accounts.on_redeclaration)
+        self._wire_age_signals(account_store, cases)
         self.gauge_sources.extend([self.review.gauges, self.enforcement.gauges])
+
+    def _wire_age_signals(self, account_store: Any, cases: Any) -> None:
+        """Issue 13: platform age signals and appeals."""
+        from agegate.services.age_signals import AgeSignalService
+        from agegate.services.appeals import DECISIONS as APPEAL_DECISIONS
+        from agegate.services.appeals import AppealService
+        from agegate.storage.age_signals import AgeSignalStore
+        from agegate.storage.appeals import AppealStore
+
+        self.age_signals = AgeSignalService(
+            self.redis, self.hasher, AgeSignalStore(self.redis, self.retention), account_store,
+            cases, self.audit, self.events, self.clock, self.config.age_signal_ttl_days,
+        )
+        # An adult at enhanced assurance is shown beside the model's signals, never hidden.
+        self.accounts.score_notes.append(self.age_signals.score_notes)
+        # Parents' requests: an under-18 signal establishes minority, an enhanced adult one
+        # adulthood, and a new under-18 signal answers the requests waiting for it.
+        self.accounts.age_evidence.append(self.age_signals.evidence)
+        self.age_signals.age_known_hooks.append(self.accounts.notify_age_known)
+        self.appeals = AppealService(
+            self.redis, self.hasher, AppealStore(self.redis, self.retention), account_store,
+            cases, self.enforcement.deletions, self.audit, self.events, self.clock,
+            self.config.appeal_due_days,
+        )
+        self.enforcement.termination_hooks.append(self.appeals.keep_blocked)
+        self.review.register_decider("appeal", set(APPEAL_DECISIONS), self.appeals.decide)
 
     def _wire_signal_stream(self) -> None:
         """Issue 14: the signal stream `agegate worker` applies through the accounts service."""
@@ -136,9 +170,14 @@ class Agegate:
         review = getattr(self, "review", None)
         self.parent_requests.review = self.content_removals.review = review
         self.parent_requests.enforcement = getattr(self, "enforcement", None)
-        self.parent_requests.accounts = getattr(self, "accounts", None)
+        self.parent_requests.accounts = accounts = getattr(self, "accounts", None)
+        if accounts is not None:
+            # A waiting deletion or access request is answered once the child's age is known.
+            self.parent_requests.account_store = accounts.accounts
+            accounts.age_known_hooks.append(self.parent_requests.on_age_known)
         if review is not None:
             review.register_decider("parent_request", set(DECISIONS), self.parent_requests.decide)
+            review.minor_confirmed_hooks.append(self.parent_requests.on_age_known)
 
     def load_model(self) -> None:
         """Load and verify the classifier; a bad artifact leaves the service unready, not up."""

@@ -146,7 +146,8 @@ def test_status_needs_the_token_and_leaks_nothing(client, mail):
     status = client.get(f"/v1/parent-requests/{rid}",
                         query_string={"status_token": created["status_token"]})
     body = status.get_json()
-    assert set(body) == {"request_id", "status", "request_type", "due_at", "outcome"}
+    assert set(body) == {"request_id", "status", "request_type", "due_at", "outcome",
+                         "reason"}
     text = status.get_data(as_text=True).lower()
     assert "coolkid2012" not in text and "example.org" not in text and "child" not in text
 

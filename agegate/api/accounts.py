@@ -44,9 +44,10 @@ def post_signals(data, account_id):
 @blp.alt_response(404, schema=ErrorSchema, description="An account never seen")
 @roles("reviewer")
 def get_account(account_id):
-    """An account's status and latest score."""
+    """An account's status, latest score and age (from platform age signals)."""
     check_account_id(account_id)
-    return services().accounts.get(account_id)
+    account = services().accounts.get(account_id)
+    return {**account, "age": services().age_signals.age(account_id)}
 
 
 @blp.route("/<string:account_id>/verification", methods=["POST"])

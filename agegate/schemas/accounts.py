@@ -6,6 +6,7 @@ import re
 
 from marshmallow import ValidationError, fields, validate, validates_schema
 
+from agegate.schemas.age_signals import AgeSchema
 from agegate.schemas.common import StrictSchema, identifier
 from agegate.schemas.review import SignalWeightSchema
 
@@ -90,6 +91,9 @@ class AccountSchema(StrictSchema):
     updated_at = fields.String(allow_none=True, required=True)
     deletion_id = fields.String(allow_none=True)
     processing_stopped = fields.Boolean()
+    age = fields.Nested(AgeSchema, allow_none=True, metadata={
+        "description": "From platform age signals: the lowest range of the highest assurance "
+                       "level; null when nothing is known."})
 
 
 class VerificationRequestSchema(StrictSchema):

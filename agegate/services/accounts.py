@@ -48,6 +48,20 @@ def _top(items: Any) -> list[dict[str, Any]]:
     return out
 
 
+# What establishes that an account is run by a minor (API.md, parent requests): a reviewer's
+# confirm_minor, or an age-assurance result `minor`; both terminate the account, so the
+# deletion record's reason is where they stay known. An under-18 age signal is another
+# (AgeEvidence sources registered by the age-signal feature).
+MINOR_TERMINATIONS = {"confirm_minor": "reviewer_confirmed_minor",
+                      "verified_minor": "verification_minor"}
+
+# A source of age evidence: (account_id, account_hash) -> {"verdict": "minor"|"adult",
+# "source": ..., "at": ...} or None. Must read storage only.
+AgeEvidence = Callable[[str, str], "dict[str, Any] | None"]
+# Called after an account's age became known: (account_id, "minor"|"adult", actor).
+AgeKnownHook = Callable[[str, str, str], None]
+
+
 class AccountService:
     """Scores accounts from their signals and applies verification outcomes."""
 
@@ -77,6 +91,11 @@ class AccountService:
         self.events = events
         self.clock = clock
         self.model = model
+        self.age_evidence: list[AgeEvidence] = []
+        self.age_known_hooks: list[AgeKnownHook] = []
+        # Stated rules shown beside the model's signals (e.g. an enhanced-assurance adult age
+        # signal): each returns [{"name", "weight"}] for an account; they never change the score.
+        self.score_notes: list[Callable[[str], list[dict[str, Any]]]] = []
 
     # -- signals -------------------------------------------------------------------------
     def record_signals(self, account_id: str, signals: list[dict[str, Any]], *,
@@ -129,6 +148,7 @@ class AccountService:
             build, state_key, meta_key, pointer_key, keys.account_deletion(account_hash),
             *watched, value_from_callable=True)
         score, top = float(result.score), _top(result.top_signals)
+        top = [note for rule in self.score_notes for note in rule(account_id)] + top
         reported = any(s["type"] == "report" and s.get("reason") == "suspected_minor"
                        for s in signals)
         # The open case already carries this score or a higher one: nothing to raise.
@@ -176,6 +196,77 @@ class AccountService:
             "processing_stopped": meta.get("processing") == "stopped",
         }
 
+    # -- what is known about the account's age ---------------------------------------------
+    def age_knowledge(self, account_id: str) -> dict[str, Any]:
+        """What storage knows about the account's age, for decisions and for the reviewer.
+
+        `established` is "minor" when any evidence says so (an under-18 signal is never
+        outweighed), "adult" when an age-assurance check said adult, else "unknown".
+        """
+        account_hash = self.hasher.account(account_id)
+        seen = self.accounts.seen(self.r, account_hash)
+        meta = self.accounts.meta(self.r, account_hash)
+        evidence: list[dict[str, Any]] = []
+        deletion_id = self.deletions.for_account(self.r, account_hash)
+        deletion = self.deletions.read(self.r, deletion_id) if deletion_id else None
+        if deletion and deletion.get("reason") in MINOR_TERMINATIONS:
+            evidence.append({"verdict": "minor", "source": MINOR_TERMINATIONS[deletion["reason"]],
+                             "at": deletion["requested_at"]})
+        if meta.get("verified") == "adult":
+            evidence.append({"verdict": "adult", "source": "verification_adult",
+                             "method": meta.get("verified_method"),
+                             "at": meta.get("verified_at")})
+        for source in self.age_evidence:
+            found = source(account_id, account_hash)
+            if found:
+                evidence.append(found)
+        verdicts = {item["verdict"] for item in evidence}
+        established = "minor" if "minor" in verdicts else "adult" if verdicts else "unknown"
+        return {
+            "seen": seen,
+            "status": "terminated" if deletion_id else (meta.get("status", "active")
+                                                        if seen else None),
+            "established": established,
+            "evidence": evidence,
+            "score": float(meta["score"]) if meta.get("score") else None,
+            "band": meta.get("band") or None,
+        }
+
+    def notify_age_known(self, account_id: str, verdict: str, actor: str) -> None:
+        """Tell the hooks (waiting parent requests) that the account's age is now known."""
+        for hook in self.age_known_hooks:
+            hook(account_id, verdict, actor)
+
+    def restrict_for_verification(self, account_id: str, case_id: str, *, actor: str,
+                                  reason: str) -> bool:
+        """Restrict a known, live account until an age-assurance result arrives; False when it
+        is already restricted, terminated or never seen (nothing is created)."""
+        account_hash = self.hasher.account(account_id)
+        meta_key = keys.account(account_hash)
+
+        def build(pipe: redis.client.Pipeline) -> bool:
+            if self.deletions.for_account(pipe, account_hash):
+                return False
+            meta = self.accounts.meta(pipe, account_hash)
+            if meta.get("status") == "restricted" or not self.accounts.seen(pipe, account_hash):
+                return False
+            now = self.clock.now()
+            chain = self.audit.begin(pipe)
+            pipe.multi()
+            # No open-case pointer: a report or the classifier can still open a case on the
+            # account, where a reviewer's confirm_minor establishes what the request waits for.
+            self.accounts.queue_meta(pipe, account_hash, account_id,
+                                     {"status": "restricted", "restricted_case": case_id,
+                                      "updated_at": iso(now)})
+            self.events.queue_emit(pipe, "account.restricted", account_id=account_id, at=now,
+                                   case_id=case_id)
+            chain.append(pipe, actor=actor, action="account_restricted", account_id=account_id,
+                         details={"case_id": case_id, "reason": reason})
+            return True
+
+        return bool(transact(self.r, build, meta_key, keys.account_deletion(account_hash),
+                             *keys.account_keys(account_hash)))
+
     # -- verification --------------------------------------------------------------------
     def verify(self, account_id: str, outcome: str, method: str, born: date | None, *,
                actor: str) -> dict[str, Any]:
@@ -200,13 +291,15 @@ class AccountService:
             record = self.enforcement.terminate(account_id, actor=actor,
                                                 reason="verified_minor", born=born,
                                                 details=details, precheck=precheck)
+            self.notify_age_known(account_id, "minor", actor)
             return {**self.get(account_id), "deletion_id": record["deletion_id"]}
 
         account_hash = self.hasher.account(account_id)
         meta_key = keys.account(account_hash)
 
         def build(pipe: redis.client.Pipeline) -> None:
-            pipe.watch(keys.account_deletion(account_hash), keys.account_open_case(account_hash))
+            pipe.watch(keys.account_deletion(account_hash), keys.account_open_case(account_hash),
+                       keys.account_open_age_case(account_hash))
             if self.deletions.for_account(pipe, account_hash):
                 raise terminated()
             meta = self.accounts.meta(pipe, account_hash)
@@ -221,10 +314,14 @@ class AccountService:
             now = self.clock.now()
             chain = self.audit.begin(pipe)
             pipe.multi()
+            # The result stays on the account: a parent request cannot act on a verified adult.
             self.accounts.queue_meta(pipe, account_hash, account_id,
-                                     {"status": "active", "updated_at": iso(now)},
+                                     {"status": "active", "updated_at": iso(now),
+                                      "verified": "adult", "verified_method": method,
+                                      "verified_at": iso(now)},
                                      drop=("restricted_case",))
             self.accounts.queue_pointer(pipe, account_hash, None)
+            self.accounts.queue_pointer(pipe, account_hash, None, kind="age_signal")
             if case is not None:
                 case["history"] = [*case["history"], {"at": iso(now), "event": "verified",
                                                       "outcome": outcome, "method": method,
@@ -235,6 +332,7 @@ class AccountService:
                          details={**details, "case_id": meta.get("restricted_case")})
 
         transact(self.r, build, meta_key)
+        self.notify_age_known(account_id, "adult", actor)
         return self.get(account_id)
 
     # -- parents' rights (issue 5 calls these) -----------------------------------------

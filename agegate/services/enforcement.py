@@ -84,6 +84,8 @@ class EnforcementService:
         self.clock = clock
         self.systems = systems
         self.due_days = due_days
+        # Steps other features add to every termination's MULTI: hook(pipe, plan, block_seconds).
+        self.termination_hooks: list[Callable[[Any, TerminationPlan, int], None]] = []
 
     # -- termination ---------------------------------------------------------------------
     def block_seconds(self, born: date | None, now: datetime) -> int:
@@ -139,8 +141,10 @@ class EnforcementService:
         # deletion, the identity blocks and the audit trail (COPPA 16 CFR §312.10).
         self.cases.queue_delete(pipe, plan.case_ids)
         pipe.delete(*keys.account_keys(plan.account_hash))
-        self.identities.queue_identity_blocks(pipe, plan.identifiers,
-                                              self.block_seconds(born, now))
+        block_seconds = self.block_seconds(born, now)
+        self.identities.queue_identity_blocks(pipe, plan.identifiers, block_seconds)
+        for hook in self.termination_hooks:
+            hook(pipe, plan, block_seconds)
         self.deletions.queue_write(pipe, record, plan.account_hash)
         self.events.queue_emit(pipe, "account.terminated", account_id=plan.account_id, at=now,
                                deletion_id=deletion_id)

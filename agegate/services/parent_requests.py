@@ -53,6 +53,21 @@ OUTCOMES = {
     "rectification": "rectified",
     "objection": "processing_stopped",
 }
+# A parent may delete or export a child's account, never an adult's: these need the account's
+# minority established first (an under-18 age signal, a reviewer's confirm_minor, or an
+# age-assurance result `minor`). Until then the account is restricted pending verification
+# and the request waits, its due date still counting.
+MINORITY_REQUIRED = frozenset({"deletion", "access"})
+WAITING = "awaiting_age_verification"
+# Outcomes a parent request can end with other than OUTCOMES, and what the parent is told.
+REFUSALS = {
+    "refused_adult": ("rejected", "The account holder has been verified as an adult, so a "
+                      "parent's request cannot delete or export this account."),
+    "age_unverifiable": ("rejected", "The account was closed before its holder's age could be "
+                         "verified, so it cannot be exported to a parent."),
+    "nothing_held": ("fulfilled", "This service holds no data on that account: there was "
+                     "nothing here to delete or export."),
+}
 
 # Check-and-count in one step, so parallel guesses can never exceed MAX_WRONG_CODES.
 _VERIFY = """
@@ -114,6 +129,7 @@ class ParentRequestService:
         self.review: Any = None
         self.enforcement: Any = None
         self.accounts: Any = None
+        self.account_store: Any = None
 
     # -- the parent's side ---------------------------------------------------------------
     def child_hash(self, kind: str, value: str) -> str:
@@ -278,7 +294,8 @@ class ParentRequestService:
         record = self._authorised(request_id, token)
         return {"request_id": request_id, "status": record["status"],
                 "request_type": record["request_type"], "due_at": record["due_at"],
-                "outcome": record.get("outcome") or None}
+                "outcome": record.get("outcome") or None,
+                "reason": record.get("reason") or None}
 
     def export(self, request_id: str, token: str | None) -> dict[str, Any]:
         """The access export, while it is kept (Retention.export_days)."""
@@ -304,6 +321,8 @@ class ParentRequestService:
             "case_id": record.get("case_id"),
             "outcome": record.get("outcome") or None,
             "note": record.get("note") or None,
+            "account_age": (self.accounts.age_knowledge(record["child_account_id"])
+                            if record.get("child_account_id") and self.accounts else None),
         }
 
     def resolve_child(
@@ -349,52 +368,140 @@ class ParentRequestService:
         if not request_id:
             raise Conflict("This case does not refer to a parent request.")
         record = self._load(request_id)
-        if record["status"] in ("fulfilled", "rejected") and record.get("decision") == decision:
+        if record["status"] in ("fulfilled", "rejected", WAITING) \
+                and record.get("decision") == decision:
             return  # a retry after the case itself failed to close: the outcome already stands
         if record["status"] != "verified":
             raise Conflict("This request is not awaiting a decision.")
-        request_type = record["request_type"]
         account_id = record.get("child_account_id") or None
+        if decision == "reject":
+            self._finish(record, "rejected", "rejected", decision, note, actor)
+            return
+        if decision != "fulfill":
+            raise ValidationFailed(fields={"decision": ["Use fulfill or reject."]})
+        if not account_id:
+            raise ChildUnresolved()
+        if record["request_type"] in MINORITY_REQUIRED:
+            knowledge = self.accounts.age_knowledge(account_id)
+            if not knowledge["seen"]:
+                # Never create an account (or a deletion) for an id this service never saw.
+                self._refuse(record, "nothing_held", note, actor)
+                return
+            if knowledge["established"] == "adult":
+                self._refuse(record, "refused_adult", note, actor)
+                return
+            if knowledge["established"] != "minor":
+                if knowledge["status"] == "terminated":
+                    if record["request_type"] == "access":
+                        self._refuse(record, "age_unverifiable", note, actor)
+                        return
+                    # Deletion of an account already deleted creates nothing: answer it below.
+                else:
+                    self._wait(record, case["case_id"], account_id, note, actor)
+                    return
+        self._fulfil(record, account_id, decision, note, actor)
+
+    def _refuse(self, record: dict[str, str], outcome: str, note: str | None, actor: str,
+                audit_actor: str | None = None) -> None:
+        """End a fulfilment the account's age (or absence) does not allow, telling the parent
+        why."""
+        status, reason = REFUSALS[outcome]
+        self._finish(record, status, outcome, "fulfill", note, actor, reason,
+                     audit_actor=audit_actor)
+
+    def _fulfil(self, record: dict[str, str], account_id: str, decision: str,
+                note: str | None, actor: str) -> None:
+        """Carry out the request on the child's account and record the outcome."""
+        request_type = record["request_type"]
         extra: dict[str, str] = {}
         export: dict[str, Any] | None = None
-        if decision == "reject":
-            status, outcome = "rejected", "rejected"
-        elif decision == "fulfill":
-            if not account_id:
-                raise ChildUnresolved()
-            status, outcome = "fulfilled", OUTCOMES[request_type]
-            if request_type == "deletion":
-                deletion = self.enforcement.terminate(
-                    account_id, actor=actor, reason="parent_request", born=None)
-                extra["deletion_id"] = str(deletion.get("deletion_id", ""))
-            elif request_type == "access":
-                export = {"request_id": request_id, "generated_at": iso(self.clock.now()),
-                          "account": self.accounts.export(account_id)}
-            elif request_type == "objection":
-                self.accounts.stop_processing(account_id, actor=actor)
-        else:
-            raise ValidationFailed(fields={"decision": ["Use fulfill or reject."]})
+        if request_type == "deletion":
+            deletion = self.enforcement.terminate(
+                account_id, actor=actor, reason="parent_request", born=None)
+            extra["deletion_id"] = str(deletion.get("deletion_id", ""))
+        elif request_type == "access":
+            export = {"request_id": record["request_id"], "generated_at": iso(self.clock.now()),
+                      "account": self.accounts.export(account_id)}
+        elif request_type == "objection":
+            self.accounts.stop_processing(account_id, actor=actor)
+        self._finish(record, "fulfilled", OUTCOMES[request_type], decision, note, actor,
+                     extra=extra, export=export)
+
+    def _wait(self, record: dict[str, str], case_id: str, account_id: str, note: str | None,
+              actor: str) -> None:
+        """Restrict the account pending age verification; the request waits for the result."""
+        request_id = record["request_id"]
+        self.accounts.restrict_for_verification(account_id, case_id, actor=actor,
+                                                reason="parent_request")
+        account_hash = self.hasher.account(account_id)
         meta_key = keys.parent_request(request_id)
+
+        def write(pipe: redis.client.Pipeline) -> None:
+            chain = self.audit.begin(pipe)
+            pipe.multi()
+            # Still in PARENT_REQUESTS_OPEN: the 30-day due date keeps counting.
+            pipe.hset(meta_key, mapping={
+                "status": WAITING, "decision": "fulfill", "decided_by": actor,
+                "note": (note or "")[:MAX_NOTE_CHARS],
+                "reason": "We are verifying the account holder's age before acting on it.",
+            })
+            self.account_store.queue_wait(pipe, account_hash, request_id)
+            chain.append(pipe, actor=actor, action="parent_request.awaiting_verification",
+                         account_id=account_id,
+                         details={"request_id": request_id, "case_id": case_id,
+                                  "request_type": record["request_type"]})
+
+        transact(self.r, write, meta_key)
+
+    def on_age_known(self, account_id: str, verdict: str, actor: str) -> None:
+        """Hook: the account's age is now established; answer the requests waiting for it."""
+        if self.account_store is None:
+            return
+        account_hash = self.hasher.account(account_id)
+        for request_id in self.account_store.waiting(self.r, account_hash):
+            record = self.r.hgetall(keys.parent_request(request_id))
+            if record.get("status") != WAITING:
+                pipe = self.r.pipeline()
+                self.account_store.queue_unwait(pipe, account_hash, request_id)
+                pipe.execute()
+                continue
+            note, reviewer = record.get("note"), record.get("decided_by") or actor
+            if verdict == "adult":
+                self._refuse(record, "refused_adult", note, reviewer, audit_actor=actor)
+            elif verdict == "minor":
+                self._fulfil(record, account_id, "fulfill", note, reviewer)
+
+    def _finish(self, record: dict[str, str], status: str, outcome: str, decision: str,
+                note: str | None, actor: str, reason: str | None = None, *,
+                extra: dict[str, str] | None = None, export: dict[str, Any] | None = None,
+                audit_actor: str | None = None) -> None:
+        """Record a decided request's outcome; the parent's text goes, the export is kept."""
+        request_id = record["request_id"]
+        account_id = record.get("child_account_id") or None
+        meta_key = keys.parent_request(request_id)
+        extra = extra or {}
 
         def write(pipe: redis.client.Pipeline) -> None:
             chain = self.audit.begin(pipe)
             pipe.multi()
             pipe.hset(meta_key, mapping={
                 "status": status, "outcome": outcome, "decision": decision,
-                "decided_at": iso(self.clock.now()),
+                "decided_at": iso(self.clock.now()), "reason": reason or "",
                 "decided_by": actor, "note": (note or "")[:MAX_NOTE_CHARS], **extra,
             })
-            if account_id:
-                pipe.hset(meta_key, "child_account_id", account_id)
             # The parent's free text was needed only to decide.
             pipe.delete(keys.parent_request_details(request_id))
             pipe.zrem(keys.PARENT_REQUESTS_OPEN, request_id)
+            if account_id and self.account_store is not None:
+                self.account_store.queue_unwait(pipe, self.hasher.account(account_id),
+                                                request_id)
             if export is not None:
                 pipe.set(keys.parent_request_export(request_id), json.dumps(export),
                          ex=self.retention.seconds("export"))
-            chain.append(pipe, actor=actor, action="parent_request.decided",
+            chain.append(pipe, actor=audit_actor or actor, action="parent_request.decided",
                          account_id=account_id,
-                         details={"request_id": request_id, "request_type": request_type,
+                         details={"request_id": request_id,
+                                  "request_type": record["request_type"],
                                   "decision": decision, "outcome": outcome, **extra})
 
         transact(self.r, write, meta_key)

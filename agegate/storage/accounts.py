@@ -34,6 +34,15 @@ class AccountStore:
         """The meta hash ({} for an account never seen)."""
         return client.hgetall(keys.account(account_hash))
 
+    def seen(self, client: Any, account_hash: str) -> bool:
+        """True when the platform told this service about the account (signals, an age check
+        naming it, a content removal) or it was terminated. A parent request's own case does
+        not count: a request must never make an account out of a name."""
+        return bool(client.exists(keys.account_deletion(account_hash), keys.account(account_hash),
+                                  keys.account_state(account_hash),
+                                  keys.account_identifiers(account_hash),
+                                  keys.content_removals(account_hash)))
+
     def state(self, client: Any, account_hash: str) -> Any:
         """The model's aggregate state, or None."""
         raw = client.get(keys.account_state(account_hash))
@@ -54,6 +63,21 @@ class AccountStore:
         raw = json.dumps(state, separators=(",", ":"), default=_plain)
         pipe.set(keys.account_state(account_hash), raw, ex=self.retention.seconds("account"))
 
+    def queue_wait(self, pipe: redis.client.Pipeline, account_hash: str,
+                   request_id: str) -> None:
+        """Note a parent request waiting for this account's age to be established."""
+        key = keys.parent_requests_waiting(account_hash)
+        pipe.sadd(key, request_id)
+        pipe.expire(key, self.retention.seconds("parent_request"))
+
+    def queue_unwait(self, pipe: redis.client.Pipeline, account_hash: str,
+                     request_id: str) -> None:
+        pipe.srem(keys.parent_requests_waiting(account_hash), request_id)
+
+    def waiting(self, client: Any, account_hash: str) -> list[str]:
+        """Parent requests waiting for this account's age, oldest id first."""
+        return sorted(client.smembers(keys.parent_requests_waiting(account_hash)))
+
     def queue_applied(self, pipe: redis.client.Pipeline, account_hash: str,
                       entry_hash: str) -> None:
         """Mark a stream entry applied, in the MULTI that writes its effects on the state."""
@@ -65,9 +89,9 @@ class AccountStore:
         pipe.delete(keys.account_state(account_hash))
 
     def queue_pointer(self, pipe: redis.client.Pipeline, account_hash: str,
-                      case_id: str | None) -> None:
-        """Point the account at its one open case, or clear the pointer."""
-        key = keys.account_open_case(account_hash)
+                      case_id: str | None, kind: str = "classifier") -> None:
+        """Point the account at its one open case (of `kind`'s pointer), or clear it."""
+        key = keys.open_case_pointer(account_hash, kind)
         if case_id:
             pipe.set(key, case_id, ex=self.retention.seconds("case"))
         else:

@@ -21,7 +21,6 @@ from typing import Any
 import redis
 
 from agegate.clock import iso
-from agegate.crypto import HmacSha256
 from agegate.storage import keys
 from agegate.storage.keys import Retention
 
@@ -29,13 +28,12 @@ GENESIS = "0" * 64
 # One account's index keeps its newest entries; the stream keeps everything for the retention.
 MAX_ACCOUNT_ENTRIES = 1000
 
-# The append as a Lua function, so a script that decides something and records the decision
-# (the age check) can call it in the same atomic step. The per-account index holds the entries
+# The append as one Lua script inside the caller's MULTI. The per-account index holds the entries
 # themselves, newest first, so one account's trail is a single range read rather than a scan.
 # Inside a script every write is also written to the AOF and costs ~10x a read, so the shared
 # stream and heads get their TTL rewritten only once it has run down by a minute (of six years),
 # and the index is trimmed only when it is over its cap.
-APPEND_FUNCTION = """
+_APPEND = """
 local function refresh_ttl(key, ttl)
   local slack = math.min(60, math.floor(tonumber(ttl) / 1000))
   if redis.call('TTL', key) < tonumber(ttl) - slack then redis.call('EXPIRE', key, ttl) end
@@ -52,10 +50,8 @@ local function audit_append(stream, heads, index, entry, minid, ttl, chain, hash
     redis.call('EXPIRE', index, ttl)
   end
 end
-"""
-# KEYS: stream, heads, account index ("" for none). ARGV: entry JSON, MINID, TTL, chain id,
-# entry hash, index cap.
-_APPEND = APPEND_FUNCTION + """
+-- KEYS: stream, heads, account index ("" for none). ARGV: entry JSON, MINID, TTL, chain id,
+-- entry hash, index cap.
 audit_append(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6])
 return 1
 """
@@ -76,58 +72,10 @@ class PreparedEntry:
         return str(self.entry["hash"])
 
 
-@dataclass(slots=True)
-class PreparedAlternatives:
-    """One entry per possible outcome, all on the same head; only one is ever appended.
-
-    Kept as the parts the entries share plus each outcome's details and hash, so a script
-    that decides the outcome receives the shared bytes once and assembles the entry it
-    appends: `head + details[i] + ',"hash":"' + hashes[i] + '"' + tail`.
-    """
-
-    head: str  # '{"account_id":...,"chain":...,"details":'
-    tail: str  # ',"id":...,"prev_hash":...}'
-    details: list[str]
-    hashes: list[str]
-    shared: dict[str, Any]
-    alternatives: list[dict[str, Any]]
-    entry_id: str
-    prev_hash: str
-    index: str  # the account's index key, or "" for none
-    min_id: int
-    ttl: int
-
-    @property
-    def chain_id(self) -> str:
-        return str(self.shared["chain"])
-
-    def encoded(self, i: int) -> str:
-        """Outcome i's entry as stored: a sort_keys dump of `entry(i).entry`."""
-        return self.head + self.details[i] + ',"hash":"' + self.hashes[i] + '"' + self.tail
-
-    def entry(self, i: int) -> PreparedEntry:
-        """Outcome i as a single prepared entry."""
-        entry = {**self.shared, "details": self.alternatives[i], "id": self.entry_id,
-                 "prev_hash": self.prev_hash, "hash": self.hashes[i]}
-        return PreparedEntry(entry=entry, encoded=self.encoded(i), index=self.index,
-                             min_id=self.min_id, ttl=self.ttl)
-
-
 HASHED_FIELDS = ("id", "chain", "at", "actor", "action", "account_id", "details")
 
 
 _dumps = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode
-_string = json.encoder.encode_basestring_ascii  # what _dumps writes for one str, in C
-
-
-def _dumps_flat(details: dict[str, Any]) -> str:
-    """_dumps(details), spelled out for the usual flat dict of str keys and str/None values
-    (a fraction of the cost of the general encoder); anything else goes to _dumps."""
-    try:
-        return "{" + ",".join([_string(key) + ":" + ("null" if value is None else _string(value))
-                               for key, value in sorted(details.items())]) + "}"
-    except TypeError:  # a key or value that is not a str (or keys that do not sort)
-        return _dumps(details)
 
 
 def canonical(entry: dict[str, Any]) -> bytes:
@@ -150,7 +98,6 @@ class AuditLog:
     def __init__(self, client: redis.Redis, secret_key: str, retention: Retention) -> None:
         self.r = client
         self._key = hashlib.sha256(("agegate/audit/" + secret_key).encode()).digest()
-        self._mac = HmacSha256(self._key)
         self.retention = retention
 
     def chain_hash(self, prev_hash: str, entry: dict[str, Any]) -> str:
@@ -172,49 +119,14 @@ class AuditLog:
         details: dict[str, Any],
     ) -> PreparedEntry:
         """Build, chain-hash and encode one entry."""
-        return self.prepare_alternatives(
-            chain_id, prev_hash, entry_id=entry_id, at=at, actor=actor, action=action,
-            account_id=account_id, account_hash=account_hash, alternatives=[details],
-        ).entry(0)
-
-    def prepare_alternatives(
-        self,
-        chain_id: str,
-        prev_hash: str,
-        *,
-        entry_id: str,
-        at: datetime,
-        actor: str,
-        action: str,
-        account_id: str | None,
-        account_hash: str | None,
-        alternatives: list[dict[str, Any]],
-    ) -> PreparedAlternatives:
-        """One entry per `details` alternative, all on `prev_hash`; only one may be appended.
-
-        The fields the alternatives share are encoded once and spliced around each one's
-        details: the bytes equal `canonical(entry)` and a sort_keys dump of the whole entry
-        (tests compare them), at a fraction of the cost of a full dump per alternative.
-        """
-        at_text = iso(at)
-        shared = {"account_id": account_id, "action": action, "actor": actor, "at": at_text,
-                  "chain": chain_id}
-        # Sorted keys: account_id, action, actor, at, chain < details < hash < id < prev_hash.
-        head = ('{"account_id":' + ("null" if account_id is None else _string(account_id))
-                + ',"action":' + _string(action) + ',"actor":' + _string(actor)
-                + ',"at":' + _string(at_text) + ',"chain":' + _string(chain_id)
-                + ',"details":')
-        tail_id = ',"id":' + _string(entry_id)
-        # chain_hash's message, prev_hash + "\n" + canonical(entry), shares everything up to
-        # the details: hash that part once.
-        mac = self._mac.with_prefix((prev_hash + "\n" + head).encode())
-        encoded_details = [_dumps_flat(details) for details in alternatives]
-        hashes = [mac.hexdigest((body + tail_id + "}").encode()) for body in encoded_details]
+        entry: dict[str, Any] = {
+            "id": entry_id, "chain": chain_id, "at": iso(at), "actor": actor, "action": action,
+            "account_id": account_id, "details": details, "prev_hash": prev_hash,
+        }
+        entry["hash"] = self.chain_hash(prev_hash, entry)
         ttl = self.retention.seconds("audit")
-        return PreparedAlternatives(
-            head=head, tail=tail_id + ',"prev_hash":' + _string(prev_hash) + "}",
-            details=encoded_details, hashes=hashes, shared=shared, alternatives=alternatives,
-            entry_id=entry_id, prev_hash=prev_hash,
+        return PreparedEntry(
+            entry=entry, encoded=_dumps(entry),
             index=keys.audit_index(account_hash) if account_hash else "",
             min_id=max(int(at.timestamp() * 1000) - ttl * 1000, 0), ttl=ttl,
         )

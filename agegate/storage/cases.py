@@ -18,7 +18,7 @@ from agegate.storage import keys
 from agegate.storage.keys import Retention
 
 HISTORY_LIMIT = 20
-KINDS = ("classifier", "report", "parent_request", "content_removal")
+KINDS = ("classifier", "report", "parent_request", "content_removal", "age_signal", "appeal")
 
 _LUA_COMMON = """
 local case_prefix = ARGV[1]
