@@ -272,3 +272,21 @@ def test_two_workers_on_one_account_lose_no_message(app, client, redis_client, r
     figures = ingest(client)
     assert (figures["pending"], figures["dead"], figures["consumers"]) == (0, 0, 2)
     assert state_of(app, redis_client, "acc-hot")["n"] == total
+
+
+def test_an_entry_that_keeps_killing_its_workers_is_dead_lettered(config, clock, redis_client):
+    app = signals_app(config.with_overrides(signals_claim_idle_seconds=1), clock)
+    store = app.extensions["agegate"].ingest.store
+    store.ensure_group()
+    entry_id = publish(redis_client, "acc-poison", [text_signal(adult_text(0))])
+    # Five workers in turn take it and die before acknowledging it (a poison pill).
+    assert [e.entry_id for e in store.read_new("w-dead-0", 10, 10)] == [entry_id]
+    for n in range(1, 5):
+        assert [e.deliveries for e in store.claim_stale(f"w-dead-{n}", 0, 10)] == [n + 1]
+    time.sleep(1.1)  # past the claim time
+    assert job(app).run_once("w-live") == 1
+    (_, letter), = store.dead_letters()
+    assert letter["entry_id"] == entry_id
+    assert json.loads(letter["error"])["code"] == "delivery_limit"
+    assert state_of(app, redis_client, "acc-poison") is None  # never applied ...
+    assert redis_client.xlen(STREAM) == 0  # ... and not retried forever

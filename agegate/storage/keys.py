@@ -281,6 +281,9 @@ def terminated_identifiers(account_hash: str) -> str:
 
 
 # -- signal stream -------------------------------------------------------------------------
+# The signal stream itself (AGEGATE_SIGNALS_STREAM) is the platform's input queue and gets no
+# TTL: an expiry would drop the consumer group with it. Its entries carry message text, so each
+# one is deleted as soon as it is applied (storage/signal_stream.py, settle()).
 def signals_dead(stream: str) -> str:
     """The dead-letter stream beside a signal stream: entries that could not be applied."""
     return f"{stream}:dead"
