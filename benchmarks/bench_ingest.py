@@ -46,9 +46,11 @@ def signal(text: str, i: int) -> dict:
     return {"type": "message", "at": at.isoformat().replace("+00:00", "Z"), "text": text}
 
 
-def library_rate(model, bodies: list[str], accounts: int) -> float:
-    """Messages/s of the scoring library alone, one message per update, states in memory."""
+def library_rate(model, bodies: list[str], accounts: int) -> tuple[float, float]:
+    """(messages/s, CPU us per message) of the scoring library alone, one message per
+    update, states in memory."""
     states: dict[int, dict] = {}
+    cpu = time.process_time()
     started = time.perf_counter()
     for i, body in enumerate(bodies):
         account = i % accounts
@@ -56,7 +58,8 @@ def library_rate(model, bodies: list[str], accounts: int) -> float:
             2026, 11, 2, 18, tzinfo=UTC) + timedelta(minutes=7 * i)}])
         model.score(state)
         states[account] = state
-    return len(bodies) / (time.perf_counter() - started)
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+    return len(bodies) / elapsed, cpu / len(bodies) * 1e6
 
 
 def service_env(url: str, tmp: Path, token: str) -> dict[str, str]:
@@ -68,8 +71,9 @@ def service_env(url: str, tmp: Path, token: str) -> dict[str, str]:
 
 
 def stream_rate(url: str, env: dict[str, str], bodies: list[str], accounts: int,
-                workers: int) -> tuple[float, int]:
-    """Messages/s of `workers` worker processes; (rate, entries left unapplied)."""
+                workers: int) -> tuple[float, dict[str, float], int]:
+    """(messages/s, CPU us per message of the workers and of redis-server, entries left
+    unapplied) for `workers` worker processes."""
     import redis
 
     r = redis.Redis.from_url(url, decode_responses=True)
@@ -93,22 +97,28 @@ def stream_rate(url: str, env: dict[str, str], bodies: list[str], accounts: int,
         low, high = int(total * 0.1), int(total * 0.9)
         pipe.execute()
         marks: dict[str, float] = {}
+        meter = harness.CpuMeter({"worker": [p.pid for p in procs],
+                                  "redis": [harness.redis_pid(url)]})
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline:
             done = total - int(r.xlen(STREAM))
             now = time.perf_counter()
             if done >= low and "low" not in marks:
                 marks["low"], marks["low_done"] = now, done
+                meter.start()
             if done >= high:
                 marks["high"], marks["high_done"] = now, done
+                meter.stop()
                 break
             time.sleep(0.01)
         if "high" not in marks:
             raise harness.HarnessError("the stream was not applied within 10 minutes")
-        rate = (marks["high_done"] - marks["low_done"]) / (marks["high"] - marks["low"])
+        applied = marks["high_done"] - marks["low_done"]
+        rate = applied / (marks["high"] - marks["low"])
+        cpu = {name: seconds / applied * 1e6 for name, seconds in meter.used.items()}
         while r.xlen(STREAM) and time.monotonic() < deadline:
             time.sleep(0.05)
-        return rate, int(r.xlen(STREAM))
+        return rate, cpu, int(r.xlen(STREAM))
     finally:
         for proc in procs:
             proc.terminate()
@@ -159,6 +169,21 @@ end
 """
 
 
+def measured_loop(server: harness.Gunicorn, name: str, requests: list[tuple[str, bytes]],
+                  token: str, seconds: float, rounds: list[harness.ThroughputResult]) -> None:
+    """One closed loop, appended to `rounds`."""
+    rounds.append(closed_loop(name, server.port, requests, token, seconds))
+
+
+def combined(rounds: list[harness.ThroughputResult]) -> harness.ThroughputResult:
+    """Several rounds of one endpoint as one result."""
+    return harness.ThroughputResult(rounds[0].name, rounds[0].tool,
+                                    sum(r.requests for r in rounds),
+                                    sum(r.non_2xx for r in rounds),
+                                    sum(r.errors for r in rounds),
+                                    sum(r.seconds for r in rounds))
+
+
 def closed_loop(name: str, port: int, requests: list[tuple[str, bytes]], token: str,
                 seconds: float, connections: int = 8) -> harness.ThroughputResult:
     """Max-rate run with wrk, one (path, body) per request in turn."""
@@ -193,43 +218,53 @@ def main() -> None:
     bodies = texts(args.messages)
     model, description = load_model()
     library_rate(model, bodies[:200], args.accounts)  # warm up
-    library = library_rate(model, bodies, args.accounts)
+    library_before, library_cpu = library_rate(model, bodies, args.accounts)
     print(f"model: {description}; {len(bodies)} chat-length held-out posts over "
           f"{args.accounts} accounts")
-    print(f"library alone (update + score, one process): {library:,.0f} messages/s")
 
     token = secrets.token_urlsafe(24)
-    results = []
     with harness.embedded_redis() as url, tempfile.TemporaryDirectory() as tmp:
         env = service_env(url, Path(tmp), token)
-        one, left1 = stream_rate(url, env, bodies, args.accounts, 1)
-        two, left2 = stream_rate(url, env, bodies, args.accounts, 2)
-        print(f"stream, 1 worker: {one:,.0f} messages/s ({one / library:.2f}x the library)"
-              f"{f'; {left1} left unapplied' if left1 else ''}")
-        print(f"stream, 2 workers: {two:,.0f} messages/s ({two / one:.2f}x one worker)"
-              f"{f'; {left2} left unapplied' if left2 else ''}")
+        one, one_cpu, left1 = stream_rate(url, env, bodies, args.accounts, 1)
+        two, two_cpu, left2 = stream_rate(url, env, bodies, args.accounts, 2)
+        library_after, _ = library_rate(model, bodies, args.accounts)
+        library = (library_before + library_after) / 2
 
         one_each = http_requests(bodies, 1, args.accounts, "/v1/accounts/{account}/signals")
         echo_each = [("/bench/echo", body) for _, body in one_each]
         fifty = http_requests(bodies, 50, args.accounts, "/v1/accounts/{account}/signals")
+        runs: dict[str, list[harness.ThroughputResult]] = {"echo": [], "one": [], "fifty": []}
         with harness.Gunicorn("benchmarks.bench_app:build_app()", env,
                               extra_args=["--access-logfile", "/dev/null"]) as server:
             server.start(timeout=90)
             closed_loop("warm-up", server.port, echo_each[:50], token + "x", 2)
             closed_loop("warm-up", server.port, one_each[:50], token, 2)
-            echo = closed_loop("echo (1 message)", server.port, echo_each, token + "x",
-                               args.seconds)
-            single = closed_loop("signals (1 message)", server.port, one_each, token,
-                                 args.seconds)
-            batch = closed_loop("signals (50 messages)", server.port, fifty, token,
-                                args.seconds)
-            results = [echo, single, batch]
-    print("HTTP, gunicorn 2 sync workers, access log off:")
-    harness.print_throughput(results)
+            # Alternated, so a change in the machine's load hits both sides of each ratio.
+            for _ in range(2):
+                measured_loop(server, "echo (1 message)", echo_each, token + "x",
+                              args.seconds / 2, runs["echo"])
+                measured_loop(server, "signals (1 message)", one_each, token,
+                              args.seconds / 2, runs["one"])
+                measured_loop(server, "signals (50 messages)", fifty, token,
+                              args.seconds / 2, runs["fifty"])
+    echo, single, batch = (combined(runs[k]) for k in ("echo", "one", "fifty"))
+
+    print(f"library alone (update + score, one process): {library_before:,.0f} messages/s "
+          f"before the stream runs, {library_after:,.0f} after; CPU {library_cpu:,.0f} "
+          f"us/message")
+    for label, rate, used, left in (("1 worker", one, one_cpu, left1),
+                                    ("2 workers", two, two_cpu, left2)):
+        print(f"stream, {label}: {rate:,.0f} messages/s ({rate / library:.2f}x the library); "
+              f"CPU per message: worker {used['worker']:,.0f} us + redis-server "
+              f"{used['redis']:,.0f} us{f'; {left} left unapplied' if left else ''}")
+    print("HTTP, gunicorn 2 sync workers, access log off (two alternated rounds each):")
+    harness.print_throughput([echo, single, batch])
     batch_rate = batch.rate * 50
     print(f"signals with 1 message a request: {single.rate / echo.rate:.2f}x the echo")
     print(f"signals with 50 messages a request: {batch_rate:,.0f} messages/s "
           f"({batch_rate / library:.2f}x the library)")
+    print(f"CPU ratio library/stream worker+redis per message: "
+          f"{library_cpu / (one_cpu['worker'] + one_cpu['redis']):.2f}")
     print(harness.verdict("stream, one worker vs library", one >= 0.8 * library,
                           f"{one / library:.2f}x (goal >= 0.8x)"))
     print(harness.verdict("stream, two workers vs one", two >= 1.6 * one,
@@ -237,7 +272,6 @@ def main() -> None:
     print(harness.verdict("HTTP, 1 message a request vs echo", single.rate >= 0.35 * echo.rate,
                           f"{single.rate / echo.rate:.2f}x (goal >= 0.35x)"))
     print(f"note: {os.cpu_count()} CPUs, shared with whatever else runs; figures are noisy.")
-
 
 if __name__ == "__main__":
     main()
