@@ -290,3 +290,18 @@ def test_an_entry_that_keeps_killing_its_workers_is_dead_lettered(config, clock,
     assert json.loads(letter["error"])["code"] == "delivery_limit"
     assert state_of(app, redis_client, "acc-poison") is None  # never applied ...
     assert redis_client.xlen(STREAM) == 0  # ... and not retried forever
+
+
+def test_stopped_workers_names_are_forgotten_once_they_hold_nothing(app, client, redis_client):
+    store = app.extensions["agegate"].ingest.store
+    store.ensure_group()
+    for i in range(3):
+        publish(redis_client, f"acc-{i}", [text_signal(adult_text(i))])
+    held = store.read_new("w-holding", 1, 10)  # a dead worker still holding an entry
+    assert drain(app, "w-finished") == 2  # a worker that settled everything it took
+    assert ingest(client)["consumers"] == 2
+    assert store.prune_consumers(0) == ["w-finished"]
+    figures = ingest(client)
+    assert (figures["consumers"], figures["pending"]) == (1, 1)
+    # The holder's entry is still there to be taken over.
+    assert [e.entry_id for e in store.claim_stale("w-next", 0, 10)] == [held[0].entry_id]

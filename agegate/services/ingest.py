@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from agegate.storage.signal_stream import Entry, SignalStreamStore
+
+# Consumer names idle this long with nothing pending are forgotten (a stopped worker's), so the
+# `consumers` figure counts the workers of the last hour; checked at most once a minute.
+CONSUMER_IDLE_MS = 3_600_000
+PRUNE_EVERY_SECONDS = 60.0
 
 # An entry delivered this often without being settled (its workers died or kept failing on it)
 # is dead-lettered instead of being retried forever.
@@ -20,11 +26,15 @@ class IngestService:
         self.batch = batch
         self.claim_idle_ms = claim_idle_seconds * 1000
         self.block_ms = block_ms
+        self._pruned_at = 0.0
 
     def next_batch(self, consumer: str) -> tuple[list[Entry], list[Entry]]:
         """(entries to apply, entries delivered too often): a dead worker's stale pending
         entries first, so a crash delays them by the claim time only, then new ones."""
         self.store.ensure_group()
+        if time.monotonic() - self._pruned_at >= PRUNE_EVERY_SECONDS:
+            self._pruned_at = time.monotonic()
+            self.store.prune_consumers(CONSUMER_IDLE_MS)
         entries = self.store.claim_stale(consumer, self.claim_idle_ms, self.batch)
         if not entries:
             entries = self.store.read_new(consumer, self.batch, self.block_ms)
