@@ -20,6 +20,8 @@ from tests.cli_env import service_env
 from tests.conftest import auth
 from tests.signals_helpers import (
     adult_text,
+    claim,
+    decide,
     minor_text,
     post_signals,
     signals_app,
@@ -116,6 +118,20 @@ def test_a_replayed_entry_id_is_applied_once(app, client, redis_client):
     assert len(markers) == 2
     ttl = redis_client.ttl(markers[0])
     assert 0 < ttl <= state.retention.seconds("signal_entry")
+
+
+def test_a_replayed_report_opens_no_case_after_a_decision(app, client, redis_client):
+    report = [{"type": "report", "at": "2026-11-24T13:00:00Z", "reason": "suspected_minor"}]
+    publish(redis_client, "acc-rep", report, entry_id="report-1")
+    drain(app)
+    case_id = client.get("/v1/accounts/acc-rep", headers=auth("reviewer")).json["case_id"]
+    assert case_id is not None
+    assert claim(client).json["case"]["case_id"] == case_id
+    assert decide(client, case_id, "not_minor").status_code == 200
+    publish(redis_client, "acc-rep", report, entry_id="report-1")  # the producer retries
+    drain(app)
+    assert client.get("/v1/accounts/acc-rep", headers=auth("reviewer")).json["case_id"] is None
+    assert client.get("/v1/review/cases", headers=auth("reviewer")).json["cases"] == []
 
 
 @pytest.mark.parametrize(("fields", "code", "field"), [

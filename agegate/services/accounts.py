@@ -26,6 +26,11 @@ from agegate.storage.events import EventStream
 log = logging.getLogger("agegate.accounts")
 
 
+# A stream entry's applied-marker: its effects are written, and its case step is done too
+# (APPLIED) or was still due when the marker was written (CASE_DUE).
+APPLIED, CASE_DUE = "1", "case"
+
+
 def terminated() -> Conflict:
     return Conflict("The account has been terminated.", code="account_terminated")
 
@@ -103,8 +108,9 @@ class AccountService:
         """Fold signals into the account's bounded state, score it, open or raise its case.
 
         `entry` (the signal stream's idempotency key) is applied at most once: its marker is
-        written in the same MULTI as the state, and a replay only re-runs the case step on the
-        stored score, which repairs a crash between the two steps.
+        written in the same MULTI as the state and says whether a case step is still due. A
+        replay writes nothing; it runs the case step only if the applying call died before it
+        (a reviewer may have decided the case since a completed one), and answers the score.
         """
         model = self.model()
         if model is None:
@@ -114,10 +120,12 @@ class AccountService:
         meta_key = keys.account(account_hash)
         entry_hash = self.hasher.short("signal_entry", entry)[:16] if entry is not None else None
         watched = [keys.account_applied(account_hash, entry_hash)] if entry_hash else []
+        reported = any(s["type"] == "report" and s.get("reason") == "suspected_minor"
+                       for s in signals)
 
         pointer_key = keys.account_open_case(account_hash)
 
-        def build(pipe: Any) -> tuple[Any, str | None, str | None]:
+        def build(pipe: Any) -> tuple[Any, str | None, bool]:
             # The entry's applied-marker (if any) in the same round trip.
             deletion_id, raw_state, case_id, *seen = pipe.mget(
                 keys.account_deletion(account_hash), state_key, pointer_key, *watched)
@@ -129,34 +137,38 @@ class AccountService:
             state = json.loads(raw_state) if raw_state else None
             if seen and seen[0]:
                 pipe.multi()  # a replayed stream entry: nothing to write
-                return model.score(state or model.new_state()), case_id, case_score
+                result = model.score(state or model.new_state())
+                return result, case_id, seen[0] == CASE_DUE
             state = model.update(state if state is not None else model.new_state(), signals)
             result = model.score(state)
+            # The open case already carries this score or a higher one: nothing to raise.
+            settled = (case_id is not None and case_score is not None
+                       and float(result.score) <= float(case_score))
+            due = reported or (bool(result.flagged) and not settled)
             pipe.multi()
             if entry_hash:
-                self.accounts.queue_applied(pipe, account_hash, entry_hash)
+                self.accounts.queue_applied(pipe, account_hash, entry_hash,
+                                            CASE_DUE if due else APPLIED)
             self.accounts.queue_state(pipe, account_hash, state)
             self.accounts.queue_meta(pipe, account_hash, account_id, {
                 "score": repr(float(result.score)), "band": str(result.band),
                 "flagged": "1" if result.flagged else "0", "updated_at": iso(self.clock.now()),
             })
-            return result, case_id, case_score
+            return result, case_id, due
 
         # WATCH the state, the meta, the case pointer and the termination marker: a concurrent
         # post retries on the newer state, and a termination in between turns this into a 409.
-        result, case_id, case_score = self.r.transaction(
+        result, case_id, due = self.r.transaction(
             build, state_key, meta_key, pointer_key, keys.account_deletion(account_hash),
             *watched, value_from_callable=True)
         score, top = float(result.score), _top(result.top_signals)
         top = [note for rule in self.score_notes for note in rule(account_id)] + top
-        reported = any(s["type"] == "report" and s.get("reason") == "suspected_minor"
-                       for s in signals)
-        # The open case already carries this score or a higher one: nothing to raise.
-        settled = case_id is not None and case_score is not None and score <= float(case_score)
-        if reported or (result.flagged and not settled):
+        if due:
             case = self.review.open_or_raise(account_id, "report" if reported else "classifier",
                                              actor=actor, score=score, top_signals=top)
             case_id = case["case_id"]
+            if entry_hash:
+                self.accounts.mark_applied(account_hash, entry_hash, APPLIED)
         return {"account_id": account_id, "score": score, "band": str(result.band),
                 "flagged": bool(result.flagged), "case_id": case_id, "top_signals": top}
 

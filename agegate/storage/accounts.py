@@ -79,10 +79,15 @@ class AccountStore:
         return sorted(client.smembers(keys.parent_requests_waiting(account_hash)))
 
     def queue_applied(self, pipe: redis.client.Pipeline, account_hash: str,
-                      entry_hash: str) -> None:
+                      entry_hash: str, value: str) -> None:
         """Mark a stream entry applied, in the MULTI that writes its effects on the state."""
-        pipe.set(keys.account_applied(account_hash, entry_hash), 1,
+        pipe.set(keys.account_applied(account_hash, entry_hash), value,
                  ex=self.retention.seconds("signal_entry"))
+
+    def mark_applied(self, account_hash: str, entry_hash: str, value: str) -> None:
+        """Note that an applied entry's follow-up step is done too (keeping the marker's TTL)."""
+        self.r.set(keys.account_applied(account_hash, entry_hash), value, xx=True,
+                   keepttl=True)
 
     def queue_drop_state(self, pipe: redis.client.Pipeline, account_hash: str) -> None:
         """Forget the model state (an objection to processing)."""
