@@ -201,6 +201,20 @@ def test_ingest_reports_lag_pending_and_dead(app, client, redis_client):
             figures["consumers"]) == (2, 0, 2, 1, 2)
 
 
+def test_the_backlog_is_in_the_metrics(app, client, redis_client):
+    for i in range(3):
+        publish(redis_client, f"acc-{i}", [text_signal(adult_text(i))])
+    redis_client.xadd(STREAM, {"account_id": "acc-x", "signals": "nope"})
+    store = app.extensions["agegate"].ingest.store
+    store.ensure_group()
+    store.read_new("w-dead", 1, 10)
+    assert drain(app, "w-live") == 3
+    text = client.get("/metrics").get_data(as_text=True)
+    for line in ("agegate_signal_stream_lag 0.0", "agegate_signal_stream_pending 1.0",
+                 "agegate_signal_stream_dead 1.0"):
+        assert line in text.splitlines(), line
+
+
 def test_ingest_is_for_admins_and_documented(client):
     assert client.get("/v1/admin/ingest").status_code == 401
     assert client.get("/v1/admin/ingest", headers=auth("reviewer")).status_code == 403

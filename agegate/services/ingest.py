@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from typing import Any
 
+from prometheus_client.core import Metric
+
+from agegate.metrics import gauge
 from agegate.storage.signal_stream import Entry, SignalStreamStore
 
 # Consumer names idle this long with nothing pending are forgotten (a stopped worker's), so the
@@ -52,3 +56,13 @@ class IngestService:
     def status(self) -> dict[str, Any]:
         """The figures of GET /v1/admin/ingest."""
         return self.store.status()
+
+    def gauges(self) -> Iterable[Metric]:
+        """The stream's backlog for /metrics, read from Redis at scrape time."""
+        figures = self.status()
+        yield gauge("agegate_signal_stream_lag", "Signal stream entries not yet delivered to "
+                    "a worker", figures["lag"])
+        yield gauge("agegate_signal_stream_pending", "Signal stream entries delivered and not "
+                    "yet acknowledged", figures["pending"])
+        yield gauge("agegate_signal_stream_dead", "Entries in the signal stream's dead-letter "
+                    "stream", figures["dead"])
