@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from datetime import date, datetime
@@ -22,6 +21,7 @@ from agegate.storage.accounts import AccountStore
 from agegate.storage.cases import CaseStore
 from agegate.storage.deletions import DeletionStore
 from agegate.storage.events import EventStream
+from agegate.storage.unit import watch
 
 log = logging.getLogger("agegate.accounts")
 
@@ -116,29 +116,22 @@ class AccountService:
         if model is None:
             raise ModelUnavailable()
         account_hash = self.hasher.account(account_id)
-        state_key = keys.account_state(account_hash)
-        meta_key = keys.account(account_hash)
         entry_hash = self.hasher.short("signal_entry", entry)[:16] if entry is not None else None
         watched = [keys.account_applied(account_hash, entry_hash)] if entry_hash else []
         reported = any(s["type"] == "report" and s.get("reason") == "suspected_minor"
                        for s in signals)
 
-        pointer_key = keys.account_open_case(account_hash)
-
         def build(pipe: Any) -> tuple[Any, str | None, bool]:
-            # The entry's applied-marker (if any) in the same round trip.
-            deletion_id, raw_state, case_id, *seen = pipe.mget(
-                keys.account_deletion(account_hash), state_key, pointer_key, *watched)
+            deletion_id, state, case_id, processing, case_score, seen = \
+                self.accounts.signal_view(pipe, account_hash, entry_hash)
             if deletion_id:
                 raise terminated()
-            processing, case_score = pipe.hmget(meta_key, "processing", "case_score")
             if processing == "stopped":
                 raise processing_stopped()
-            state = json.loads(raw_state) if raw_state else None
-            if seen and seen[0]:
+            if seen:
                 pipe.multi()  # a replayed stream entry: nothing to write
                 result = model.score(state or model.new_state())
-                return result, case_id, seen[0] == CASE_DUE
+                return result, case_id, seen == CASE_DUE
             state = model.update(state if state is not None else model.new_state(), signals)
             result = model.score(state)
             # The open case already carries this score or a higher one: nothing to raise.
@@ -158,9 +151,9 @@ class AccountService:
 
         # WATCH the state, the meta, the case pointer and the termination marker: a concurrent
         # post retries on the newer state, and a termination in between turns this into a 409.
-        result, case_id, due = self.r.transaction(
-            build, state_key, meta_key, pointer_key, keys.account_deletion(account_hash),
-            *watched, value_from_callable=True)
+        result, case_id, due = transact(
+            self.r, build, keys.account_state(account_hash), keys.account(account_hash),
+            keys.account_open_case(account_hash), keys.account_deletion(account_hash), *watched)
         score, top = float(result.score), _top(result.top_signals)
         top = [note for rule in self.score_notes for note in rule(account_id)] + top
         if due:
@@ -184,11 +177,7 @@ class AccountService:
     def get(self, account_id: str) -> dict[str, Any]:
         """The account's status and latest score; terminated accounts from their deletion."""
         account_hash = self.hasher.account(account_id)
-        pipe = self.r.pipeline(transaction=False)
-        pipe.hgetall(keys.account(account_hash))
-        pipe.get(keys.account_open_case(account_hash))
-        pipe.get(keys.account_deletion(account_hash))
-        meta, case_id, deletion_id = pipe.execute()
+        meta, case_id, deletion_id = self.accounts.overview(account_hash)
         if deletion_id:
             record = self.deletions.read(self.r, deletion_id)
             return {"account_id": account_id, "status": "terminated", "score": None,
@@ -310,8 +299,8 @@ class AccountService:
         meta_key = keys.account(account_hash)
 
         def build(pipe: redis.client.Pipeline) -> None:
-            pipe.watch(keys.account_deletion(account_hash), keys.account_open_case(account_hash),
-                       keys.account_open_age_case(account_hash))
+            watch(pipe, keys.account_deletion(account_hash), keys.account_open_case(account_hash),
+                  keys.account_open_age_case(account_hash))
             if self.deletions.for_account(pipe, account_hash):
                 raise terminated()
             meta = self.accounts.meta(pipe, account_hash)
@@ -321,7 +310,7 @@ class AccountService:
                 raise Conflict("The account is not awaiting verification.")
             case = None
             if meta.get("restricted_case"):
-                pipe.watch(keys.case(meta["restricted_case"]))
+                watch(pipe, keys.case(meta["restricted_case"]))
                 case = self.cases.read(pipe, meta["restricted_case"])
             now = self.clock.now()
             chain = self.audit.begin(pipe)
@@ -374,7 +363,7 @@ class AccountService:
             account: dict[str, Any] | None = self.get(account_id)
         except NotFound:
             account = None
-        case_ids = sorted(self.r.smembers(keys.account_cases(account_hash)))
+        case_ids = self.accounts.case_ids(self.r, account_hash)
         internal = ("sortkey", "lease_until")
         cases = [{k: v for k, v in c.items() if k not in internal}
                  for c in self.cases.read_many(case_ids)]
@@ -385,8 +374,7 @@ class AccountService:
             "account_id": account_id,
             "account": account,
             "model_state": self.accounts.state(self.r, account_hash),
-            "linked_identifiers": len(self.r.zrange(keys.account_identifiers(account_hash),
-                                                    0, -1)),
+            "linked_identifiers": len(self.accounts.linked_identifiers(self.r, account_hash)),
             "cases": cases,
             "deletions": deletions,
             "audit": self.audit.entries(account_id, 1000),
