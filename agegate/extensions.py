@@ -80,6 +80,7 @@ class Agegate:
         self._wire_signals()
         self._wire_signal_stream()
         self._wire_parents_and_removals()
+        self._wire_webhooks()
 
     def _wire_signals(self) -> None:
         """Issue 4: cases and the review queue, enforcement, accounts and signals."""
@@ -122,8 +123,6 @@ class Agegate:
             self.redis, self.hasher, AgeSignalStore(self.redis, self.retention), account_store,
             cases, self.audit, self.events, self.clock, self.config.age_signal_ttl_days,
         )
-        # An adult at enhanced assurance is shown beside the model's signals, never hidden.
-        self.accounts.score_notes.append(self.age_signals.score_notes)
         # Parents' requests: an under-18 signal establishes minority, an enhanced adult one
         # adulthood, and a new under-18 signal answers the requests waiting for it.
         self.accounts.age_evidence.append(self.age_signals.evidence)
@@ -179,6 +178,19 @@ class Agegate:
         if review is not None:
             review.register_decider("parent_request", set(DECISIONS), self.parent_requests.decide)
             review.minor_confirmed_hooks.append(self.parent_requests.on_age_known)
+
+    def _wire_webhooks(self) -> None:
+        """Issue 13: signed webhooks, delivered by `agegate worker`."""
+        from agegate.secret_box import SecretBox
+        from agegate.services.webhooks import WebhookDeliveryJob, WebhookService
+        from agegate.storage.webhooks import WebhookStore
+
+        store = WebhookStore(self.redis, self.retention)
+        self.webhooks = WebhookService(self.redis, store, self.events,
+                                       SecretBox([self.config.secret_key]), self.audit,
+                                       self.clock)
+        self.worker_jobs.append(
+            WebhookDeliveryJob(self.redis, self.webhooks, store, self.events, self.clock))
 
     def load_model(self) -> None:
         """Load and verify the classifier; a bad artifact leaves the service unready, not up."""

@@ -7,10 +7,20 @@ from datetime import timedelta
 
 import pytest
 
+from agegate.clock import iso
 from agegate.storage import keys
+from agegate.storage.age_signals import MAX_ACCOUNTS_PER_INSTALL
 from tests.conftest import auth
 from tests.helpers import assert_nowhere, dump_keyspace, keys_without_ttl
-from tests.signals_helpers import claim, decide, flag, signals_app
+from tests.signals_helpers import (
+    claim,
+    decide,
+    flag,
+    minor_text,
+    post_signals,
+    signals_app,
+    text_signal,
+)
 
 OBSERVED = "2026-11-24T13:00:00Z"  # the test clock reads 2026-11-24T13:30Z
 
@@ -233,3 +243,29 @@ class TestWithTheModel:
         # Without the verified adult, no such rule is shown.
         other = flag(client, "acc-2")
         assert "age_signal:verified_adult" not in [s["name"] for s in other["top_signals"]]
+
+    def test_the_rule_lapses_with_the_signal_and_yields_to_a_lower_enhanced_one(self, client,
+                                                                                clock):
+        post(client, "acc-1", signal(18, None, "id_checked", "age_assurance_vendor"))
+        assert flag(client, "acc-1")["top_signals"][0]["name"] == "age_signal:verified_adult"
+        clock.instant += timedelta(days=365)
+        later = post_signals(client, "acc-1", [text_signal(minor_text(0), at=iso(clock.now()))])
+        assert "age_signal:verified_adult" not in [s["name"] for s in later.json["top_signals"]]
+        # An enhanced under-18 signal stands over an enhanced adult one: no rule is shown.
+        post(client, "acc-2", signal(18, None, "confirmed"))
+        post(client, "acc-2", signal(16, 17, "id_checked"))
+        assert "age_signal:verified_adult" not in [
+            s["name"] for s in flag(client, "acc-2")["top_signals"]]
+
+
+def test_one_install_id_indexes_a_bounded_number_of_accounts(client, clock):
+    for n in range(MAX_ACCOUNTS_PER_INSTALL + 2):
+        clock.instant += timedelta(seconds=1)
+        post(client, f"acc-{n}", signal(18, None, install_id="family-tablet"))
+    response = client.post("/v1/age-signals/revocations", headers=auth("signals"), json={
+        "source": "apple_declared_age_range", "install_ids": ["family-tablet"],
+        "reason": "consent_revoked"})
+    # The most recent accounts on that install are the ones restricted.
+    assert response.json == {"matched": MAX_ACCOUNTS_PER_INSTALL}
+    assert account(client, "acc-0")["status"] == "active"
+    assert account(client, f"acc-{MAX_ACCOUNTS_PER_INSTALL + 1}")["status"] == "restricted"

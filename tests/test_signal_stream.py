@@ -292,8 +292,16 @@ def test_two_workers_on_one_account_lose_no_message(app, client, redis_client, r
     # Both workers are up and waiting before anything is published, so both take batches.
     workers = [start_worker(redis_url, tmp_path, name) for name in ("w-a", "w-b")]
     try:
-        time.sleep(1)  # both in their first blocking read (a consumer shows once it reads)
-        for i in range(total):
+        # A consumer shows once it has been given an entry, and Redis hands each new entry to
+        # the worker that has been waiting longest: one entry at a time until both have had
+        # one (no guess at how long two processes take to start on a busy machine), then the
+        # rest at once, so both workers apply batches for the same account concurrently.
+        sent = 0
+        while ingest(client)["consumers"] < 2 and sent < total // 2:
+            publish(redis_client, "acc-hot", [text_signal(f"entry {sent}: {adult_text(sent)}")])
+            sent += 1
+            wait_until(lambda: ingest(client)["length"] == 0)
+        for i in range(sent, total):
             publish(redis_client, "acc-hot", [text_signal(f"entry {i}: {adult_text(i)}")])
         wait_until(lambda: ingest(client)["length"] == 0)
     finally:

@@ -13,6 +13,7 @@ from agegate.clock import Clock, iso
 from agegate.crypto import Hasher
 from agegate.errors import AgegateError, Conflict, ModelUnavailable, NotFound, ValidationFailed
 from agegate.services.age_checks import age_on
+from agegate.services.age_signals import stated_rules
 from agegate.services.audit import AuditTrail, transact
 from agegate.services.enforcement import ADULT_AGE, EnforcementService, TerminationPlan
 from agegate.services.review import ReviewService
@@ -98,9 +99,6 @@ class AccountService:
         self.model = model
         self.age_evidence: list[AgeEvidence] = []
         self.age_known_hooks: list[AgeKnownHook] = []
-        # Stated rules shown beside the model's signals (e.g. an enhanced-assurance adult age
-        # signal): each returns [{"name", "weight"}] for an account; they never change the score.
-        self.score_notes: list[Callable[[str], list[dict[str, Any]]]] = []
 
     # -- signals -------------------------------------------------------------------------
     def record_signals(self, account_id: str, signals: list[dict[str, Any]], *,
@@ -121,8 +119,8 @@ class AccountService:
         reported = any(s["type"] == "report" and s.get("reason") == "suspected_minor"
                        for s in signals)
 
-        def build(pipe: Any) -> tuple[Any, str | None, bool]:
-            deletion_id, state, case_id, processing, case_score, seen = \
+        def build(pipe: Any) -> tuple[Any, str | None, bool, str | None]:
+            deletion_id, state, case_id, processing, case_score, adult_until, seen = \
                 self.accounts.signal_view(pipe, account_hash, entry_hash)
             if deletion_id:
                 raise terminated()
@@ -131,7 +129,7 @@ class AccountService:
             if seen:
                 pipe.multi()  # a replayed stream entry: nothing to write
                 result = model.score(state or model.new_state())
-                return result, case_id, seen == CASE_DUE
+                return result, case_id, seen == CASE_DUE, adult_until
             state = model.update(state if state is not None else model.new_state(), signals)
             result = model.score(state)
             # The open case already carries this score or a higher one: nothing to raise.
@@ -147,15 +145,16 @@ class AccountService:
                 "score": repr(float(result.score)), "band": str(result.band),
                 "flagged": "1" if result.flagged else "0", "updated_at": iso(self.clock.now()),
             })
-            return result, case_id, due
+            return result, case_id, due, adult_until
 
         # WATCH the state, the meta, the case pointer and the termination marker: a concurrent
         # post retries on the newer state, and a termination in between turns this into a 409.
-        result, case_id, due = transact(
+        result, case_id, due, adult_until = transact(
             self.r, build, keys.account_state(account_hash), keys.account(account_hash),
             keys.account_open_case(account_hash), keys.account_deletion(account_hash), *watched)
         score, top = float(result.score), _top(result.top_signals)
-        top = [note for rule in self.score_notes for note in rule(account_id)] + top
+        # Stated rules beside the model's signals; they never change the score or the flag.
+        top = stated_rules(adult_until, self.clock.now()) + top
         if due:
             case = self.review.open_or_raise(account_id, "report" if reported else "classifier",
                                              actor=actor, score=score, top_signals=top)

@@ -23,14 +23,14 @@ from typing import Any
 
 import redis
 
-from agegate.clock import Clock, iso
+from agegate.clock import Clock, iso, parse_iso
 from agegate.crypto import Hasher, new_id
 from agegate.errors import Conflict, ValidationFailed
 from agegate.services.audit import AuditTrail, transact
 from agegate.services.review import new_case
 from agegate.storage import keys
 from agegate.storage.accounts import AccountStore
-from agegate.storage.age_signals import AgeSignalStore
+from agegate.storage.age_signals import VERIFIED_ADULT_FIELD, AgeSignalStore
 from agegate.storage.cases import CaseStore
 from agegate.storage.events import EventStream
 
@@ -75,6 +75,22 @@ def standing(signals: list[dict[str, Any]]) -> dict[str, Any] | None:
                    for i, a in enumerate(signals) for b in signals[i + 1:])
     return {"lower": best["lower"], "upper": best["upper"], "assurance": best["assurance"],
             "source": best["source"], "observed_at": best["observed_at"], "conflict": conflict}
+
+
+def verified_adult_until(signals: list[dict[str, Any]]) -> datetime | None:
+    """While the standing age is an adult at enhanced assurance: until the first of the
+    enhanced signals expires (after that the standing age may change; the rule lapses)."""
+    age = standing(signals)
+    if not age or age["assurance"] != "enhanced" or age["lower"] < ADULT_AGE:
+        return None
+    return min(parse_iso(s["expires_at"]) for s in signals if s["assurance"] == "enhanced")
+
+
+def stated_rules(adult_until: str | None, now: datetime) -> list[dict[str, Any]]:
+    """The rules shown with a score (top_signals, weight 0): never a silent override."""
+    if adult_until and float(adult_until) > now.timestamp():
+        return [{"name": VERIFIED_ADULT, "weight": 0.0}]
+    return []
 
 
 def _range(signal: dict[str, Any]) -> str:
@@ -134,13 +150,6 @@ class AgeSignalService:
                     "at": age["observed_at"]}
         return None
 
-    def score_notes(self, account_id: str) -> list[dict[str, Any]]:
-        """The stated rule shown with a score: an adult at enhanced assurance."""
-        age = self.age(account_id)
-        if age and age["assurance"] == "enhanced" and age["lower"] >= ADULT_AGE:
-            return [{"name": VERIFIED_ADULT, "weight": 0.0}]
-        return []
-
     # -- writing -------------------------------------------------------------------------
     def _check(self, data: dict[str, Any], now: datetime) -> datetime:
         """Cross-field rules the schema cannot state; returns when the signal expires."""
@@ -180,14 +189,21 @@ class AgeSignalService:
         def build(pipe: Any) -> str:
             action = "none"
             restrict = None
+            adult_until = verified_adult_until(
+                [*self.store.live(pipe, account_hash, now), signal])
             if under_18(signal):
                 action, restrict = self._prepare_restriction(pipe, account_hash)
-            elif pipe.get(keys.account_deletion(account_hash)):
+            elif self.store.terminated(pipe, account_hash):
                 raise Conflict("The account has been terminated.", code="account_terminated")
             chain = self.audit.begin(pipe)
             pipe.multi()
             self.store.queue_add(pipe, account_hash, account_id, signal, expires, now)
-            self.accounts.queue_meta(pipe, account_hash, account_id, {"updated_at": iso(now)})
+            if adult_until is None:
+                self.accounts.queue_meta(pipe, account_hash, account_id,
+                                         {"updated_at": iso(now)}, drop=(VERIFIED_ADULT_FIELD,))
+            else:
+                self.accounts.queue_meta(pipe, account_hash, account_id, {
+                    "updated_at": iso(now), VERIFIED_ADULT_FIELD: repr(adult_until.timestamp())})
             chain.append(pipe, actor=actor, action="age_signal_recorded", account_id=account_id,
                          details=details)
             if restrict is not None:
@@ -239,7 +255,7 @@ class AgeSignalService:
         The account gets one age_signal case: while one is open, or decided as
         request_verification and still awaiting the result, no second one is opened.
         """
-        if pipe.get(keys.account_deletion(account_hash)):
+        if self.store.terminated(pipe, account_hash):
             if quiet:
                 return "none", None
             raise Conflict("The account has been terminated.", code="account_terminated")

@@ -35,7 +35,7 @@ PARENT_DECISIONS = frozenset({"fulfill", "reject"})
 # that much longer. Parent requests carry a legal deadline (COPPA 16 CFR §312.6; GDPR Art. 12(3):
 # one month), a California minor's removal request is a statutory right (Cal. Bus. & Prof. Code
 # §22581), a human report outranks the classifier alone; within a kind the score decides.
-# An under-18 platform age signal is actual knowledge (Cal. Civ. Code §1798.501) and the
+# An under-18 platform age signal is actual knowledge (Cal. Civ. Code §1798.500-.502) and the
 # account is already restricted: it outranks a user report. Appeals are served by their due date.
 KIND_HEAD_START_HOURS = {"parent_request": 30 * 24, "content_removal": 14 * 24,
                          "age_signal": 7 * 24, "report": 3 * 24, "classifier": 0, "appeal": 0}

@@ -12,6 +12,7 @@ from typing import Any
 import redis
 
 from agegate.storage import keys
+from agegate.storage.age_signals import VERIFIED_ADULT_FIELD
 from agegate.storage.keys import Retention
 
 
@@ -49,17 +50,19 @@ class AccountStore:
         return json.loads(raw) if raw else None
 
     def signal_view(self, client: Any, account_hash: str, entry_hash: str | None = None
-                    ) -> tuple[str | None, Any, str | None, str | None, str | None, str | None]:
+                    ) -> tuple[str | None, Any, str | None, str | None, str | None, str | None,
+                               str | None]:
         """What folding signals in reads: (deletion id, model state, open case id, processing,
-        the open case's score, the stream entry's applied-marker if `entry_hash` is given)."""
+        the open case's score, until when an enhanced age signal shows a verified adult, the
+        stream entry's applied-marker if `entry_hash` is given)."""
         marker = [keys.account_applied(account_hash, entry_hash)] if entry_hash else []
         deletion_id, raw_state, case_id, *applied = client.mget(
             keys.account_deletion(account_hash), keys.account_state(account_hash),
             keys.account_open_case(account_hash), *marker)
-        processing, case_score = client.hmget(keys.account(account_hash), "processing",
-                                              "case_score")
+        processing, case_score, adult_until = client.hmget(
+            keys.account(account_hash), "processing", "case_score", VERIFIED_ADULT_FIELD)
         state = json.loads(raw_state) if raw_state else None
-        return (deletion_id, state, case_id, processing, case_score,
+        return (deletion_id, state, case_id, processing, case_score, adult_until,
                 applied[0] if applied else None)
 
     def overview(self, account_hash: str) -> tuple[dict[str, str], str | None, str | None]:

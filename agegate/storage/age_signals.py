@@ -16,6 +16,9 @@ import redis
 from agegate.storage import keys
 from agegate.storage.keys import Retention
 
+# Account meta field: until when (Unix time) the standing age is an enhanced-assurance adult.
+# Written with the age signal; scoring reads it in the meta read it already makes.
+VERIFIED_ADULT_FIELD = "verified_adult_until"
 # An account keeps at most this many live signals (the newest expiries win): bounded state.
 MAX_SIGNALS = 32
 # One install id may be reported for a few accounts (a shared family tablet), not thousands.
@@ -35,6 +38,10 @@ class AgeSignalStore:
         raw = client.zrangebyscore(keys.age_signals(account_hash), f"({now.timestamp()}", "+inf")
         return [json.loads(item) for item in raw]
 
+    def terminated(self, client: Any, account_hash: str) -> bool:
+        """Whether the account was terminated (its deletion marker; WATCHed by the caller)."""
+        return bool(client.exists(keys.account_deletion(account_hash)))
+
     def open_case(self, client: Any, account_hash: str) -> str | None:
         """The account's open (or awaiting-verification) age_signal case id."""
         return client.get(keys.account_open_age_case(account_hash))
@@ -43,7 +50,7 @@ class AgeSignalStore:
         """Account ids seen with any of these (hashed) install ids, in one round trip."""
         pipe = self.r.pipeline(transaction=False)
         for install_hash in install_hashes:
-            pipe.smembers(keys.install_accounts(install_hash))
+            pipe.zrange(keys.install_accounts(install_hash), 0, -1)
         found: set[str] = set()
         for members in pipe.execute():
             found.update(members)
@@ -61,7 +68,8 @@ class AgeSignalStore:
         pipe.expire(key, ttl)
         if signal.get("install_hash"):
             index = keys.install_accounts(signal["install_hash"])
-            pipe.sadd(index, account_id)
+            pipe.zadd(index, {account_id: now.timestamp()})
+            pipe.zremrangebyrank(index, 0, -(MAX_ACCOUNTS_PER_INSTALL + 1))
             pipe.expire(index, ttl)
 
     def queue_open_case(self, pipe: redis.client.Pipeline, account_hash: str,

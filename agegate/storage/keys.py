@@ -51,6 +51,13 @@ class Retention:
     # The identifiers a termination blocked, kept (as keyed hashes) only so that an overturned
     # appeal can lift those blocks; no block outlives identity_block_max_days.
     terminated_identifiers_days: int = 18 * 366
+    # A webhook lives until an admin deletes it; the TTL (refreshed on every change) only
+    # guarantees that nothing lives forever.
+    webhook_days: int = 3650
+    # A delivery is retried for 24 hours, then recorded as failed; its record outlives that
+    # only briefly. The delivery log (recent attempts, no event bodies) is kept a month.
+    webhook_delivery_days: int = 2
+    webhook_log_days: int = 30
     # A stream entry's applied-marker: long enough for a worker restart or a producer's retry
     # to replay the entry, short enough that markers cost one day of ingest, not a history.
     signal_entry_days: int = 1
@@ -251,7 +258,8 @@ def open_case_pointer(account_hash: str, kind: str) -> str:
 
 
 def install_accounts(install_hash: str) -> str:
-    """Set of account ids seen with one (keyed-hashed) app install id, for revocations.
+    """Sorted set of the account ids last seen with one (keyed-hashed) app install id, by
+    time, capped (storage/age_signals.py): what revocations look accounts up by.
 
     Global: tagged by the install's own hash, not an account's (one install may serve several
     accounts), and written in the same MULTI as the account's signal.
@@ -278,6 +286,29 @@ def appeal_statements(account_hash: str) -> str:
 def terminated_identifiers(account_hash: str) -> str:
     """Set of `kind:hash` identifiers a termination blocked (so an appeal can lift them)."""
     return f"{tag(account_hash)}:terminated_identifiers"
+
+
+# -- webhooks ------------------------------------------------------------------------------
+# Global: the registry of webhooks, and the delivery queue (ids by next attempt time), which a
+# worker fills in the same MULTI as it acknowledges the events it fanned out.
+WEBHOOKS = f"{PREFIX}:webhooks"
+WEBHOOK_DUE = f"{PREFIX}:webhooks:due"
+WEBHOOK_GROUP = "agegate-webhooks"
+
+
+def webhook(webhook_id: str) -> str:
+    """Hash: url, events, created_at, sealed secrets (with their end of life while rotating)."""
+    return f"{PREFIX}:webhook:{{{webhook_id}}}"
+
+
+def webhook_log(webhook_id: str) -> str:
+    """List of the webhook's recent delivery attempts (JSON; newest first; bounded)."""
+    return f"{PREFIX}:webhook:{{{webhook_id}}}:log"
+
+
+def webhook_delivery(delivery_id: str) -> str:
+    """Hash: one event's delivery to one webhook (body, attempts, status)."""
+    return f"{PREFIX}:whd:{delivery_id}"
 
 
 # -- signal stream -------------------------------------------------------------------------
