@@ -114,7 +114,7 @@ class AccountService:
         if model is None:
             raise ModelUnavailable()
         account_hash = self.hasher.account(account_id)
-        entry_hash = self.hasher.short("signal_entry", entry)[:16] if entry is not None else None
+        entry_hash = self._entry_hash(entry) if entry is not None else None
         watched = [keys.account_applied(account_hash, entry_hash)] if entry_hash else []
         reported = any(s["type"] == "report" and s.get("reason") == "suspected_minor"
                        for s in signals)
@@ -163,6 +163,17 @@ class AccountService:
                 self.accounts.mark_applied(account_hash, entry_hash, APPLIED)
         return {"account_id": account_id, "score": score, "band": str(result.band),
                 "flagged": bool(result.flagged), "case_id": case_id, "top_signals": top}
+
+    def _entry_hash(self, entry: str) -> str:
+        """A stream entry's key under the account's tag (64 bits: unique within one account)."""
+        return self.hasher.short("signal_entry", entry)[:16]
+
+    def settle_entries(self, entries: list[tuple[str, str]]) -> None:
+        """Shorten the applied-markers of (account id, entry) pairs that only a stalled worker
+        could still hold: entries without the platform's id, acknowledged and deleted from the
+        stream (a day of markers per message would outgrow the account)."""
+        self.accounts.shorten_applied([(self.hasher.account(account_id),
+                                        self._entry_hash(entry)) for account_id, entry in entries])
 
     def on_redeclaration(self, account_id: str, at: datetime, actor: str) -> None:
         """Age-check hook: a retry with another birth date is a signal on the account."""

@@ -138,6 +138,16 @@ class AccountStore:
         pipe.set(keys.account_applied(account_hash, entry_hash), value,
                  ex=self.retention.seconds("signal_entry"))
 
+    def shorten_applied(self, pairs: list[tuple[str, str]]) -> None:
+        """Give stream-entry markers, as (account hash, entry hash) pairs, the settled TTL."""
+        if not pairs:
+            return
+        ttl = self.retention.seconds("settled_signal_entry")
+        pipe = self.r.pipeline(transaction=False)  # one key each, in many slots
+        for account_hash, entry_hash in pairs:
+            pipe.expire(keys.account_applied(account_hash, entry_hash), ttl)
+        pipe.execute()
+
     def mark_applied(self, account_hash: str, entry_hash: str, value: str) -> None:
         """Note that an applied entry's follow-up step is done too (keeping the marker's TTL)."""
         self.r.set(keys.account_applied(account_hash, entry_hash), value, xx=True,

@@ -61,6 +61,9 @@ class Retention:
     # A stream entry's applied-marker: long enough for a worker restart or a producer's retry
     # to replay the entry, short enough that markers cost one day of ingest, not a history.
     signal_entry_days: int = 1
+    # ... and once an entry without the platform's id is settled: only a worker that took it
+    # over while its first worker stalled (past the claim time) can still apply it again.
+    settled_signal_entry_seconds: int = 600
     # Entries that could not be applied, with their error, for an operator to inspect or
     # re-publish; they may hold message text, so they go as soon as that is plausible.
     signal_dead_letter_days: int = 14
