@@ -234,8 +234,12 @@ def main() -> None:
         echo_each = [("/bench/echo", body) for _, body in one_each]
         fifty = http_requests(bodies, 50, args.accounts, "/v1/accounts/{account}/signals")
         runs: dict[str, list[harness.ThroughputResult]] = {"echo": [], "one": [], "fifty": []}
+        # --no-control-socket: gunicorn 27 otherwise shares /root/.gunicorn/gunicorn.ctl with
+        # every other gunicorn on the machine, and a server of this run outlived it (reparented
+        # to init) when another one used that socket.
         with harness.Gunicorn("benchmarks.bench_app:build_app()", env,
-                              extra_args=["--access-logfile", "/dev/null"]) as server:
+                              extra_args=["--access-logfile", "/dev/null",
+                                          "--no-control-socket"]) as server:
             server.start(timeout=90)
             closed_loop("warm-up", server.port, echo_each[:50], token + "x", 2)
             closed_loop("warm-up", server.port, one_each[:50], token, 2)
