@@ -44,6 +44,7 @@ def create_app(config: Config | None = None, *, clock: Clock | None = None) -> F
         enforcement,
         ingest,
         jurisdictions,
+        limits,
         parent_requests,
         review,
         service,
@@ -65,8 +66,10 @@ def create_app(config: Config | None = None, *, clock: Clock | None = None) -> F
         OPENAPI_URL_PREFIX="/",
         OPENAPI_JSON_PATH="openapi.json",
         OPENAPI_SWAGGER_UI_PATH="docs",
-        OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
-        SECRET_KEY=config.secret_key,
+        OPENAPI_SWAGGER_UI_URL=service.SWAGGER_UI_URL,
+        # The console's signed cookies: the first key signs, older ones still open sessions.
+        SECRET_KEY=config.secret_keys[0],
+        SECRET_KEY_FALLBACKS=config.secret_keys[1:],
     )
     if config.trusted_proxies:
         # Client addresses (rate limits) come from X-Forwarded-For, set by this many proxies.
@@ -77,14 +80,16 @@ def create_app(config: Config | None = None, *, clock: Clock | None = None) -> F
         state.load_model()
 
     api = AgegateApi(app, spec_kwargs={"info": {"description": "Age gating and minor-account "
-                                         "enforcement. See API.md for the contract."}})
+                                         "enforcement. See docs/api.md for the contract."}})
     api.spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer"})
     metrics.init_app(app)
     auth.init_app(app)
     body.init_app(app)
+    limits.init_app(app)
     for module in (service, age_checks, accounts, review, enforcement, audit, parent_requests,
                    content_removals, jurisdictions, age_signals, appeals, ingest, webhooks):
         api.register_blueprint(module.blp)
+    service.init_docs(app)
     register_error_handlers(app)
     console.init_app(app)
     return app

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import signal
+import sys
+from types import FrameType
 
 import click
 import redis
@@ -52,7 +55,25 @@ def serve(host: str, port: int) -> None:
         click.echo("development tokens (set AGEGATE_API_KEYS to choose your own):")
         for key in config.api_keys:
             click.echo(f"  {key.role:<13} Authorization: Bearer {key.token}")
-    run_simple(host, port, app, threaded=True, use_reloader=False)
+    # SIGTERM (a service manager, docker stop) ends the server as Ctrl-C does, so the finally
+    # below stops the embedded redis-server instead of leaving it running.
+    if config.metrics_port:
+        from agegate.metrics_server import start_metrics_server
+
+        start_metrics_server(state.gauge_sources, config.metrics_port, host)
+        click.echo(f"metrics: http://{host}:{config.metrics_port}/metrics")
+    signal.signal(signal.SIGTERM, _exit_on_signal)
+    signal.signal(signal.SIGINT, _exit_on_signal)
+    try:
+        run_simple(host, port, app, threaded=True, use_reloader=False)
+    finally:
+        state.close()
+
+
+def _exit_on_signal(signum: int, frame: FrameType | None) -> None:
+    """Leave the serving loop through the normal exit path (finally blocks, atexit)."""
+    click.echo(f"agegate: {signal.Signals(signum).name}, stopping", err=True)
+    sys.exit(0)
 
 
 @cli.command()

@@ -8,6 +8,8 @@ import secrets
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import limits
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 ROLES = ("registration", "signals", "reviewer", "admin", "downstream")
@@ -66,6 +68,14 @@ class Config:
     max_body_bytes: int = 1024 * 1024
     log_level: str = "INFO"
     load_model: bool = True
+    # When set, /metrics is served on this port only (agegate/metrics_server.py), not the API's.
+    metrics_port: int | None = None
+
+    @property
+    def secret_keys(self) -> list[str]:
+        """The live keys, comma-separated in AGEGATE_SECRET_KEY: the first hashes and signs
+        everything new, the others are still recognised (a rotation)."""
+        return [key.strip() for key in self.secret_key.split(",") if key.strip()]
 
     @property
     def development(self) -> bool:
@@ -78,10 +88,15 @@ class Config:
 
     def validate(self) -> Config:
         """Refuse configurations that would be unsafe to run."""
-        if not self.secret_key:
+        if not self.secret_keys:
             raise ConfigError("AGEGATE_SECRET_KEY is required outside development")
-        if len(self.secret_key) < MIN_SECRET_LENGTH:
-            raise ConfigError(f"AGEGATE_SECRET_KEY must be at least {MIN_SECRET_LENGTH} characters")
+        for position, key in enumerate(self.secret_keys, 1):
+            if len(key) < MIN_SECRET_LENGTH:
+                which = f"key {position} of " if len(self.secret_keys) > 1 else ""
+                raise ConfigError(f"{which}AGEGATE_SECRET_KEY must be at least "
+                                  f"{MIN_SECRET_LENGTH} characters")
+        if len(set(self.secret_keys)) != len(self.secret_keys):
+            raise ConfigError("AGEGATE_SECRET_KEY lists the same key twice")
         if self.retry_block_days < 1:
             raise ConfigError("AGEGATE_RETRY_BLOCK_DAYS must be a positive number of days")
         if not 1 <= self.age_signal_ttl_days <= 3650:
@@ -96,6 +111,13 @@ class Config:
             raise ConfigError("AGEGATE_SIGNALS_CLAIM_IDLE_SECONDS must be at least 1")
         if not self.deletion_systems:
             raise ConfigError("AGEGATE_DELETION_SYSTEMS must name at least one system")
+        try:
+            limits.parse(self.parent_request_rate_limit)
+        except ValueError:
+            raise ConfigError("AGEGATE_PARENT_REQUEST_RATE_LIMIT is not a rate limit "
+                              "(use e.g. '5 per hour')") from None
+        if self.metrics_port is not None and not 1 <= self.metrics_port <= 65535:
+            raise ConfigError("AGEGATE_METRICS_PORT must be a TCP port (1-65535)")
         return self
 
 
@@ -191,6 +213,7 @@ def from_env(env: dict[str, str] | None = None) -> Config:
         trusted_proxies=_int(env, "AGEGATE_TRUSTED_PROXIES", 0),
         review_lease_seconds=_int(env, "AGEGATE_REVIEW_LEASE_SECONDS", 900),
         log_level=(env.get("AGEGATE_LOG_LEVEL") or "INFO").upper(),
+        metrics_port=_int(env, "AGEGATE_METRICS_PORT", 0) or None,
     )
 
 

@@ -111,6 +111,7 @@ HTTP_MESSAGES = {
     405: "This method is not allowed on this path.",
     413: "The request body is too large.",
     422: "Some fields are not valid.",
+    429: "Too many requests; try again later.",
     500: "Something went wrong on our side.",
 }
 

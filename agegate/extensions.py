@@ -23,7 +23,6 @@ from agegate.services.content_removals import ContentRemovalService
 from agegate.services.jurisdictions import JurisdictionError, JurisdictionTable, MinimumAgePolicy
 from agegate.services.mailer import Mailer
 from agegate.services.parent_requests import DECISIONS, ParentRequestService
-from agegate.services.rate_limits import RateLimiter, parse_rule
 from agegate.storage import connect
 from agegate.storage.audit import AuditLog
 from agegate.storage.console import ConsoleStore
@@ -54,13 +53,14 @@ class Agegate:
         else:
             self.embedded = EmbeddedRedis(config.data_dir / "redis")
             url = self.embedded.start()
+        self.redis_url = url
         self.redis: redis.Redis = connect(url)
         self.retention = Retention(retry_block_days=config.retry_block_days,
                                    age_signal_days=config.age_signal_ttl_days)
-        self.hasher = Hasher(config.secret_key)
+        self.hasher = Hasher(config.secret_keys)
         self.tokens = TokenTable(config.api_keys)
         self.audit = AuditTrail(
-            AuditLog(self.redis, config.secret_key, self.retention), self.hasher, self.clock
+            AuditLog(self.redis, config.secret_keys, self.retention), self.hasher, self.clock
         )
         self.events = EventStream(self.redis, config.events_stream, self.retention)
         self.identities = IdentityStore(self.redis, self.retention)
@@ -93,6 +93,8 @@ class Agegate:
 
         cases = CaseStore(self.redis, self.retention)
         account_store = AccountStore(self.redis, self.retention)
+        # After a key rotation an account keeps the records it has under an older key's hash.
+        self.hasher.account_resolver = account_store.existing_hash
         deletions = DeletionStore(self.redis, self.retention)
         self.enforcement = EnforcementService(
             self.redis, self.hasher, self.audit, self.events, self.identities, cases, deletions,
@@ -149,13 +151,8 @@ class Agegate:
         self.gauge_sources.append(self.ingest.gauges)
 
     def _wire_parents_and_removals(self) -> None:
-        """Parent requests, the mailer, the rate limiter and §22581 content removals."""
+        """Parent requests, the mailer and §22581 content removals."""
         config = self.config
-        try:
-            self.parent_request_rule = parse_rule(config.parent_request_rate_limit)
-        except ValueError as error:
-            raise ConfigError(f"AGEGATE_PARENT_REQUEST_RATE_LIMIT: {error}") from None
-        self.rate_limiter = RateLimiter(self.redis, self.hasher, self.retention)
         self.mailer = Mailer(self.redis, self.retention, self.clock, config.smtp_url,
                              config.smtp_sender)
         self.parent_requests = ParentRequestService(
@@ -187,7 +184,7 @@ class Agegate:
 
         store = WebhookStore(self.redis, self.retention)
         self.webhooks = WebhookService(self.redis, store, self.events,
-                                       SecretBox([self.config.secret_key]), self.audit,
+                                       SecretBox(self.config.secret_keys), self.audit,
                                        self.clock)
         self.worker_jobs.append(
             WebhookDeliveryJob(self.redis, self.webhooks, store, self.events, self.clock))

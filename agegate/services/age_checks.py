@@ -82,6 +82,20 @@ class AgeCheckService:
             found.append(("email", self.hasher.short("email", normalise_email(data["email"]))))
         return found
 
+    def lookups(self, data: dict[str, Any]) -> list[Identifier]:
+        """The same identifiers hashed under every live key: a block written before a key
+        rotation still refuses them (a check writes only under the primary key)."""
+        if len(self.hasher.key_ids) == 1:
+            return self.identifiers(data)
+        found: list[Identifier] = []
+        values = [("account", data.get("account_id")), ("device", data.get("device_id")),
+                  ("session", data.get("session_id")),
+                  ("email", normalise_email(data["email"]) if data.get("email") else None)]
+        for kind, value in values:
+            if value:
+                found.extend((kind, digest) for digest in self.hasher.all_short(kind, value))
+        return found
+
     def _age(self, born: date) -> int:
         today = self.clock.today()
         if born > today:
@@ -97,6 +111,7 @@ class AgeCheckService:
         country = data["country"]
         region = data.get("region")
         identifiers = self.identifiers(data)
+        lookups = self.lookups(data)
         under_age = age < self.policy.minimum_age(country, region)
         check_id = new_id("chk")
         account_id = data.get("account_id")
@@ -104,7 +119,7 @@ class AgeCheckService:
 
         def write(pipe: Any) -> str:
             # Blocks win over the declared date, whatever it now says; the order is the contract's.
-            identity_blocked, retry_blocked = self.identities.blocks(pipe, identifiers)
+            identity_blocked, retry_blocked = self.identities.blocks(pipe, lookups)
             if identity_blocked:
                 reason = "identity_blocked"
             elif retry_blocked:
@@ -125,7 +140,7 @@ class AgeCheckService:
         # One unit of work: the decision, the blocks it writes and its audit entry land
         # together, and a block written meanwhile (WATCHed) makes it decide again.
         reason = transact(self.identities.r, write,
-                          *self.identities.block_keys(identifiers))
+                          *self.identities.block_keys(lookups))
         decision = _decision(reason)
         result = AgeCheckResult(
             check_id=check_id, decision=decision, reason=reason,

@@ -223,7 +223,9 @@ class AgeSignalService:
         those installs and open its age_signal case."""
         if len(install_ids) > MAX_INSTALL_IDS:  # the schema says so too; never trust one door
             raise ValidationFailed(fields={"install_ids": [f"At most {MAX_INSTALL_IDS}."]})
-        hashes = {self._install_hash(source, install_id) for install_id in install_ids}
+        # Under every live key: an install seen before a key rotation is still matched.
+        hashes = {digest for install_id in install_ids
+                  for digest in self.hasher.all_short("install", f"{source}\x00{install_id}")}
         matched = 0
         for account_id in sorted(self.store.accounts_for_installs(hashes)):
             account_hash = self.hasher.account(account_id)

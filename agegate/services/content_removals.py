@@ -125,15 +125,19 @@ class ContentRemovalService:
                 if error.code != "account_terminated":
                     raise
         account_hash = self.hasher.account(account_id)
-        hashes = {cid: self.hasher.short("content", cid) for cid in removable}
+        # Every live key's hash of each id: one removed before a key rotation stays removed.
+        hashes = {cid: self.hasher.all_short("content", cid) for cid in removable}
         now = self.clock.now()
 
         def write(pipe: redis.client.Pipeline) -> list[str]:
             chain = self.audit.begin(pipe)
-            already = self.removals.already_removed(pipe, account_hash, list(hashes.values()))
-            new = [cid for cid, done in zip(removable, already, strict=True) if not done]
+            seen = self.removals.already_removed(
+                pipe, account_hash, [h for cid in removable for h in hashes[cid]])
+            width = len(self.hasher.key_ids)
+            new = [cid for i, cid in enumerate(removable)
+                   if not any(seen[i * width:(i + 1) * width])]
             pipe.multi()
-            self.removals.queue_removed(pipe, account_hash, [hashes[cid] for cid in new])
+            self.removals.queue_removed(pipe, account_hash, [hashes[cid][0] for cid in new])
             for cid in new:
                 self.events.queue_emit(pipe, EVENT_TYPE, account_id=account_id, at=now,
                                        request_id=request_id, content_id=cid)

@@ -9,7 +9,6 @@ mail the code, and is never stored. Requests are answered within 30 days of subm
 
 from __future__ import annotations
 
-import hmac
 import json
 import logging
 import secrets
@@ -110,17 +109,20 @@ class ParentRequestService:
         self.account_store: Any = None
 
     # -- the parent's side ---------------------------------------------------------------
-    def child_hash(self, kind: str, value: str) -> str:
-        """The keyed hash a child identifier is kept as (email as the age gate hashes it)."""
+    @staticmethod
+    def _child_identifier(kind: str, value: str) -> tuple[str, str]:
+        """(purpose, normalised value) a child identifier is hashed as."""
         if kind == "email":
-            return self.hasher.short("email", normalise_email(value))
-        return self.hasher.short("username", normalise_username(value))
+            return "email", normalise_email(value)
+        return "username", normalise_username(value)
 
-    def _code_hash(self, request_id: str, code: str) -> str:
-        return self.hasher.digest("parent_code", f"{request_id}:{code.strip()}")
+    def child_hash(self, kind: str, value: str) -> str:
+        """The keyed hash a child identifier is kept as, with its key's id."""
+        return self.hasher.sealed(*self._child_identifier(kind, value))
 
-    def _token_hash(self, request_id: str, token: str) -> str:
-        return self.hasher.digest("status_token", f"{request_id}:{token}")
+    def _code_hashes(self, request_id: str, code: str) -> list[str]:
+        """The code's hash under every live key, primary first (the first is stored)."""
+        return self.hasher.candidates("parent_code", f"{request_id}:{code.strip()}")
 
     def submit(self, data: dict[str, Any], actor: str = "public") -> dict[str, str]:
         """Record a request and mail its code; the parent's email is dropped after sending."""
@@ -139,8 +141,8 @@ class ParentRequestService:
                                                    normalise_email(data["parent_email"])),
             "created_at": iso(now),
             "due_at": iso(now + timedelta(days=RESPONSE_DAYS)),
-            "status_token_hash": self._token_hash(request_id, token),
-            "code_hash": self._code_hash(request_id, code),
+            "status_token_hash": self.hasher.sealed("status_token", f"{request_id}:{token}"),
+            "code_hash": self._code_hashes(request_id, code)[0],
             "code_expires_ts": str(int((now + CODE_LIFETIME).timestamp())),
             "attempts": "0",
         }
@@ -180,7 +182,7 @@ class ParentRequestService:
     def verify(self, request_id: str, code: str, actor: str = "public") -> dict[str, str]:
         """Check the mailed code; on success open the reviewer's case. Wrong codes count."""
         now = self.clock.now()
-        result = self.store.check_code(request_id, self._code_hash(request_id, code),
+        result = self.store.check_code(request_id, self._code_hashes(request_id, code),
                                        int(now.timestamp()), iso(now), MAX_WRONG_CODES)
         outcome = result[0]
         if outcome == "missing":
@@ -305,8 +307,8 @@ class ParentRequestService:
                 raise ValidationFailed(fields={"account_id": [
                     "The parent named a different account."]})
         else:
-            if not identifier or not hmac.compare_digest(
-                    self.child_hash(kind, identifier), record.get("child_hash", "")):
+            if not identifier or not self.hasher.matches(
+                    *self._child_identifier(kind, identifier), record.get("child_hash", "")):
                 raise ValidationFailed(fields={"identifier": [
                     f"This {kind} does not match the one in the request."]})
         def write(pipe: redis.client.Pipeline) -> None:

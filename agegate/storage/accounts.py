@@ -44,6 +44,17 @@ class AccountStore:
                                   keys.account_identifiers(account_hash),
                                   keys.content_removals(account_hash)))
 
+    def existing_hash(self, candidates: list[str]) -> str | None:
+        """Of an account's hashes under each live key (primary first), the first under which
+        this service holds anything (one round trip), else None."""
+        pipe = self.r.pipeline(transaction=False)
+        for account_hash in candidates:
+            pipe.exists(keys.account_deletion(account_hash), *keys.account_keys(account_hash))
+        for account_hash, found in zip(candidates, pipe.execute(), strict=True):
+            if found:
+                return account_hash
+        return None
+
     def state(self, client: Any, account_hash: str) -> Any:
         """The model's aggregate state, or None."""
         raw = client.get(keys.account_state(account_hash))

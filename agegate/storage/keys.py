@@ -228,13 +228,19 @@ def parent_requests_waiting(account_hash: str) -> str:
 
 # Sorted set of verified, undecided request ids scored by their due time (overdue listing).
 PARENT_REQUESTS_OPEN = f"{PREFIX}:preq:open"
-# List of mails awaiting an admin when no SMTP server is configured.
-OUTBOX = f"{PREFIX}:outbox"
+# Mails awaiting an admin when no SMTP server is configured: each its own key, expiring on its
+# own day, and a newest-first list of their ids (ids only: it may outlive a mail).
+OUTBOX_INDEX = f"{PREFIX}:outbox:index"
 
 
-def rate_limit(scope: str, client_hash: str, window: int) -> str:
-    """Fixed-window counter for one client address (keyed hash) in one window."""
-    return f"{PREFIX}:rl:{scope}:{client_hash}:{window}"
+def outbox_message(mail_id: str) -> str:
+    """One queued mail (JSON: recipient, subject, body with the code)."""
+    return f"{PREFIX}:outbox:mail:{mail_id}"
+
+
+# Flask-Limiter's moving windows (its Redis storage sets each key's expiry to its window; the
+# client address in them is a keyed hash).
+RATE_LIMIT_PREFIX = f"{PREFIX}:rl"
 
 
 # -- content removals ----------------------------------------------------------------------

@@ -1,4 +1,8 @@
-"""The admin-read mail outbox, used when no SMTP server is configured."""
+"""The admin-read mail outbox, used when no SMTP server is configured.
+
+A queued mail holds a parent's address and a live code, so each one expires on its own day
+(Retention.outbox_days after it was queued); queuing another never extends it.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ OUTBOX_MAX = 1000
 
 
 class MailOutbox:
-    """A capped list, newest first, that lives only as long as a code does."""
+    """Each mail its own key with its own TTL; a newest-first list of ids, capped in length."""
 
     def __init__(self, client: redis.Redis, retention: Retention) -> None:
         # decode_responses=True: every reply is str, which redis-py's stubs cannot know.
@@ -22,13 +26,23 @@ class MailOutbox:
         self.retention = retention
 
     def push(self, entry: dict[str, Any]) -> None:
-        """Add one message, trim to the cap and refresh the TTL in one transaction."""
+        """Queue one mail (its own TTL) and index it; the oldest beyond the cap leave the index."""
+        ttl = self.retention.seconds("outbox")
         pipe = self.r.pipeline(transaction=True)
-        pipe.lpush(keys.OUTBOX, json.dumps(entry))
-        pipe.ltrim(keys.OUTBOX, 0, OUTBOX_MAX - 1)
-        pipe.expire(keys.OUTBOX, self.retention.seconds("outbox"))
+        pipe.set(keys.outbox_message(entry["id"]), json.dumps(entry), ex=ttl)
+        pipe.lpush(keys.OUTBOX_INDEX, entry["id"])
+        pipe.ltrim(keys.OUTBOX_INDEX, 0, OUTBOX_MAX - 1)
+        # The index holds ids only, so keeping it as long as its newest mail leaks nothing.
+        pipe.expire(keys.OUTBOX_INDEX, ttl)
         pipe.execute()
 
     def recent(self, limit: int) -> list[dict[str, Any]]:
-        """Newest first."""
-        return [json.loads(raw) for raw in self.r.lrange(keys.OUTBOX, 0, limit - 1)]
+        """The newest mails still kept, newest first; ids whose mail expired leave the index."""
+        ids = self.r.lrange(keys.OUTBOX_INDEX, 0, limit - 1)
+        if not ids:
+            return []
+        raws = self.r.mget([keys.outbox_message(mail_id) for mail_id in ids])
+        for mail_id, raw in zip(ids, raws, strict=True):
+            if raw is None:
+                self.r.lrem(keys.OUTBOX_INDEX, 1, mail_id)
+        return [json.loads(raw) for raw in raws if raw is not None]

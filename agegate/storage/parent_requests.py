@@ -12,21 +12,27 @@ from agegate.storage import keys
 from agegate.storage.keys import Retention
 
 # Check-and-count in one step, so parallel guesses can never exceed the allowed wrong codes.
+# ARGV: now (seconds), now (ISO), the wrong-code limit, then the code's hash under every live
+# key (a code mailed before a key rotation still verifies after it).
 _VERIFY = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'missing'} end
 local f = redis.call('HMGET', KEYS[1], 'status', 'code_hash', 'code_expires_ts')
+local function right(stored)
+  for i = 4, #ARGV do if stored == ARGV[i] then return true end end
+  return false
+end
 if f[1] == 'locked' then return {'locked'} end
 if f[1] ~= 'pending_verification' then
-  if f[2] == ARGV[1] then return {'done', f[1]} end
+  if right(f[2]) then return {'done', f[1]} end
   return {'wrong_done', f[1]}
 end
-if tonumber(f[3]) <= tonumber(ARGV[2]) then return {'expired'} end
-if f[2] == ARGV[1] then
-  redis.call('HSET', KEYS[1], 'status', 'verified', 'verified_at', ARGV[3])
+if tonumber(f[3]) <= tonumber(ARGV[1]) then return {'expired'} end
+if right(f[2]) then
+  redis.call('HSET', KEYS[1], 'status', 'verified', 'verified_at', ARGV[2])
   return {'ok'}
 end
 local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
-if attempts >= tonumber(ARGV[4]) then
+if attempts >= tonumber(ARGV[3]) then
   redis.call('HSET', KEYS[1], 'status', 'locked')
   return {'locked_now', tostring(attempts)}
 end
@@ -71,12 +77,13 @@ class ParentRequestStore:
         return [keys.parent_request(request_id)]
 
     # -- the code check ------------------------------------------------------------------
-    def check_code(self, request_id: str, code_hash: str, now_ts: int, now_iso: str,
+    def check_code(self, request_id: str, code_hashes: list[str], now_ts: int, now_iso: str,
                    max_wrong: int) -> list[str]:
-        """['ok'] | ['missing'] | ['locked'] | ['expired'] | ['done', status] |
+        """Check a code (its hash under each live key) and count a wrong one, in one step:
+        ['ok'] | ['missing'] | ['locked'] | ['expired'] | ['done', status] |
         ['wrong_done', status] | ['wrong', n] | ['locked_now', n]."""
         return self._verify(keys=[keys.parent_request(request_id)],
-                            args=[code_hash, now_ts, now_iso, max_wrong])
+                            args=[now_ts, now_iso, max_wrong, *code_hashes])
 
     # -- writes --------------------------------------------------------------------------
     def queue_create(self, pipe: redis.client.Pipeline, request_id: str,
