@@ -153,6 +153,7 @@ class Agegate:
             self.config.signals_batch, self.config.signals_claim_idle_seconds,
         )
         self.worker_jobs.append(SignalStreamJob(self.ingest, self.accounts))
+        self.gauge_sources.append(self.ingest.gauges)
 
     def _wire_parents_and_removals(self) -> None:
         """Parent requests, the mailer and §22581 content removals."""

@@ -20,6 +20,8 @@ from tests.cli_env import service_env
 from tests.conftest import auth
 from tests.signals_helpers import (
     adult_text,
+    claim,
+    decide,
     minor_text,
     post_signals,
     signals_app,
@@ -83,6 +85,12 @@ def test_stream_scores_equal_http_scores_for_the_same_messages(app, client, redi
         assert post_signals(client, "acc-http", batch).status_code == 200
         publish(redis_client, "acc-stream", batch)
     assert drain(app) == len(batches)
+    # Markers of entries without an id live minutes once settled, not the day an id's does.
+    stream_hash = app.extensions["agegate"].hasher.account("acc-stream")
+    markers = list(redis_client.scan_iter(f"{keys.tag(stream_hash)}:seen:*"))
+    assert len(markers) == len(batches)
+    settled = app.extensions["agegate"].retention.seconds("settled_signal_entry")
+    assert all(0 < redis_client.ttl(m) <= settled for m in markers)
     # The same history gives the same stored state, byte for byte ...
     assert state_of(app, redis_client, "acc-stream") == state_of(app, redis_client, "acc-http")
     # ... and the same answer to the next message, whichever door the earlier ones came by.
@@ -118,7 +126,22 @@ def test_a_replayed_entry_id_is_applied_once(app, client, redis_client):
     markers = list(redis_client.scan_iter(f"{keys.tag(state.hasher.account('acc-r'))}:seen:*"))
     assert len(markers) == 2
     ttl = redis_client.ttl(markers[0])
-    assert 0 < ttl <= state.retention.seconds("signal_entry")
+    assert state.retention.seconds("settled_signal_entry") < ttl <= \
+        state.retention.seconds("signal_entry")
+
+
+def test_a_replayed_report_opens_no_case_after_a_decision(app, client, redis_client):
+    report = [{"type": "report", "at": "2026-11-24T13:00:00Z", "reason": "suspected_minor"}]
+    publish(redis_client, "acc-rep", report, entry_id="report-1")
+    drain(app)
+    case_id = client.get("/v1/accounts/acc-rep", headers=auth("reviewer")).json["case_id"]
+    assert case_id is not None
+    assert claim(client).json["case"]["case_id"] == case_id
+    assert decide(client, case_id, "not_minor").status_code == 200
+    publish(redis_client, "acc-rep", report, entry_id="report-1")  # the producer retries
+    drain(app)
+    assert client.get("/v1/accounts/acc-rep", headers=auth("reviewer")).json["case_id"] is None
+    assert client.get("/v1/review/cases", headers=auth("reviewer")).json["cases"] == []
 
 
 @pytest.mark.parametrize(("fields", "code", "field"), [
@@ -186,6 +209,20 @@ def test_ingest_reports_lag_pending_and_dead(app, client, redis_client):
     figures = ingest(client)
     assert (figures["length"], figures["lag"], figures["pending"], figures["dead"],
             figures["consumers"]) == (2, 0, 2, 1, 2)
+
+
+def test_the_backlog_is_in_the_metrics(app, client, redis_client):
+    for i in range(3):
+        publish(redis_client, f"acc-{i}", [text_signal(adult_text(i))])
+    redis_client.xadd(STREAM, {"account_id": "acc-x", "signals": "nope"})
+    store = app.extensions["agegate"].ingest.store
+    store.ensure_group()
+    store.read_new("w-dead", 1, 10)
+    assert drain(app, "w-live") == 3
+    text = client.get("/metrics").get_data(as_text=True)
+    for line in ("agegate_signal_stream_lag 0.0", "agegate_signal_stream_pending 1.0",
+                 "agegate_signal_stream_dead 1.0"):
+        assert line in text.splitlines(), line
 
 
 def test_ingest_is_for_admins_and_documented(client):
@@ -283,3 +320,36 @@ def test_two_workers_on_one_account_lose_no_message(app, client, redis_client, r
     figures = ingest(client)
     assert (figures["pending"], figures["dead"], figures["consumers"]) == (0, 0, 2)
     assert state_of(app, redis_client, "acc-hot")["n"] == total
+
+
+def test_an_entry_that_keeps_killing_its_workers_is_dead_lettered(config, clock, redis_client):
+    app = signals_app(config.with_overrides(signals_claim_idle_seconds=1), clock)
+    store = app.extensions["agegate"].ingest.store
+    store.ensure_group()
+    entry_id = publish(redis_client, "acc-poison", [text_signal(adult_text(0))])
+    # Five workers in turn take it and die before acknowledging it (a poison pill).
+    assert [e.entry_id for e in store.read_new("w-dead-0", 10, 10)] == [entry_id]
+    for n in range(1, 5):
+        assert [e.deliveries for e in store.claim_stale(f"w-dead-{n}", 0, 10)] == [n + 1]
+    time.sleep(1.1)  # past the claim time
+    assert job(app).run_once("w-live") == 1
+    (_, letter), = store.dead_letters()
+    assert letter["entry_id"] == entry_id
+    assert json.loads(letter["error"])["code"] == "delivery_limit"
+    assert state_of(app, redis_client, "acc-poison") is None  # never applied ...
+    assert redis_client.xlen(STREAM) == 0  # ... and not retried forever
+
+
+def test_stopped_workers_names_are_forgotten_once_they_hold_nothing(app, client, redis_client):
+    store = app.extensions["agegate"].ingest.store
+    store.ensure_group()
+    for i in range(3):
+        publish(redis_client, f"acc-{i}", [text_signal(adult_text(i))])
+    held = store.read_new("w-holding", 1, 10)  # a dead worker still holding an entry
+    assert drain(app, "w-finished") == 2  # a worker that settled everything it took
+    assert ingest(client)["consumers"] == 2
+    assert store.prune_consumers(0) == ["w-finished"]
+    figures = ingest(client)
+    assert (figures["consumers"], figures["pending"]) == (1, 1)
+    # The holder's entry is still there to be taken over.
+    assert [e.entry_id for e in store.claim_stale("w-next", 0, 10)] == [held[0].entry_id]

@@ -20,5 +20,5 @@ class IngestStatusSchema(StrictSchema):
     dead = fields.Integer(required=True, metadata={
         "description": "Entries in the dead-letter stream (`<stream>:dead`)."})
     consumers = fields.Integer(required=True, metadata={
-        "description": "How many consumer names the group knows (workers that have read, "
-                       "including stopped ones)."})
+        "description": "How many consumer names the group knows: workers that have read an "
+                       "entry, less names idle an hour with nothing pending."})

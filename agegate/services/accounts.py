@@ -27,6 +27,11 @@ from agegate.storage.unit import watch
 log = logging.getLogger("agegate.accounts")
 
 
+# A stream entry's applied-marker: its effects are written, and its case step is done too
+# (APPLIED) or was still due when the marker was written (CASE_DUE).
+APPLIED, CASE_DUE = "1", "case"
+
+
 def terminated() -> Conflict:
     return Conflict("The account has been terminated.", code="account_terminated")
 
@@ -101,56 +106,74 @@ class AccountService:
         """Fold signals into the account's bounded state, score it, open or raise its case.
 
         `entry` (the signal stream's idempotency key) is applied at most once: its marker is
-        written in the same MULTI as the state, and a replay only re-runs the case step on the
-        stored score, which repairs a crash between the two steps.
+        written in the same MULTI as the state and says whether a case step is still due. A
+        replay writes nothing; it runs the case step only if the applying call died before it
+        (a reviewer may have decided the case since a completed one), and answers the score.
         """
         model = self.model()
         if model is None:
             raise ModelUnavailable()
         account_hash = self.hasher.account(account_id)
-        entry_hash = self.hasher.short("signal_entry", entry)[:16] if entry is not None else None
+        entry_hash = self._entry_hash(entry) if entry is not None else None
         watched = [keys.account_applied(account_hash, entry_hash)] if entry_hash else []
+        reported = any(s["type"] == "report" and s.get("reason") == "suspected_minor"
+                       for s in signals)
 
-        def build(pipe: Any) -> tuple[Any, str | None, str | None, str | None]:
-            deletion_id, state, case_id, processing, case_score, adult_until = \
-                self.accounts.signal_view(pipe, account_hash)
+        def build(pipe: Any) -> tuple[Any, str | None, bool, str | None]:
+            deletion_id, state, case_id, processing, case_score, adult_until, seen = \
+                self.accounts.signal_view(pipe, account_hash, entry_hash)
             if deletion_id:
                 raise terminated()
             if processing == "stopped":
                 raise processing_stopped()
-            if entry_hash and self.accounts.applied(pipe, account_hash, entry_hash):
+            if seen:
                 pipe.multi()  # a replayed stream entry: nothing to write
-                return model.score(state or model.new_state()), case_id, case_score, adult_until
+                result = model.score(state or model.new_state())
+                return result, case_id, seen == CASE_DUE, adult_until
             state = model.update(state if state is not None else model.new_state(), signals)
             result = model.score(state)
+            # The open case already carries this score or a higher one: nothing to raise.
+            settled = (case_id is not None and case_score is not None
+                       and float(result.score) <= float(case_score))
+            due = reported or (bool(result.flagged) and not settled)
             pipe.multi()
             if entry_hash:
-                self.accounts.queue_applied(pipe, account_hash, entry_hash)
+                self.accounts.queue_applied(pipe, account_hash, entry_hash,
+                                            CASE_DUE if due else APPLIED)
             self.accounts.queue_state(pipe, account_hash, state)
             self.accounts.queue_meta(pipe, account_hash, account_id, {
                 "score": repr(float(result.score)), "band": str(result.band),
                 "flagged": "1" if result.flagged else "0", "updated_at": iso(self.clock.now()),
             })
-            return result, case_id, case_score, adult_until
+            return result, case_id, due, adult_until
 
         # WATCH the state, the meta, the case pointer and the termination marker: a concurrent
         # post retries on the newer state, and a termination in between turns this into a 409.
-        result, case_id, case_score, adult_until = transact(
+        result, case_id, due, adult_until = transact(
             self.r, build, keys.account_state(account_hash), keys.account(account_hash),
             keys.account_open_case(account_hash), keys.account_deletion(account_hash), *watched)
         score, top = float(result.score), _top(result.top_signals)
         # Stated rules beside the model's signals; they never change the score or the flag.
         top = stated_rules(adult_until, self.clock.now()) + top
-        reported = any(s["type"] == "report" and s.get("reason") == "suspected_minor"
-                       for s in signals)
-        # The open case already carries this score or a higher one: nothing to raise.
-        settled = case_id is not None and case_score is not None and score <= float(case_score)
-        if reported or (result.flagged and not settled):
+        if due:
             case = self.review.open_or_raise(account_id, "report" if reported else "classifier",
                                              actor=actor, score=score, top_signals=top)
             case_id = case["case_id"]
+            if entry_hash:
+                self.accounts.mark_applied(account_hash, entry_hash, APPLIED)
         return {"account_id": account_id, "score": score, "band": str(result.band),
                 "flagged": bool(result.flagged), "case_id": case_id, "top_signals": top}
+
+    def _entry_hash(self, entry: str) -> str:
+        """A stream entry's key under the account's tag (64 bits: unique within one account)."""
+        return self.hasher.short("signal_entry", entry)[:16]
+
+    def settle_entries(self, entries: list[tuple[str, str]]) -> None:
+        """Shorten the applied-markers of (account id, entry) pairs that only a stalled worker
+        could still hold: entries without the platform's id, acknowledged and deleted from the
+        stream (a day of markers per message would outgrow the account)."""
+        self.accounts.shorten_applied([(self.hasher.account(account_id),
+                                        self._entry_hash(entry)) for account_id, entry in entries])
 
     def on_redeclaration(self, account_id: str, at: datetime, actor: str) -> None:
         """Age-check hook: a retry with another birth date is a signal on the account."""

@@ -66,17 +66,21 @@ class AccountStore:
         raw = client.get(keys.account_state(account_hash))
         return json.loads(raw) if raw else None
 
-    def signal_view(self, client: Any, account_hash: str
-                    ) -> tuple[str | None, Any, str | None, str | None, str | None, str | None]:
+    def signal_view(self, client: Any, account_hash: str, entry_hash: str | None = None
+                    ) -> tuple[str | None, Any, str | None, str | None, str | None, str | None,
+                               str | None]:
         """What folding signals in reads: (deletion id, model state, open case id, processing,
-        the open case's score, until when an enhanced age signal shows a verified adult)."""
-        deletion_id, raw_state, case_id = _mget(
+        the open case's score, until when an enhanced age signal shows a verified adult, the
+        stream entry's applied-marker if `entry_hash` is given)."""
+        marker = [keys.account_applied(account_hash, entry_hash)] if entry_hash else []
+        deletion_id, raw_state, case_id, *applied = _mget(
             client, keys.account_deletion(account_hash), keys.account_state(account_hash),
-            keys.account_open_case(account_hash))
+            keys.account_open_case(account_hash), *marker)
         processing, case_score, adult_until = client.hmget(
             keys.account(account_hash), "processing", "case_score", VERIFIED_ADULT_FIELD)
         state = json.loads(raw_state) if raw_state else None
-        return deletion_id, state, case_id, processing, case_score, adult_until
+        return (deletion_id, state, case_id, processing, case_score, adult_until,
+                applied[0] if applied else None)
 
     def overview(self, account_hash: str) -> tuple[dict[str, str], str | None, str | None]:
         """(meta, open case id, deletion id) in one round trip."""
@@ -145,15 +149,26 @@ class AccountStore:
         """Parent requests waiting for this account's age, oldest id first."""
         return sorted(client.smembers(keys.parent_requests_waiting(account_hash)))
 
-    def applied(self, client: Any, account_hash: str, entry_hash: str) -> bool:
-        """Whether a signal-stream entry was already folded into this account."""
-        return bool(client.exists(keys.account_applied(account_hash, entry_hash)))
-
     def queue_applied(self, pipe: redis.client.Pipeline, account_hash: str,
-                      entry_hash: str) -> None:
+                      entry_hash: str, value: str) -> None:
         """Mark a stream entry applied, in the MULTI that writes its effects on the state."""
-        pipe.set(keys.account_applied(account_hash, entry_hash), 1,
+        pipe.set(keys.account_applied(account_hash, entry_hash), value,
                  ex=self.retention.seconds("signal_entry"))
+
+    def shorten_applied(self, pairs: list[tuple[str, str]]) -> None:
+        """Give stream-entry markers, as (account hash, entry hash) pairs, the settled TTL."""
+        if not pairs:
+            return
+        ttl = self.retention.seconds("settled_signal_entry")
+        pipe = self.r.pipeline(transaction=False)  # one key each, in many slots
+        for account_hash, entry_hash in pairs:
+            pipe.expire(keys.account_applied(account_hash, entry_hash), ttl)
+        pipe.execute()
+
+    def mark_applied(self, account_hash: str, entry_hash: str, value: str) -> None:
+        """Note that an applied entry's follow-up step is done too (keeping the marker's TTL)."""
+        self.r.set(keys.account_applied(account_hash, entry_hash), value, xx=True,
+                   keepttl=True)
 
     def queue_drop_state(self, pipe: redis.client.Pipeline, account_hash: str) -> None:
         """Forget the model state (an objection to processing)."""

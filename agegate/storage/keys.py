@@ -73,6 +73,9 @@ class Retention:
     # A stream entry's applied-marker: long enough for a worker restart or a producer's retry
     # to replay the entry, short enough that markers cost one day of ingest, not a history.
     signal_entry_days: int = 1
+    # ... and once an entry without the platform's id is settled: only a worker that took it
+    # over while its first worker stalled (past the claim time) can still apply it again.
+    settled_signal_entry_seconds: int = 600
     # Entries that could not be applied, with their error, for an operator to inspect or
     # re-publish; they may hold message text, so they go as soon as that is plausible.
     signal_dead_letter_days: int = 14
@@ -425,6 +428,9 @@ def webhook_delivery(delivery_id: str) -> str:
 
 
 # -- signal stream -------------------------------------------------------------------------
+# The signal stream itself (AGEGATE_SIGNALS_STREAM) is the platform's input queue and gets no
+# TTL: an expiry would drop the consumer group with it. Its entries carry message text, so each
+# one is deleted as soon as it is applied (storage/signal_stream.py, settle()).
 def signals_dead(stream: str) -> str:
     """The dead-letter stream beside a signal stream: entries that could not be applied."""
     return f"{stream}:dead"

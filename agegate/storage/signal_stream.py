@@ -92,6 +92,17 @@ class SignalStreamStore:
         return [Entry(entry_id, fields or {}, deliveries.get(entry_id, 1))
                 for entry_id, fields in claimed]
 
+    def prune_consumers(self, idle_ms: int) -> list[str]:
+        """Forget consumer names that hold no pending entry and have been idle `idle_ms`: each
+        worker start adds a name (host and pid), and a stopped worker's would stay forever.
+        Safe for a live worker too: its next read brings its name back."""
+        gone = [c["name"] for c in self.r.xinfo_consumers(self.stream, GROUP)
+                if int(c["pending"]) == 0 and int(c["idle"]) >= idle_ms]
+        for name in gone:
+            # Only if it is still empty: a name that took an entry meanwhile stays.
+            self.r.eval(_DELETE_IF_EMPTY, 1, self.stream, GROUP, name)
+        return gone
+
     def settle(self, entry_ids: list[str]) -> None:
         """Acknowledge applied (or dead-lettered) entries and delete them, in one MULTI: the
         text they carry goes once its effects are written."""
@@ -138,6 +149,23 @@ class SignalStreamStore:
             lag = max(0, int(length) - pending) if group else int(length)
         return {"stream": self.stream, "group": GROUP, "length": int(length), "lag": int(lag),
                 "pending": pending, "dead": int(dead), "consumers": int(group.get("consumers", 0))}
+
+
+# XGROUP DELCONSUMER drops the consumer's pending entries with it, so check and delete in one
+# step: a consumer that took an entry since XINFO was read is left alone.
+_DELETE_IF_EMPTY = """
+for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do
+  local name, pending
+  for i = 1, #c, 2 do
+    if c[i] == 'name' then name = c[i + 1] elseif c[i] == 'pending' then pending = c[i + 1] end
+  end
+  if name == ARGV[2] then
+    if pending == 0 then return redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], name) end
+    return -1
+  end
+end
+return 0
+"""
 
 
 def _order(entry_id: str) -> tuple[int, int]:
