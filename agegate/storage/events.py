@@ -71,11 +71,6 @@ class EventStream:
                 entries.extend((entry_id, fields or {}) for entry_id, fields in items)
         return entries
 
-    def queue_ack(self, pipe: redis.client.Pipeline, group: str, entry_ids: list[str]) -> None:
-        """Acknowledge entries in the caller's MULTI, with the writes they caused."""
-        if entry_ids:
-            pipe.xack(self.stream, group, *entry_ids)
-
     def ack(self, group: str, entry_ids: list[str]) -> None:
         """Acknowledge entries once the writes they caused are in (the stream's own slot)."""
         if entry_ids:
