@@ -16,7 +16,7 @@ from typing import Any
 import redis
 from marshmallow import ValidationError
 
-from agegate.errors import AgegateError, MalformedRequest, ModelUnavailable, ValidationFailed
+from agegate.errors import AgegateError, MalformedRequest, ValidationFailed
 from agegate.schemas.accounts import SignalStreamEntrySchema
 from agegate.services.accounts import AccountService
 from agegate.services.ingest import IngestService
@@ -112,9 +112,10 @@ class SignalStreamJob:
                                          entry=key)
             if "id" not in data:
                 spent.append((data["account_id"], key))
-        except ModelUnavailable:
-            return False
         except AgegateError as error:
+            if error.status >= 500:
+                # Transient (the model not loaded, the store too contended): a later delivery.
+                return False
             # Unparsable, invalid, or refused for good (a terminated account, a parent's
             # objection): retrying cannot help, and the entry must not be lost.
             self.ingest.dead_letter(entry, error_body(error))

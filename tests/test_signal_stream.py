@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,11 +14,15 @@ import time
 from typing import Any
 
 import pytest
+import redis
 
 from agegate.ingest import SignalStreamJob
 from agegate.storage import keys
+from agegate.storage.keys import Retention
+from agegate.storage.signal_stream import SignalStreamStore
 from tests.cli_env import service_env
 from tests.conftest import auth
+from tests.redis_servers import redis_server
 from tests.signals_helpers import (
     adult_text,
     claim,
@@ -353,3 +358,60 @@ def test_stopped_workers_names_are_forgotten_once_they_hold_nothing(app, client,
     assert (figures["consumers"], figures["pending"]) == (1, 1)
     # The holder's entry is still there to be taken over.
     assert [e.entry_id for e in store.claim_stale("w-next", 0, 10)] == [held[0].entry_id]
+
+
+def test_lag_on_redis_7_comes_from_redis_itself(tmp_path):
+    """Redis >= 7 reports the group's lag (the embedded 6.2 does not): the same figures."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("no system redis-server")
+    with redis_server(tmp_path / "redis7", binary=binary) as url:
+        client = redis.Redis.from_url(url, decode_responses=True)
+        try:
+            if int(client.info("server")["redis_version"].split(".")[0]) < 7:
+                pytest.skip("the system redis-server is older than 7")
+            store = SignalStreamStore(client, STREAM, Retention())
+            for i in range(6):
+                publish(client, f"acc-{i}", [text_signal("hello")])
+            store.ensure_group()
+            store.settle([e.entry_id for e in store.read_new("w-1", 2, 10)])
+            store.read_new("w-1", 1, 10)
+            assert "lag" in client.xinfo_groups(STREAM)[0]
+            status = store.status()
+            assert (status["length"], status["lag"], status["pending"]) == (4, 3, 1)
+        finally:
+            client.close()
+
+
+def test_a_worker_that_dies_before_the_case_step_has_it_done_by_the_next(config, clock,
+                                                                          redis_client):
+    # A real failure between an entry's two steps: a worker whose Redis user may write the
+    # account's keys and the stream but not the review queue (a Redis ACL), so its state write
+    # lands and its case step is refused, as if it had died in between.
+    redis_client.acl_setuser("stream-limited", enabled=True, passwords=["+limited-pw"],
+                             keys=["agegate:acct:*", "agegate:uow:*", "agegate:signals*",
+                                   "agegate:deletion:*"], commands=["+@all"])
+    try:
+        url = config.redis_url.replace("unix://", "unix://stream-limited:limited-pw@", 1)
+        limited = signals_app(config.with_overrides(redis_url=url), clock)
+        report = [{"type": "report", "at": "2026-11-24T13:00:00Z", "reason": "suspected_minor"}]
+        publish(redis_client, "acc-half", report, entry_id="report-9")
+        with pytest.raises(redis.RedisError):
+            job(limited).run_once("w-limited")
+    finally:
+        redis_client.acl_deluser("stream-limited")
+    healthy = signals_app(config.with_overrides(signals_claim_idle_seconds=1), clock)
+    assert state_of(healthy, redis_client, "acc-half")["plat"]["reports"] == {
+        "suspected_minor": 1}
+    account = healthy.test_client().get("/v1/accounts/acc-half", headers=auth("reviewer")).json
+    assert account["case_id"] is None  # applied, but its case step never ran
+    time.sleep(1.1)  # past the claim time
+    assert drain(healthy, "w-next") == 1
+    # The replay applied nothing again and did the case step the first worker could not.
+    assert state_of(healthy, redis_client, "acc-half")["plat"]["reports"] == {
+        "suspected_minor": 1}
+    account = healthy.test_client().get("/v1/accounts/acc-half", headers=auth("reviewer")).json
+    assert account["case_id"] is not None
+    cases = healthy.test_client().get("/v1/review/cases", headers=auth("reviewer")).json["cases"]
+    assert [c["kind"] for c in cases] == ["report"]
+    assert ingest(healthy.test_client())["pending"] == 0
