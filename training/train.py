@@ -48,6 +48,12 @@ CHUNKS_PER_POST = 2  # chat-line pieces of each training post the message model 
 STACK_LINES = 40  # a blog author's posts cut into lines: views of up to this many lines
 REDDIT_ACCOUNT_SIZES = (1, 3, 10, 30)  # stand-in accounts of k comments of one community
 REDDIT_POOL_SIZE = 20  # comments per pooled stand-in account for the account text model
+# Row weights of the message model. On the development direction (Reddit group A in training,
+# group B scored) single-comment ROC-AUC of the message model alone: all weights 1 0.770;
+# without blog lines 0.789; Reddit x2 and lines x0.3 0.798 with blog single posts unchanged
+# (validation 0.887); Reddit x3 0.802 but blog posts 0.883. alpha 3e-6 / 1e-5: no better.
+LINE_WEIGHT = 0.3
+REDDIT_WEIGHT = 2.0
 ACCOUNT_C = 1.0
 
 Log = Callable[[str], None]
@@ -235,37 +241,30 @@ def _stack_views(
             y.append(lab)
             src.append(f"reddit_{k}")
     source = np.asarray(src)
-    # Each source weighs the same in total: blog post views, blog line views, Reddit sizes.
-    w = np.zeros(len(src))
-    kinds = sorted(set(src))
-    for s in kinds:
-        m = source == s
-        w[m] = len(src) / (len(kinds) * m.sum())
-    return np.asarray(X), np.asarray(y), w, source
+    return np.asarray(X), np.asarray(y), np.ones(len(src)), source
 
 
-def fit(
+def fit_text(
     corpus: Corpus,
-    reddit_groups: Sequence[str] = tuple(REDDIT_GROUPS),
+    reddit_groups: Sequence[str],
     log: Log = lambda s: None,
     vocab: bool = True,
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Fit the shipped model's parts on blog train authors and the training threads of the
-    Reddit ``reddit_groups``; the account model on stack authors and threads. Returns
-    (artifact, info)."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.preprocessing import StandardScaler
-
+) -> dict[str, Any]:
+    """The text parts of an artifact (message model, account text model, vocabulary, lexicon)
+    fitted on blog train authors and the text-training threads of ``reddit_groups``; the
+    account model is a placeholder until :func:`fit_account`."""
     t0 = time.perf_counter()
     rows = corpus.rows
     use = (rows.kind != "reddit") | np.isin(rows.group, list(reddit_groups))
     H, y = corpus.H[use], rows.y[use]
-    kind, owner = rows.kind[use], rows.owner[use]
+    kind, owner, subs = rows.kind[use], rows.owner[use], rows.sub[use]
+    weight = np.select([kind == "line", kind == "reddit"], [LINE_WEIGHT, REDDIT_WEIGHT], 1.0)
     pipe = F.build_text_pipeline()
     tfidf, clf = pipe.named_steps["tfidf"], pipe.named_steps["clf"]
     T = tfidf.fit_transform(H)
-    clf.fit(T, y)
-    log(f"message model fitted on {T.shape[0]} rows ({time.perf_counter() - t0:.0f}s)")
+    clf.fit(T, y, sample_weight=weight)
+    log(f"message model ({'+'.join(reddit_groups) or 'no Reddit'}) fitted on {T.shape[0]} rows "
+        f"({time.perf_counter() - t0:.0f}s)")
 
     # Account text model: whole training authors pooled, and stand-in accounts of
     # REDDIT_POOL_SIZE comments of one community (training threads).
@@ -273,15 +272,13 @@ def fit(
     train = corpus.parts["train"]
     groups: list[np.ndarray] = []
     ya: list[int] = []
-    post_rows = np.flatnonzero(kind == "post")
     by_owner: dict[int, list[int]] = {}
-    for r in post_rows.tolist():
+    for r in np.flatnonzero(kind == "post").tolist():
         by_owner.setdefault(int(owner[r]), []).append(r)
     for i, rs in by_owner.items():
         groups.append(np.asarray(rs))
         ya.append(label(train[i]))
     red = np.flatnonzero(kind == "reddit")
-    subs = rows.sub[use]
     rng = np.random.default_rng(0)
     for name in sorted(set(subs[red].tolist())):
         rs = red[subs[red] == name]
@@ -293,7 +290,7 @@ def fit(
     pooled = _pool(groups, U)
     scale = 1.0 / float(np.median(sp.linalg.norm(pooled, axis=1)))
     acc_text = F.build_account_text_model().fit(pooled * scale, np.asarray(ya))
-    log(f"account text model fitted on {len(ya)} pooled accounts "
+    log(f"  account text model fitted on {len(ya)} pooled accounts "
         f"({time.perf_counter() - t0:.0f}s)")
 
     vocab_index, vocab_names = np.zeros(0, dtype=np.int64), []
@@ -308,11 +305,11 @@ def fit(
                 threads.setdefault(c["thread"], []).append(F.normalize_text(c["text"]))
         vocab_index, vocab_names = _vocabulary(analyzer, docs + list(threads.values()),
                                                clf.coef_[0])
-        log(f"vocabulary: {len(vocab_names)} named n-grams")
+        log(f"  vocabulary: {len(vocab_names)} named n-grams")
 
     lex_terms, lex_weights = ([], []) if corpus.lexicon is None else corpus.lexicon[:2]
     n_acc = len(F.ACCOUNT_FEATURES)
-    artifact: dict[str, Any] = {
+    return {
         "version": "age-" + datetime.now(UTC).strftime("%Y%m%d%H%M%S"),
         "text_pipeline": pipe,
         "account_features": list(F.ACCOUNT_FEATURES),
@@ -328,13 +325,33 @@ def fit(
         "lexicon_weights": np.asarray(lex_weights, dtype=np.float64),
         "vocab_index": vocab_index,
         "vocab_names": vocab_names,
+        "_info": {"text_rows": {str(k): int(v) for k, v in Counter(kind.tolist()).items()},
+                  "account_text_accounts": len(ya), "vocab_size": len(vocab_names)},
     }
 
-    # Account model on texts the text models never saw.
-    stack_blog = [a for a in corpus.parts["validation"] if is_stack(a["author_id"])]
-    stack_reddit = [c for c in corpus.reddit if reddit_group(c) in reddit_groups
-                    and thread_bucket(c["thread"]) >= REDDIT_STACK_FROM]
-    Xs, ys, ws, src = _stack_views(M.AgeModel(artifact), stack_blog, stack_reddit)
+
+def fit_account(
+    artifact: dict[str, Any],
+    sources: list[tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]],
+    log: Log = lambda s: None,
+) -> dict[str, Any]:
+    """Fit ``artifact``'s account model. Each source is (text artifact whose scores are the
+    features, blog authors, Reddit comments): texts that artifact's text models never saw,
+    Reddit comments scored by a text model that never saw their community."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    parts = [_stack_views(M.AgeModel(text_art), blog, red) for text_art, blog, red in sources]
+    Xs = np.vstack([p[0] for p in parts])
+    ys = np.concatenate([p[1] for p in parts])
+    src = np.concatenate([p[3] for p in parts])
+    # Each source kind weighs the same in total: blog post views, blog line views, and Reddit
+    # stand-in accounts of each size.
+    ws = np.zeros(len(src))
+    kinds = sorted(set(src.tolist()))
+    for k in kinds:
+        m = src == k
+        ws[m] = len(src) / (len(kinds) * m.sum())
     scaler = StandardScaler().fit(Xs, sample_weight=ws)
     acc = LogisticRegression(C=ACCOUNT_C, max_iter=2000).fit(
         scaler.transform(Xs), ys, sample_weight=ws)
@@ -346,24 +363,59 @@ def fit(
         account_intercept=float(acc.intercept_[0]),
         prevalence_train=prevalence,
     )
-    log(f"account model fitted on {len(ys)} stack views ({time.perf_counter() - t0:.0f}s)")
-    info = {
-        "split_sizes": {
-            k: {"authors": len(v), "under_18": sum(label(a) for a in v)}
-            for k, v in corpus.parts.items()
-        },
-        "stack_authors": len(stack_blog),
-        "reddit_groups": list(reddit_groups),
-        "text_rows": {str(k): int(v) for k, v in Counter(kind.tolist()).items()},
-        "account_text_accounts": len(ya),
+    log(f"  account model fitted on {len(ys)} views")
+    return {
         "account_train_views": {str(k): int(v) for k, v in Counter(src.tolist()).items()},
         "prevalence_train": round(prevalence, 4),
-        "vocab_size": len(vocab_names),
         "account_coef": dict(zip(F.ACCOUNT_FEATURES, np.round(acc.coef_[0], 4).tolist(),
                                  strict=True)),
-        "fit_seconds": round(time.perf_counter() - t0, 1),
     }
-    return artifact, info
+
+
+def fit_models(
+    corpus: Corpus,
+    log: Log = lambda s: None,
+    vocab: bool = True,
+    shipped: bool = True,
+    directions: bool = True,
+) -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
+    """The shipped model ("shipped": Reddit groups A and B) and the cross-community models
+    (key g: Reddit from group g only, to be scored on the other group), as (artifact, info).
+
+    Account-model features of a Reddit comment always come from a text model that never saw
+    its community (as the platform's chat is a community no model saw): for the shipped model,
+    group A's held-apart threads are scored by the group-B text model and vice versa; for a
+    cross-community model, by a text model without Reddit. Blog features come from the
+    model's own text models (on authors they never saw)."""
+    t0 = time.perf_counter()
+    stack_blog = [a for a in corpus.parts["validation"] if is_stack(a["author_id"])]
+    stack_red = {g: [c for c in corpus.reddit if reddit_group(c) == g
+                     and thread_bucket(c["thread"]) >= REDDIT_STACK_FROM]
+                 for g in REDDIT_GROUPS}
+    (ga, gb) = tuple(REDDIT_GROUPS)
+    text: dict[tuple[str, ...], dict[str, Any]] = {}
+    want = ([(ga, gb)] if shipped else []) + ([(ga,), (gb,), ()] if directions else [(ga,), (gb,)])
+    for groups in want:
+        text[groups] = fit_text(corpus, groups, log, vocab=vocab and groups == (ga, gb))
+    out: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
+    sizes = {k: {"authors": len(v), "under_18": sum(label(a) for a in v)}
+             for k, v in corpus.parts.items()}
+    if shipped:
+        art = text[(ga, gb)]
+        info = fit_account(art, [(art, stack_blog, []), (text[(gb,)], [], stack_red[ga]),
+                                 (text[(ga,)], [], stack_red[gb])], log)
+        out["shipped"] = (art, info)
+    if directions:
+        for g in (ga, gb):
+            art = text[(g,)]
+            info = fit_account(art, [(art, stack_blog, []), (text[()], [], stack_red[g])], log)
+            out[g] = (art, info)
+    for art, info in out.values():
+        meta = art.pop("_info")
+        info.update(meta, split_sizes=sizes, stack_authors=len(stack_blog),
+                    fit_seconds=round(time.perf_counter() - t0, 1))
+    log(f"models fitted ({time.perf_counter() - t0:.0f}s)")
+    return out
 
 
 def write_artifact(artifact: dict[str, Any], out_dir: Path) -> str:
@@ -398,7 +450,8 @@ def run(
     comments = load_reddit(reddit)
     lex = read_lexicon(lexicon) if use_lexicon else None
     corpus = load_corpus(authors, comments, lex, log)
-    artifact, info = fit(corpus, log=log)
+    fitted = fit_models(corpus, log=log)
+    artifact, info = fitted["shipped"]
     sha = write_artifact(artifact, out)
     size = (out / M.ARTIFACT_NAME).stat().st_size
     log(f"artifact written: {size / 1e6:.1f} MB, sha256 {sha[:12]}")
@@ -421,12 +474,7 @@ def run(
     (out / M.CARD_NAME).write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
     model = M.load_model(out)
     card["train_seconds"] = round(time.perf_counter() - t0, 1)
-    # Cross-community fits: the same fit() with Reddit restricted to one group.
-    directions = {}
-    for g in REDDIT_GROUPS:
-        log(f"cross-community fit: Reddit group {g} only")
-        art_g, info_g = fit(corpus, reddit_groups=(g,), log=log, vocab=False)
-        directions[g] = M.AgeModel(art_g)
+    directions = {g: M.AgeModel(fitted[g][0]) for g in REDDIT_GROUPS}
     card["evaluation"] = E.evaluate_all(model, corpus.parts, comments, directions, log=log)
     card["total_seconds"] = round(time.perf_counter() - t0, 1)
     (out / M.CARD_NAME).write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
@@ -443,6 +491,5 @@ def fit_directions(
 ) -> dict[str, M.AgeModel]:
     """The cross-community models alone (for `agegate evaluate`)."""
     corpus = load_corpus(authors, comments, lex, log)
-    return {g: M.AgeModel(fit(corpus, reddit_groups=(g,), log=log, vocab=False)[0])
-            for g in REDDIT_GROUPS}
-
+    fitted = fit_models(corpus, log=log, vocab=False, shipped=False)
+    return {g: M.AgeModel(fitted[g][0]) for g in REDDIT_GROUPS}
