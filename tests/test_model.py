@@ -239,7 +239,7 @@ def test_every_text_signal_type_counts_and_others_do_not(model):
     sigs.append({"type": "session", "duration_s": 600, "at": datetime(2024, 1, 1, tzinfo=UTC)})
     state = model.update(None, sigs)
     assert state["n"] == 3 and state["plat"]["sessions"] == 1
-    assert state["act"]["nd"] == 3
+    assert state["act"]["nd"] == 1  # three texts on one day are one active day
 
 
 def test_account_text_sums_equal_the_pooled_sklearn_computation(model):
@@ -359,7 +359,8 @@ def test_three_chat_messages_in_two_minutes_give_no_activity_reasons(model):
     texts = ["omg the school dance is friday", "this boy in my class asked me",
              "but i have a math test monday"]
     sigs = [{"type": "message", "text": t,
-             "at": datetime(2026, 11, 28, 20, 0, 40 * i, tzinfo=UTC)} for i, t in enumerate(texts)]
+             "at": datetime(2026, 11, 28, 20, i, 40 * i % 60, tzinfo=UTC)}
+            for i, t in enumerate(texts)]
     state = model.update(None, sigs)
     assert state["act"]["nd"] == 1
     s = model.with_calibration(0.5).score(state)
