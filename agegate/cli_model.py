@@ -59,7 +59,7 @@ def train(data: str | None, reddit: str | None, lexicon: str | None, no_lexicon:
 @click.option("--lexicon", type=click.Path(dir_okay=False), default=None)
 def evaluate(data: str | None, model_dir: str | None, split: str | None, reddit: str | None,
              lexicon: str | None) -> None:
-    """Print metrics as JSON, then each target and whether it is met."""
+    """Print metrics as JSON (stdout), and each target and whether it is met (stderr)."""
     from agegate.model import load_model
     from training import evaluate as E
     from training.data import iter_authors, load_reddit, read_lexicon, split_authors, split_of
@@ -87,4 +87,5 @@ def evaluate(data: str | None, model_dir: str | None, split: str | None, reddit:
         report = E.evaluate_all(model, split_authors(authors), comments, directions, _log,
                                 split=split or "test")
         click.echo(json.dumps({**head, **report}, indent=2))
-    click.echo(E.format_targets(report["targets"]))
+    # stdout stays one JSON document (it holds the targets too); the verdicts go to stderr.
+    click.echo(E.format_targets(report["targets"]), err=True)

@@ -85,6 +85,10 @@ class Config:
         if not 0.0 < self.minor_review_threshold < 1.0:
             raise ConfigError("AGEGATE_REVIEW_THRESHOLD must be a probability strictly between "
                               "0 and 1")
+        if self.minor_prevalence >= self.minor_review_threshold:
+            # An account without any evidence scores the prevalence: every one would be flagged.
+            raise ConfigError("AGEGATE_MINOR_PREVALENCE must be below AGEGATE_REVIEW_THRESHOLD, "
+                              "or every account without evidence is flagged")
         return self
 
 

@@ -77,3 +77,9 @@ def test_minor_prevalence_and_review_threshold_are_read_with_defaults():
 def test_bad_prevalence_or_threshold_refuses_to_boot(name, value):
     with pytest.raises(ConfigError, match=name):
         from_env({name: value, "AGEGATE_SECRET_KEY": GOOD_SECRET}).validate()
+
+
+def test_prevalence_at_or_over_the_threshold_refuses_to_boot():
+    with pytest.raises(ConfigError, match="AGEGATE_MINOR_PREVALENCE must be below"):
+        from_env({"AGEGATE_SECRET_KEY": GOOD_SECRET, "AGEGATE_MINOR_PREVALENCE": "0.3",
+                  "AGEGATE_REVIEW_THRESHOLD": "0.3"}).validate()

@@ -135,4 +135,6 @@ def test_evaluate_command_prints_metrics_json(tmp_path):
     assert out["authors"] == 40
     assert {"single_post", "snippet_3", "account", "lines_40"} <= set(out["metrics"])
     assert 0 <= out["metrics"]["account"]["roc_auc"] <= 1
-    assert "blog account ROC-AUC >= 0.975" in result.stdout
+    assert [t["target"] for t in out["targets"]][0] == "blog account ROC-AUC >= 0.975"
+    assert "blog account ROC-AUC >= 0.975: " in result.stderr
+    assert "not measured" in result.stderr  # the Reddit targets need the full evaluation
