@@ -90,6 +90,18 @@ def _contrib_table(contrib: dict[str, dict[str, float]]) -> list[str]:
     return lines
 
 
+WEAK_COEF = 0.05
+
+
+def _weak(coef: dict[str, float]) -> str:
+    weak = [f"`{f}`" for f, c in coef.items() if abs(c) < WEAK_COEF]
+    if not weak:
+        return ""
+    return (f"Learned near-zero weights (|coefficient| < {WEAK_COEF}), so these features barely "
+            f"move the score: {', '.join(weak)}. On the texts the account model learned from, "
+            "they added little beyond the n-gram models.")
+
+
 def render(card: dict[str, Any]) -> str:
     ev = card.get("evaluation", {})
     blog = ev.get("blog", {})
@@ -165,7 +177,8 @@ def render(card: dict[str, Any]) -> str:
         "(views of 1, 2-3, 4-8 and all posts, and of 1, 5, 15 and 40 chat lines) and Reddit "
         "threads held apart from text training (stand-in accounts of 1, 3, 10 and 30 "
         f"comments), each source weighted equally: views {card.get('account_train_views')}. "
-        f"Coefficients (standardised features): {card.get('account_coef')}.",
+        f"Coefficients (standardised features): {card.get('account_coef')}. "
+        + _weak(card.get("account_coef", {})),
         "5. Activity: shares of the account's **active days** that fall on a weekend, in "
         "June-August and in 20 Dec-3 Jan (a day counts once however many messages it has). "
         "Posting rate and message length are no longer features: learned on blogs they "
