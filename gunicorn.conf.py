@@ -9,14 +9,14 @@ if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="agegate-metrics-")
 
 bind = os.environ.get("AGEGATE_BIND", "0.0.0.0:8000")
+# No gunicorn access log: its lines would hold the client address and the raw path (account ids,
+# status tokens). The app logs each request by route template instead (logger agegate.access).
+accesslog = None
 workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count() * 2 + 1))
 worker_class = "sync"
 timeout = 30
 graceful_timeout = 20
 keepalive = 5
-# Path without the query string: status tokens travel as query parameters.
-accesslog = "-"
-access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(M)sms'
 errorlog = "-"
 
 _embedded = None
@@ -32,6 +32,19 @@ def on_starting(server):
         _embedded = EmbeddedRedis(os.path.join(data_dir, "redis"))
         os.environ["REDIS_URL"] = _embedded.start()
         server.log.info("embedded redis-server at %s", os.environ["REDIS_URL"])
+
+
+def when_ready(server):
+    """With AGEGATE_METRICS_PORT, the master serves /metrics there for every worker."""
+    global _metrics
+    if os.environ.get("AGEGATE_METRICS_PORT"):
+        from agegate.metrics_server import start_from_env
+
+        _metrics = start_from_env()
+        server.log.info("metrics on port %s", os.environ["AGEGATE_METRICS_PORT"])
+
+
+_metrics = None
 
 
 def child_exit(server, worker):

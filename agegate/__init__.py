@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, request
+from flask import Flask
 from flask_smorest import Api
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from agegate import auth, metrics
 from agegate.clock import Clock
 from agegate.config import Config, development_defaults, from_env
-from agegate.errors import MalformedRequest, register_error_handlers
+from agegate.errors import register_error_handlers
 from agegate.schemas.common import ErrorSchema
 
 API_TITLE = "agegate"
@@ -22,15 +22,6 @@ def _configure_logging(level: str) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     # werkzeug's access log writes full paths, and paths carry account ids and status tokens.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
-
-
-def _require_json_body() -> None:
-    """A body that is not declared as JSON cannot be parsed as JSON: say so, as a 400."""
-    if request.blueprint == "console":
-        return  # the reviewer console posts HTML forms, not JSON
-    if request.method in ("POST", "PUT", "PATCH") and request.content_length:
-        if not request.is_json:
-            raise MalformedRequest("The request body must be JSON (application/json).")
 
 
 class AgegateApi(Api):
@@ -45,12 +36,19 @@ def create_app(config: Config | None = None, *, clock: Clock | None = None) -> F
     from agegate.api import (
         accounts,
         age_checks,
+        age_signals,
+        appeals,
         audit,
+        body,
         content_removals,
         enforcement,
+        ingest,
+        jurisdictions,
+        limits,
         parent_requests,
         review,
         service,
+        webhooks,
     )
     from agegate.extensions import Agegate
 
@@ -68,9 +66,10 @@ def create_app(config: Config | None = None, *, clock: Clock | None = None) -> F
         OPENAPI_URL_PREFIX="/",
         OPENAPI_JSON_PATH="openapi.json",
         OPENAPI_SWAGGER_UI_PATH="docs",
-        OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
-        MAX_CONTENT_LENGTH=config.max_body_bytes,
-        SECRET_KEY=config.secret_key,
+        OPENAPI_SWAGGER_UI_URL=service.SWAGGER_UI_URL,
+        # The console's signed cookies: the first key signs, older ones still open sessions.
+        SECRET_KEY=config.secret_keys[0],
+        SECRET_KEY_FALLBACKS=config.secret_keys[1:],
     )
     if config.trusted_proxies:
         # Client addresses (rate limits) come from X-Forwarded-For, set by this many proxies.
@@ -81,14 +80,16 @@ def create_app(config: Config | None = None, *, clock: Clock | None = None) -> F
         state.load_model()
 
     api = AgegateApi(app, spec_kwargs={"info": {"description": "Age gating and minor-account "
-                                         "enforcement. See API.md for the contract."}})
+                                         "enforcement. See docs/api.md for the contract."}})
     api.spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer"})
     metrics.init_app(app)
     auth.init_app(app)
-    app.before_request(_require_json_body)
+    body.init_app(app)
+    limits.init_app(app)
     for module in (service, age_checks, accounts, review, enforcement, audit, parent_requests,
-                   content_removals):
+                   content_removals, jurisdictions, age_signals, appeals, ingest, webhooks):
         api.register_blueprint(module.blp)
+    service.init_docs(app)
     register_error_handlers(app)
     console.init_app(app)
     return app

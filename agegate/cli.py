@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import signal
+import sys
+from types import FrameType
 
 import click
 import redis
@@ -52,7 +55,52 @@ def serve(host: str, port: int) -> None:
         click.echo("development tokens (set AGEGATE_API_KEYS to choose your own):")
         for key in config.api_keys:
             click.echo(f"  {key.role:<13} Authorization: Bearer {key.token}")
-    run_simple(host, port, app, threaded=True, use_reloader=False)
+    # SIGTERM (a service manager, docker stop) ends the server as Ctrl-C does, so the finally
+    # below stops the embedded redis-server instead of leaving it running.
+    if config.metrics_port:
+        from agegate.metrics_server import start_metrics_server
+
+        start_metrics_server(state.gauge_sources, config.metrics_port, host)
+        click.echo(f"metrics: http://{host}:{config.metrics_port}/metrics")
+    signal.signal(signal.SIGTERM, _exit_on_signal)
+    signal.signal(signal.SIGINT, _exit_on_signal)
+    try:
+        run_simple(host, port, app, threaded=True, use_reloader=False)
+    finally:
+        state.close()
+
+
+def _exit_on_signal(signum: int, frame: FrameType | None) -> None:
+    """Leave the serving loop through the normal exit path (finally blocks, atexit)."""
+    click.echo(f"agegate: {signal.Signals(signum).name}, stopping", err=True)
+    sys.exit(0)
+
+
+@cli.command()
+@click.option("--consumer", default=None,
+              help="This worker's name in the consumer groups (default: host and process id).")
+def worker(consumer: str | None) -> None:
+    """Run the background jobs (signal stream, webhook delivery) until SIGTERM or SIGINT."""
+    import socket
+
+    from agegate.config import development_defaults, from_env
+    from agegate.extensions import Agegate
+    from agegate.worker import Worker
+
+    config = from_env()
+    if config.development:
+        config = development_defaults(config)
+    config.validate()
+    state = Agegate(config)
+    state.load_model()
+    name = consumer or f"{socket.gethostname()}-{os.getpid()}"
+    runner = Worker(state.worker_jobs, name)
+    runner.install_signal_handlers()
+    click.echo(f"agegate worker {name}: {len(runner.jobs)} job(s)")
+    try:
+        runner.run()
+    finally:
+        state.close()
 
 
 def _register_optional_commands() -> None:
@@ -68,3 +116,7 @@ try:
     _register_optional_commands()
 except ImportError:  # pragma: no cover - only while a feature branch is not merged yet
     pass
+
+
+if __name__ == "__main__":  # `python -m agegate.cli`, as the console script does
+    cli()

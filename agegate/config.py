@@ -9,6 +9,8 @@ import secrets
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import limits
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 ROLES = ("registration", "signals", "reviewer", "admin", "downstream")
@@ -43,16 +45,28 @@ class Config:
     deletion_systems: tuple[str, ...] = DEFAULT_DELETION_SYSTEMS
     deletion_due_days: int = 30
     events_stream: str = "agegate:events"
+    # The signal stream `agegate worker` reads (API.md "Signal stream"), its batch size, and
+    # how long an entry may sit unacknowledged with a worker before another one takes it over.
+    signals_stream: str = "agegate:signals"
+    signals_batch: int = 100
+    signals_claim_idle_seconds: int = 60
     smtp_url: str | None = None
     smtp_sender: str = "agegate@localhost"
     # Minimum age per jurisdiction ("US", "US-AL"); unlisted places use default_minimum_age.
     minimum_ages: dict[str, int] = field(default_factory=dict)
     default_minimum_age: int = 18
+    # An operator's jurisdiction rows, merged over agegate/data/jurisdictions.json.
+    jurisdictions_file: Path | None = None
+    # Platform age signals expire after this many days; appeals are due this many days after
+    # they arrive.
+    age_signal_ttl_days: int = 365
+    appeal_due_days: int = 7
     content_removal_all_regions: bool = False
     parent_request_rate_limit: str = "5 per hour"
     trusted_proxies: int = 0
     review_lease_seconds: int = 900
-    max_body_bytes: int = 8 * 1024 * 1024
+    # The body size ceiling of authenticated routes without their own limit (api/body.py).
+    max_body_bytes: int = 1024 * 1024
     log_level: str = "INFO"
     load_model: bool = True
     # The share of accounts the operator expects to be run by minors: the classifier's score is
@@ -60,6 +74,14 @@ class Config:
     # platform. `flagged` (a review case) is score >= minor_review_threshold.
     minor_prevalence: float = 0.02
     minor_review_threshold: float = 0.5
+    # When set, /metrics is served on this port only (agegate/metrics_server.py), not the API's.
+    metrics_port: int | None = None
+
+    @property
+    def secret_keys(self) -> list[str]:
+        """The live keys, comma-separated in AGEGATE_SECRET_KEY: the first hashes and signs
+        everything new, the others are still recognised (a rotation)."""
+        return [key.strip() for key in self.secret_key.split(",") if key.strip()]
 
     @property
     def development(self) -> bool:
@@ -72,12 +94,27 @@ class Config:
 
     def validate(self) -> Config:
         """Refuse configurations that would be unsafe to run."""
-        if not self.secret_key:
+        if not self.secret_keys:
             raise ConfigError("AGEGATE_SECRET_KEY is required outside development")
-        if len(self.secret_key) < MIN_SECRET_LENGTH:
-            raise ConfigError(f"AGEGATE_SECRET_KEY must be at least {MIN_SECRET_LENGTH} characters")
+        for position, key in enumerate(self.secret_keys, 1):
+            if len(key) < MIN_SECRET_LENGTH:
+                which = f"key {position} of " if len(self.secret_keys) > 1 else ""
+                raise ConfigError(f"{which}AGEGATE_SECRET_KEY must be at least "
+                                  f"{MIN_SECRET_LENGTH} characters")
+        if len(set(self.secret_keys)) != len(self.secret_keys):
+            raise ConfigError("AGEGATE_SECRET_KEY lists the same key twice")
         if self.retry_block_days < 1:
             raise ConfigError("AGEGATE_RETRY_BLOCK_DAYS must be a positive number of days")
+        if not 1 <= self.age_signal_ttl_days <= 3650:
+            raise ConfigError("AGEGATE_AGE_SIGNAL_TTL_DAYS must be 1..3650")
+        if not 1 <= self.appeal_due_days <= 90:
+            raise ConfigError("AGEGATE_APPEAL_DUE_DAYS must be 1..90")
+        if self.jurisdictions_file is not None and not self.jurisdictions_file.is_file():
+            raise ConfigError("AGEGATE_JURISDICTIONS_FILE does not name a readable file")
+        if not 1 <= self.signals_batch <= 1000:
+            raise ConfigError("AGEGATE_SIGNALS_BATCH must be within 1..1000")
+        if self.signals_claim_idle_seconds < 1:
+            raise ConfigError("AGEGATE_SIGNALS_CLAIM_IDLE_SECONDS must be at least 1")
         if not self.deletion_systems:
             raise ConfigError("AGEGATE_DELETION_SYSTEMS must name at least one system")
         if not 0.0 < self.minor_prevalence < 1.0:
@@ -89,6 +126,13 @@ class Config:
             # An account without any evidence scores the prevalence: every one would be flagged.
             raise ConfigError("AGEGATE_MINOR_PREVALENCE must be below AGEGATE_REVIEW_THRESHOLD, "
                               "or every account without evidence is flagged")
+        try:
+            limits.parse(self.parent_request_rate_limit)
+        except ValueError:
+            raise ConfigError("AGEGATE_PARENT_REQUEST_RATE_LIMIT is not a rate limit "
+                              "(use e.g. '5 per hour')") from None
+        if self.metrics_port is not None and not 1 <= self.metrics_port <= 65535:
+            raise ConfigError("AGEGATE_METRICS_PORT must be a TCP port (1-65535)")
         return self
 
 
@@ -181,10 +225,17 @@ def from_env(env: dict[str, str] | None = None) -> Config:
         deletion_systems=systems,
         deletion_due_days=_int(env, "AGEGATE_DELETION_DUE_DAYS", 30),
         events_stream=env.get("AGEGATE_EVENTS_STREAM") or "agegate:events",
+        signals_stream=env.get("AGEGATE_SIGNALS_STREAM") or "agegate:signals",
+        signals_batch=_int(env, "AGEGATE_SIGNALS_BATCH", 100),
+        signals_claim_idle_seconds=_int(env, "AGEGATE_SIGNALS_CLAIM_IDLE_SECONDS", 60),
         smtp_url=env.get("AGEGATE_SMTP_URL") or None,
         smtp_sender=env.get("AGEGATE_SMTP_SENDER") or "agegate@localhost",
         minimum_ages=parse_minimum_ages(env.get("AGEGATE_MINIMUM_AGES", "")),
         default_minimum_age=_int(env, "AGEGATE_DEFAULT_MINIMUM_AGE", 18),
+        jurisdictions_file=Path(env["AGEGATE_JURISDICTIONS_FILE"])
+        if env.get("AGEGATE_JURISDICTIONS_FILE") else None,
+        age_signal_ttl_days=_int(env, "AGEGATE_AGE_SIGNAL_TTL_DAYS", 365),
+        appeal_due_days=_int(env, "AGEGATE_APPEAL_DUE_DAYS", 7),
         content_removal_all_regions=_bool(env, "AGEGATE_CONTENT_REMOVAL_ALL_REGIONS", False),
         parent_request_rate_limit=env.get("AGEGATE_PARENT_REQUEST_RATE_LIMIT") or "5 per hour",
         trusted_proxies=_int(env, "AGEGATE_TRUSTED_PROXIES", 0),
@@ -192,6 +243,7 @@ def from_env(env: dict[str, str] | None = None) -> Config:
         log_level=(env.get("AGEGATE_LOG_LEVEL") or "INFO").upper(),
         minor_prevalence=_float(env, "AGEGATE_MINOR_PREVALENCE", 0.02),
         minor_review_threshold=_float(env, "AGEGATE_REVIEW_THRESHOLD", 0.5),
+        metrics_port=_int(env, "AGEGATE_METRICS_PORT", 0) or None,
     )
 
 

@@ -7,8 +7,7 @@ import traceback
 from typing import Any
 
 from flask import Flask, jsonify
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis import exceptions as redis_errors
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger("agegate.errors")
@@ -112,6 +111,7 @@ HTTP_MESSAGES = {
     405: "This method is not allowed on this path.",
     413: "The request body is too large.",
     422: "Some fields are not valid.",
+    429: "Too many requests; try again later.",
     500: "Something went wrong on our side.",
 }
 
@@ -177,8 +177,50 @@ def handle_domain_error(error: AgegateError):
     )
 
 
+# Redis cannot take the command now, though the request was fine: a replica after a failover
+# (READONLY), memory full under noeviction (OOM), a cluster without a quorum or a slot's owner
+# (CLUSTERDOWN, TRYAGAIN), a replica cut off (MASTERDOWN), a dataset still loading, a failed
+# snapshot (MISCONF), too few replicas for WAIT (NOREPLICAS).
+STORAGE_ERRORS: tuple[type[Exception], ...] = (
+    redis_errors.ConnectionError,  # BusyLoadingError, MaxConnectionsError among them
+    redis_errors.TimeoutError,
+    redis_errors.ReadOnlyError,
+    redis_errors.OutOfMemoryError,
+    redis_errors.ClusterDownError,
+    redis_errors.MasterDownError,
+    redis_errors.TryAgainError,
+    redis_errors.SlotNotCoveredError,
+)
+UNAVAILABLE_REPLIES = frozenset({
+    "READONLY", "OOM", "CLUSTERDOWN", "MASTERDOWN", "TRYAGAIN", "LOADING", "MISCONF",
+    "NOREPLICAS",
+})
+
+
+def storage_unavailable(error: Exception) -> bool:
+    """True for a Redis error that means "try again later", not a bug in the command.
+
+    Redis 6 wraps an error raised inside a Lua script ("ERR Error running script ...
+    -READONLY You can't write ..."), which redis-py then reports as a plain ResponseError, so
+    the reply's codes are read from the text too.
+    """
+    if isinstance(error, STORAGE_ERRORS):
+        return True
+    if not isinstance(error, redis_errors.ResponseError):
+        return False
+    return any(word in UNAVAILABLE_REPLIES for word in str(error).replace("-", " ").split())
+
+
+def handle_redis_error(error: Exception):
+    """Redis unavailable (a 503 with Retry-After), else an unexpected error (a 500)."""
+    if storage_unavailable(error):
+        return handle_storage_error(error)
+    return handle_unexpected(error)
+
+
 def handle_storage_error(error: Exception):
-    """Redis is down or timing out: tell the caller to retry, never show a trace."""
+    """Redis is down, timing out or refusing writes: tell the caller to retry, never show a
+    trace."""
     log.error("storage unavailable: %s", type(error).__name__)
     status = StorageUnavailable.status
     return _response(
@@ -199,8 +241,7 @@ def register_error_handlers(app: Flask) -> None:
     """Install the handlers; called after flask-smorest so ours win."""
     app.register_error_handler(HTTPException, handle_http_exception)
     app.register_error_handler(AgegateError, handle_domain_error)
-    app.register_error_handler(RedisConnectionError, handle_storage_error)
-    app.register_error_handler(RedisTimeoutError, handle_storage_error)
+    app.register_error_handler(redis_errors.RedisError, handle_redis_error)
     app.register_error_handler(Exception, handle_unexpected)
 
 

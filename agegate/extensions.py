@@ -20,10 +20,9 @@ from agegate.services.age_checks import AgeCheckService
 from agegate.services.audit import AuditTrail
 from agegate.services.console import ConsoleAuth
 from agegate.services.content_removals import ContentRemovalService
-from agegate.services.jurisdictions import MinimumAgePolicy
+from agegate.services.jurisdictions import JurisdictionError, JurisdictionTable, MinimumAgePolicy
 from agegate.services.mailer import Mailer
 from agegate.services.parent_requests import DECISIONS, ParentRequestService
-from agegate.services.rate_limits import RateLimiter, parse_rule
 from agegate.storage import connect
 from agegate.storage.audit import AuditLog
 from agegate.storage.console import ConsoleStore
@@ -31,6 +30,7 @@ from agegate.storage.embedded import EmbeddedRedis
 from agegate.storage.events import EventStream
 from agegate.storage.identities import IdentityStore
 from agegate.storage.keys import Retention
+from agegate.worker import Job
 
 log = logging.getLogger("agegate")
 
@@ -42,23 +42,31 @@ class Agegate:
         self.config = config
         self.clock = clock or Clock()
         self.embedded: EmbeddedRedis | None = None
+        # Checked before Redis starts: a bad operator file stops the service at once.
+        try:
+            self.jurisdictions = JurisdictionTable.build(
+                config.jurisdictions_file, config.minimum_ages, config.default_minimum_age)
+        except JurisdictionError as error:
+            raise ConfigError(f"AGEGATE_JURISDICTIONS_FILE: {error}") from None
         if config.redis_url:
             url = config.redis_url
         else:
             self.embedded = EmbeddedRedis(config.data_dir / "redis")
             url = self.embedded.start()
+        self.redis_url = url
         self.redis: redis.Redis = connect(url)
-        self.retention = Retention(retry_block_days=config.retry_block_days)
-        self.hasher = Hasher(config.secret_key)
+        self.retention = Retention(retry_block_days=config.retry_block_days,
+                                   age_signal_days=config.age_signal_ttl_days)
+        self.hasher = Hasher(config.secret_keys)
         self.tokens = TokenTable(config.api_keys)
         self.audit = AuditTrail(
-            AuditLog(self.redis, config.secret_key, self.retention), self.hasher, self.clock
+            AuditLog(self.redis, config.secret_keys, self.retention), self.hasher, self.clock
         )
         self.events = EventStream(self.redis, config.events_stream, self.retention)
         self.identities = IdentityStore(self.redis, self.retention)
         self.age_checks = AgeCheckService(
-            self.hasher, self.identities, self.audit,
-            MinimumAgePolicy(config.minimum_ages, config.default_minimum_age), self.clock,
+            self.hasher, self.identities, self.audit, MinimumAgePolicy(self.jurisdictions),
+            self.clock,
         )
         self.console = ConsoleAuth(
             ConsoleStore(self.redis), self.tokens, config.api_keys, self.hasher, self.audit,
@@ -67,8 +75,12 @@ class Agegate:
         self.model: Any = None
         self.model_error: str | None = None
         self.gauge_sources: list[GaugeSource] = []
+        # What `agegate worker` runs (agegate/worker.py); each feature adds its own job.
+        self.worker_jobs: list[Job] = []
         self._wire_signals()
+        self._wire_signal_stream()
         self._wire_parents_and_removals()
+        self._wire_webhooks()
 
     def _wire_signals(self) -> None:
         """Issue 4: cases and the review queue, enforcement, accounts and signals."""
@@ -81,6 +93,8 @@ class Agegate:
 
         cases = CaseStore(self.redis, self.retention)
         account_store = AccountStore(self.redis, self.retention)
+        # After a key rotation an account keeps the records it has under an older key's hash.
+        self.hasher.account_resolver = account_store.existing_hash
         deletions = DeletionStore(self.redis, self.retention)
         self.enforcement = EnforcementService(
             self.redis, self.hasher, self.audit, self.events, self.identities, cases, deletions,
@@ -96,16 +110,49 @@ class Agegate:
             self.enforcement, self.audit, self.events, self.clock, lambda: self.model,
         )
         self.age_checks.redeclaration_hooks.append(self.accounts.on_redeclaration)
+        self._wire_age_signals(account_store, cases)
         self.gauge_sources.extend([self.review.gauges, self.enforcement.gauges])
 
+    def _wire_age_signals(self, account_store: Any, cases: Any) -> None:
+        """Issue 13: platform age signals and appeals."""
+        from agegate.services.age_signals import AgeSignalService
+        from agegate.services.appeals import DECISIONS as APPEAL_DECISIONS
+        from agegate.services.appeals import AppealService
+        from agegate.storage.age_signals import AgeSignalStore
+        from agegate.storage.appeals import AppealStore
+
+        self.age_signals = AgeSignalService(
+            self.redis, self.hasher, AgeSignalStore(self.redis, self.retention), account_store,
+            cases, self.audit, self.events, self.clock, self.config.age_signal_ttl_days,
+        )
+        # Parents' requests: an under-18 signal establishes minority, an enhanced adult one
+        # adulthood, and a new under-18 signal answers the requests waiting for it.
+        self.accounts.age_evidence.append(self.age_signals.evidence)
+        self.age_signals.age_known_hooks.append(self.accounts.notify_age_known)
+        self.appeals = AppealService(
+            self.redis, self.hasher, AppealStore(self.redis, self.retention), account_store,
+            cases, self.enforcement.deletions, self.audit, self.events, self.clock,
+            self.config.appeal_due_days,
+        )
+        self.enforcement.termination_hooks.append(self.appeals.keep_blocked)
+        self.review.register_decider("appeal", set(APPEAL_DECISIONS), self.appeals.decide)
+
+    def _wire_signal_stream(self) -> None:
+        """Issue 14: the signal stream `agegate worker` applies through the accounts service."""
+        from agegate.ingest import SignalStreamJob
+        from agegate.services.ingest import IngestService
+        from agegate.storage.signal_stream import SignalStreamStore
+
+        self.ingest = IngestService(
+            SignalStreamStore(self.redis, self.config.signals_stream, self.retention),
+            self.config.signals_batch, self.config.signals_claim_idle_seconds,
+        )
+        self.worker_jobs.append(SignalStreamJob(self.ingest, self.accounts))
+        self.gauge_sources.append(self.ingest.gauges)
+
     def _wire_parents_and_removals(self) -> None:
-        """Parent requests, the mailer, the rate limiter and §22581 content removals."""
+        """Parent requests, the mailer and §22581 content removals."""
         config = self.config
-        try:
-            self.parent_request_rule = parse_rule(config.parent_request_rate_limit)
-        except ValueError as error:
-            raise ConfigError(f"AGEGATE_PARENT_REQUEST_RATE_LIMIT: {error}") from None
-        self.rate_limiter = RateLimiter(self.redis, self.hasher, self.retention)
         self.mailer = Mailer(self.redis, self.retention, self.clock, config.smtp_url,
                              config.smtp_sender)
         self.parent_requests = ParentRequestService(
@@ -120,9 +167,27 @@ class Agegate:
         review = getattr(self, "review", None)
         self.parent_requests.review = self.content_removals.review = review
         self.parent_requests.enforcement = getattr(self, "enforcement", None)
-        self.parent_requests.accounts = getattr(self, "accounts", None)
+        self.parent_requests.accounts = accounts = getattr(self, "accounts", None)
+        if accounts is not None:
+            # A waiting deletion or access request is answered once the child's age is known.
+            self.parent_requests.account_store = accounts.accounts
+            accounts.age_known_hooks.append(self.parent_requests.on_age_known)
         if review is not None:
             review.register_decider("parent_request", set(DECISIONS), self.parent_requests.decide)
+            review.minor_confirmed_hooks.append(self.parent_requests.on_age_known)
+
+    def _wire_webhooks(self) -> None:
+        """Issue 13: signed webhooks, delivered by `agegate worker`."""
+        from agegate.secret_box import SecretBox
+        from agegate.services.webhooks import WebhookDeliveryJob, WebhookService
+        from agegate.storage.webhooks import WebhookStore
+
+        store = WebhookStore(self.redis, self.retention)
+        self.webhooks = WebhookService(self.redis, store, self.events,
+                                       SecretBox(self.config.secret_keys), self.audit,
+                                       self.clock)
+        self.worker_jobs.append(
+            WebhookDeliveryJob(self.redis, self.webhooks, store, self.events, self.clock))
 
     def load_model(self) -> None:
         """Load and verify the classifier; a bad artifact leaves the service unready, not up."""
@@ -137,6 +202,12 @@ class Agegate:
             self.model = None
             self.model_error = str(error)
             log.error("model not loaded: %s", error)
+
+    def close(self) -> None:
+        """Release Redis, and stop the embedded server if this container started it."""
+        self.redis.close()
+        if self.embedded is not None:
+            self.embedded.stop()
 
     def readiness(self) -> dict[str, str]:
         """Per-dependency readiness for /readyz."""

@@ -3,6 +3,7 @@ gauges read from Redis at scrape time, so every worker reports the same queue fi
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Callable, Iterable
@@ -28,6 +29,10 @@ LATENCY = Histogram(
     ["endpoint"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
 )
+# One line per request: method, route template, status, time. Never the raw path (account ids,
+# status tokens), the query string or the client address.
+ACCESS_LOG = logging.getLogger("agegate.access")
+
 AGE_CHECKS = Counter("agegate_age_checks_total", "Age-check decisions", ["decision", "reason"])
 
 GaugeSource = Callable[[], Iterable[Metric]]
@@ -73,8 +78,12 @@ def init_app(app: Flask) -> None:
         endpoint = request.endpoint or "unmatched"
         REQUESTS.labels(endpoint, str(response.status_code)).inc()
         started = g.get("started")
+        elapsed = time.perf_counter() - started if started is not None else 0.0
         if started is not None:
-            LATENCY.labels(endpoint).observe(time.perf_counter() - started)
+            LATENCY.labels(endpoint).observe(elapsed)
+        route = request.url_rule.rule if request.url_rule is not None else "(unmatched)"
+        ACCESS_LOG.info("%s %s %s %.1fms", request.method, route, response.status_code,
+                        elapsed * 1000)
         return response
 
 

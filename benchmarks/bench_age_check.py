@@ -2,9 +2,9 @@
 
 Run from the repo root: `python benchmarks/bench_age_check.py`. Starts its own embedded Redis
 and gunicorn (2 sync workers, production gunicorn.conf.py), sends traffic only to 127.0.0.1,
-and stops everything it started. Targets: age-check throughput >= 0.8x echo, and p99 < 10 ms at
-1,000 req/s offered (open loop, latency from the scheduled send time). Exits 0 whatever the
-verdicts, 2 if the harness itself failed.
+and stops everything it started. Targets: age-check throughput >= 0.30x echo (the one documented
+route: schema, service, one unit of work), and p99 < 10 ms at 1,000 req/s offered (open loop,
+latency from the scheduled send time). Exits 0 whatever the verdicts, 2 if the harness failed.
 """
 
 from __future__ import annotations
@@ -29,9 +29,9 @@ from benchmarks.bench_app import NO_MODEL_MARKER  # noqa: E402
 
 AGE_CHECK = "/v1/age-checks"
 ECHO = "/bench/echo"
-FLOOR = "/bench/floor"
 APP = "benchmarks.bench_app:build_app()"
-RATIO_TARGET = 0.8
+# Issue 14: the one documented route must stay at or above 0.30x the echo.
+RATIO_TARGET = 0.30
 P99_TARGET = 0.010
 RATE = 1000.0
 TIME_LIMIT = 178  # seconds for the whole run; the brief allows < 3 minutes
@@ -139,14 +139,14 @@ def measure(label: str, server: harness.Gunicorn, token: str, seconds: float,
     pool = age_check_bodies(int(seconds * 6000), f"{tag}-t", seed)
     warm = age_check_bodies(300, f"{tag}-w", seed + 1)
 
-    for path in (ECHO, FLOOR, AGE_CHECK):  # warm the routes (imports, connections, caches)
+    for path in (ECHO, AGE_CHECK):  # warm the routes (imports, connections, caches)
         fixed_rate("warmup", port, path, warm, headers, RATE, openloop)
 
     throughput = []
     cpu = []
     groups = {"workers": server.worker_pids(), "master": [server.process.pid],  # type: ignore
               "redis": [harness.redis_pid(redis_url)]}
-    for name, path in (("echo", ECHO), ("floor", FLOOR), ("age-check", AGE_CHECK)):
+    for name, path in (("echo", ECHO), ("age-check", AGE_CHECK)):
         before = redis_calls(redis_url)
         meter = harness.CpuMeter(groups).start()
         generator = _own_cpu()
@@ -174,7 +174,7 @@ def measure(label: str, server: harness.Gunicorn, token: str, seconds: float,
     latency = []
     generators = []
     count = int(RATE * seconds / 2)
-    for name, path in (("echo", ECHO), ("floor", FLOOR), ("age-check", AGE_CHECK)):
+    for name, path in (("echo", ECHO), ("age-check", AGE_CHECK)):
         bodies = age_check_bodies(count, f"{tag}-l-{name}", seed + 2)
         result, generator = fixed_rate(name, port, path, bodies, headers, RATE, openloop)
         latency.append(result)
@@ -187,18 +187,16 @@ def measure(label: str, server: harness.Gunicorn, token: str, seconds: float,
 
 def report(run: dict) -> list[str]:
     """Print one configuration's tables; return its verdict lines."""
-    echo_t, floor_t, age_t = run["throughput"]
-    echo_l, floor_l, age_l = run["latency"]
+    echo_t, age_t = run["throughput"]
+    echo_l, age_l = run["latency"]
     print(f"\n== {run['label']} ==")
     print("Throughput (closed loop, max rate):")
     harness.print_throughput(run["throughput"])
     if age_t.requests > run["pool"]:
         print(f"  note: {age_t.requests} requests > {run['pool']} distinct bodies; some repeated")
     ratio = age_t.rate / echo_t.rate if echo_t.rate else 0.0
-    floor_ratio = floor_t.rate / echo_t.rate if echo_t.rate else 0.0
-    print(f"  ratio age-check/echo = {ratio:.2f}; floor/echo = {floor_ratio:.2f} (the echo plus "
-          "only the atomic Redis step: no age check that keeps it can do better)")
-    echo_c, floor_c, age_c = run["cpu"]
+    print(f"  ratio age-check/echo = {ratio:.2f} (target >= {RATIO_TARGET:.2f})")
+    echo_c, age_c = run["cpu"]
 
     def server(cpu: harness.CpuPerRequest) -> float:
         return cpu.total - cpu.micros["generator"]
@@ -211,20 +209,12 @@ def report(run: dict) -> list[str]:
     print(f"  CPU ratio echo/age-check: server (workers + master + redis) {server_ratio:.2f}, "
           f"with the generator {whole_ratio:.2f} (what a CPU-bound closed loop's throughput "
           "ratio approaches)")
-    budget = server(echo_c) / RATIO_TARGET - server(echo_c)
-    step = server(floor_c) - server(echo_c)
-    print(f"  server CPU the {RATIO_TARGET}x target allows over the echo: {budget:.0f} us; the "
-          f"atomic Redis step alone takes {step:.0f} us of it, leaving {budget - step:.0f} us "
-          f"for all of the age check's own Python (it uses "
-          f"{server(age_c) - server(floor_c):.0f} us)")
     scripts, commands = run["per_check"]
     print(f"  Redis per age check: {scripts:.2f} script calls, {commands:.1f} commands in all "
           f"(redeclarations also score a signal)")
     print(f"Latency (open loop, {RATE:.0f} req/s offered for half a run, ms from scheduled send):")
     harness.print_latency(run["latency"])
-    print(f"  age-check decisions: {dict(age_l.reasons.most_common())}; the floor's p99 "
-          f"{harness.ms(floor_l.pct(99))} ms at {floor_l.achieved_rate:.0f} req/s is the least "
-          "an audited check could reach here")
+    print(f"  age-check decisions: {dict(age_l.reasons.most_common())}")
     print(f"Latency below saturation (open loop, {run['low'][0].offered_rate:.0f} req/s = half "
           "the age check's max rate; informational):")
     harness.print_latency(run["low"])

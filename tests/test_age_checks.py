@@ -11,7 +11,7 @@ from agegate import create_app
 from agegate.services.age_checks import ALLOW_MESSAGE, DENY_MESSAGE, age_on
 from agegate.storage import keys
 from tests.conftest import auth, make_config
-from tests.helpers import assert_nowhere, block_identities, keys_without_ttl
+from tests.helpers import assert_nowhere, audit_verify, block_identities, keys_without_ttl
 
 URL = "/v1/age-checks"
 
@@ -284,3 +284,74 @@ def test_the_audit_entry_recorded_is_the_outcome_that_applied(app, client):
         assert entry["details"]["decision"] == answer.json["decision"]
     checked, problems = state.audit.log.verify()
     assert problems == [] and checked == len(state.audit.entries(None, 100)) >= 4
+
+
+# Bodies the one route must refuse with a 422 naming the field (edge cases of each field).
+REFUSED = [
+    ({"date_of_birth": "2000-02-30"}, "date_of_birth"),
+    ({"date_of_birth": 20000101}, "date_of_birth"),
+    ({"country": "ZZ"}, "country"),
+    ({"country": 1}, "country"),
+    ({"region": "CAL1"}, "region"),
+    ({"device_id": ""}, "device_id"),
+    ({"device_id": "a b"}, "device_id"),
+    ({"account_id": "a" * 257}, "account_id"),
+    ({"email": "a@" + "b" * 250 + ".com"}, "email"),
+    ({"email": None}, "email"),
+    ({"surprise": "x"}, "surprise"),
+]
+
+
+@pytest.mark.parametrize(("change", "field"), REFUSED)
+def test_the_route_refuses_each_bad_field_with_the_contracts_422(client, change, field):
+    body = {"date_of_birth": "2000-01-01", "country": "US", **change}
+    answer = client.post(URL, json=body, headers=auth("registration"))
+    assert answer.status_code == 422
+    assert answer.json["error"]["code"] == "validation_error"
+    assert set(answer.json["error"]["fields"]) == {field}
+
+
+def test_a_body_that_is_not_json_is_the_contracts_400(client):
+    answer = client.post(URL, data=b'{"date_of_birth": ', content_type="application/json",
+                         headers=auth("registration"))
+    assert answer.status_code == 400
+    assert answer.json["error"]["code"] == "malformed_json"
+
+
+def test_the_route_is_documented_with_its_schemas(client):
+    operation = client.get("/openapi.json").json["paths"][URL]["post"]
+    assert "application/json" in operation["requestBody"]["content"]
+    assert {"200", "422"} <= set(operation["responses"])
+    answer = check(client, date_of_birth="1990-01-01")
+    assert set(answer.json) == {"check_id", "decision", "reason", "message"}
+
+
+def test_each_outcome_writes_one_entry_and_the_cli_verifies_the_chain(
+    app, client, redis_url, monkeypatch
+):
+    state = app.extensions["agegate"]
+    block_identities(state, [("email", state.hasher.short("email", "banned@example.com"))])
+    bodies = [
+        {"date_of_birth": "1980-01-01", "email": " Banned@Example.com"},
+        {"date_of_birth": "2012-01-01", "session_id": "s-kid"},
+        {"date_of_birth": "1980-01-01", "session_id": "s-kid"},
+        {"date_of_birth": "1980-01-01", "session_id": "s-adult"},
+    ]
+    reasons = [check(client, **body).json["reason"] for body in bodies]
+    assert reasons == ["identity_blocked", "under_minimum_age", "previous_underage_attempt",
+                       "of_age"]
+    entries = state.audit.entries(None, 10)
+    assert [e["details"]["reason"] for e in entries] == reasons[::-1]
+    result = audit_verify(monkeypatch, redis_url)
+    assert result.exit_code == 0, result.output
+    assert "entries checked: 4" in result.output and "problems: 0" in result.output
+
+
+def test_a_dropped_connection_does_not_break_the_next_check(app, client, redis_client):
+    body = {"date_of_birth": "2012-01-01", "device_id": "dev-drop"}
+    assert check(client, **body).json["reason"] == "under_minimum_age"
+    redis_client.client_kill_filter(_type="normal", skipme=True)
+    again = check(client, **body)
+    assert again.status_code == 200 and again.json["reason"] == "previous_underage_attempt"
+    checked, problems = app.extensions["agegate"].audit.log.verify()
+    assert (checked, problems) == (2, [])

@@ -68,6 +68,14 @@ def status(client, request_id, token):
     return response.get_json()
 
 
+def verify_age(client, account_id, outcome):
+    """An age-assurance result for the account (restricted while a request waits for it)."""
+    response = client.post(f"/v1/accounts/{account_id}/verification", headers=auth("reviewer"),
+                           json={"outcome": outcome, "method": "id_document"})
+    assert response.status_code == 200, response.get_json()
+    return response.get_json()
+
+
 def age_check(client, email, account_id=None):
     body = {"date_of_birth": "1990-01-01", "country": "US", "email": email}
     if account_id:
@@ -89,6 +97,9 @@ def test_deletion_terminates_the_child_account(client, mail, redis_client):
     age_check(client, "kid@example.com", account_id="kid-1")  # links the child's email
     request_id, token = start(client, mail, "deletion", {"account_id": "kid-1"})
     assert decide(client, request_id, "fulfill").status_code == 200
+    # Nothing established the child's minority: the account waits for age verification.
+    assert status(client, request_id, token)["status"] == "awaiting_age_verification"
+    verify_age(client, "kid-1", "minor")
     body = status(client, request_id, token)
     assert body["status"] == "fulfilled" and body["outcome"] == "account_deleted"
     deletions = client.get("/v1/deletions", headers=auth("admin")).get_json()["deletions"]
@@ -108,6 +119,7 @@ def test_access_produces_an_export_for_the_parent(client, mail):
     assert client.get(f"/v1/parent-requests/{request_id}/export",
                       query_string={"status_token": token}).status_code == 404
     assert decide(client, request_id, "fulfill").status_code == 200
+    verify_age(client, "kid-1", "minor")
     assert status(client, request_id, token)["outcome"] == "export_ready"
     export = client.get(f"/v1/parent-requests/{request_id}/export",
                         query_string={"status_token": token})
@@ -142,12 +154,13 @@ def test_reject(client, mail):
     assert decide(client, request_id, "reject", note="Not the parent.").status_code == 200
     assert status(client, request_id, token) | {"due_at": None} == {
         "request_id": request_id, "status": "rejected", "request_type": "deletion",
-        "due_at": None, "outcome": "rejected"}
+        "due_at": None, "outcome": "rejected", "reason": None}
     deletions = client.get("/v1/deletions", headers=auth("admin")).get_json()["deletions"]
     assert deletions == []
 
 
 def test_child_named_by_username_must_be_resolved_first(client, mail):
+    age_check(client, "skater@example.com", account_id="kid-9")
     request_id, token = start(client, mail, "deletion", {"username": "SkaterKid"})
     case = case_for(client, request_id)
     assert case["account_id"] == f"unresolved:{request_id}"
@@ -163,6 +176,7 @@ def test_child_named_by_username_must_be_resolved_first(client, mail):
     done = client.post(f"/v1/review/cases/{case['case_id']}/decision",
                        headers=auth("reviewer"), json={"decision": "fulfill", "note": "ok"})
     assert done.status_code == 200
+    verify_age(client, "kid-9", "minor")
     assert status(client, request_id, token)["outcome"] == "account_deleted"
     deletions = client.get("/v1/deletions", headers=auth("admin")).get_json()["deletions"]
     assert [d["account_id"] for d in deletions] == ["kid-9"]

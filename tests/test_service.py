@@ -54,3 +54,27 @@ def test_openapi_document_describes_the_routes(client):
 def test_docs_page_is_served(client):
     response = client.get("/docs")
     assert response.status_code == 200 and b"swagger" in response.data.lower()
+
+
+def test_openapi_document_describes_the_age_signal_appeal_and_webhook_routes(client):
+    spec = client.get("/openapi.json").json
+    paths = spec["paths"]
+    expected = {
+        ("/v1/jurisdictions/{code}", "get"): {"200", "404"},
+        ("/v1/accounts/{account_id}/age-signals", "post"): {"200", "409", "422"},
+        ("/v1/age-signals/revocations", "post"): {"200", "422"},
+        ("/v1/accounts/{account_id}/appeals", "post"): {"202", "404", "409", "422"},
+        ("/v1/appeals/{appeal_id}", "get"): {"200", "404"},
+        ("/v1/admin/webhooks", "post"): {"201", "422"},
+        ("/v1/admin/webhooks", "get"): {"200"},
+        ("/v1/admin/webhooks/{webhook_id}", "delete"): {"204", "404"},
+        ("/v1/admin/webhooks/{webhook_id}/secret", "post"): {"200", "404"},
+        ("/v1/admin/webhooks/{webhook_id}/deliveries", "get"): {"200", "404"},
+    }
+    for (path, method), statuses in expected.items():
+        operation = paths[path][method]
+        assert operation["security"] == [{"bearerAuth": []}], path
+        assert statuses <= set(operation["responses"]), (path, operation["responses"].keys())
+    age = spec["components"]["schemas"]["Account"]["properties"]["age"]
+    assert {"$ref": "#/components/schemas/Age"} in age["anyOf"]
+    assert "age_signal" in spec["components"]["schemas"]["Case"]["properties"]["kind"]["enum"]

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import re
-
 from flask_smorest import Blueprint
 
 from agegate.api import actor, services
 from agegate.auth import roles
 from agegate.errors import ValidationFailed
 from agegate.schemas.accounts import (
+    ACCOUNT_ID,
+    ACCOUNT_ID_ERROR,
     AccountSchema,
     ScoreSchema,
     SignalsRequestSchema,
@@ -19,13 +19,11 @@ from agegate.schemas.common import ErrorSchema
 
 blp = Blueprint("accounts", __name__, url_prefix="/v1/accounts", description="Signals and scores")
 
-_ACCOUNT_ID = re.compile(r"^[\x21-\x7e]{1,256}$")
-
 
 def check_account_id(account_id: str) -> None:
     """Account ids are the platform's opaque ids: 1-256 printable ASCII characters."""
-    if not _ACCOUNT_ID.match(account_id):
-        raise ValidationFailed(fields={"account_id": ["Use 1-256 printable ASCII characters."]})
+    if not ACCOUNT_ID.match(account_id):
+        raise ValidationFailed(fields={"account_id": [ACCOUNT_ID_ERROR]})
 
 
 @blp.route("/<string:account_id>/signals", methods=["POST"])
@@ -46,9 +44,10 @@ def post_signals(data, account_id):
 @blp.alt_response(404, schema=ErrorSchema, description="An account never seen")
 @roles("reviewer")
 def get_account(account_id):
-    """An account's status and latest score."""
+    """An account's status, latest score and age (from platform age signals)."""
     check_account_id(account_id)
-    return services().accounts.get(account_id)
+    account = services().accounts.get(account_id)
+    return {**account, "age": services().age_signals.age(account_id)}
 
 
 @blp.route("/<string:account_id>/verification", methods=["POST"])

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from flask import request
 from flask_smorest import Blueprint
 
 from agegate.api import actor, services
+from agegate.api.limits import limiter, parent_request_limit
 from agegate.auth import public, roles
 from agegate.schemas.common import ErrorSchema
 from agegate.schemas.parent_requests import (
@@ -27,20 +27,9 @@ from agegate.schemas.parent_requests import (
 blp = Blueprint("parent_requests", __name__, url_prefix="/v1",
                 description="Parent requests (public) and their review")
 
-RATE_LIMITED_ENDPOINTS = frozenset({"parent_requests.create_parent_request"})
-
-
-@blp.before_request
-def _rate_limit() -> None:
-    """Count submissions per client address before anything else (validation included)."""
-    if request.endpoint in RATE_LIMITED_ENDPOINTS:
-        state = services()
-        # remote_addr is the proxy-corrected address when AGEGATE_TRUSTED_PROXIES is set.
-        state.rate_limiter.hit("parent_requests", request.remote_addr or "unknown",
-                               state.parent_request_rule)
-
-
 @blp.route("/parent-requests", methods=["POST"])
+# Outside @blp.arguments: every submission counts, valid or not, before its body is parsed.
+@limiter.limit(parent_request_limit)
 @blp.arguments(ParentRequestSchema)
 @blp.response(202, ParentRequestCreatedSchema)
 @blp.alt_response(422, schema=ErrorSchema, description="Invalid request")

@@ -49,8 +49,11 @@ def claim_next(query):
 @blp.alt_response(404, schema=ErrorSchema, description="No such case")
 @roles("reviewer")
 def get_case(case_id):
-    """One case."""
-    return services().review.get(case_id)
+    """One case; an appeal case with the member's statement."""
+    case = services().review.get(case_id)
+    if case["kind"] == "appeal":
+        case = {**case, "statement": services().appeals.statement(case)}
+    return case
 
 
 @blp.route("/cases/<string:case_id>/claim", methods=["POST"])

@@ -21,15 +21,36 @@ DECISIONS: dict[str, list[tuple[str, str]]] = {
 }
 DECISIONS["report"] = DECISIONS["classifier"]
 DECISIONS["content_removal"] = DECISIONS["classifier"]
-# Decisions that end an account (or act on a parent's request) must say why, for the audit trail.
-NOTE_REQUIRED = frozenset({"confirm_minor", "fulfill"})
+DECISIONS["age_signal"] = DECISIONS["classifier"]
+DECISIONS["appeal"] = [
+    ("overturn", "Overturn: reinstate the account"),
+    ("uphold", "Uphold: the restriction or termination stands"),
+]
+# Decisions that end an account, act on a parent's request or undo an enforcement must say why,
+# for the audit trail.
+NOTE_REQUIRED = frozenset({"confirm_minor", "fulfill", "overturn"})
 
 KIND_LABELS = {
     "classifier": "Classifier",
     "report": "User report",
     "parent_request": "Parent request",
     "content_removal": "Content removal",
+    "age_signal": "Age signal",
+    "appeal": "Appeal",
 }
+# Where a platform age signal came from, and how sure it is (IEEE 2089.1 levels).
+SOURCE_LABELS = {
+    "apple_declared_age_range": "Apple Declared Age Range",
+    "google_play_age_signals": "Google Play Age Signals",
+    "os_age_signal": "Operating-system age signal",
+    "age_assurance_vendor": "Age-assurance vendor",
+    "self_declared": "Self-declared",
+}
+
+
+def age_range(lower: Any, upper: Any) -> str:
+    """`13-15`, or `18+` for an open-ended range."""
+    return f"{lower}+" if upper is None else f"{lower}-{upper}"
 # Parent requests must be answered within 30 days of submission; flag them a week ahead.
 DUE_SOON = timedelta(days=7)
 
@@ -101,6 +122,8 @@ _NAMED_SIGNALS = {
     "reports:suspected_minor": "user reports of a suspected minor",
     "age_gate:redeclaration": "retrying the age gate with another birth date",
     "account:dob_change": "changing the date of birth after sign-up",
+    "age_signal:verified_adult": "a platform age signal at enhanced assurance (ID checked or "
+                                 "confirmed) saying the holder is an adult",
 }
 
 
@@ -128,7 +151,9 @@ def explain(top_signals: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
     for item in signals:
         weight = float(item.get("weight") or 0)
         phrase = signal_phrase(str(item["name"]))
-        direction = "pushed the score up" if weight >= 0 else "pulled the score down"
+        direction = ("pushed the score up" if weight > 0 else "pulled the score down"
+                     if weight < 0 else "is a stated rule shown to you; it did not change the "
+                     "score")
         rows.append({
             "name": str(item["name"]),
             "weight": weight,

@@ -272,14 +272,22 @@ def _case_page(case_id: str, status: int = 200, error: str | None = None, note: 
     lease_left = (lease - moment) if lease and lease > moment and case.get("status") == "claimed" \
         else None
     account = _account(case.get("account_id"))
+    account_age = None
+    if case.get("kind") == "parent_request" and not case["account_id"].startswith("unresolved:"):
+        # A parent may delete or export only a minor's account: show what establishes its age.
+        account_age = services().accounts.age_knowledge(case["account_id"])
     return render_page(
         "case.html", status, title=f"Case {case['case_id']}", case=case, account=account,
+        account_age=account_age,
         band=(account or {}).get("band") or case.get("band") or present.band_of(case.get("score")),
         explanation=present.explain(case.get("top_signals")),
         history=list(case.get("history") or []),
         lease=lease, lease_left=lease_left,
         deadline=present.deadline(case.get("due_at"), moment),
         decisions=present.DECISIONS.get(case.get("kind", ""), []),
+        age_signals=services().age_signals.signals(case["account_id"])
+        if case.get("account_id") else [],
+        statement=services().appeals.statement(case),
         mine=case.get("status") == "claimed" and case.get("claimed_by") == g.console.name,
         error=error, note=note,
     )

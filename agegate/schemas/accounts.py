@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import re
+
 from marshmallow import ValidationError, fields, validate, validates_schema
 
-from agegate.schemas.common import StrictSchema
+from agegate.schemas.age_signals import AgeSchema
+from agegate.schemas.common import StrictSchema, identifier
 from agegate.schemas.review import SignalWeightSchema
 
+# Account ids are the platform's opaque ids: 1-256 printable ASCII characters (path or stream).
+ACCOUNT_ID = re.compile(r"^[\x21-\x7e]{1,256}$")
+ACCOUNT_ID_ERROR = "Use 1-256 printable ASCII characters."
 MAX_SIGNALS = 500
 MAX_TEXT = 10_000
 TEXT_TYPES = ("message", "profile_text", "message_board_post")
@@ -57,6 +63,15 @@ class SignalsRequestSchema(StrictSchema):
                           validate=validate.Length(min=1, max=MAX_SIGNALS))
 
 
+class SignalStreamEntrySchema(SignalsRequestSchema):
+    """One signal-stream entry (API.md "Signal stream"): the same `signals` as the HTTP body,
+    with its `signals` field already parsed from JSON, plus the account and an idempotency key."""
+
+    account_id = fields.String(required=True,
+                               validate=validate.Regexp(ACCOUNT_ID, error=ACCOUNT_ID_ERROR))
+    id = identifier()
+
+
 class ScoreSchema(StrictSchema):
     account_id = fields.String(required=True)
     score = fields.Float(required=True)
@@ -76,6 +91,9 @@ class AccountSchema(StrictSchema):
     updated_at = fields.String(allow_none=True, required=True)
     deletion_id = fields.String(allow_none=True)
     processing_stopped = fields.Boolean()
+    age = fields.Nested(AgeSchema, allow_none=True, metadata={
+        "description": "From platform age signals: the lowest range of the highest assurance "
+                       "level; null when nothing is known."})
 
 
 class VerificationRequestSchema(StrictSchema):

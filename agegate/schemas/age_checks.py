@@ -2,20 +2,10 @@
 
 from __future__ import annotations
 
-import re
-from datetime import date
-from typing import Any
-
 from marshmallow import ValidationError, fields, pre_load, validate, validates
 
 from agegate.schemas.common import StrictSchema, identifier
 from agegate.services.jurisdictions import COUNTRIES
-
-# Stricter than the fields' own checks (ASCII digits only, no trailing newline): anything
-# these reject goes through marshmallow, which accepts or rejects it exactly as before.
-_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
-_REGION = re.compile(r"[A-Z0-9]{1,3}")
-_IDENTIFIER = re.compile(r"[\x21-\x7e]{1,256}")
 
 
 class AgeCheckRequestSchema(StrictSchema):
@@ -51,40 +41,6 @@ class AgeCheckRequestSchema(StrictSchema):
             if isinstance(country, str) and region.startswith(f"{country}-"):
                 region = region[len(country) + 1:]
             data["region"] = region
-        return data
-
-    def load_fast(self, raw: Any) -> dict[str, Any] | None:
-        """What `load(raw)` returns, for a body that is plainly valid; None for anything else,
-        so marshmallow decides (and words any error) exactly as before.
-
-        A registration check is dominated by marshmallow's generic machinery (~0.2 ms); this
-        runs the same normalisation and the same field validators directly. It only ever
-        accepts a subset of what `load` accepts, and tests compare the two on edge cases.
-        """
-        if type(raw) is not dict or not raw.keys() <= self.fields.keys():
-            return None
-        if "date_of_birth" not in raw or "country" not in raw:
-            return None
-        for value in raw.values():
-            if type(value) is not str:
-                return None
-        data = self.normalise_places(raw)
-        born_text = data["date_of_birth"]
-        if not _ISO_DATE.fullmatch(born_text) or data["country"] not in COUNTRIES:
-            return None
-        try:
-            data["date_of_birth"] = date.fromisoformat(born_text)
-            for name, value in data.items():
-                if name != "date_of_birth":
-                    for validator in self.fields[name].validators:
-                        validator(value)
-        except (ValueError, ValidationError):
-            return None
-        if "region" in data and not _REGION.fullmatch(data["region"]):
-            return None
-        for name in ("device_id", "session_id", "account_id"):
-            if name in data and not _IDENTIFIER.fullmatch(data[name]):
-                return None  # e.g. a trailing newline, which the field's `$` lets through
         return data
 
     @validates("country")

@@ -21,6 +21,11 @@ class AuditEntrySchema(StrictSchema):
     details = fields.Dict(required=True)
     prev_hash = fields.String(required=True)
     hash = fields.String(required=True)
+    chain = fields.String(metadata={"description": "The writer's chain this entry extends."})
+    key_id = fields.String(metadata={
+        "description": "Short id of the AGEGATE_SECRET_KEY key whose HMAC this hash is (absent "
+                       "on entries written before key rotation), so entries keep verifying "
+                       "after a rotation."})
 
 
 class AuditListSchema(StrictSchema):

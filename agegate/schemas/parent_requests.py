@@ -85,19 +85,50 @@ class ParentRequestStatusSchema(StrictSchema):
     request_id = fields.String(required=True)
     status = fields.String(
         required=True,
-        metadata={"description": "pending_verification, verified, locked, fulfilled, rejected"})
+        metadata={"description": "pending_verification, verified, locked, "
+                                 "awaiting_age_verification (a deletion or access request "
+                                 "waits until the account holder's age is verified), "
+                                 "fulfilled, rejected"})
     request_type = fields.String(required=True)
     due_at = fields.String(required=True)
     outcome = fields.String(
         allow_none=True,
         metadata={"description": "account_deleted, export_ready, rectified, "
-                                 "processing_stopped, rejected; null until decided"})
+                                 "processing_stopped, rejected, refused_adult (the account "
+                                 "holder was verified adult), age_unverifiable, nothing_held "
+                                 "(this service holds no data on that account); null until "
+                                 "decided"})
+    reason = fields.String(
+        allow_none=True,
+        metadata={"description": "Why the request waits or was refused, in words for the parent."})
 
 
 class ExportSchema(StrictSchema):
     request_id = fields.String(required=True)
     generated_at = fields.String(required=True)
     account = fields.Dict(required=True)
+
+
+class AgeEvidenceSchema(StrictSchema):
+    verdict = fields.String(required=True, metadata={"description": "minor or adult"})
+    source = fields.String(required=True, metadata={
+        "description": "reviewer_confirmed_minor, verification_minor, verification_adult, "
+                       "age_signal"})
+    at = fields.String(allow_none=True)
+    method = fields.String(allow_none=True)
+
+
+class AccountAgeSchema(StrictSchema):
+    seen = fields.Boolean(required=True, metadata={
+        "description": "Whether this service holds or held anything on the account."})
+    status = fields.String(allow_none=True, metadata={
+        "description": "active, restricted, terminated; null for an account never seen"})
+    established = fields.String(required=True, metadata={
+        "description": "minor, adult or unknown: deletion and access need minor"})
+    evidence = fields.List(fields.Nested(AgeEvidenceSchema), required=True)
+    score = fields.Float(allow_none=True, metadata={
+        "description": "The classifier's latest score: a reason to verify, not evidence"})
+    band = fields.String(allow_none=True)
 
 
 class ReviewViewSchema(StrictSchema):
@@ -112,6 +143,10 @@ class ReviewViewSchema(StrictSchema):
     case_id = fields.String(allow_none=True)
     outcome = fields.String(allow_none=True)
     note = fields.String(allow_none=True)
+    account_age = fields.Nested(
+        AccountAgeSchema, allow_none=True,
+        metadata={"description": "What this service knows about the child account's age "
+                                 "(null until the account is resolved)."})
 
 
 class ResolveChildSchema(StrictSchema):

@@ -44,6 +44,8 @@ class CaseSchema(StrictSchema):
         "description": "Set on the response to a confirm_minor decision."})
     ref = fields.Dict(keys=fields.String(), values=fields.String())
     history = fields.List(fields.Nested(CaseHistorySchema))
+    statement = fields.String(allow_none=True, metadata={
+        "description": "Appeal cases: the member's statement (deleted with the case)."})
 
 
 class CaseListQuerySchema(StrictSchema):
@@ -68,6 +70,7 @@ class ClaimSchema(StrictSchema):
 
 class DecisionSchema(StrictSchema):
     decision = fields.String(required=True, validate=validate.OneOf(
-        ["confirm_minor", "not_minor", "request_verification", "fulfill", "reject"]))
+        ["confirm_minor", "not_minor", "request_verification", "fulfill", "reject", "uphold",
+         "overturn"]))
     note = fields.String(allow_none=True, validate=validate.Length(max=2000), metadata={
         "description": "For reviewers; do not write a date of birth or an email here."})

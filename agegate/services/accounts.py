@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from datetime import date, datetime
@@ -14,6 +13,7 @@ from agegate.clock import Clock, iso
 from agegate.crypto import Hasher
 from agegate.errors import AgegateError, Conflict, ModelUnavailable, NotFound, ValidationFailed
 from agegate.services.age_checks import age_on
+from agegate.services.age_signals import stated_rules
 from agegate.services.audit import AuditTrail, transact
 from agegate.services.enforcement import ADULT_AGE, EnforcementService, TerminationPlan
 from agegate.services.review import ReviewService
@@ -22,8 +22,14 @@ from agegate.storage.accounts import AccountStore
 from agegate.storage.cases import CaseStore
 from agegate.storage.deletions import DeletionStore
 from agegate.storage.events import EventStream
+from agegate.storage.unit import watch
 
 log = logging.getLogger("agegate.accounts")
+
+
+# A stream entry's applied-marker: its effects are written, and its case step is done too
+# (APPLIED) or was still due when the marker was written (CASE_DUE).
+APPLIED, CASE_DUE = "1", "case"
 
 
 def terminated() -> Conflict:
@@ -46,6 +52,20 @@ def _top(items: Any) -> list[dict[str, Any]]:
             name, weight = item[0], item[1]
             out.append({"name": str(name), "weight": round(float(weight), 4)})
     return out
+
+
+# What establishes that an account is run by a minor (API.md, parent requests): a reviewer's
+# confirm_minor, or an age-assurance result `minor`; both terminate the account, so the
+# deletion record's reason is where they stay known. An under-18 age signal is another
+# (AgeEvidence sources registered by the age-signal feature).
+MINOR_TERMINATIONS = {"confirm_minor": "reviewer_confirmed_minor",
+                      "verified_minor": "verification_minor"}
+
+# A source of age evidence: (account_id, account_hash) -> {"verdict": "minor"|"adult",
+# "source": ..., "at": ...} or None. Must read storage only.
+AgeEvidence = Callable[[str, str], "dict[str, Any] | None"]
+# Called after an account's age became known: (account_id, "minor"|"adult", actor).
+AgeKnownHook = Callable[[str, str, str], None]
 
 
 class AccountService:
@@ -77,55 +97,83 @@ class AccountService:
         self.events = events
         self.clock = clock
         self.model = model
+        self.age_evidence: list[AgeEvidence] = []
+        self.age_known_hooks: list[AgeKnownHook] = []
 
     # -- signals -------------------------------------------------------------------------
     def record_signals(self, account_id: str, signals: list[dict[str, Any]], *,
-                       actor: str) -> dict[str, Any]:
-        """Fold signals into the account's bounded state, score it, open or raise its case."""
+                       actor: str, entry: str | None = None) -> dict[str, Any]:
+        """Fold signals into the account's bounded state, score it, open or raise its case.
+
+        `entry` (the signal stream's idempotency key) is applied at most once: its marker is
+        written in the same MULTI as the state and says whether a case step is still due. A
+        replay writes nothing; it runs the case step only if the applying call died before it
+        (a reviewer may have decided the case since a completed one), and answers the score.
+        """
         model = self.model()
         if model is None:
             raise ModelUnavailable()
         account_hash = self.hasher.account(account_id)
-        state_key = keys.account_state(account_hash)
-        meta_key = keys.account(account_hash)
+        entry_hash = self._entry_hash(entry) if entry is not None else None
+        watched = [keys.account_applied(account_hash, entry_hash)] if entry_hash else []
+        reported = any(s["type"] == "report" and s.get("reason") == "suspected_minor"
+                       for s in signals)
 
-        pointer_key = keys.account_open_case(account_hash)
-
-        def build(pipe: Any) -> tuple[Any, str | None, str | None]:
-            deletion_id, raw_state, case_id = pipe.mget(keys.account_deletion(account_hash),
-                                                        state_key, pointer_key)
+        def build(pipe: Any) -> tuple[Any, str | None, bool, str | None]:
+            deletion_id, state, case_id, processing, case_score, adult_until, seen = \
+                self.accounts.signal_view(pipe, account_hash, entry_hash)
             if deletion_id:
                 raise terminated()
-            processing, case_score = pipe.hmget(meta_key, "processing", "case_score")
             if processing == "stopped":
                 raise processing_stopped()
-            state = json.loads(raw_state) if raw_state else None
+            if seen:
+                pipe.multi()  # a replayed stream entry: nothing to write
+                result = model.score(state or model.new_state())
+                return result, case_id, seen == CASE_DUE, adult_until
             state = model.update(state if state is not None else model.new_state(), signals)
             result = model.score(state)
+            # The open case already carries this score or a higher one: nothing to raise.
+            settled = (case_id is not None and case_score is not None
+                       and float(result.score) <= float(case_score))
+            due = reported or (bool(result.flagged) and not settled)
             pipe.multi()
+            if entry_hash:
+                self.accounts.queue_applied(pipe, account_hash, entry_hash,
+                                            CASE_DUE if due else APPLIED)
             self.accounts.queue_state(pipe, account_hash, state)
             self.accounts.queue_meta(pipe, account_hash, account_id, {
                 "score": repr(float(result.score)), "band": str(result.band),
                 "flagged": "1" if result.flagged else "0", "updated_at": iso(self.clock.now()),
             })
-            return result, case_id, case_score
+            return result, case_id, due, adult_until
 
         # WATCH the state, the meta, the case pointer and the termination marker: a concurrent
         # post retries on the newer state, and a termination in between turns this into a 409.
-        result, case_id, case_score = self.r.transaction(
-            build, state_key, meta_key, pointer_key, keys.account_deletion(account_hash),
-            value_from_callable=True)
+        result, case_id, due, adult_until = transact(
+            self.r, build, keys.account_state(account_hash), keys.account(account_hash),
+            keys.account_open_case(account_hash), keys.account_deletion(account_hash), *watched)
         score, top = float(result.score), _top(result.top_signals)
-        reported = any(s["type"] == "report" and s.get("reason") == "suspected_minor"
-                       for s in signals)
-        # The open case already carries this score or a higher one: nothing to raise.
-        settled = case_id is not None and case_score is not None and score <= float(case_score)
-        if reported or (result.flagged and not settled):
+        # Stated rules beside the model's signals; they never change the score or the flag.
+        top = stated_rules(adult_until, self.clock.now()) + top
+        if due:
             case = self.review.open_or_raise(account_id, "report" if reported else "classifier",
                                              actor=actor, score=score, top_signals=top)
             case_id = case["case_id"]
+            if entry_hash:
+                self.accounts.mark_applied(account_hash, entry_hash, APPLIED)
         return {"account_id": account_id, "score": score, "band": str(result.band),
                 "flagged": bool(result.flagged), "case_id": case_id, "top_signals": top}
+
+    def _entry_hash(self, entry: str) -> str:
+        """A stream entry's key under the account's tag (64 bits: unique within one account)."""
+        return self.hasher.short("signal_entry", entry)[:16]
+
+    def settle_entries(self, entries: list[tuple[str, str]]) -> None:
+        """Shorten the applied-markers of (account id, entry) pairs that only a stalled worker
+        could still hold: entries without the platform's id, acknowledged and deleted from the
+        stream (a day of markers per message would outgrow the account)."""
+        self.accounts.shorten_applied([(self.hasher.account(account_id),
+                                        self._entry_hash(entry)) for account_id, entry in entries])
 
     def on_redeclaration(self, account_id: str, at: datetime, actor: str) -> None:
         """Age-check hook: a retry with another birth date is a signal on the account."""
@@ -139,11 +187,7 @@ class AccountService:
     def get(self, account_id: str) -> dict[str, Any]:
         """The account's status and latest score; terminated accounts from their deletion."""
         account_hash = self.hasher.account(account_id)
-        pipe = self.r.pipeline(transaction=False)
-        pipe.hgetall(keys.account(account_hash))
-        pipe.get(keys.account_open_case(account_hash))
-        pipe.get(keys.account_deletion(account_hash))
-        meta, case_id, deletion_id = pipe.execute()
+        meta, case_id, deletion_id = self.accounts.overview(account_hash)
         if deletion_id:
             record = self.deletions.read(self.r, deletion_id)
             return {"account_id": account_id, "status": "terminated", "score": None,
@@ -162,6 +206,77 @@ class AccountService:
             "updated_at": meta.get("updated_at") or None,
             "processing_stopped": meta.get("processing") == "stopped",
         }
+
+    # -- what is known about the account's age ---------------------------------------------
+    def age_knowledge(self, account_id: str) -> dict[str, Any]:
+        """What storage knows about the account's age, for decisions and for the reviewer.
+
+        `established` is "minor" when any evidence says so (an under-18 signal is never
+        outweighed), "adult" when an age-assurance check said adult, else "unknown".
+        """
+        account_hash = self.hasher.account(account_id)
+        seen = self.accounts.seen(self.r, account_hash)
+        meta = self.accounts.meta(self.r, account_hash)
+        evidence: list[dict[str, Any]] = []
+        deletion_id = self.deletions.for_account(self.r, account_hash)
+        deletion = self.deletions.read(self.r, deletion_id) if deletion_id else None
+        if deletion and deletion.get("reason") in MINOR_TERMINATIONS:
+            evidence.append({"verdict": "minor", "source": MINOR_TERMINATIONS[deletion["reason"]],
+                             "at": deletion["requested_at"]})
+        if meta.get("verified") == "adult":
+            evidence.append({"verdict": "adult", "source": "verification_adult",
+                             "method": meta.get("verified_method"),
+                             "at": meta.get("verified_at")})
+        for source in self.age_evidence:
+            found = source(account_id, account_hash)
+            if found:
+                evidence.append(found)
+        verdicts = {item["verdict"] for item in evidence}
+        established = "minor" if "minor" in verdicts else "adult" if verdicts else "unknown"
+        return {
+            "seen": seen,
+            "status": "terminated" if deletion_id else (meta.get("status", "active")
+                                                        if seen else None),
+            "established": established,
+            "evidence": evidence,
+            "score": float(meta["score"]) if meta.get("score") else None,
+            "band": meta.get("band") or None,
+        }
+
+    def notify_age_known(self, account_id: str, verdict: str, actor: str) -> None:
+        """Tell the hooks (waiting parent requests) that the account's age is now known."""
+        for hook in self.age_known_hooks:
+            hook(account_id, verdict, actor)
+
+    def restrict_for_verification(self, account_id: str, case_id: str, *, actor: str,
+                                  reason: str) -> bool:
+        """Restrict a known, live account until an age-assurance result arrives; False when it
+        is already restricted, terminated or never seen (nothing is created)."""
+        account_hash = self.hasher.account(account_id)
+        meta_key = keys.account(account_hash)
+
+        def build(pipe: redis.client.Pipeline) -> bool:
+            if self.deletions.for_account(pipe, account_hash):
+                return False
+            meta = self.accounts.meta(pipe, account_hash)
+            if meta.get("status") == "restricted" or not self.accounts.seen(pipe, account_hash):
+                return False
+            now = self.clock.now()
+            chain = self.audit.begin(pipe)
+            pipe.multi()
+            # No open-case pointer: a report or the classifier can still open a case on the
+            # account, where a reviewer's confirm_minor establishes what the request waits for.
+            self.accounts.queue_meta(pipe, account_hash, account_id,
+                                     {"status": "restricted", "restricted_case": case_id,
+                                      "updated_at": iso(now)})
+            self.events.queue_emit(pipe, "account.restricted", account_id=account_id, at=now,
+                                   case_id=case_id)
+            chain.append(pipe, actor=actor, action="account_restricted", account_id=account_id,
+                         details={"case_id": case_id, "reason": reason})
+            return True
+
+        return bool(transact(self.r, build, meta_key, keys.account_deletion(account_hash),
+                             *keys.account_keys(account_hash)))
 
     # -- verification --------------------------------------------------------------------
     def verify(self, account_id: str, outcome: str, method: str, born: date | None, *,
@@ -187,13 +302,15 @@ class AccountService:
             record = self.enforcement.terminate(account_id, actor=actor,
                                                 reason="verified_minor", born=born,
                                                 details=details, precheck=precheck)
+            self.notify_age_known(account_id, "minor", actor)
             return {**self.get(account_id), "deletion_id": record["deletion_id"]}
 
         account_hash = self.hasher.account(account_id)
         meta_key = keys.account(account_hash)
 
         def build(pipe: redis.client.Pipeline) -> None:
-            pipe.watch(keys.account_deletion(account_hash), keys.account_open_case(account_hash))
+            watch(pipe, keys.account_deletion(account_hash), keys.account_open_case(account_hash),
+                  keys.account_open_age_case(account_hash))
             if self.deletions.for_account(pipe, account_hash):
                 raise terminated()
             meta = self.accounts.meta(pipe, account_hash)
@@ -203,15 +320,19 @@ class AccountService:
                 raise Conflict("The account is not awaiting verification.")
             case = None
             if meta.get("restricted_case"):
-                pipe.watch(keys.case(meta["restricted_case"]))
+                watch(pipe, keys.case(meta["restricted_case"]))
                 case = self.cases.read(pipe, meta["restricted_case"])
             now = self.clock.now()
             chain = self.audit.begin(pipe)
             pipe.multi()
+            # The result stays on the account: a parent request cannot act on a verified adult.
             self.accounts.queue_meta(pipe, account_hash, account_id,
-                                     {"status": "active", "updated_at": iso(now)},
+                                     {"status": "active", "updated_at": iso(now),
+                                      "verified": "adult", "verified_method": method,
+                                      "verified_at": iso(now)},
                                      drop=("restricted_case",))
             self.accounts.queue_pointer(pipe, account_hash, None)
+            self.accounts.queue_pointer(pipe, account_hash, None, kind="age_signal")
             if case is not None:
                 case["history"] = [*case["history"], {"at": iso(now), "event": "verified",
                                                       "outcome": outcome, "method": method,
@@ -222,6 +343,7 @@ class AccountService:
                          details={**details, "case_id": meta.get("restricted_case")})
 
         transact(self.r, build, meta_key)
+        self.notify_age_known(account_id, "adult", actor)
         return self.get(account_id)
 
     # -- parents' rights (issue 5 calls these) -----------------------------------------
@@ -251,7 +373,7 @@ class AccountService:
             account: dict[str, Any] | None = self.get(account_id)
         except NotFound:
             account = None
-        case_ids = sorted(self.r.smembers(keys.account_cases(account_hash)))
+        case_ids = self.accounts.case_ids(self.r, account_hash)
         internal = ("sortkey", "lease_until")
         cases = [{k: v for k, v in c.items() if k not in internal}
                  for c in self.cases.read_many(case_ids)]
@@ -262,8 +384,7 @@ class AccountService:
             "account_id": account_id,
             "account": account,
             "model_state": self.accounts.state(self.r, account_hash),
-            "linked_identifiers": len(self.r.zrange(keys.account_identifiers(account_hash),
-                                                    0, -1)),
+            "linked_identifiers": len(self.accounts.linked_identifiers(self.r, account_hash)),
             "cases": cases,
             "deletions": deletions,
             "audit": self.audit.entries(account_id, 1000),

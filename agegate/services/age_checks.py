@@ -11,7 +11,7 @@ from agegate.clock import Clock
 from agegate.crypto import Hasher, new_id
 from agegate.errors import ValidationFailed
 from agegate.metrics import AGE_CHECKS
-from agegate.services.audit import AuditTrail
+from agegate.services.audit import AuditTrail, transact
 from agegate.services.jurisdictions import MinimumAgePolicy
 from agegate.storage.identities import Identifier, IdentityStore
 
@@ -82,6 +82,20 @@ class AgeCheckService:
             found.append(("email", self.hasher.short("email", normalise_email(data["email"]))))
         return found
 
+    def lookups(self, data: dict[str, Any]) -> list[Identifier]:
+        """The same identifiers hashed under every live key: a block written before a key
+        rotation still refuses them (a check writes only under the primary key)."""
+        if len(self.hasher.key_ids) == 1:
+            return self.identifiers(data)
+        found: list[Identifier] = []
+        values = [("account", data.get("account_id")), ("device", data.get("device_id")),
+                  ("session", data.get("session_id")),
+                  ("email", normalise_email(data["email"]) if data.get("email") else None)]
+        for kind, value in values:
+            if value:
+                found.extend((kind, digest) for digest in self.hasher.all_short(kind, value))
+        return found
+
     def _age(self, born: date) -> int:
         today = self.clock.today()
         if born > today:
@@ -97,24 +111,36 @@ class AgeCheckService:
         country = data["country"]
         region = data.get("region")
         identifiers = self.identifiers(data)
+        lookups = self.lookups(data)
         under_age = age < self.policy.minimum_age(country, region)
-        # Blocks win over the declared date, whatever it now says; the order is the contract's.
-        reasons = ("identity_blocked", "previous_underage_attempt",
-                   "under_minimum_age" if under_age else "of_age")
         check_id = new_id("chk")
         account_id = data.get("account_id")
         account_hash = dict(identifiers).get("account")  # hashed once, with the others
-        # One atomic round trip decides on the blocks, writes retry blocks and identifier
-        # links, and appends the audit entry for whichever outcome applied.
-        chosen = self.audit.append_one_of(
-            lambda prepared: self.identities.check_and_record(
-                identifiers, under_age=under_age, account_hash=account_hash, outcomes=prepared,
-            ) - 1,
-            actor=actor, action="age_check", account_id=account_id, account_hash=account_hash,
-            alternatives=[{"check_id": check_id, "decision": _decision(reason), "reason": reason,
-                           "country": country, "region": region} for reason in reasons],
-        )
-        reason = reasons[chosen]
+
+        def write(pipe: Any) -> str:
+            # Blocks win over the declared date, whatever it now says; the order is the contract's.
+            identity_blocked, retry_blocked = self.identities.blocks(pipe, lookups)
+            if identity_blocked:
+                reason = "identity_blocked"
+            elif retry_blocked:
+                reason = "previous_underage_attempt"
+            else:
+                reason = "under_minimum_age" if under_age else "of_age"
+            chain = self.audit.begin(pipe)
+            pipe.multi()
+            if reason == "under_minimum_age":
+                self.identities.queue_retry_blocks(pipe, identifiers)
+            if account_hash:
+                self.identities.queue_link(pipe, account_hash, identifiers)
+            chain.append(pipe, actor=actor, action="age_check", account_id=account_id,
+                         details={"check_id": check_id, "decision": _decision(reason),
+                                  "reason": reason, "country": country, "region": region})
+            return reason
+
+        # One unit of work: the decision, the blocks it writes and its audit entry land
+        # together, and a block written meanwhile (WATCHed) makes it decide again.
+        reason = transact(self.identities.r, write,
+                          *self.identities.block_keys(lookups))
         decision = _decision(reason)
         result = AgeCheckResult(
             check_id=check_id, decision=decision, reason=reason,

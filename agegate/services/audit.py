@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable
 from typing import Any
 
 import redis
 
 from agegate.clock import Clock
 from agegate.crypto import Hasher, new_id
-from agegate.storage.audit import GENESIS, AuditLog, PreparedAlternatives, PreparedEntry
+from agegate.storage import unit
+from agegate.storage.audit import GENESIS, AuditLog, PreparedEntry
+from agegate.storage.unit import transact
 
-# The transact() call in progress on this thread, if any.
-_context = threading.local()
-
+__all__ = ["AuditTrail", "Chain", "ChainWriter", "transact"]
 
 class ChainWriter:
     """This process's own audit chain. Being its only writer, it keeps the head in memory, so
@@ -52,6 +51,14 @@ class Chain:
     def __init__(self, trail: AuditTrail) -> None:
         self.trail = trail
         self.chain_id, self.prev_hash = trail.writer.current()
+
+    def commit(self) -> None:
+        """This attempt was applied: its last entry is the chain's head."""
+        self.trail.writer.commit(self.chain_id, self.prev_hash)
+
+    def abandon(self) -> None:
+        """Nobody knows whether this attempt was applied: start a fresh chain."""
+        self.trail.writer.abandon()
 
     def append(
         self,
@@ -91,41 +98,12 @@ class AuditTrail:
             details=details or {},
         )
 
-    def append_one_of(
-        self,
-        run: Callable[[PreparedAlternatives], int],
-        *,
-        actor: str,
-        action: str,
-        account_id: str | None,
-        account_hash: str | None,
-        alternatives: list[dict[str, Any]],
-    ) -> int:
-        """For a Lua script that decides and records in one step: prepare one entry per possible
-        outcome (the `details` alternatives), all on the current head; `run` appends exactly one
-        and returns its index. `account_hash` is `hasher.account(account_id)`, passed in because
-        the caller has it already. Only one entry is ever written, so all share one id."""
-        with self.writer.lock:
-            chain_id, head = self.writer.current()
-            prepared = self.log.prepare_alternatives(
-                chain_id, head, entry_id=new_id("aud"), at=self.clock.now(), actor=actor,
-                action=action, account_id=account_id, account_hash=account_hash,
-                alternatives=alternatives,
-            )
-            try:
-                chosen = run(prepared)
-            except redis.RedisError:
-                self.writer.abandon()  # the script may have run without our hearing back
-                raise
-            self.writer.commit(chain_id, prepared.hashes[chosen])
-            return chosen
-
     def begin(self, pipe: redis.client.Pipeline) -> Chain:
         """The chain to append to within the current `transact` attempt (one per trail)."""
-        context: _Transaction | None = getattr(_context, "current", None)
-        if context is None:
-            raise RuntimeError("audit entries are written inside transact()")
-        return context.chain_for(self)
+        work = unit.current()
+        # Held until the unit of work ends, so this process appends to its chain in order.
+        work.hold(self.writer.lock)
+        return work.join(self, lambda: Chain(self))
 
     def record(
         self, actor: str, action: str, account_id: str | None = None, details: dict | None = None
@@ -144,55 +122,3 @@ class AuditTrail:
         """Newest first, for one account or for all."""
         account_hash = self.hasher.account(account_id) if account_id else None
         return self.log.recent(account_hash, limit)
-
-
-class _Transaction:
-    """What one transact() call holds: the writers it locked and the current attempt's chains."""
-
-    def __init__(self) -> None:
-        self.locked: list[ChainWriter] = []
-        self.chains: list[Chain] = []
-
-    def chain_for(self, trail: AuditTrail) -> Chain:
-        for chain in self.chains:
-            if chain.trail is trail:
-                return chain
-        if trail.writer not in self.locked:
-            # Held until the transaction ends, so this process appends to its chain in order.
-            trail.writer.lock.acquire()
-            self.locked.append(trail.writer)
-        chain = Chain(trail)
-        self.chains.append(chain)
-        return chain
-
-
-def transact(client: redis.Redis, build: Callable[[Any], Any], *watch: str) -> Any:
-    """Run `build(pipe)` as WATCH(*watch) ... MULTI ... EXEC, retrying on conflict.
-
-    `build` reads first (the pipe is in immediate mode), calls pipe.multi(), then queues writes;
-    its return value is returned. Every write that belongs together lands or none does, audit
-    entries included: they advance their chain only once EXEC has applied them.
-    """
-    context = _Transaction()
-    outer = getattr(_context, "current", None)
-
-    def attempt(pipe: redis.client.Pipeline) -> Any:
-        context.chains.clear()  # a WATCH conflict retries: the last attempt's entries never landed
-        return build(pipe)
-
-    _context.current = context
-    try:
-        result = client.transaction(attempt, *watch, value_from_callable=True)
-    except redis.RedisError:
-        # EXEC may have been applied without our hearing back: never guess a head.
-        for chain in context.chains:
-            chain.trail.writer.abandon()
-        raise
-    else:
-        for chain in context.chains:
-            chain.trail.writer.commit(chain.chain_id, chain.prev_hash)
-        return result
-    finally:
-        _context.current = outer
-        for writer in context.locked:
-            writer.lock.release()

@@ -74,12 +74,13 @@ class ConsoleAuth:
     def sign_in(self, token: str, client_address: str) -> ConsoleSession:
         """Exchange a reviewer/admin token for a session; refuse after too many failures."""
         client = self.hasher.short("console_client", client_address or "unknown")
-        failures, retry_after = self.store.failures(client)
-        if failures >= self.max_failures:
+        # Every attempt is counted before its token is looked at, in one atomic step: parallel
+        # guesses cannot all slip in under the limit before any of them is counted.
+        attempt, retry_after = self.store.count_attempt(client, self.window)
+        if attempt > self.max_failures:
             raise RateLimited(retry_after, "Too many failed sign-ins; try again later.")
         key = self.tokens.find(token.strip()) if token and token.strip() else None
         if key is None or key.role not in CONSOLE_ROLES:
-            self.store.record_failure(client, self.window)
             raise Unauthorized("That token was not accepted.")
         self.store.clear_failures(client)
         now = self.clock.now()
@@ -100,16 +101,22 @@ class ConsoleAuth:
         """The live session for this id, or None when unknown, expired, revoked or rotated out."""
         if not session_id:
             return None
-        record = self.store.get(self._key(session_id))
+        # A session opened before a key rotation is still found under its older key's hash.
+        record, key = None, ""
+        for key in self.hasher.all_short("console_session", session_id):
+            record = self.store.get(key)
+            if record is not None:
+                break
         if record is None:
             return None
         expires_at = parse_iso(record["expires_at"])
         if expires_at <= self.clock.now() or (record["name"], record["role"]) not in self.grants:
-            self.store.delete(self._key(session_id))
+            self.store.delete(key)
             return None
         return ConsoleSession(session_id, record["name"], record["role"], expires_at)
 
     def sign_out(self, session: ConsoleSession) -> None:
         """Revoke the session server-side, so a copied cookie stops working too."""
-        self.store.delete(self._key(session.session_id))
+        for key in self.hasher.all_short("console_session", session.session_id):
+            self.store.delete(key)
         self.audit.record(session.name, "console.signed_out")

@@ -9,7 +9,6 @@ mail the code, and is never stored. Requests are answered within 30 days of subm
 
 from __future__ import annotations
 
-import hmac
 import json
 import logging
 import secrets
@@ -32,8 +31,8 @@ from agegate.metrics import gauge
 from agegate.services.age_checks import normalise_email
 from agegate.services.audit import AuditTrail, transact
 from agegate.services.mailer import Mailer
-from agegate.storage import keys
 from agegate.storage.keys import Retention
+from agegate.storage.parent_requests import ParentRequestStore
 
 log = logging.getLogger("agegate.parent_requests")
 
@@ -53,28 +52,21 @@ OUTCOMES = {
     "rectification": "rectified",
     "objection": "processing_stopped",
 }
-
-# Check-and-count in one step, so parallel guesses can never exceed MAX_WRONG_CODES.
-_VERIFY = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return {'missing'} end
-local f = redis.call('HMGET', KEYS[1], 'status', 'code_hash', 'code_expires_ts')
-if f[1] == 'locked' then return {'locked'} end
-if f[1] ~= 'pending_verification' then
-  if f[2] == ARGV[1] then return {'done', f[1]} end
-  return {'wrong_done', f[1]}
-end
-if tonumber(f[3]) <= tonumber(ARGV[2]) then return {'expired'} end
-if f[2] == ARGV[1] then
-  redis.call('HSET', KEYS[1], 'status', 'verified', 'verified_at', ARGV[3])
-  return {'ok'}
-end
-local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
-if attempts >= tonumber(ARGV[4]) then
-  redis.call('HSET', KEYS[1], 'status', 'locked')
-  return {'locked_now', tostring(attempts)}
-end
-return {'wrong', tostring(attempts)}
-"""
+# A parent may delete or export a child's account, never an adult's: these need the account's
+# minority established first (an under-18 age signal, a reviewer's confirm_minor, or an
+# age-assurance result `minor`). Until then the account is restricted pending verification
+# and the request waits, its due date still counting.
+MINORITY_REQUIRED = frozenset({"deletion", "access"})
+WAITING = "awaiting_age_verification"
+# Outcomes a parent request can end with other than OUTCOMES, and what the parent is told.
+REFUSALS = {
+    "refused_adult": ("rejected", "The account holder has been verified as an adult, so a "
+                      "parent's request cannot delete or export this account."),
+    "age_unverifiable": ("rejected", "The account was closed before its holder's age could be "
+                         "verified, so it cannot be exported to a parent."),
+    "nothing_held": ("fulfilled", "This service holds no data on that account: there was "
+                     "nothing here to delete or export."),
+}
 
 CODE_MAIL = """Hello {name},
 
@@ -104,29 +96,33 @@ class ParentRequestService:
         clock: Clock,
     ) -> None:
         self.r = client
+        self.store = ParentRequestStore(client, retention)
         self.hasher = hasher
         self.audit = audit
         self.mailer = mailer
         self.retention = retention
         self.clock = clock
-        self._verify = client.register_script(_VERIFY)
         # Wired by the container once the review queue, enforcement and accounts exist.
         self.review: Any = None
         self.enforcement: Any = None
         self.accounts: Any = None
+        self.account_store: Any = None
 
     # -- the parent's side ---------------------------------------------------------------
-    def child_hash(self, kind: str, value: str) -> str:
-        """The keyed hash a child identifier is kept as (email as the age gate hashes it)."""
+    @staticmethod
+    def _child_identifier(kind: str, value: str) -> tuple[str, str]:
+        """(purpose, normalised value) a child identifier is hashed as."""
         if kind == "email":
-            return self.hasher.short("email", normalise_email(value))
-        return self.hasher.short("username", normalise_username(value))
+            return "email", normalise_email(value)
+        return "username", normalise_username(value)
 
-    def _code_hash(self, request_id: str, code: str) -> str:
-        return self.hasher.digest("parent_code", f"{request_id}:{code.strip()}")
+    def child_hash(self, kind: str, value: str) -> str:
+        """The keyed hash a child identifier is kept as, with its key's id."""
+        return self.hasher.sealed(*self._child_identifier(kind, value))
 
-    def _token_hash(self, request_id: str, token: str) -> str:
-        return self.hasher.digest("status_token", f"{request_id}:{token}")
+    def _code_hashes(self, request_id: str, code: str) -> list[str]:
+        """The code's hash under every live key, primary first (the first is stored)."""
+        return self.hasher.candidates("parent_code", f"{request_id}:{code.strip()}")
 
     def submit(self, data: dict[str, Any], actor: str = "public") -> dict[str, str]:
         """Record a request and mail its code; the parent's email is dropped after sending."""
@@ -145,8 +141,8 @@ class ParentRequestService:
                                                    normalise_email(data["parent_email"])),
             "created_at": iso(now),
             "due_at": iso(now + timedelta(days=RESPONSE_DAYS)),
-            "status_token_hash": self._token_hash(request_id, token),
-            "code_hash": self._code_hash(request_id, code),
+            "status_token_hash": self.hasher.sealed("status_token", f"{request_id}:{token}"),
+            "code_hash": self._code_hashes(request_id, code)[0],
             "code_expires_ts": str(int((now + CODE_LIFETIME).timestamp())),
             "attempts": "0",
         }
@@ -154,37 +150,31 @@ class ParentRequestService:
             record["child_account_id"] = value
         else:
             record["child_hash"] = self.child_hash(kind, value)
-        ttl = self.retention.seconds("parent_request_unverified")
         details = data.get("details") or ""
-        meta_key = keys.parent_request(request_id)
-        details_key = keys.parent_request_details(request_id)
 
         def write(pipe: redis.client.Pipeline) -> None:
             chain = self.audit.begin(pipe)
             pipe.multi()
-            pipe.hset(meta_key, mapping=record)
-            pipe.expire(meta_key, ttl)
-            if details:
-                pipe.set(details_key, details, ex=ttl)
+            self.store.queue_create(pipe, request_id, record, details)
             chain.append(pipe, actor=actor, action="parent_request.submitted",
                          account_id=record.get("child_account_id"),
                          details={"request_id": request_id,
                                   "request_type": data["request_type"], "child_kind": kind})
 
-        transact(self.r, write)
+        transact(self.r, write, *self.store.watched_keys(request_id))
         body = CODE_MAIL.format(name=data["parent_name"].strip(), code=code,
                                 request_type=data["request_type"], request_id=request_id)
         try:
             self.mailer.send(data["parent_email"], "Your verification code", body)
         except Exception:
             # An unmailed code can never be entered: drop the request rather than strand it.
-            self.r.delete(meta_key, details_key)
+            self.store.delete(request_id)
             raise
         return {"request_id": request_id, "status": "pending_verification",
                 "status_token": token}
 
     def _load(self, request_id: str) -> dict[str, str]:
-        record = self.r.hgetall(keys.parent_request(request_id))
+        record = self.store.read(request_id)
         if not record:
             raise NotFound("No such request.")
         return record
@@ -192,11 +182,8 @@ class ParentRequestService:
     def verify(self, request_id: str, code: str, actor: str = "public") -> dict[str, str]:
         """Check the mailed code; on success open the reviewer's case. Wrong codes count."""
         now = self.clock.now()
-        result = self._verify(
-            keys=[keys.parent_request(request_id)],
-            args=[self._code_hash(request_id, code), int(now.timestamp()), iso(now),
-                  MAX_WRONG_CODES],
-        )
+        result = self.store.check_code(request_id, self._code_hashes(request_id, code),
+                                       int(now.timestamp()), iso(now), MAX_WRONG_CODES)
         outcome = result[0]
         if outcome == "missing":
             raise NotFound("No such request.")
@@ -245,28 +232,21 @@ class ParentRequestService:
                 case = self.review.open_or_raise(placeholder, "parent_request", actor=actor,
                                                  due_at=due_at, ref={"request_id": request_id})
             case_id = case["case_id"]
-        meta_key = keys.parent_request(request_id)
-        details_key = keys.parent_request_details(request_id)
 
         def write(pipe: redis.client.Pipeline) -> None:
             chain = self.audit.begin(pipe)
             pipe.multi()
-            if case_id:
-                pipe.hset(meta_key, "case_id", case_id)
-            pipe.expire(meta_key, self.retention.seconds("parent_request"))
-            pipe.expire(details_key, self.retention.seconds("parent_request_details"))
-            pipe.zadd(keys.PARENT_REQUESTS_OPEN, {request_id: due_at.timestamp()})
-            pipe.expire(keys.PARENT_REQUESTS_OPEN, self.retention.seconds("parent_request"))
+            self.store.queue_verified(pipe, request_id, case_id, due_at.timestamp())
             chain.append(pipe, actor=actor, action="parent_request.verified",
                          account_id=record.get("child_account_id"),
                          details={"request_id": request_id, "case_id": case_id,
                                   "request_type": record["request_type"]})
 
-        transact(self.r, write, meta_key)
+        transact(self.r, write, *self.store.watched_keys(request_id))
 
     def _authorised(self, request_id: str, token: str | None) -> dict[str, str]:
         """The record, if the status token matches; otherwise 404 (existence is not revealed)."""
-        record = self.r.hgetall(keys.parent_request(request_id))
+        record = self.store.read(request_id)
         expected = record.get("status_token_hash", "")
         if not record or not token or not self.hasher.matches(
                 "status_token", f"{request_id}:{token}", expected):
@@ -278,15 +258,16 @@ class ParentRequestService:
         record = self._authorised(request_id, token)
         return {"request_id": request_id, "status": record["status"],
                 "request_type": record["request_type"], "due_at": record["due_at"],
-                "outcome": record.get("outcome") or None}
+                "outcome": record.get("outcome") or None,
+                "reason": record.get("reason") or None}
 
     def export(self, request_id: str, token: str | None) -> dict[str, Any]:
         """The access export, while it is kept (Retention.export_days)."""
         self._authorised(request_id, token)
-        raw = self.r.get(keys.parent_request_export(request_id))
-        if raw is None:
+        export = self.store.export(request_id)
+        if export is None:
             raise NotFound("No export is available for this request.")
-        return json.loads(raw)
+        return export
 
     # -- the reviewer's side -------------------------------------------------------------
     def review_view(self, request_id: str) -> dict[str, Any]:
@@ -298,12 +279,14 @@ class ParentRequestService:
             "request_type": record["request_type"],
             "child_kind": record["child_kind"],
             "child_account_id": record.get("child_account_id"),
-            "details": self.r.get(keys.parent_request_details(request_id)) or "",
+            "details": self.store.details(request_id),
             "created_at": record["created_at"],
             "due_at": record["due_at"],
             "case_id": record.get("case_id"),
             "outcome": record.get("outcome") or None,
             "note": record.get("note") or None,
+            "account_age": (self.accounts.age_knowledge(record["child_account_id"])
+                            if record.get("child_account_id") and self.accounts else None),
         }
 
     def resolve_child(
@@ -324,20 +307,18 @@ class ParentRequestService:
                 raise ValidationFailed(fields={"account_id": [
                     "The parent named a different account."]})
         else:
-            if not identifier or not hmac.compare_digest(
-                    self.child_hash(kind, identifier), record.get("child_hash", "")):
+            if not identifier or not self.hasher.matches(
+                    *self._child_identifier(kind, identifier), record.get("child_hash", "")):
                 raise ValidationFailed(fields={"identifier": [
                     f"This {kind} does not match the one in the request."]})
-        meta_key = keys.parent_request(request_id)
-
         def write(pipe: redis.client.Pipeline) -> None:
             chain = self.audit.begin(pipe)
             pipe.multi()
-            pipe.hset(meta_key, "child_account_id", account_id)
+            self.store.queue_child(pipe, request_id, account_id)
             chain.append(pipe, actor=actor, action="parent_request.child_resolved",
                          account_id=account_id, details={"request_id": request_id})
 
-        transact(self.r, write, meta_key)
+        transact(self.r, write, *self.store.watched_keys(request_id))
         return self.review_view(request_id)
 
     def decide(self, case: dict[str, Any], decision: str, note: str | None, actor: str) -> None:
@@ -349,65 +330,141 @@ class ParentRequestService:
         if not request_id:
             raise Conflict("This case does not refer to a parent request.")
         record = self._load(request_id)
-        if record["status"] in ("fulfilled", "rejected") and record.get("decision") == decision:
+        if record["status"] in ("fulfilled", "rejected", WAITING) \
+                and record.get("decision") == decision:
             return  # a retry after the case itself failed to close: the outcome already stands
         if record["status"] != "verified":
             raise Conflict("This request is not awaiting a decision.")
-        request_type = record["request_type"]
         account_id = record.get("child_account_id") or None
+        if decision == "reject":
+            self._finish(record, "rejected", "rejected", decision, note, actor)
+            return
+        if decision != "fulfill":
+            raise ValidationFailed(fields={"decision": ["Use fulfill or reject."]})
+        if not account_id:
+            raise ChildUnresolved()
+        if record["request_type"] in MINORITY_REQUIRED:
+            knowledge = self.accounts.age_knowledge(account_id)
+            if not knowledge["seen"]:
+                # Never create an account (or a deletion) for an id this service never saw.
+                self._refuse(record, "nothing_held", note, actor)
+                return
+            if knowledge["established"] == "adult":
+                self._refuse(record, "refused_adult", note, actor)
+                return
+            if knowledge["established"] != "minor":
+                if knowledge["status"] == "terminated":
+                    if record["request_type"] == "access":
+                        self._refuse(record, "age_unverifiable", note, actor)
+                        return
+                    # Deletion of an account already deleted creates nothing: answer it below.
+                else:
+                    self._wait(record, case["case_id"], account_id, note, actor)
+                    return
+        self._fulfil(record, account_id, decision, note, actor)
+
+    def _refuse(self, record: dict[str, str], outcome: str, note: str | None, actor: str,
+                audit_actor: str | None = None) -> None:
+        """End a fulfilment the account's age (or absence) does not allow, telling the parent
+        why."""
+        status, reason = REFUSALS[outcome]
+        self._finish(record, status, outcome, "fulfill", note, actor, reason,
+                     audit_actor=audit_actor)
+
+    def _fulfil(self, record: dict[str, str], account_id: str, decision: str,
+                note: str | None, actor: str) -> None:
+        """Carry out the request on the child's account and record the outcome."""
+        request_type = record["request_type"]
         extra: dict[str, str] = {}
         export: dict[str, Any] | None = None
-        if decision == "reject":
-            status, outcome = "rejected", "rejected"
-        elif decision == "fulfill":
-            if not account_id:
-                raise ChildUnresolved()
-            status, outcome = "fulfilled", OUTCOMES[request_type]
-            if request_type == "deletion":
-                deletion = self.enforcement.terminate(
-                    account_id, actor=actor, reason="parent_request", born=None)
-                extra["deletion_id"] = str(deletion.get("deletion_id", ""))
-            elif request_type == "access":
-                export = {"request_id": request_id, "generated_at": iso(self.clock.now()),
-                          "account": self.accounts.export(account_id)}
-            elif request_type == "objection":
-                self.accounts.stop_processing(account_id, actor=actor)
-        else:
-            raise ValidationFailed(fields={"decision": ["Use fulfill or reject."]})
-        meta_key = keys.parent_request(request_id)
+        if request_type == "deletion":
+            deletion = self.enforcement.terminate(
+                account_id, actor=actor, reason="parent_request", born=None)
+            extra["deletion_id"] = str(deletion.get("deletion_id", ""))
+        elif request_type == "access":
+            export = {"request_id": record["request_id"], "generated_at": iso(self.clock.now()),
+                      "account": self.accounts.export(account_id)}
+        elif request_type == "objection":
+            self.accounts.stop_processing(account_id, actor=actor)
+        self._finish(record, "fulfilled", OUTCOMES[request_type], decision, note, actor,
+                     extra=extra, export=export)
+
+    def _wait(self, record: dict[str, str], case_id: str, account_id: str, note: str | None,
+              actor: str) -> None:
+        """Restrict the account pending age verification; the request waits for the result."""
+        request_id = record["request_id"]
+        self.accounts.restrict_for_verification(account_id, case_id, actor=actor,
+                                                reason="parent_request")
+        account_hash = self.hasher.account(account_id)
 
         def write(pipe: redis.client.Pipeline) -> None:
             chain = self.audit.begin(pipe)
             pipe.multi()
-            pipe.hset(meta_key, mapping={
-                "status": status, "outcome": outcome, "decision": decision,
-                "decided_at": iso(self.clock.now()),
-                "decided_by": actor, "note": (note or "")[:MAX_NOTE_CHARS], **extra,
+            # Still in PARENT_REQUESTS_OPEN: the 30-day due date keeps counting.
+            self.store.queue_fields(pipe, request_id, {
+                "status": WAITING, "decision": "fulfill", "decided_by": actor,
+                "note": (note or "")[:MAX_NOTE_CHARS],
+                "reason": "We are verifying the account holder's age before acting on it.",
             })
-            if account_id:
-                pipe.hset(meta_key, "child_account_id", account_id)
-            # The parent's free text was needed only to decide.
-            pipe.delete(keys.parent_request_details(request_id))
-            pipe.zrem(keys.PARENT_REQUESTS_OPEN, request_id)
-            if export is not None:
-                pipe.set(keys.parent_request_export(request_id), json.dumps(export),
-                         ex=self.retention.seconds("export"))
-            chain.append(pipe, actor=actor, action="parent_request.decided",
+            self.account_store.queue_wait(pipe, account_hash, request_id)
+            chain.append(pipe, actor=actor, action="parent_request.awaiting_verification",
                          account_id=account_id,
-                         details={"request_id": request_id, "request_type": request_type,
+                         details={"request_id": request_id, "case_id": case_id,
+                                  "request_type": record["request_type"]})
+
+        transact(self.r, write, *self.store.watched_keys(request_id))
+
+    def on_age_known(self, account_id: str, verdict: str, actor: str) -> None:
+        """Hook: the account's age is now established; answer the requests waiting for it."""
+        if self.account_store is None:
+            return
+        account_hash = self.hasher.account(account_id)
+        for request_id in self.account_store.waiting(self.r, account_hash):
+            record = self.store.read(request_id)
+            if record.get("status") != WAITING:
+                self.account_store.unwait(account_hash, request_id)
+                continue
+            note, reviewer = record.get("note"), record.get("decided_by") or actor
+            if verdict == "adult":
+                self._refuse(record, "refused_adult", note, reviewer, audit_actor=actor)
+            elif verdict == "minor":
+                self._fulfil(record, account_id, "fulfill", note, reviewer)
+
+    def _finish(self, record: dict[str, str], status: str, outcome: str, decision: str,
+                note: str | None, actor: str, reason: str | None = None, *,
+                extra: dict[str, str] | None = None, export: dict[str, Any] | None = None,
+                audit_actor: str | None = None) -> None:
+        """Record a decided request's outcome; the parent's text goes, the export is kept."""
+        request_id = record["request_id"]
+        account_id = record.get("child_account_id") or None
+        extra = extra or {}
+        fields = {"status": status, "outcome": outcome, "decision": decision,
+                  "decided_at": iso(self.clock.now()), "reason": reason or "",
+                  "decided_by": actor, "note": (note or "")[:MAX_NOTE_CHARS], **extra}
+
+        def write(pipe: redis.client.Pipeline) -> None:
+            chain = self.audit.begin(pipe)
+            pipe.multi()
+            self.store.queue_decided(pipe, request_id, fields, export)
+            if account_id and self.account_store is not None:
+                self.account_store.queue_unwait(pipe, self.hasher.account(account_id),
+                                                request_id)
+            chain.append(pipe, actor=audit_actor or actor, action="parent_request.decided",
+                         account_id=account_id,
+                         details={"request_id": request_id,
+                                  "request_type": record["request_type"],
                                   "decision": decision, "outcome": outcome, **extra})
 
-        transact(self.r, write, meta_key)
+        transact(self.r, write, *self.store.watched_keys(request_id))
 
     # -- operators -----------------------------------------------------------------------
     def listing(self, overdue_only: bool, limit: int) -> list[dict[str, Any]]:
         """Verified, undecided requests by due date (overdue ones only if asked)."""
         now = self.clock.now().timestamp()
-        ids = self.r.zrangebyscore(keys.PARENT_REQUESTS_OPEN, "-inf",
-                                   f"({now}" if overdue_only else "+inf", start=0, num=limit)
+        ids = self.store.open_ids(now if overdue_only else None, limit)
         out = []
         for request_id in ids:
-            record = self.r.hgetall(keys.parent_request(request_id))
+            record = self.store.read(request_id)
             if not record:
                 continue
             out.append({"request_id": request_id, "status": record["status"],
@@ -420,7 +477,7 @@ class ParentRequestService:
     def overdue_count(self) -> int:
         """Verified requests past their due date and not yet decided."""
         now = self.clock.now().astimezone(UTC).timestamp()
-        return int(self.r.zcount(keys.PARENT_REQUESTS_OPEN, "-inf", f"({now}"))
+        return self.store.overdue_count(now)
 
     def gauges(self) -> Iterable[Any]:
         """Prometheus gauge source (read from Redis at scrape time, same in every worker)."""

@@ -21,6 +21,7 @@ from agegate.storage.accounts import AccountStore
 from agegate.storage.cases import HISTORY_LIMIT, KINDS, CaseStore
 from agegate.storage.deletions import DeletionStore
 from agegate.storage.events import EventStream
+from agegate.storage.unit import watch
 
 log = logging.getLogger("agegate.review")
 
@@ -34,8 +35,10 @@ PARENT_DECISIONS = frozenset({"fulfill", "reject"})
 # that much longer. Parent requests carry a legal deadline (COPPA 16 CFR §312.6; GDPR Art. 12(3):
 # one month), a California minor's removal request is a statutory right (Cal. Bus. & Prof. Code
 # §22581), a human report outranks the classifier alone; within a kind the score decides.
+# An under-18 platform age signal is actual knowledge (Cal. Civ. Code §1798.500-.502) and the
+# account is already restricted: it outranks a user report. Appeals are served by their due date.
 KIND_HEAD_START_HOURS = {"parent_request": 30 * 24, "content_removal": 14 * 24,
-                         "report": 3 * 24, "classifier": 0}
+                         "age_signal": 7 * 24, "report": 3 * 24, "classifier": 0, "appeal": 0}
 SCORE_HEAD_START_HOURS = 7 * 24
 # A case with a due date is served by how close that date is: as if it had been waiting since
 # (due - window), so the request nearest its deadline comes first.
@@ -63,6 +66,26 @@ def position(kinds: Iterable[str], score: float | None, created: datetime,
 def _history(case: dict[str, Any], at: datetime, event: str, **extra: Any) -> None:
     case["history"] = [*case.get("history", []), {"at": iso(at), "event": event, **extra}]
     case["history"] = case["history"][-HISTORY_LIMIT:]
+
+
+def new_case(account_id: str, kind: str, now: datetime, *, actor: str,
+             score: float | None = None, top_signals: list[dict] | None = None,
+             due_at: datetime | None = None, ref: dict[str, str] | None = None) -> dict[str, Any]:
+    """A new open case of `kind`, placed in the queue by kind, score and due date."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown case kind {kind!r}")
+    priority, sortkey = position([kind], score, now, due_at)
+    case = {
+        "case_id": new_id("case"), "account_id": account_id, "kind": kind,
+        "status": "open", "priority": priority, "score": score,
+        "top_signals": list(top_signals or []), "created_at": iso(now),
+        "due_at": iso(due_at) if due_at else None, "claimed_by": None,
+        "lease_expires_at": None, "lease_until": None, "decision": None, "note": None,
+        "decided_at": None, "history": [], "ref": dict(ref or {}), "sortkey": sortkey,
+        "kinds_seen": [kind],
+    }
+    _history(case, now, "opened", actor=actor)
+    return case
 
 
 class ReviewService:
@@ -93,6 +116,8 @@ class ReviewService:
         self.clock = clock
         self.lease = timedelta(seconds=lease_seconds)
         self._deciders: dict[str, tuple[frozenset[str], Decider]] = {}
+        # Called with (account_id, "minor", reviewer) once a confirm_minor has landed.
+        self.minor_confirmed_hooks: list[Callable[[str, str, str], None]] = []
 
     def register_decider(self, kind: str, decisions: set[str], handler: Decider) -> None:
         """Let another feature decide cases of `kind`; handler(case, decision, note, actor)."""
@@ -127,13 +152,13 @@ class ReviewService:
 
         def build(pipe: Any) -> dict[str, Any]:
             # One round trip for both markers (both WATCHed by transact below).
-            deletion_id, existing_id = pipe.mget(keys.account_deletion(account_hash), pointer)
+            deletion_id, existing_id = self.accounts.deletion_and_open_case(pipe, account_hash)
             if deletion_id:
                 raise Conflict("The account has been terminated.", code="account_terminated")
             now = self.clock.now()
             if single:
                 if existing_id:
-                    pipe.watch(keys.case(existing_id))
+                    watch(pipe, keys.case(existing_id))
                     case = self.cases.read(pipe, existing_id)
                     if case is not None:
                         if case["status"] == "decided":
@@ -144,18 +169,8 @@ class ReviewService:
                             self.cases.queue_update(pipe, case)
                             self._queue_case_score(pipe, account_hash, account_id, case)
                         return case
-            created = now
-            priority, sortkey = position([kind], score, created, due_at)
-            case = {
-                "case_id": new_id("case"), "account_id": account_id, "kind": kind,
-                "status": "open", "priority": priority, "score": score,
-                "top_signals": list(top_signals or []), "created_at": iso(created),
-                "due_at": iso(due_at) if due_at else None, "claimed_by": None,
-                "lease_expires_at": None, "lease_until": None, "decision": None, "note": None,
-                "decided_at": None, "history": [], "ref": dict(ref or {}), "sortkey": sortkey,
-                "kinds_seen": [kind],
-            }
-            _history(case, now, "opened", actor=actor)
+            case = new_case(account_id, kind, now, actor=actor, score=score,
+                            top_signals=top_signals, due_at=due_at, ref=ref)
             chain = self.audit.begin(pipe)
             pipe.multi()
             self.cases.queue_create(pipe, case, account_hash)
@@ -188,6 +203,10 @@ class ReviewService:
                    or (top_signals is not None and score is not None
                        and score >= (case["score"] or 0) and top_signals != case["top_signals"]))
         if sortkey < case["sortkey"]:
+            # A chatty account raises its case with nearly every message: consecutive raises
+            # are one history entry (the latest), so the case stays small whatever the count.
+            if case["history"] and case["history"][-1].get("event") == "raised":
+                case["history"] = case["history"][:-1]
             _history(case, now, "raised", kind=kind, priority=priority)
             case["sortkey"], case["priority"] = sortkey, priority
             changed = True
@@ -292,17 +311,27 @@ class ReviewService:
                                                   details={"case_id": case_id})
                 decided["deletion_id"] = deletion["deletion_id"]
                 return decided
-            pointer = keys.account_open_case(account_hash)
-            pipe.watch(pointer, keys.account(account_hash))
-            current = pipe.get(pointer)
+            kind = case["kind"]
+            pointer = keys.open_case_pointer(account_hash, kind)
+            watch(pipe, pointer, keys.account(account_hash))
+            current = self.accounts.open_case(pipe, account_hash, kind)
+            # An age_signal case restricted the account when it opened: clearing it lifts that.
+            lift = (decision == "not_minor" and kind == "age_signal"
+                    and self.accounts.meta(pipe, account_hash).get("restricted_case") == case_id)
             chain = self.audit.begin(pipe)
             pipe.multi()
             self.cases.queue_decided(pipe, decided, now)
             if decision == "not_minor":
                 if current == case_id:
-                    self.accounts.queue_pointer(pipe, account_hash, None)
+                    self.accounts.queue_pointer(pipe, account_hash, None, kind=kind)
+                if lift:
+                    self.accounts.queue_meta(pipe, account_hash, account_id,
+                                             {"status": "active", "updated_at": iso(now)},
+                                             drop=("restricted_case",))
+                    self.events.queue_emit(pipe, "account.unrestricted", account_id=account_id,
+                                           at=now, case_id=case_id)
             else:  # request_verification: restricted until an age-assurance result arrives
-                self.accounts.queue_pointer(pipe, account_hash, case_id)
+                self.accounts.queue_pointer(pipe, account_hash, case_id, kind=kind)
                 self.accounts.queue_meta(pipe, account_hash, account_id,
                                          {"status": "restricted", "restricted_case": case_id,
                                           "updated_at": iso(now)})
@@ -315,10 +344,13 @@ class ReviewService:
         result = transact(self.r, build, case_key)
         if result.get("external"):
             return self._decide_external(case_id, reviewer, decision, note)
+        if decision == "confirm_minor":
+            for hook in self.minor_confirmed_hooks:
+                hook(result["account_id"], "minor", reviewer)
         return result
 
     def _external(self, case_id: str) -> bool:
-        kind = self.r.hget(keys.case(case_id), "kind")
+        kind = self.cases.kind(case_id)
         return kind == "parent_request" or kind in self._deciders
 
     def _decide_external(self, case_id: str, reviewer: str, decision: str,

@@ -12,6 +12,7 @@ from typing import Any
 import redis
 
 from agegate.storage import keys
+from agegate.storage.age_signals import VERIFIED_ADULT_FIELD
 from agegate.storage.keys import Retention
 
 
@@ -34,10 +35,79 @@ class AccountStore:
         """The meta hash ({} for an account never seen)."""
         return client.hgetall(keys.account(account_hash))
 
+    def seen(self, client: Any, account_hash: str) -> bool:
+        """True when the platform told this service about the account (signals, an age check
+        naming it, a content removal) or it was terminated. A parent request's own case does
+        not count: a request must never make an account out of a name."""
+        return bool(client.exists(keys.account_deletion(account_hash), keys.account(account_hash),
+                                  keys.account_state(account_hash),
+                                  keys.account_identifiers(account_hash),
+                                  keys.content_removals(account_hash)))
+
+    def existing_hash(self, candidates: list[str]) -> str | None:
+        """Of an account's hashes under each live key (primary first), the first under which
+        this service holds anything (one round trip), else None."""
+        pipe = self.r.pipeline(transaction=False)
+        for account_hash in candidates:
+            pipe.exists(keys.account_deletion(account_hash), *keys.account_keys(account_hash))
+        for account_hash, found in zip(candidates, pipe.execute(), strict=True):
+            if found:
+                return account_hash
+        return None
+
     def state(self, client: Any, account_hash: str) -> Any:
         """The model's aggregate state, or None."""
         raw = client.get(keys.account_state(account_hash))
         return json.loads(raw) if raw else None
+
+    def signal_view(self, client: Any, account_hash: str, entry_hash: str | None = None
+                    ) -> tuple[str | None, Any, str | None, str | None, str | None, str | None,
+                               str | None]:
+        """What folding signals in reads: (deletion id, model state, open case id, processing,
+        the open case's score, until when an enhanced age signal shows a verified adult, the
+        stream entry's applied-marker if `entry_hash` is given)."""
+        marker = [keys.account_applied(account_hash, entry_hash)] if entry_hash else []
+        deletion_id, raw_state, case_id, *applied = client.mget(
+            keys.account_deletion(account_hash), keys.account_state(account_hash),
+            keys.account_open_case(account_hash), *marker)
+        processing, case_score, adult_until = client.hmget(
+            keys.account(account_hash), "processing", "case_score", VERIFIED_ADULT_FIELD)
+        state = json.loads(raw_state) if raw_state else None
+        return (deletion_id, state, case_id, processing, case_score, adult_until,
+                applied[0] if applied else None)
+
+    def overview(self, account_hash: str) -> tuple[dict[str, str], str | None, str | None]:
+        """(meta, open case id, deletion id) in one round trip."""
+        pipe = self.r.pipeline(transaction=False)
+        pipe.hgetall(keys.account(account_hash))
+        pipe.get(keys.account_open_case(account_hash))
+        pipe.get(keys.account_deletion(account_hash))
+        meta, case_id, deletion_id = pipe.execute()
+        return meta, case_id, deletion_id
+
+    def open_case(self, client: Any, account_hash: str, kind: str = "classifier") -> str | None:
+        """The account's one open case id of `kind`'s pointer (age signals keep their own)."""
+        return client.get(keys.open_case_pointer(account_hash, kind))
+
+    def deletion_and_open_case(self, client: Any, account_hash: str
+                               ) -> tuple[str | None, str | None]:
+        """(deletion id, open case id) in one round trip."""
+        deletion_id, case_id = client.mget(keys.account_deletion(account_hash),
+                                           keys.account_open_case(account_hash))
+        return deletion_id, case_id
+
+    def case_ids(self, client: Any, account_hash: str) -> list[str]:
+        """Every case id opened on the account, sorted."""
+        return sorted(client.smembers(keys.account_cases(account_hash)))
+
+    def linked_identifiers(self, client: Any, account_hash: str) -> list[tuple[str, str]]:
+        """The (kind, keyed hash) identifiers the account used in its age checks."""
+        members = client.zrange(keys.account_identifiers(account_hash), 0, -1)
+        return [(kind, digest) for kind, _, digest in (m.partition(":") for m in members)]
+
+    def queue_forget(self, pipe: redis.client.Pipeline, account_hash: str) -> None:
+        """Delete everything held on the account (termination)."""
+        pipe.delete(*keys.account_keys(account_hash))
 
     def queue_meta(self, pipe: redis.client.Pipeline, account_hash: str, account_id: str,
                    fields: dict[str, Any], drop: tuple[str, ...] = ()) -> None:
@@ -54,14 +124,54 @@ class AccountStore:
         raw = json.dumps(state, separators=(",", ":"), default=_plain)
         pipe.set(keys.account_state(account_hash), raw, ex=self.retention.seconds("account"))
 
+    def queue_wait(self, pipe: redis.client.Pipeline, account_hash: str,
+                   request_id: str) -> None:
+        """Note a parent request waiting for this account's age to be established."""
+        key = keys.parent_requests_waiting(account_hash)
+        pipe.sadd(key, request_id)
+        pipe.expire(key, self.retention.seconds("parent_request"))
+
+    def queue_unwait(self, pipe: redis.client.Pipeline, account_hash: str,
+                     request_id: str) -> None:
+        pipe.srem(keys.parent_requests_waiting(account_hash), request_id)
+
+    def unwait(self, account_hash: str, request_id: str) -> None:
+        """Drop a request that no longer waits (decided elsewhere) from the account's list."""
+        self.r.srem(keys.parent_requests_waiting(account_hash), request_id)
+
+    def waiting(self, client: Any, account_hash: str) -> list[str]:
+        """Parent requests waiting for this account's age, oldest id first."""
+        return sorted(client.smembers(keys.parent_requests_waiting(account_hash)))
+
+    def queue_applied(self, pipe: redis.client.Pipeline, account_hash: str,
+                      entry_hash: str, value: str) -> None:
+        """Mark a stream entry applied, in the MULTI that writes its effects on the state."""
+        pipe.set(keys.account_applied(account_hash, entry_hash), value,
+                 ex=self.retention.seconds("signal_entry"))
+
+    def shorten_applied(self, pairs: list[tuple[str, str]]) -> None:
+        """Give stream-entry markers, as (account hash, entry hash) pairs, the settled TTL."""
+        if not pairs:
+            return
+        ttl = self.retention.seconds("settled_signal_entry")
+        pipe = self.r.pipeline(transaction=False)  # one key each, in many slots
+        for account_hash, entry_hash in pairs:
+            pipe.expire(keys.account_applied(account_hash, entry_hash), ttl)
+        pipe.execute()
+
+    def mark_applied(self, account_hash: str, entry_hash: str, value: str) -> None:
+        """Note that an applied entry's follow-up step is done too (keeping the marker's TTL)."""
+        self.r.set(keys.account_applied(account_hash, entry_hash), value, xx=True,
+                   keepttl=True)
+
     def queue_drop_state(self, pipe: redis.client.Pipeline, account_hash: str) -> None:
         """Forget the model state (an objection to processing)."""
         pipe.delete(keys.account_state(account_hash))
 
     def queue_pointer(self, pipe: redis.client.Pipeline, account_hash: str,
-                      case_id: str | None) -> None:
-        """Point the account at its one open case, or clear the pointer."""
-        key = keys.account_open_case(account_hash)
+                      case_id: str | None, kind: str = "classifier") -> None:
+        """Point the account at its one open case (of `kind`'s pointer), or clear it."""
+        key = keys.open_case_pointer(account_hash, kind)
         if case_id:
             pipe.set(key, case_id, ex=self.retention.seconds("case"))
         else:

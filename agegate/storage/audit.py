@@ -13,15 +13,15 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import redis
 
 from agegate.clock import iso
-from agegate.crypto import HmacSha256
+from agegate.crypto import key_id, split_keys
 from agegate.storage import keys
 from agegate.storage.keys import Retention
 
@@ -29,13 +29,12 @@ GENESIS = "0" * 64
 # One account's index keeps its newest entries; the stream keeps everything for the retention.
 MAX_ACCOUNT_ENTRIES = 1000
 
-# The append as a Lua function, so a script that decides something and records the decision
-# (the age check) can call it in the same atomic step. The per-account index holds the entries
+# The append as one Lua script inside the caller's MULTI. The per-account index holds the entries
 # themselves, newest first, so one account's trail is a single range read rather than a scan.
 # Inside a script every write is also written to the AOF and costs ~10x a read, so the shared
 # stream and heads get their TTL rewritten only once it has run down by a minute (of six years),
 # and the index is trimmed only when it is over its cap.
-APPEND_FUNCTION = """
+_APPEND = """
 local function refresh_ttl(key, ttl)
   local slack = math.min(60, math.floor(tonumber(ttl) / 1000))
   if redis.call('TTL', key) < tonumber(ttl) - slack then redis.call('EXPIRE', key, ttl) end
@@ -52,10 +51,8 @@ local function audit_append(stream, heads, index, entry, minid, ttl, chain, hash
     redis.call('EXPIRE', index, ttl)
   end
 end
-"""
-# KEYS: stream, heads, account index ("" for none). ARGV: entry JSON, MINID, TTL, chain id,
-# entry hash, index cap.
-_APPEND = APPEND_FUNCTION + """
+-- KEYS: stream, heads, account index ("" for none). ARGV: entry JSON, MINID, TTL, chain id,
+-- entry hash, index cap.
 audit_append(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6])
 return 1
 """
@@ -76,63 +73,20 @@ class PreparedEntry:
         return str(self.entry["hash"])
 
 
-@dataclass(slots=True)
-class PreparedAlternatives:
-    """One entry per possible outcome, all on the same head; only one is ever appended.
-
-    Kept as the parts the entries share plus each outcome's details and hash, so a script
-    that decides the outcome receives the shared bytes once and assembles the entry it
-    appends: `head + details[i] + ',"hash":"' + hashes[i] + '"' + tail`.
-    """
-
-    head: str  # '{"account_id":...,"chain":...,"details":'
-    tail: str  # ',"id":...,"prev_hash":...}'
-    details: list[str]
-    hashes: list[str]
-    shared: dict[str, Any]
-    alternatives: list[dict[str, Any]]
-    entry_id: str
-    prev_hash: str
-    index: str  # the account's index key, or "" for none
-    min_id: int
-    ttl: int
-
-    @property
-    def chain_id(self) -> str:
-        return str(self.shared["chain"])
-
-    def encoded(self, i: int) -> str:
-        """Outcome i's entry as stored: a sort_keys dump of `entry(i).entry`."""
-        return self.head + self.details[i] + ',"hash":"' + self.hashes[i] + '"' + self.tail
-
-    def entry(self, i: int) -> PreparedEntry:
-        """Outcome i as a single prepared entry."""
-        entry = {**self.shared, "details": self.alternatives[i], "id": self.entry_id,
-                 "prev_hash": self.prev_hash, "hash": self.hashes[i]}
-        return PreparedEntry(entry=entry, encoded=self.encoded(i), index=self.index,
-                             min_id=self.min_id, ttl=self.ttl)
-
-
 HASHED_FIELDS = ("id", "chain", "at", "actor", "action", "account_id", "details")
+# Entries written since key rotation came in name the key that hashed them (hashed too, so it
+# cannot be swapped); older entries have no key_id and verify under whichever live key fits.
+KEY_ID_FIELD = "key_id"
 
 
 _dumps = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode
-_string = json.encoder.encode_basestring_ascii  # what _dumps writes for one str, in C
-
-
-def _dumps_flat(details: dict[str, Any]) -> str:
-    """_dumps(details), spelled out for the usual flat dict of str keys and str/None values
-    (a fraction of the cost of the general encoder); anything else goes to _dumps."""
-    try:
-        return "{" + ",".join([_string(key) + ":" + ("null" if value is None else _string(value))
-                               for key, value in sorted(details.items())]) + "}"
-    except TypeError:  # a key or value that is not a str (or keys that do not sort)
-        return _dumps(details)
 
 
 def canonical(entry: dict[str, Any]) -> bytes:
     """The bytes a hash covers: every field but the hashes, sorted, no whitespace."""
     body = {k: entry.get(k) for k in HASHED_FIELDS}
+    if KEY_ID_FIELD in entry:
+        body[KEY_ID_FIELD] = entry[KEY_ID_FIELD]
     return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
 
 
@@ -147,16 +101,33 @@ class ChainProblem:
 class AuditLog:
     """Writes join a caller's WATCH/MULTI transaction; reads are plain."""
 
-    def __init__(self, client: redis.Redis, secret_key: str, retention: Retention) -> None:
+    def __init__(self, client: redis.Redis, secret_key: str | Sequence[str],
+                 retention: Retention) -> None:
         self.r = client
-        self._key = hashlib.sha256(("agegate/audit/" + secret_key).encode()).digest()
-        self._mac = HmacSha256(self._key)
+        # Live keys by id, primary first: the primary hashes new entries, all verify.
+        self._keys = {key_id(secret): hmac.new(
+            hashlib.sha256(("agegate/audit/" + secret).encode()).digest(),
+            digestmod=hashlib.sha256) for secret in split_keys(secret_key)}
+        self._primary = next(iter(self._keys))
         self.retention = retention
 
+    def _mac(self, kid: str, prev_hash: str, entry: dict[str, Any]) -> str:
+        mac = self._keys[kid].copy()
+        mac.update(prev_hash.encode() + b"\n" + canonical(entry))
+        return str(mac.hexdigest())
+
     def chain_hash(self, prev_hash: str, entry: dict[str, Any]) -> str:
-        """HMAC over the previous hash and the canonical entry."""
-        message = prev_hash.encode() + b"\n" + canonical(entry)
-        return hmac.new(self._key, message, "sha256").hexdigest()
+        """HMAC over the previous hash and the canonical entry, under the key it names."""
+        return self._mac(entry.get(KEY_ID_FIELD, self._primary), prev_hash, entry)
+
+    def hash_verifies(self, entry: dict[str, Any]) -> bool:
+        """Whether the entry's hash is right under the key it names (an unknown key id never
+        verifies); an entry from before key ids verifies under any live key."""
+        prev, stored = entry.get("prev_hash", ""), str(entry.get("hash", ""))
+        kid = entry.get(KEY_ID_FIELD)
+        if kid is not None:
+            return kid in self._keys and hmac.compare_digest(self._mac(kid, prev, entry), stored)
+        return any(hmac.compare_digest(self._mac(k, prev, entry), stored) for k in self._keys)
 
     def prepare(
         self,
@@ -172,49 +143,15 @@ class AuditLog:
         details: dict[str, Any],
     ) -> PreparedEntry:
         """Build, chain-hash and encode one entry."""
-        return self.prepare_alternatives(
-            chain_id, prev_hash, entry_id=entry_id, at=at, actor=actor, action=action,
-            account_id=account_id, account_hash=account_hash, alternatives=[details],
-        ).entry(0)
-
-    def prepare_alternatives(
-        self,
-        chain_id: str,
-        prev_hash: str,
-        *,
-        entry_id: str,
-        at: datetime,
-        actor: str,
-        action: str,
-        account_id: str | None,
-        account_hash: str | None,
-        alternatives: list[dict[str, Any]],
-    ) -> PreparedAlternatives:
-        """One entry per `details` alternative, all on `prev_hash`; only one may be appended.
-
-        The fields the alternatives share are encoded once and spliced around each one's
-        details: the bytes equal `canonical(entry)` and a sort_keys dump of the whole entry
-        (tests compare them), at a fraction of the cost of a full dump per alternative.
-        """
-        at_text = iso(at)
-        shared = {"account_id": account_id, "action": action, "actor": actor, "at": at_text,
-                  "chain": chain_id}
-        # Sorted keys: account_id, action, actor, at, chain < details < hash < id < prev_hash.
-        head = ('{"account_id":' + ("null" if account_id is None else _string(account_id))
-                + ',"action":' + _string(action) + ',"actor":' + _string(actor)
-                + ',"at":' + _string(at_text) + ',"chain":' + _string(chain_id)
-                + ',"details":')
-        tail_id = ',"id":' + _string(entry_id)
-        # chain_hash's message, prev_hash + "\n" + canonical(entry), shares everything up to
-        # the details: hash that part once.
-        mac = self._mac.with_prefix((prev_hash + "\n" + head).encode())
-        encoded_details = [_dumps_flat(details) for details in alternatives]
-        hashes = [mac.hexdigest((body + tail_id + "}").encode()) for body in encoded_details]
+        entry: dict[str, Any] = {
+            "id": entry_id, "chain": chain_id, "at": iso(at), "actor": actor, "action": action,
+            "account_id": account_id, "details": details, "prev_hash": prev_hash,
+            KEY_ID_FIELD: self._primary,
+        }
+        entry["hash"] = self.chain_hash(prev_hash, entry)
         ttl = self.retention.seconds("audit")
-        return PreparedAlternatives(
-            head=head, tail=tail_id + ',"prev_hash":' + _string(prev_hash) + "}",
-            details=encoded_details, hashes=hashes, shared=shared, alternatives=alternatives,
-            entry_id=entry_id, prev_hash=prev_hash,
+        return PreparedEntry(
+            entry=entry, encoded=_dumps(entry),
             index=keys.audit_index(account_hash) if account_hash else "",
             min_id=max(int(at.timestamp() * 1000) - ttl * 1000, 0), ttl=ttl,
         )
@@ -254,22 +191,68 @@ class AuditLog:
                 break
         return out
 
-    def verify(self) -> tuple[int, list[ChainProblem]]:
+    # -- the anchor kept outside Redis ----------------------------------------------------
+    def _signature(self, kid: str, body: dict[str, Any]) -> str:
+        mac = self._keys[kid].copy()
+        mac.update(b"checkpoint\n" + json.dumps(body, sort_keys=True, separators=(",", ":"))
+                   .encode())
+        return str(mac.hexdigest())
+
+    def checkpoint(self, now: datetime) -> dict[str, Any]:
+        """Every chain's current head (hash, entry id, time and length), signed under the
+        primary key. Kept outside Redis, it lets `verify` notice entries removed from the end of
+        a chain, or a whole chain, together with its head field."""
+        chains: dict[str, dict[str, Any]] = {}
+        for entry in self._entries(reverse=False):
+            chain = chains.setdefault(entry.get("chain", ""), {"entries": 0})
+            chain.update(hash=entry.get("hash"), entry_id=entry.get("id"), at=entry.get("at"))
+            chain["entries"] += 1
+        body = {"created_at": iso(now), "chains": chains, "key_id": self._primary}
+        return {**body, "signature": self._signature(self._primary, body)}
+
+    def _checkpoint_problems(self, checkpoint: dict[str, Any], found: set[str],
+                             now: datetime) -> list[ChainProblem]:
+        body = {k: v for k, v in checkpoint.items() if k != "signature"}
+        kid = str(body.get("key_id", ""))
+        if kid not in self._keys or not hmac.compare_digest(
+                self._signature(kid, body), str(checkpoint.get("signature", ""))):
+            return [ChainProblem("checkpoint", "its signature does not verify under a live key")]
+        problems = []
+        oldest_kept = now.timestamp() - self.retention.seconds("audit")
+        for chain_id, head in sorted(body.get("chains", {}).items()):
+            if head.get("hash") in found:
+                continue
+            if datetime.fromisoformat(str(head["at"]).replace("Z", "+00:00")).timestamp() \
+                    < oldest_kept:
+                continue  # aged out under the retention table, as it should
+            problems.append(ChainProblem(chain_id, (
+                f"entry {head.get('entry_id')} (entry {head.get('entries')} of the chain at the "
+                "checkpoint) is gone: the chain was truncated or dropped")))
+        return problems
+
+    def verify(self, checkpoint: dict[str, Any] | None = None,
+               now: datetime | None = None) -> tuple[int, list[ChainProblem]]:
         """Recompute every hash, oldest first, chain by chain; returns (checked, problems).
 
         The first retained entry of a chain starts it (older ones may have been trimmed by the
         retention table); after that every entry must link to the one before it in its chain,
-        and each chain must end at the head recorded for it.
+        and each chain must end at the head recorded for it. With a checkpoint, every head it
+        holds must still be in its chain (unless aged out by retention).
         """
         problems: list[ChainProblem] = []
         last: dict[str, str] = {}
+        wanted = {(c, str(h.get("hash"))) for c, h in
+                  ((checkpoint or {}).get("chains") or {}).items()}
+        found: set[str] = set()
         checked = 0
         for entry in self._entries(reverse=False):
             checked += 1
             entry_id, chain_id = entry.get("id", "?"), entry.get("chain", "")
+            if (chain_id, entry.get("hash")) in wanted:
+                found.add(str(entry.get("hash")))
             if chain_id in last and entry.get("prev_hash") != last[chain_id]:
                 problems.append(ChainProblem(entry_id, "prev_hash does not link"))
-            if self.chain_hash(entry.get("prev_hash", ""), entry) != entry.get("hash"):
+            if not self.hash_verifies(entry):
                 problems.append(ChainProblem(entry_id, "hash does not match content"))
             last[chain_id] = entry.get("hash", "")
         heads = self.r.hgetall(keys.AUDIT_HEADS)
@@ -277,4 +260,6 @@ class AuditLog:
             # A chain with no retained entries may simply have aged out of the stream.
             if chain_id in last and last[chain_id] != head:
                 problems.append(ChainProblem(chain_id, "chain does not end at its recorded head"))
+        if checkpoint is not None:
+            problems += self._checkpoint_problems(checkpoint, found, now or datetime.now(UTC))
         return checked, problems

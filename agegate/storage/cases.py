@@ -18,7 +18,7 @@ from agegate.storage import keys
 from agegate.storage.keys import Retention
 
 HISTORY_LIMIT = 20
-KINDS = ("classifier", "report", "parent_request", "content_removal")
+KINDS = ("classifier", "report", "parent_request", "content_removal", "age_signal", "appeal")
 
 _LUA_COMMON = """
 local case_prefix = ARGV[1]
@@ -104,6 +104,15 @@ return requeue()
 """
 
 
+# Fields a case may lack while they are empty (or, for ref and kinds_seen, at their default).
+_OPTIONAL = ("account_id", "score", "due_at", "claimed_by", "lease_expires_at", "lease_until",
+             "decision", "note", "decided_at", "ref", "kinds_seen")
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
 def _loads(raw: str | None, default: Any) -> Any:
     if not raw:
         return default
@@ -160,6 +169,10 @@ class CaseStore:
         """One case (via `client`, which may be a WATCHing pipeline), or None."""
         raw = client.hgetall(keys.case(case_id))
         return decode(raw) if raw.get("case_id") else None
+
+    def kind(self, case_id: str) -> str | None:
+        """A case's kind, or None for no such case."""
+        return self.r.hget(keys.case(case_id), "kind")
 
     def read_many(self, case_ids: list[str]) -> list[dict[str, Any]]:
         """Several cases in one round trip, in the given order, skipping expired ones."""
@@ -232,7 +245,11 @@ class CaseStore:
     def queue_update(self, pipe: redis.client.Pipeline, case: dict[str, Any]) -> None:
         """Rewrite a case's fields; re-position it in the queue if it is open."""
         key = keys.case(case["case_id"])
-        pipe.hset(key, mapping=self._fields(case))  # type: ignore[arg-type]
+        fields = self._fields(case)
+        pipe.hset(key, mapping=fields)  # type: ignore[arg-type]
+        cleared = [name for name in _OPTIONAL if name not in fields]
+        if cleared:
+            pipe.hdel(key, *cleared)
         pipe.expire(key, self.retention.seconds("case"))
         if case["status"] == "open":
             self._queue_enqueue(pipe, case["case_id"], case["kind"], case["sortkey"])
@@ -259,17 +276,19 @@ class CaseStore:
 
     @staticmethod
     def _fields(case: dict[str, Any]) -> dict[str, Any]:
+        """The hash fields of a case, without the empty and default ones: decode() reads a
+        missing field as its default, and each field of a hash this size costs ~80 bytes."""
         def text(value: Any) -> str:
             return "" if value is None else str(value)
 
-        return {
+        fields = {
             "case_id": case["case_id"],
             "account_id": text(case.get("account_id")),
             "kind": case["kind"],
             "status": case["status"],
             "priority": repr(float(case.get("priority") or 0)),
             "score": "" if case.get("score") is None else repr(float(case["score"])),
-            "top_signals": json.dumps(case.get("top_signals") or []),
+            "top_signals": _dumps(case.get("top_signals") or []),
             "created_at": case["created_at"],
             "due_at": text(case.get("due_at")),
             "claimed_by": text(case.get("claimed_by")),
@@ -278,8 +297,11 @@ class CaseStore:
             "decision": text(case.get("decision")),
             "note": text(case.get("note")),
             "decided_at": text(case.get("decided_at")),
-            "history": json.dumps((case.get("history") or [])[-HISTORY_LIMIT:]),
-            "ref": json.dumps(case.get("ref") or {}),
+            "history": _dumps((case.get("history") or [])[-HISTORY_LIMIT:]),
+            "ref": _dumps(case.get("ref") or {}),
             "sortkey": repr(float(case["sortkey"])),
-            "kinds_seen": json.dumps(case.get("kinds_seen") or [case["kind"]]),
+            "kinds_seen": _dumps(case.get("kinds_seen") or [case["kind"]]),
         }
+        defaults = {"ref": "{}", "kinds_seen": _dumps([case["kind"]])}
+        return {name: value for name, value in fields.items()
+                if not (name in _OPTIONAL and value in ("", defaults.get(name)))}

@@ -8,10 +8,12 @@ import redis
 
 from agegate.storage import keys
 
-_COUNT_FAILURE = """
+# Count and (on the first count) start the window in one step, so parallel attempts each get
+# their own number and no key is ever left without an expiry.
+_COUNT_ATTEMPT = """
 local n = redis.call('INCR', KEYS[1])
 if redis.call('TTL', KEYS[1]) < 0 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
-return n
+return {n, redis.call('TTL', KEYS[1])}
 """
 
 
@@ -20,7 +22,7 @@ class ConsoleStore:
 
     def __init__(self, client: redis.Redis) -> None:
         self.r = client
-        self._count = client.register_script(_COUNT_FAILURE)
+        self._count = client.register_script(_COUNT_ATTEMPT)
 
     def create(self, session_id: str, record: dict[str, str], ttl_seconds: int) -> None:
         """Write a session record with its TTL in one transaction."""
@@ -39,20 +41,12 @@ class ConsoleStore:
         """Revoke a session."""
         self.r.delete(keys.console_session(session_id))
 
-    def failures(self, client_hash: str) -> tuple[int, int]:
-        """Failed sign-ins in the current window and the seconds left in it."""
-        key = keys.console_login_failures(client_hash)
-        pipe = self.r.pipeline(transaction=True)
-        pipe.get(key)
-        pipe.ttl(key)
-        count, ttl = pipe.execute()
-        return int(count or 0), max(int(ttl), 0)
-
-    def record_failure(self, client_hash: str, window_seconds: int) -> int:
-        """Count one failure; the window starts at the first failure (EXPIRE NX)."""
-        # A script, so the count and its expiry are set together (EXPIRE NX needs Redis 7).
-        return int(self._count(keys=[keys.console_login_failures(client_hash)],
-                               args=[window_seconds]))
+    def count_attempt(self, client_hash: str, window_seconds: int) -> tuple[int, int]:
+        """Count one sign-in attempt before the token is checked; returns (its number in the
+        window, seconds left in the window). The window starts at the first attempt."""
+        count, ttl = self._count(keys=[keys.console_login_failures(client_hash)],
+                                 args=[window_seconds])
+        return int(count), max(int(ttl), 1)
 
     def clear_failures(self, client_hash: str) -> None:
         """A successful sign-in resets the counter for that address."""

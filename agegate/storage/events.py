@@ -39,6 +39,36 @@ class EventStream:
         pipe.xadd(self.stream, fields, minid=max(min_ms, 0), approximate=True)
         pipe.expire(self.stream, ttl)
 
+    # -- consumer groups (agegate worker) ------------------------------------------------
+    def ensure_group(self, group: str) -> None:
+        """Create `group` reading from now on (idempotent); the stream keeps its TTL."""
+        try:
+            self.r.xgroup_create(self.stream, group, id="$", mkstream=True)
+        except redis.ResponseError as error:
+            if "BUSYGROUP" not in str(error):
+                raise
+        if self.r.ttl(self.stream) < 0:
+            self.r.expire(self.stream, self.retention.seconds("events"))
+
+    def read_group(self, group: str, consumer: str, count: int,
+                   stale_ms: int) -> list[tuple[str, dict[str, str]]]:
+        """Up to `count` entries for `consumer`: first ones another consumer left unacknowledged
+        for `stale_ms` (it died), then new ones. Entries stay pending until acknowledged."""
+        claimed = self.r.xautoclaim(self.stream, group, consumer, min_idle_time=stale_ms,
+                                    start_id="0-0", count=count)
+        entries = [(entry_id, fields or {}) for entry_id, fields in claimed[1]]
+        if len(entries) < count:
+            reply = self.r.xreadgroup(group, consumer, {self.stream: ">"},
+                                      count=count - len(entries))
+            for _, items in reply or []:
+                entries.extend((entry_id, fields or {}) for entry_id, fields in items)
+        return entries
+
+    def queue_ack(self, pipe: redis.client.Pipeline, group: str, entry_ids: list[str]) -> None:
+        """Acknowledge entries in the caller's MULTI, with the writes they caused."""
+        if entry_ids:
+            pipe.xack(self.stream, group, *entry_ids)
+
     def read_all(self, count: int = 1000) -> list[dict[str, str]]:
         """Every retained event, oldest first (for operators and tests)."""
         return [fields for _, fields in self.r.xrange(self.stream, count=count)]

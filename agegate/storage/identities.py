@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import redis
 
 from agegate.storage import keys
-from agegate.storage.audit import APPEND_FUNCTION, MAX_ACCOUNT_ENTRIES, PreparedAlternatives
 from agegate.storage.keys import Retention
-from agegate.storage.scripts import DirectScript
 
 Identifier = tuple[str, str]
 
@@ -31,81 +30,48 @@ return #KEYS
 """
 
 
-# KEYS: audit stream, audit heads, audit index or "", link key or "", then N identity-block
-# keys and N retry-block keys. ARGV: N, under_age, retry TTL, link TTL, link cap, now, the audit
-# entry's shared head and tail, three (details, hash) pairs for the outcomes 1..3, MINID, audit
-# TTL, chain id, index cap, link members. Only the chosen outcome's entry is assembled.
-_CHECK_AND_RECORD = APPEND_FUNCTION + """
-local n = tonumber(ARGV[1])
-local choice = 3
-if n > 0 then
-  -- One EXISTS per kind of block: it counts how many of the keys exist.
-  if redis.call('EXISTS', unpack(KEYS, 5, 4 + n)) > 0 then
-    choice = 1
-  elseif redis.call('EXISTS', unpack(KEYS, 5 + n, 4 + 2 * n)) > 0 then
-    choice = 2
-  end
-end
-if choice == 3 and ARGV[2] == '1' then
-  for i = 1, n do redis.call('SET', KEYS[4 + n + i], '1', 'EX', ARGV[3]) end
-end
-if KEYS[4] ~= '' then
-  local members = {}
-  for i = 19, #ARGV do
-    members[#members + 1] = ARGV[6]
-    members[#members + 1] = ARGV[i]
-  end
-  redis.call('ZADD', KEYS[4], unpack(members))
-  if redis.call('ZCARD', KEYS[4]) > tonumber(ARGV[5]) then
-    redis.call('ZREMRANGEBYRANK', KEYS[4], 0, -(tonumber(ARGV[5]) + 1))
-  end
-  redis.call('EXPIRE', KEYS[4], ARGV[4])
-end
-local entry = ARGV[7] .. ARGV[7 + 2 * choice] .. ',"hash":"' .. ARGV[8 + 2 * choice] .. '"'
-  .. ARGV[8]
-audit_append(KEYS[1], KEYS[2], KEYS[3], entry, ARGV[15], ARGV[16], ARGV[17], ARGV[8 + 2 * choice],
-             ARGV[18])
-return choice
-"""
-
-
 class IdentityStore:
     """Reads are pipelined in one round trip; writes join a caller's pipeline."""
 
     def __init__(self, client: redis.Redis, retention: Retention) -> None:
-        self.r = client
+        # decode_responses=True: every reply is str, which redis-py's stubs cannot know.
+        self.r: Any = client
         self.retention = retention
         self._extend_block = client.register_script(_EXTEND_BLOCK)
-        self._check_and_record = DirectScript(client, _CHECK_AND_RECORD)
 
-    def check_and_record(
-        self,
-        identifiers: Sequence[Identifier],
-        *,
-        under_age: bool,
-        account_hash: str | None,
-        outcomes: PreparedAlternatives,
-    ) -> int:
-        """The age check's storage step, atomic and in one round trip: returns 1 when an
-        identifier is identity-blocked, 2 when one is retry-blocked, else 3 (and then writes
-        retry blocks if `under_age`); links the identifiers to the account and appends
-        outcome `choice - 1` of the three `outcomes` to the audit trail."""
-        if len(outcomes.details) != 3:
-            raise ValueError("the age check script takes exactly three outcomes")
-        linked = [f"{kind}:{digest}" for kind, digest in identifiers if kind != "account"]
-        link_key = keys.account_identifiers(account_hash) if account_hash and linked else ""
-        script_keys = [keys.AUDIT_STREAM, keys.AUDIT_HEADS, outcomes.index, link_key,
-                       *[keys.identity_block(k, h) for k, h in identifiers],
-                       *[keys.retry_block(k, h) for k, h in identifiers]]
-        details, hashes = outcomes.details, outcomes.hashes
-        args: list[str | int | float] = [
-            len(identifiers), "1" if under_age else "0", self.retention.seconds("retry_block"),
-            self.retention.seconds("account"), MAX_LINKED_IDENTIFIERS, time.time(),
-            outcomes.head, outcomes.tail, details[0], hashes[0], details[1], hashes[1],
-            details[2], hashes[2], outcomes.min_id, outcomes.ttl, outcomes.chain_id,
-            MAX_ACCOUNT_ENTRIES, *linked,
-        ]
-        return int(self._check_and_record(keys=script_keys, args=args))
+    @staticmethod
+    def block_keys(identifiers: Sequence[Identifier]) -> list[str]:
+        """Every key whose existence would refuse these identifiers (a check WATCHes them)."""
+        return [*(keys.identity_block(k, h) for k, h in identifiers),
+                *(keys.retry_block(k, h) for k, h in identifiers)]
+
+    def blocks(self, client: Any, identifiers: Sequence[Identifier]) -> tuple[bool, bool]:
+        """(identity-blocked, retry-blocked): whether any identifier is blocked either way."""
+        if not identifiers:
+            return False, False
+        identity = client.exists(*(keys.identity_block(k, h) for k, h in identifiers))
+        retry = client.exists(*(keys.retry_block(k, h) for k, h in identifiers))
+        return identity > 0, retry > 0
+
+    def queue_retry_blocks(self, pipe: redis.client.Pipeline,
+                           identifiers: Sequence[Identifier]) -> None:
+        """Remember an under-age answer's identifiers for the retry-block period."""
+        ttl = self.retention.seconds("retry_block")
+        for kind, digest in identifiers:
+            pipe.set(keys.retry_block(kind, digest), "1", ex=ttl)
+
+    def queue_link(self, pipe: redis.client.Pipeline, account_hash: str,
+                   identifiers: Sequence[Identifier], now: float | None = None) -> None:
+        """Remember which identifiers an account used (newest kept, bounded), so terminating
+        it can block them."""
+        linked = {f"{kind}:{digest}": now or time.time()
+                  for kind, digest in identifiers if kind != "account"}
+        if not linked:
+            return
+        key = keys.account_identifiers(account_hash)
+        pipe.zadd(key, linked)  # type: ignore[arg-type]
+        pipe.zremrangebyrank(key, 0, -(MAX_LINKED_IDENTIFIERS + 1))
+        pipe.expire(key, self.retention.seconds("account"))
 
     def queue_identity_blocks(
         self, pipe: redis.client.Pipeline, identifiers: Sequence[Identifier], ttl_seconds: int

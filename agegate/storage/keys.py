@@ -40,14 +40,58 @@ class Retention:
     rate_limit_days: int = 1
     content_removal_days: int = 730
     console_session_days: int = 1
+    # A unit of work's applied-once marker: far longer than any client timeout and retry.
+    unit_marker_seconds: int = 300
+    # Platform age signals count for AGEGATE_AGE_SIGNAL_TTL_DAYS after they were observed; the
+    # install-id index that revocations look accounts up by lives exactly as long.
+    age_signal_days: int = 365
+    # An appeal's record (status, outcome, due date); its statement lives only as long as its
+    # case (case_days) and goes with the account's other data at termination.
+    appeal_days: int = 730
+    # The identifiers a termination blocked, kept (as keyed hashes) only so that an overturned
+    # appeal can lift those blocks; no block outlives identity_block_max_days.
+    terminated_identifiers_days: int = 18 * 366
+    # A webhook lives until an admin deletes it; the TTL (refreshed on every change) only
+    # guarantees that nothing lives forever.
+    webhook_days: int = 3650
+    # A delivery is retried for 24 hours, then recorded as failed; its record outlives that
+    # only briefly. The delivery log (recent attempts, no event bodies) is kept a month.
+    webhook_delivery_days: int = 2
+    webhook_log_days: int = 30
+    # A stream entry's applied-marker: long enough for a worker restart or a producer's retry
+    # to replay the entry, short enough that markers cost one day of ingest, not a history.
+    signal_entry_days: int = 1
+    # ... and once an entry without the platform's id is settled: only a worker that took it
+    # over while its first worker stalled (past the claim time) can still apply it again.
+    settled_signal_entry_seconds: int = 600
+    # Entries that could not be applied, with their error, for an operator to inspect or
+    # re-publish; they may hold message text, so they go as soon as that is plausible.
+    signal_dead_letter_days: int = 14
 
     def seconds(self, kind: str) -> int:
         """TTL in seconds for a kind of record named in this table."""
+        if hasattr(self, f"{kind}_seconds"):
+            return int(getattr(self, f"{kind}_seconds"))
         return int(getattr(self, f"{kind}_days")) * DAY
 
     def delta(self, kind: str) -> timedelta:
         """The same period as a timedelta."""
         return timedelta(seconds=self.seconds(kind))
+
+
+def hash_tag(*names: str) -> str | None:
+    """The hash tag (`{...}`) of the first key that has one, as Redis Cluster reads it."""
+    for name in names:
+        start = name.find("{")
+        end = name.find("}", start + 1)
+        if start >= 0 and end > start + 1:
+            return name[start + 1:end]
+    return None
+
+
+def unit_marker(tag: str | None, token: str) -> str:
+    """Marks one unit of work as applied (storage/unit.py); in the slot of what it writes."""
+    return f"{PREFIX}:uow:{{{tag}}}:{token}" if tag is not None else f"{PREFIX}:uow:{token}"
 
 
 def tag(account_hash: str) -> str:
@@ -84,7 +128,14 @@ def account_keys(account_hash: str) -> list[str]:
     """Everything this service holds that termination must delete for an account."""
     return [account(account_hash), account_state(account_hash), account_identifiers(account_hash),
             account_cases(account_hash), account_open_case(account_hash),
-            content_removals(account_hash)]
+            content_removals(account_hash), age_signals(account_hash),
+            account_open_age_case(account_hash), appeal_statements(account_hash),
+            account_open_appeal(account_hash)]
+
+
+def account_applied(account_hash: str, entry_hash: str) -> str:
+    """Marker that one signal-stream entry was folded into this account (written with it)."""
+    return f"{tag(account_hash)}:seen:{entry_hash}"
 
 
 def account_cases(account_hash: str) -> str:
@@ -169,18 +220,110 @@ def parent_request_export(request_id: str) -> str:
     return f"{PREFIX}:preq:{{{request_id}}}:export"
 
 
+def parent_requests_waiting(account_hash: str) -> str:
+    """Set of the account's deletion and access requests waiting for its minority to be
+    established (age verification); kept apart from account_keys, so termination keeps it."""
+    return f"{tag(account_hash)}:preq-waiting"
+
+
 # Sorted set of verified, undecided request ids scored by their due time (overdue listing).
 PARENT_REQUESTS_OPEN = f"{PREFIX}:preq:open"
-# List of mails awaiting an admin when no SMTP server is configured.
-OUTBOX = f"{PREFIX}:outbox"
+# Mails awaiting an admin when no SMTP server is configured: each its own key, expiring on its
+# own day, and a newest-first list of their ids (ids only: it may outlive a mail).
+OUTBOX_INDEX = f"{PREFIX}:outbox:index"
 
 
-def rate_limit(scope: str, client_hash: str, window: int) -> str:
-    """Fixed-window counter for one client address (keyed hash) in one window."""
-    return f"{PREFIX}:rl:{scope}:{client_hash}:{window}"
+def outbox_message(mail_id: str) -> str:
+    """One queued mail (JSON: recipient, subject, body with the code)."""
+    return f"{PREFIX}:outbox:mail:{mail_id}"
+
+
+# Flask-Limiter's moving windows (its Redis storage sets each key's expiry to its window; the
+# client address in them is a keyed hash).
+RATE_LIMIT_PREFIX = f"{PREFIX}:rl"
 
 
 # -- content removals ----------------------------------------------------------------------
 def content_removals(account_hash: str) -> str:
     """Set of keyed hashes of content ids whose removal this account has requested."""
     return f"{tag(account_hash)}:removals"
+
+
+# -- platform age signals ------------------------------------------------------------------
+def age_signals(account_hash: str) -> str:
+    """Sorted set of the account's age signals (JSON, with provenance) scored by expiry time."""
+    return f"{tag(account_hash)}:age_signals"
+
+
+def account_open_age_case(account_hash: str) -> str:
+    """The account's one open (or awaiting-verification) `age_signal` case id."""
+    return f"{tag(account_hash)}:open_age_case"
+
+
+def open_case_pointer(account_hash: str, kind: str) -> str:
+    """The pointer to the account's one open case of `kind`: age signals keep their own."""
+    return account_open_age_case(account_hash) if kind == "age_signal" \
+        else account_open_case(account_hash)
+
+
+def install_accounts(install_hash: str) -> str:
+    """Sorted set of the account ids last seen with one (keyed-hashed) app install id, by
+    time, capped (storage/age_signals.py): what revocations look accounts up by.
+
+    Global: tagged by the install's own hash, not an account's (one install may serve several
+    accounts), and written in the same MULTI as the account's signal.
+    """
+    return f"{PREFIX}:install:{{{install_hash}}}"
+
+
+# -- appeals -------------------------------------------------------------------------------
+def appeal(appeal_id: str) -> str:
+    """Hash: appeal_id, account_id, case_id, status, outcome, due_at, created_at, decided_at."""
+    return f"{PREFIX}:appeal:{appeal_id}"
+
+
+def account_open_appeal(account_hash: str) -> str:
+    """The account's one open appeal id (a second appeal while it is open is a 409)."""
+    return f"{tag(account_hash)}:open_appeal"
+
+
+def appeal_statements(account_hash: str) -> str:
+    """Hash: case id -> the member's statement, for the reviewer; deleted with the case."""
+    return f"{tag(account_hash)}:appeal_statements"
+
+
+def terminated_identifiers(account_hash: str) -> str:
+    """Set of `kind:hash` identifiers a termination blocked (so an appeal can lift them)."""
+    return f"{tag(account_hash)}:terminated_identifiers"
+
+
+# -- webhooks ------------------------------------------------------------------------------
+# Global: the registry of webhooks, and the delivery queue (ids by next attempt time), which a
+# worker fills in the same MULTI as it acknowledges the events it fanned out.
+WEBHOOKS = f"{PREFIX}:webhooks"
+WEBHOOK_DUE = f"{PREFIX}:webhooks:due"
+WEBHOOK_GROUP = "agegate-webhooks"
+
+
+def webhook(webhook_id: str) -> str:
+    """Hash: url, events, created_at, sealed secrets (with their end of life while rotating)."""
+    return f"{PREFIX}:webhook:{{{webhook_id}}}"
+
+
+def webhook_log(webhook_id: str) -> str:
+    """List of the webhook's recent delivery attempts (JSON; newest first; bounded)."""
+    return f"{PREFIX}:webhook:{{{webhook_id}}}:log"
+
+
+def webhook_delivery(delivery_id: str) -> str:
+    """Hash: one event's delivery to one webhook (body, attempts, status)."""
+    return f"{PREFIX}:whd:{delivery_id}"
+
+
+# -- signal stream -------------------------------------------------------------------------
+# The signal stream itself (AGEGATE_SIGNALS_STREAM) is the platform's input queue and gets no
+# TTL: an expiry would drop the consumer group with it. Its entries carry message text, so each
+# one is deleted as soon as it is applied (storage/signal_stream.py, settle()).
+def signals_dead(stream: str) -> str:
+    """The dead-letter stream beside a signal stream: entries that could not be applied."""
+    return f"{stream}:dead"

@@ -1,0 +1,129 @@
+"""The signal stream's door: `agegate worker` applies stream entries as POST .../signals does.
+
+One rule whichever door a message came in by: each entry is validated by the HTTP route's
+schema and scored by the same `AccountService.record_signals`, so stream and HTTP scores are
+equal for the same messages. An entry is acknowledged only once its effects are written; one
+that can never be applied (unparsable, invalid, or refused for good, like a terminated
+account) is dead-lettered with the same error body the HTTP route would have answered.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import redis
+from marshmallow import ValidationError
+
+from agegate.errors import AgegateError, MalformedRequest, ModelUnavailable, ValidationFailed
+from agegate.schemas.accounts import SignalStreamEntrySchema
+from agegate.services.accounts import AccountService
+from agegate.services.ingest import IngestService
+from agegate.storage.signal_stream import Entry
+
+log = logging.getLogger("agegate.ingest")
+
+# The audit trail's actor for everything the stream applies.
+ACTOR = "signal-stream"
+# One instance, as flask-smorest keeps one per route: building a schema costs ~3x a load.
+ENTRY_SCHEMA = SignalStreamEntrySchema()
+
+
+def parse(fields: dict[str, str]) -> dict[str, Any]:
+    """An entry's fields as the validated {"account_id", "signals", "id"?}; raises
+    MalformedRequest or ValidationFailed, never echoing the entry's text."""
+    raw = dict(fields)
+    if "signals" in raw:
+        try:
+            raw["signals"] = json.loads(raw["signals"])
+        except ValueError:
+            raise MalformedRequest("The entry's signals field is not valid JSON.") from None
+    try:
+        return ENTRY_SCHEMA.load(raw)
+    except ValidationError as error:
+        messages = error.normalized_messages()
+        raise ValidationFailed(fields={name: _flat(value) for name, value in messages.items()}) \
+            from None
+
+
+def _flat(messages: Any) -> list[str]:
+    """marshmallow's nested messages ({"0": {"text": [...]}}) as flat strings."""
+    if isinstance(messages, list):
+        return [str(m) for m in messages]
+    if isinstance(messages, dict):
+        return [f"{key}.{text}" for key, value in messages.items() for text in _flat(value)]
+    return [str(messages)]
+
+
+def error_body(error: AgegateError) -> dict[str, Any]:
+    """The error as the HTTP route would have answered it (API.md's one error shape)."""
+    body: dict[str, Any] = {"code": error.code, "message": error.message}
+    if error.fields:
+        body["fields"] = error.fields
+    return body
+
+
+class SignalStreamJob:
+    """A worker job: one batch of the signal stream through the accounts service."""
+
+    name = "signal-stream"
+
+    def __init__(self, ingest: IngestService, accounts: AccountService) -> None:
+        self.ingest = ingest
+        self.accounts = accounts
+
+    def run_once(self, consumer: str) -> int:
+        """Apply one batch as `consumer`; settle what was applied or dead-lettered."""
+        if self.accounts.model() is None:
+            return 0  # cannot score: leave every entry in the stream for a worker that can
+        entries, worn = self.ingest.next_batch(consumer)
+        settled: list[str] = []
+        # Entries without the platform's id are marked applied under their stream id, which
+        # comes back only while pending: once settled, their markers need to live only minutes.
+        spent: list[tuple[str, str]] = []
+        try:
+            for entry in worn:
+                self.ingest.dead_letter(entry, {
+                    "code": "delivery_limit",
+                    "message": f"Not applied after {entry.deliveries} deliveries."})
+                settled.append(entry.entry_id)
+            for entry in entries:
+                if self.apply(entry, spent):
+                    settled.append(entry.entry_id)
+        finally:
+            # Everything settled so far, even when Redis failed part-way: the rest stays
+            # pending and another round (or worker) takes it over after the claim time.
+            self.ingest.settle(settled)
+        # Only after the settle; if this is never reached, the markers keep their day.
+        self.accounts.settle_entries(spent)
+        return len(entries) + len(worn)
+
+    def apply(self, entry: Entry, spent: list[tuple[str, str]]) -> bool:
+        """Apply one entry; True when it is settled (applied, a replay, or dead-lettered),
+        False to leave it pending for a later delivery. An applied entry without the
+        platform's id adds its (account, key) to `spent`."""
+        try:
+            data = parse(entry.fields)
+            # The platform's idempotency key, else the entry itself: a redelivery after a crash
+            # is then recognised as well as a producer's retry.
+            key = f"id:{data['id']}" if "id" in data else f"stream:{entry.entry_id}"
+            self.accounts.record_signals(data["account_id"], data["signals"], actor=ACTOR,
+                                         entry=key)
+            if "id" not in data:
+                spent.append((data["account_id"], key))
+        except ModelUnavailable:
+            return False
+        except AgegateError as error:
+            # Unparsable, invalid, or refused for good (a terminated account, a parent's
+            # objection): retrying cannot help, and the entry must not be lost.
+            self.ingest.dead_letter(entry, error_body(error))
+            log.info("signal stream entry %s dead-lettered: %s", entry.entry_id, error.code)
+            return True
+        except redis.RedisError:
+            raise  # Redis is unreachable: stop the batch; the entry stays pending
+        except Exception as error:  # noqa: BLE001 - one bad entry must not stop the stream
+            log.error("signal stream entry %s failed: %s", entry.entry_id,
+                      type(error).__name__)
+            return False
+        return True

@@ -1,0 +1,34 @@
+"""GET /v1/jurisdictions/{code}."""
+
+from __future__ import annotations
+
+from marshmallow import fields, validate
+
+from agegate.schemas.common import StrictSchema
+from agegate.services.jurisdictions import STATUSES, WHEN
+
+
+class AgeSignalRuleSchema(StrictSchema):
+    required = fields.Boolean(required=True, metadata={
+        "description": "Whether the law requires the app to request an OS/app-store age signal."})
+    effective = fields.String(allow_none=True, required=True, metadata={
+        "description": "YYYY-MM-DD the obligation starts; null when there is none."})
+    when = fields.List(fields.String(validate=validate.OneOf(WHEN)), required=True)
+    law = fields.String(required=True, metadata={"description": "The law cited."})
+
+
+class JurisdictionSchema(StrictSchema):
+    jurisdiction = fields.String(required=True, metadata={"description": "The code asked for."})
+    resolved_from = fields.String(required=True, metadata={
+        "description": "The row that answered: the code itself, its country (US-NY -> US), "
+                       "or * for a country without a row."})
+    name = fields.String(required=True)
+    minimum_age = fields.Integer(required=True)
+    age_signal = fields.Nested(AgeSignalRuleSchema, required=True)
+    rerequest = fields.String(required=True, metadata={
+        "description": "When the app should ask the platform for its age signal again."})
+    sources = fields.List(fields.String(), required=True)
+    status = fields.String(required=True, validate=validate.OneOf(STATUSES))
+    uncertain = fields.Boolean(required=True, metadata={
+        "description": "True when the row's dates or enforceability must be checked."})
+    note = fields.String(required=True)

@@ -1,0 +1,106 @@
+"""A real network fault between the service and Redis: a TCP proxy that can lose EXEC replies.
+
+The proxy forwards bytes both ways. Armed with `lose_exec_replies(n)`, the next n connections
+that send an EXEC have it delivered to Redis, wait until Redis has answered, and are then cut
+without passing the answer on: the transaction was applied, the client never heard so.
+"""
+
+from __future__ import annotations
+
+import select
+import socket
+import threading
+import time
+from urllib.parse import urlsplit
+
+EXEC = b"*1\r\n$4\r\nEXEC\r\n"
+
+
+def _upstream(url: str) -> socket.socket:
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.connect(parts.path)
+    else:
+        sock = socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 6379))
+    return sock
+
+
+class ReplyLosingProxy:
+    """Listen on 127.0.0.1 (a free port) and forward every connection to `upstream_url`."""
+
+    def __init__(self, upstream_url: str) -> None:
+        self.upstream_url = upstream_url
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.lost = 0  # EXEC replies lost so far
+        self._to_lose = 0
+        self._lock = threading.Lock()
+        self._closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def lose_exec_replies(self, count: int) -> None:
+        with self._lock:
+            self._to_lose = count
+
+    def _take_one(self) -> bool:
+        with self._lock:
+            if self._to_lose <= 0:
+                return False
+            self._to_lose -= 1
+            self.lost += 1
+            return True
+
+    def _accept(self) -> None:
+        while not self._closed:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._pipe, args=(client,), daemon=True).start()
+
+    def _pipe(self, client: socket.socket) -> None:
+        server = _upstream(self.upstream_url)
+        try:
+            while True:
+                readable, _, _ = select.select([client, server], [], [], 30)
+                if not readable:
+                    return
+                if client in readable:
+                    data = client.recv(65536)
+                    if not data:
+                        return
+                    server.sendall(data)
+                    if EXEC in data and self._take_one():
+                        self._drain(server)
+                        return  # cut the client off: Redis applied it, the reply is lost
+                if server in readable:
+                    data = server.recv(65536)
+                    if not data:
+                        return
+                    client.sendall(data)
+        except OSError:
+            return
+        finally:
+            client.close()
+            server.close()
+
+    @staticmethod
+    def _drain(server: socket.socket) -> None:
+        """Read (and drop) what Redis answers until it has been quiet for a moment."""
+        server.settimeout(0.3)
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            try:
+                if not server.recv(65536):
+                    return
+            except TimeoutError:
+                return
+
+    def close(self) -> None:
+        self._closed = True
+        self.listener.close()
