@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import secrets
@@ -70,6 +71,11 @@ class Config:
     max_body_bytes: int = 1024 * 1024
     log_level: str = "INFO"
     load_model: bool = True
+    # The share of accounts the operator expects to be run by minors: the classifier's score is
+    # shifted from its training share of minors to this, so a score is the probability on the
+    # platform. `flagged` (a review case) is score >= minor_review_threshold.
+    minor_prevalence: float = 0.02
+    minor_review_threshold: float = 0.5
     # When set, /metrics is served on this port only (agegate/metrics_server.py), not the API's.
     metrics_port: int | None = None
 
@@ -115,6 +121,15 @@ class Config:
             raise ConfigError("AGEGATE_DELETION_SYSTEMS must name at least one system")
         if self.redis_cluster and not self.redis_url:
             raise ConfigError("AGEGATE_REDIS_CLUSTER=true needs REDIS_URL to name a cluster node")
+        if not 0.0 < self.minor_prevalence < 1.0:
+            raise ConfigError("AGEGATE_MINOR_PREVALENCE must be a share strictly between 0 and 1")
+        if not 0.0 < self.minor_review_threshold < 1.0:
+            raise ConfigError("AGEGATE_REVIEW_THRESHOLD must be a probability strictly between "
+                              "0 and 1")
+        if self.minor_prevalence >= self.minor_review_threshold:
+            # An account without any evidence scores the prevalence: every one would be flagged.
+            raise ConfigError("AGEGATE_MINOR_PREVALENCE must be below AGEGATE_REVIEW_THRESHOLD, "
+                              "or every account without evidence is flagged")
         try:
             limits.parse(self.parent_request_rate_limit)
         except ValueError:
@@ -183,6 +198,19 @@ def _bool(env: dict[str, str], name: str, default: bool) -> bool:
     raise ConfigError(f"{name} must be true or false")
 
 
+def _float(env: dict[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number") from None
+    if not math.isfinite(value):
+        raise ConfigError(f"{name} must be a finite number")
+    return value
+
+
 def from_env(env: dict[str, str] | None = None) -> Config:
     """Build the Config from the environment (os.environ by default)."""
     env = dict(os.environ if env is None else env)
@@ -218,6 +246,8 @@ def from_env(env: dict[str, str] | None = None) -> Config:
         trusted_proxies=_int(env, "AGEGATE_TRUSTED_PROXIES", 0),
         review_lease_seconds=_int(env, "AGEGATE_REVIEW_LEASE_SECONDS", 900),
         log_level=(env.get("AGEGATE_LOG_LEVEL") or "INFO").upper(),
+        minor_prevalence=_float(env, "AGEGATE_MINOR_PREVALENCE", 0.02),
+        minor_review_threshold=_float(env, "AGEGATE_REVIEW_THRESHOLD", 0.5),
         metrics_port=_int(env, "AGEGATE_METRICS_PORT", 0) or None,
     )
 

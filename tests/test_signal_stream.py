@@ -99,7 +99,9 @@ def test_stream_scores_equal_http_scores_for_the_same_messages(app, client, redi
     # The same history gives the same stored state, byte for byte ...
     assert state_of(app, redis_client, "acc-stream") == state_of(app, redis_client, "acc-http")
     # ... and the same answer to the next message, whichever door the earlier ones came by.
-    last = [text_signal(minor_text(2))]
+    # (Two adult-sounding posts weigh against three minor-typical ones: the retrained model of
+    # issue 11 pools the account's text, so it takes a few more before the account flags.)
+    last = [text_signal(minor_text(i)) for i in (2, 3, 4)]
     by_http = post_signals(client, "acc-http", last).json
     by_stream = post_signals(client, "acc-stream", last).json
     for field in ("score", "band", "flagged", "top_signals"):
