@@ -15,40 +15,72 @@ def _log(msg: str) -> None:
 
 @click.command()
 @click.option("--data", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="Training data (default: $AGEGATE_TRAINING_DATA or "
+              help="Blog authors (default: $AGEGATE_TRAINING_DATA or "
                    "../shared/data/blogs/authors.jsonl.gz beside the repo).")
+@click.option("--reddit", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Reddit comments (default: $AGEGATE_REDDIT_DATA or "
+                   "../shared/data/reddit/comments.jsonl.gz).")
+@click.option("--lexicon", type=click.Path(dir_okay=False), default=None,
+              help="Age lexicon CSV (default: $AGEGATE_LEXICON or "
+                   "../shared/data/lexica/age_lexicon.csv).")
+@click.option("--no-lexicon", "no_lexicon", is_flag=True, default=False,
+              help="Build a model that never reads the lexicon (CC BY-NC-SA 3.0) file.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
               help="Output directory (default: model/ in the repo).")
-def train(data: str | None, out_dir: str | None) -> None:
+def train(data: str | None, reddit: str | None, lexicon: str | None, no_lexicon: bool,
+          out_dir: str | None) -> None:
     """Rebuild the model artifact, card.json and MODEL_CARD.md end to end."""
+    from training.evaluate import format_targets
     from training.train import run
 
-    card = run(data, out_dir, log=_log)
-    click.echo(json.dumps({"sha256": card["sha256"], "test": {
-        k: {m: v.get(m) for m in ("roc_auc", "pr_auc", "recall_at_precision_0_95", "brier")}
-        for k, v in card["test"].items()}}, indent=2))
+    card = run(data, out_dir, log=_log, reddit=reddit, lexicon=lexicon,
+               use_lexicon=not no_lexicon)
+    click.echo(format_targets(card["evaluation"]["targets"]))
+    click.echo(json.dumps({"sha256": card["sha256"], "train_seconds": card["train_seconds"],
+                           "total_seconds": card["total_seconds"]}))
 
 
 @click.command()
-@click.option("--data", type=click.Path(exists=True, dir_okay=False), required=True,
-              help="Authors file in the shared format (.jsonl or .jsonl.gz).")
+@click.option("--data", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Score every author of this authors file (shared format) with the shipped "
+                   "model and print blog metrics. Without it: the full evaluation of the card "
+                   "(blog test authors, Reddit across communities, which refits the two "
+                   "cross-community models: several minutes).")
 @click.option("--model-dir", type=click.Path(file_okay=False), default=None,
               help="Model directory (default: model/ in the repo).")
 @click.option("--split", type=click.Choice(["all", "train", "validation", "test"]),
-              default="all", show_default=True,
-              help="Score only authors of this split of the author hash (for the training file).")
-def evaluate(data: str, model_dir: str | None, split: str) -> None:
-    """Score every author in DATA and print metrics as JSON."""
+              default=None,
+              help="Blog authors of this split only (default: all with --data, test without).")
+@click.option("--reddit", type=click.Path(exists=True, dir_okay=False), default=None)
+@click.option("--lexicon", type=click.Path(dir_okay=False), default=None)
+def evaluate(data: str | None, model_dir: str | None, split: str | None, reddit: str | None,
+             lexicon: str | None) -> None:
+    """Print metrics as JSON, then each target and whether it is met."""
     from agegate.model import load_model
     from training import evaluate as E
-    from training.data import iter_authors, split_of
-    from training.train import DEFAULT_OUT
+    from training.data import iter_authors, load_reddit, read_lexicon, split_authors, split_of
+    from training.train import DEFAULT_OUT, fit_directions
 
     model = load_model(model_dir or DEFAULT_OUT)
-    authors = [a for a in iter_authors(data)
-               if split == "all" or split_of(str(a["author_id"])) == split]
-    with click.progressbar(length=len(authors), label="scoring authors", file=sys.stderr) as bar:
-        scores = E.score_authors(model, authors, progress=bar.update)
-    report = E.full_report(scores, model.review_threshold)
-    click.echo(json.dumps({"model_version": model.version, "sha256": model.sha256,
-                           "authors": len(authors), "split": split, "metrics": report}, indent=2))
+    head = {"model_version": model.version, "sha256": model.sha256}
+    if data is not None:
+        split = split or "all"
+        authors = [a for a in iter_authors(data)
+                   if split == "all" or split_of(str(a["author_id"])) == split]
+        with click.progressbar(length=len(authors), label="scoring authors",
+                               file=sys.stderr) as bar:
+            scores = E.score_authors(model, authors, progress=bar.update)
+        report: dict = {"blog": E.blog_report(model, scores)}
+        report["targets"] = E.check_targets(report)
+        click.echo(json.dumps({**head, "authors": len(authors), "split": split,
+                               "metrics": report["blog"], "targets": report["targets"]},
+                              indent=2))
+    else:
+        authors = list(iter_authors())
+        comments = load_reddit(reddit)
+        lex = read_lexicon(lexicon) if model.uses_lexicon else None
+        directions = fit_directions(authors, comments, lex, _log)
+        report = E.evaluate_all(model, split_authors(authors), comments, directions, _log,
+                                split=split or "test")
+        click.echo(json.dumps({**head, **report}, indent=2))
+    click.echo(E.format_targets(report["targets"]))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import secrets
@@ -66,6 +67,11 @@ class Config:
     max_body_bytes: int = 1024 * 1024
     log_level: str = "INFO"
     load_model: bool = True
+    # The share of accounts the operator expects to be run by minors: the classifier's score is
+    # shifted from its training share of minors to this, so a score is the probability on the
+    # platform. `flagged` (a review case) is score >= minor_review_threshold.
+    minor_prevalence: float = 0.02
+    minor_review_threshold: float = 0.5
 
     @property
     def development(self) -> bool:
@@ -96,6 +102,11 @@ class Config:
             raise ConfigError("AGEGATE_SIGNALS_CLAIM_IDLE_SECONDS must be at least 1")
         if not self.deletion_systems:
             raise ConfigError("AGEGATE_DELETION_SYSTEMS must name at least one system")
+        if not 0.0 < self.minor_prevalence < 1.0:
+            raise ConfigError("AGEGATE_MINOR_PREVALENCE must be a share strictly between 0 and 1")
+        if not 0.0 < self.minor_review_threshold < 1.0:
+            raise ConfigError("AGEGATE_REVIEW_THRESHOLD must be a probability strictly between "
+                              "0 and 1")
         return self
 
 
@@ -157,6 +168,19 @@ def _bool(env: dict[str, str], name: str, default: bool) -> bool:
     raise ConfigError(f"{name} must be true or false")
 
 
+def _float(env: dict[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number") from None
+    if not math.isfinite(value):
+        raise ConfigError(f"{name} must be a finite number")
+    return value
+
+
 def from_env(env: dict[str, str] | None = None) -> Config:
     """Build the Config from the environment (os.environ by default)."""
     env = dict(os.environ if env is None else env)
@@ -191,6 +215,8 @@ def from_env(env: dict[str, str] | None = None) -> Config:
         trusted_proxies=_int(env, "AGEGATE_TRUSTED_PROXIES", 0),
         review_lease_seconds=_int(env, "AGEGATE_REVIEW_LEASE_SECONDS", 900),
         log_level=(env.get("AGEGATE_LOG_LEVEL") or "INFO").upper(),
+        minor_prevalence=_float(env, "AGEGATE_MINOR_PREVALENCE", 0.02),
+        minor_review_threshold=_float(env, "AGEGATE_REVIEW_THRESHOLD", 0.5),
     )
 
 

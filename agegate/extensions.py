@@ -184,7 +184,9 @@ class Agegate:
         from agegate.model import ModelLoadError, load_model
 
         try:
-            self.model = load_model(self.config.model_dir)
+            self.model = load_model(self.config.model_dir,
+                                    prevalence=self.config.minor_prevalence,
+                                    review_threshold=self.config.minor_review_threshold)
             self.model_error = None
         except ModelLoadError as error:
             self.model = None

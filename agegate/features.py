@@ -11,14 +11,17 @@ Nothing here loads anything at import time. Three kinds of features:
   divided by that sum's L1 norm. Both the numerator's dot product and the L1 norm are sums over
   messages, so the state keeps two more running sums (see ``agegate.model``), never the
   vectors.
-* activity (learned from the corpus' day-level dates and post lengths): weekend share, summer
-  share, winter-break share, posting rate, mean log length. They are accumulated in a few
-  counters by :func:`fold_activity` and turned into a vector by :func:`activity_vector`.
+* lexicon: the age lexicon of Sap et al. (2014) is linear in word counts, so an account keeps
+  two running sums (sum of weight * count over its :func:`lexicon_tokens`, and the token count).
+* activity (learned from the corpus' day-level dates): weekend share, summer share,
+  winter-break share of the account's active days. They are accumulated in a few counters by
+  :func:`fold_activity` and turned into a vector by :func:`activity_vector`.
 * platform rules (no labelled data): counters kept by :func:`fold_platform`; the log-odds
   adjustments themselves live in ``agegate.model.RULES``.
 
-Nothing in the state is text or derived from a substring of it except hashed feature indices
-that are also in the model's shipped vocabulary (see ``agegate.model``).
+Nothing in the state is text or derived from a substring of it except ids of the model's
+shipped vocabulary of n-grams, kept only for n-grams the account's messages contained (see
+``agegate.model``).
 """
 
 from __future__ import annotations
@@ -59,27 +62,50 @@ ACCOUNT_TEXT_HALF_MASS = 5000.0
 
 _URL_RE = re.compile(r"(?:https?://|www\.)\S+", re.IGNORECASE)
 
+# Activity is counted per *active day* (a day on which the account wrote, counted once however
+# many messages it wrote that day), so a chat user's forty lines on a Saturday weigh like one
+# blog post on a Saturday. Posting rate and post length are not features any more: learned on
+# blogs, they dominated chat scores, where a platform's rhythm and message length differ.
 ACTIVITY_FEATURES = (
     "weekend_share",
     "summer_share",
     "winter_break_share",
-    "log_posting_rate",
-    "mean_log_length",
 )
+# Activity features are named as reasons only with at least this many active days.
+ACTIVITY_MIN_DAYS = 7
 # Account-level (second stage) features: the text model's mean decision over the account's
-# messages, its interaction with log(n) (more messages -> a more reliable mean), log(n), the
-# account text model's decision on all the account's text pooled (and its interaction with
-# log(n)), and the activity features.
+# messages, its interaction with log(1 + words), log(1 + words), the account text model's
+# decision on the account's text pooled (and its interaction), the age lexicon's predicted
+# age deviation (shrunk for few words) and its interaction, and the activity shares. The amount
+# of text is measured in words, not messages: a blog post and a chat line differ 50-fold.
 ACCOUNT_FEATURES = (
     "text_mean_decision",
-    "text_mean_x_log_n",
-    "log_n_messages",
+    "text_mean_x_log_words",
+    "log_words",
     "account_text_decision",
-    "account_text_x_log_n",
+    "account_text_x_log_words",
+    "lexicon_age",
+    "lexicon_age_x_log_words",
 ) + ACTIVITY_FEATURES
-# Laplace-style priors so that one or two dated messages do not give extreme shares.
+# Laplace-style priors so that one or two active days do not give extreme shares.
 _SHARE_PRIORS = {"weekend": 2 / 7, "summer": 92 / 365, "winter": 15 / 365}
 _PRIOR_WEIGHT = 2.0
+# The lexicon's predicted age deviation sum(weight * count) / (words + LEXICON_PRIOR_WORDS):
+# shrunk towards the intercept (0) when an account has written few words.
+LEXICON_PRIOR_WORDS = 20.0
+
+# Tokens for the age lexicon (Sap et al. 2014 lower-cased words, emoticons and punctuation).
+_LEX_TOKEN_RE = re.compile(
+    r"[<>]?[:;=8][\-o*'^]?[()\[\]dDpP/\\|{}@xX3]"  # emoticons such as :) ;-) =/ :p
+    r"|\([:;=]|<3"
+    r"|[a-z0-9]+(?:['\-][a-z0-9]+)*"  # words, with inner apostrophes and hyphens
+    r"|[^\sa-z0-9]"  # any other single character
+)
+
+
+def lexicon_tokens(text: str) -> list[str]:
+    """Lower-cased tokens as the age lexicon counts them (every token counts in the total)."""
+    return _LEX_TOKEN_RE.findall(text.lower())
 
 
 def normalize_text(text: str) -> str:
@@ -175,20 +201,26 @@ def account_vector(
     act: dict[str, Any],
     account_decision: float = 0.0,
     text_mass: float = 0.0,
+    lexicon_sum: float = 0.0,
+    words: float = 0.0,
 ) -> list[float]:
     """Second-stage features (order of :data:`ACCOUNT_FEATURES`) for an account with ``n``
-    text messages whose text-model decision values sum to ``sum_decision`` and whose pooled
-    text (of tf-idf L1 mass ``text_mass``) the account text model scores ``account_decision``.
+    text messages whose text-model decision values sum to ``sum_decision``, whose pooled
+    text (of tf-idf L1 mass ``text_mass``) the account text model scores ``account_decision``,
+    and which wrote ``words`` lexicon tokens with ``sum(weight * count) == lexicon_sum``.
 
     The pooled decision is shrunk towards 0 by ``mass / (mass + ACCOUNT_TEXT_HALF_MASS)``: on
     a few words an L1-normalised vector puts all its weight on them and the decision swings
-    far (``lol`` alone scores 171), and platform messages are much shorter than corpus posts,
-    so the message count alone would overstate how much text the account has written."""
-    mean = sum_decision / n if n else 0.0
-    log_n = math.log(n) if n else 0.0
+    far, so the amount of text, not the message count, says how far to trust it. The lexicon
+    age is shrunk the same way by :data:`LEXICON_PRIOR_WORDS`."""
+    if not n:
+        return [0.0] * len(ACCOUNT_FEATURES)
+    mean = sum_decision / n
+    log_w = math.log1p(max(words, 0.0))
     shrink = text_mass / (text_mass + ACCOUNT_TEXT_HALF_MASS) if text_mass > 0 else 0.0
-    acc = account_decision * shrink if n else 0.0
-    return [mean, mean * log_n, log_n, acc, acc * log_n, *activity_vector(act)]
+    acc = account_decision * shrink
+    lex = lexicon_sum / (max(words, 0.0) + LEXICON_PRIOR_WORDS)
+    return [mean, mean * log_w, log_w, acc, acc * log_w, lex, lex * log_w, *activity_vector(act)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -220,23 +252,26 @@ def is_winter_break(d: date) -> bool:
 
 
 def new_activity() -> dict[str, Any]:
-    return {"nd": 0, "we": 0, "su": 0, "wi": 0, "d0": None, "d1": None, "nl": 0, "ll": 0.0}
+    """Active-day counters: days, weekend days, summer days, winter-break days, last day."""
+    return {"nd": 0, "we": 0, "su": 0, "wi": 0, "dl": None}
 
 
-def fold_activity(act: dict[str, Any], day: date | None, length: int) -> dict[str, Any]:
-    """Return a new activity dict with one text message of ``length`` chars on ``day``."""
-    out = dict(act)
-    out["nl"] = act["nl"] + 1
-    out["ll"] = act["ll"] + math.log1p(min(length, MAX_TEXT_CHARS))
-    if day is not None:
-        o = day.toordinal()
-        out["nd"] = act["nd"] + 1
-        out["we"] = act["we"] + (day.weekday() >= 5)
-        out["su"] = act["su"] + is_summer(day)
-        out["wi"] = act["wi"] + is_winter_break(day)
-        out["d0"] = o if act["d0"] is None else min(act["d0"], o)
-        out["d1"] = o if act["d1"] is None else max(act["d1"], o)
-    return out
+def fold_activity(act: dict[str, Any], day: date | None) -> dict[str, Any]:
+    """Return a new activity dict with one text message written on ``day``. A day counts once
+    while messages keep arriving on it (messages arrive in time order; a message dated before
+    the last counted day is not counted again either)."""
+    if day is None:
+        return dict(act)
+    o = day.toordinal()
+    if act["dl"] is not None and o <= act["dl"]:
+        return dict(act)
+    return {
+        "nd": act["nd"] + 1,
+        "we": act["we"] + (day.weekday() >= 5),
+        "su": act["su"] + is_summer(day),
+        "wi": act["wi"] + is_winter_break(day),
+        "dl": o,
+    }
 
 
 def activity_vector(act: dict[str, Any]) -> list[float]:
@@ -246,18 +281,10 @@ def activity_vector(act: dict[str, Any]) -> list[float]:
     def share(key: str, prior: float) -> float:
         return (act[key] + _PRIOR_WEIGHT * prior) / (nd + _PRIOR_WEIGHT)
 
-    if nd >= 2:
-        span = act["d1"] - act["d0"] + 1
-        rate = math.log(nd / span)
-    else:
-        rate = 0.0
-    mean_ll = act["ll"] / act["nl"] if act["nl"] else 0.0
     return [
         share("we", _SHARE_PRIORS["weekend"]),
         share("su", _SHARE_PRIORS["summer"]),
         share("wi", _SHARE_PRIORS["winter"]),
-        rate,
-        mean_ll,
     ]
 
 

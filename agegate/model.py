@@ -22,6 +22,7 @@ How a score is made (details and reasons in ``model/MODEL_CARD.md``):
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import math
@@ -37,7 +38,11 @@ from agegate import features as F
 
 ARTIFACT_NAME = "model.skops"
 CARD_NAME = "card.json"
-STATE_VERSION = 1
+STATE_VERSION = 2
+DEFAULT_PREVALENCE = 0.02  # AGEGATE_MINOR_PREVALENCE
+DEFAULT_REVIEW_THRESHOLD = 0.5  # AGEGATE_REVIEW_THRESHOLD
+MEDIUM_FRACTION = 0.5  # the medium band starts at this fraction of the review threshold
+LEXICON_REASON = "lexicon:age_words"
 TOP_K = 8  # vocabulary features kept per account for explanations
 TOP_SIGNALS = 5  # returned by score()
 
@@ -166,19 +171,43 @@ def rule_adjustments(plat: dict[str, Any]) -> list[tuple[str, float]]:
     return out
 
 
-class AgeModel:
-    """A loaded artifact. Thread-safe and stateless: all per-account data lives in ``state``."""
+def logit(p: float) -> float:
+    return math.log(p / (1.0 - p))
 
-    def __init__(self, artifact: dict[str, Any], sha256: str = "", sklearn_version: str = ""):
+
+class AgeModel:
+    """A loaded artifact. Thread-safe and stateless: all per-account data lives in ``state``.
+
+    ``prevalence`` is the platform's share of minor accounts: the learned log-odds (calibrated
+    to the share of minors the account model was trained on) are shifted by
+    ``logit(prevalence) - logit(prevalence_train)`` (Bayes' rule for a change of prior), so
+    ``score`` is the probability on the platform. ``flagged`` is ``score >= review_threshold``.
+    """
+
+    def __init__(
+        self,
+        artifact: dict[str, Any],
+        sha256: str = "",
+        sklearn_version: str = "",
+        prevalence: float = DEFAULT_PREVALENCE,
+        review_threshold: float = DEFAULT_REVIEW_THRESHOLD,
+    ):
+        if not 0.0 < prevalence < 1.0 or not 0.0 < review_threshold < 1.0:
+            raise ValueError("prevalence and review_threshold must lie strictly between 0 and 1")
         self.sha256 = sha256
         self.sklearn_version = sklearn_version
         self.version = str(artifact["version"])
-        self.review_threshold = float(artifact["review_threshold"])
-        self.band_thresholds = {k: float(v) for k, v in artifact["band_thresholds"].items()}
+        self.prevalence_train = float(artifact["prevalence_train"])
+        self.prevalence = float(prevalence)
+        self.review_threshold = float(review_threshold)
+        self.band_thresholds = {"medium": MEDIUM_FRACTION * self.review_threshold,
+                                "high": self.review_threshold}
+        self._shift = logit(self.prevalence) - logit(self.prevalence_train)
         self.text_pipeline = artifact["text_pipeline"]
         union = self.text_pipeline.named_steps["hash"]
         tfidf = self.text_pipeline.named_steps["tfidf"]
-        # (analyzer, column offset, n_features) per hashing block of the FeatureUnion.
+        # (analyzer, column offset, n_features) per hashing block of the FeatureUnion; the
+        # first block is the word block (its tokens are the n-grams the vocabulary names).
         self._blocks: list[tuple[Any, int, int]] = []
         offset = 0
         for _, hasher in union.transformer_list:
@@ -197,17 +226,44 @@ class AgeModel:
         self._ab = float(artifact["account_text_intercept"])
         if self._aw.shape != self._w.shape:
             raise ModelLoadError("artifact's account text model has the wrong width")
+        self.account_features = tuple(artifact["account_features"])
+        if self.account_features != F.ACCOUNT_FEATURES:
+            raise ModelLoadError("artifact's account features differ from this code's")
         self._acc_mean = np.asarray(artifact["account_mean"], dtype=np.float64)
         self._acc_scale = np.asarray(artifact["account_scale"], dtype=np.float64)
         self._acc_coef = np.asarray(artifact["account_coef"], dtype=np.float64)
         self._acc_intercept = float(artifact["account_intercept"])
-        self._no_text_logit = float(artifact["no_text_logit"])
-        vocab_index = np.asarray(artifact["vocab_index"], dtype=np.int64)
-        self._in_vocab = np.zeros(self._w.shape[0], dtype=bool)
-        self._in_vocab[vocab_index] = True
-        self._vocab = dict(zip(vocab_index.tolist(), artifact["vocab_names"], strict=True))
-        # State from another model has decision values on another scale: its text part is reset.
+        # Age lexicon (absent in a --no-lexicon model): token -> weight.
+        terms = list(artifact["lexicon_terms"])
+        self.uses_lexicon = bool(terms)
+        self._lexicon = dict(
+            zip(terms, np.asarray(artifact["lexicon_weights"], dtype=np.float64).tolist(),
+                strict=True)
+        )
+        # Named vocabulary: n-gram -> (vocabulary id, hashed column). Ids are positions in
+        # vocab_names; the state keeps ids only, and only of n-grams a message contained.
+        self.vocab_names = [str(v) for v in artifact["vocab_names"]]
+        cols = np.asarray(artifact["vocab_index"], dtype=np.int64).tolist()
+        self._vocab_ids = {name: (i, c) for i, (name, c) in enumerate(
+            zip(self.vocab_names, cols, strict=True))}
         self._state_model = self.version
+
+    def with_calibration(self, prevalence: float, review_threshold: float | None = None
+                         ) -> AgeModel:
+        """The same model calibrated to another platform prevalence (and threshold)."""
+        other = copy.copy(self)
+        threshold = self.review_threshold if review_threshold is None else review_threshold
+        if not 0.0 < prevalence < 1.0 or not 0.0 < threshold < 1.0:
+            raise ValueError("prevalence and review_threshold must lie strictly between 0 and 1")
+        other.prevalence, other.review_threshold = float(prevalence), float(threshold)
+        other.band_thresholds = {"medium": MEDIUM_FRACTION * threshold, "high": threshold}
+        other._shift = logit(other.prevalence) - logit(self.prevalence_train)
+        return other
+
+    def reason_names(self) -> set[str]:
+        """Every name ``top_signals`` can contain."""
+        return ({f"text:{v}" for v in self.vocab_names} | {r.name for r in RULES}
+                | {f"activity:{f}" for f in F.ACTIVITY_FEATURES} | {LEXICON_REASON})
 
     # ------------------------------------------------------------------------------ state
 
@@ -219,66 +275,79 @@ class AgeModel:
             "sd": 0.0,
             "sa": 0.0,
             "sl": 0.0,
+            "lx": 0.0,
+            "lw": 0,
             "top": [],
             "act": F.new_activity(),
             "plat": F.new_platform(),
         }
 
     def _copy_state(self, state: dict[str, Any] | None) -> dict[str, Any]:
-        if state is None:
-            return self.new_state()
-        if not isinstance(state, dict) or state.get("v") != STATE_VERSION:
-            return self.new_state()
-        # Deep copy of the known layout (never mutate the caller's state).
+        """A deep copy of ``state`` on this model's scale. State written by another model
+        version (or an older state layout) keeps its platform counters; its text part (sums
+        on another model's scale, vocabulary ids of another vocabulary) is reset."""
+        fresh = self.new_state()
+        if not isinstance(state, dict) or not isinstance(state.get("plat"), dict):
+            return fresh
         plat = state["plat"]
-        new = {
+        fresh["plat"] = {**F.new_platform(), **plat, "payment": dict(plat.get("payment", {})),
+                         "reports": dict(plat.get("reports", {}))}
+        if state.get("v") != STATE_VERSION or state.get("m") != self._state_model:
+            return fresh
+        return {
             **state,
             "top": [list(t) for t in state["top"]],
             "act": dict(state["act"]),
-            "plat": {**plat, "payment": dict(plat["payment"]), "reports": dict(plat["reports"])},
+            "plat": fresh["plat"],
         }
-        if new.get("m") != self._state_model:
-            fresh = self.new_state()
-            new.update(
-                {"m": fresh["m"], "n": 0, "sd": 0.0, "sa": 0.0, "sl": 0.0, "top": [],
-                 "act": fresh["act"]}
-            )
-        return new
 
     def text_records(
         self, texts: list[str]
     ) -> tuple[np.ndarray, list[list[tuple[int, float]]], np.ndarray]:
-        """Per-message decision values, each message's top-k positive vocabulary
-        contributions (index, w_j * x_j), and per message the account text model's two sums
-        (w_a . u, |u|_1) for the unnormalised vector u. ``texts`` must already be normalised."""
+        """Per message: the text model's decision value; its top-k positive contributions of
+        named vocabulary n-grams that the message itself contains, as (vocabulary id,
+        w_j * x_j); and four sums — the account text model's (w_a . u, |u|_1) for the
+        unnormalised vector u, and the lexicon's (sum of weight * count, token count).
+        ``texts`` must already be normalised."""
         dec = np.empty(len(texts))
-        acc = np.zeros((len(texts), 2))
+        sums = np.zeros((len(texts), 4))
         tops: list[list[tuple[int, float]]] = []
+        lex = self._lexicon
         for i, text in enumerate(texts):
-            idx, x, norm = self._vector(text)
+            idx, x, norm, words = self._vector(text)
             w = self._w[idx]
             dec[i] = float(x @ w) + self._b
             # u = x * norm (tf-idf before the l2 step); u >= 0, so |u|_1 = sum(u).
-            acc[i, 0] = float(x @ self._aw[idx]) * norm
-            acc[i, 1] = float(x.sum()) * norm
-            keep = self._in_vocab[idx]
-            idx = idx[keep]
-            contrib = x[keep] * w[keep]
-            pos = contrib > 0
-            idx, contrib = idx[pos], contrib[pos]
-            if idx.shape[0] > TOP_K:
-                sel = np.argpartition(-contrib, TOP_K)[:TOP_K]
-                idx, contrib = idx[sel], contrib[sel]
-            tops.append(list(zip(idx.tolist(), contrib.tolist(), strict=True)))
-        return dec, tops, acc
+            sums[i, 0] = float(x @ self._aw[idx]) * norm
+            sums[i, 1] = float(x.sum()) * norm
+            toks = F.lexicon_tokens(text)
+            if lex:
+                sums[i, 2] = sum(lex.get(t, 0.0) for t in toks)
+            sums[i, 3] = len(toks)
+            found: list[tuple[int, float]] = []
+            for gram in set(words):
+                hit = self._vocab_ids.get(gram)
+                if hit is None:
+                    continue
+                j = int(np.searchsorted(idx, hit[1]))
+                c = float(x[j] * w[j])
+                if c > 0:
+                    found.append((hit[0], c))
+            found.sort(key=lambda t: t[1], reverse=True)
+            tops.append(found[:TOP_K])
+        return dec, tops, sums
 
-    def _vector(self, text: str) -> tuple[np.ndarray, np.ndarray, float]:
+    def _vector(self, text: str) -> tuple[np.ndarray, np.ndarray, float, list[str]]:
         """Column indices and values of one message, exactly as ``text_pipeline[:-1]`` would
         compute them (hash counts -> sublinear tf * idf -> l2), without sklearn's per-call
-        overhead (a test checks the equality on real posts), and the l2 norm divided out."""
+        overhead (a test checks the equality on real posts), the l2 norm divided out, and
+        the word block's n-grams."""
         parts = []
-        for analyzer, offset, n in self._blocks:
+        words: list[str] = []
+        for k, (analyzer, offset, n) in enumerate(self._blocks):
             toks = analyzer(text)
+            if k == 0:
+                words = toks
             h = np.fromiter(
                 (murmurhash3_32(t, seed=0, positive=False) for t in toks),
                 dtype=np.int64,
@@ -287,14 +356,14 @@ class AgeModel:
             parts.append(offset + np.abs(h) % n)
         cols = np.concatenate(parts)
         if cols.size == 0:
-            return np.zeros(0, dtype=np.int64), np.zeros(0), 0.0
+            return np.zeros(0, dtype=np.int64), np.zeros(0), 0.0, words
         idx, counts = np.unique(cols, return_counts=True)
         tf = counts.astype(np.float64)
         if self._sublinear:
             tf = np.log(tf) + 1.0
         x = tf * self._idf[idx]
         norm = math.sqrt(float(x @ x))
-        return idx, (x / norm if norm > 0 else x), norm
+        return idx, (x / norm if norm > 0 else x), norm, words
 
     @staticmethod
     def fold_text(
@@ -302,20 +371,22 @@ class AgeModel:
         decision: float,
         top: list[tuple[int, float]],
         day: Any,
-        length: int,
-        account_sums: tuple[float, float] = (0.0, 0.0),
+        sums: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0),
     ) -> None:
         """Add one scored text message to ``state`` (in place; callers pass their own copy)."""
         state["n"] += 1
         state["sd"] = round(state["sd"] + float(decision), 6)
-        state["sa"] = round(state["sa"] + float(account_sums[0]), 6)
-        state["sl"] = round(state["sl"] + float(account_sums[1]), 6)
-        merged = {int(i): float(c) for i, c in state["top"]}
-        for i, c in top:
-            merged[i] = merged.get(i, 0.0) + c
-        best = sorted(merged.items(), key=lambda kv: kv[1], reverse=True)[:TOP_K]
-        state["top"] = [[i, round(c, 5)] for i, c in best]
-        state["act"] = F.fold_activity(state["act"], day, length)
+        state["sa"] = round(state["sa"] + float(sums[0]), 6)
+        state["sl"] = round(state["sl"] + float(sums[1]), 6)
+        state["lx"] = round(state["lx"] + float(sums[2]), 4)
+        state["lw"] = int(state["lw"] + int(sums[3]))
+        if top:
+            merged = {int(i): float(c) for i, c in state["top"]}
+            for i, c in top:
+                merged[i] = merged.get(i, 0.0) + c
+            best = sorted(merged.items(), key=lambda kv: kv[1], reverse=True)[:TOP_K]
+            state["top"] = [[i, round(c, 4)] for i, c in best]
+        state["act"] = F.fold_activity(state["act"], day)
 
     def update(self, state: dict[str, Any] | None, signals: list[dict[str, Any]]) -> dict[str, Any]:
         """Return a new state with ``signals`` folded in (the input state is not modified)."""
@@ -323,9 +394,10 @@ class AgeModel:
         text_signals = [s for s in signals if s.get("type") in F.TEXT_TYPES]
         if text_signals:
             texts = [F.normalize_text(s.get("text") or "") for s in text_signals]
-            dec, tops, acc = self.text_records(texts)
-            for s, t, d, top, a in zip(text_signals, texts, dec, tops, acc, strict=True):
-                self.fold_text(new, d, top, F.to_date(s.get("at")), len(t), (a[0], a[1]))
+            dec, tops, sums = self.text_records(texts)
+            for s, d, top, a in zip(text_signals, dec, tops, sums, strict=True):
+                self.fold_text(new, d, top, F.to_date(s.get("at")),
+                               (a[0], a[1], a[2], a[3]))
         plat = new["plat"]
         for s in signals:
             if s.get("type") not in F.TEXT_TYPES:
@@ -335,18 +407,19 @@ class AgeModel:
 
     # ------------------------------------------------------------------------------ scoring
 
-    def _account(self, state: dict[str, Any]) -> tuple[float, np.ndarray]:
-        """Learned log-odds and per-feature contributions (coef * standardised feature)."""
-        n = state["n"]
-        if n == 0:
-            return self._no_text_logit, np.zeros_like(self._acc_coef)
-        x = np.asarray(
-            F.account_vector(
-                state["sd"], n, state["act"], self.account_text_decision(state),
-                float(state["sl"]),
-            ),
-            dtype=np.float64,
+    def account_vector(self, state: dict[str, Any]) -> list[float]:
+        """The second-stage features of ``state`` (order of ``features.ACCOUNT_FEATURES``)."""
+        return F.account_vector(
+            state["sd"], state["n"], state["act"], self.account_text_decision(state),
+            float(state["sl"]), float(state["lx"]), float(state["lw"]),
         )
+
+    def _account(self, state: dict[str, Any]) -> tuple[float, np.ndarray]:
+        """Learned log-odds at the training prevalence and per-feature contributions
+        (coef * standardised feature)."""
+        if state["n"] == 0:
+            return logit(self.prevalence_train), np.zeros_like(self._acc_coef)
+        x = np.asarray(self.account_vector(state), dtype=np.float64)
         contrib = self._acc_coef * (x - self._acc_mean) / self._acc_scale
         return self._acc_intercept + float(contrib.sum()), contrib
 
@@ -365,23 +438,31 @@ class AgeModel:
     def score(self, state: dict[str, Any]) -> Score:
         if state.get("v") != STATE_VERSION or state.get("m") != self._state_model:
             state = self._copy_state(state)  # score() never modifies ``state`` either way
-        logit, contrib = self._account(state)
+        logit_train, contrib = self._account(state)
+        z = logit_train + self._shift
         signals: list[tuple[str, float]] = []
         n = state["n"]
         if n:
-            log_n = math.log(n)
+            feats = F.ACCOUNT_FEATURES
             c, sc = self._acc_coef, self._acc_scale
-            slope = c[0] / sc[0] + c[1] / sc[1] * log_n
-            for idx, c in state["top"]:
-                name = self._vocab.get(int(idx))
-                if name is not None:
-                    signals.append((name, slope * c / n))
-            for j, fname in enumerate(F.ACTIVITY_FEATURES, start=5):
-                signals.append((f"activity:{fname}", float(contrib[j])))
+            log_w = math.log1p(float(state["lw"]))
+            i_mean, i_mean_x = feats.index("text_mean_decision"), feats.index(
+                "text_mean_x_log_words")
+            slope = c[i_mean] / sc[i_mean] + c[i_mean_x] / sc[i_mean_x] * log_w
+            for vid, cv in state["top"]:
+                if 0 <= int(vid) < len(self.vocab_names):
+                    signals.append((f"text:{self.vocab_names[int(vid)]}", slope * cv / n))
+            if self.uses_lexicon:
+                lex = sum(float(contrib[feats.index(f)]) for f in
+                          ("lexicon_age", "lexicon_age_x_log_words"))
+                signals.append((LEXICON_REASON, lex))
+            if state["act"]["nd"] >= F.ACTIVITY_MIN_DAYS:
+                for fname in F.ACTIVITY_FEATURES:
+                    signals.append((f"activity:{fname}", float(contrib[feats.index(fname)])))
         for name, adj in rule_adjustments(state["plat"]):
-            logit += adj
+            z += adj
             signals.append((name, adj))
-        p = _sigmoid(logit)
+        p = _sigmoid(z)
         top = sorted((s for s in signals if s[1] > 0), key=lambda s: s[1], reverse=True)
         return Score(
             score=p,
@@ -421,9 +502,14 @@ def artifact_types(path: str | os.PathLike[str]) -> set[str]:
     return found
 
 
-def load_model(model_dir: str | os.PathLike[str]) -> AgeModel:
+def load_model(
+    model_dir: str | os.PathLike[str],
+    prevalence: float = DEFAULT_PREVALENCE,
+    review_threshold: float = DEFAULT_REVIEW_THRESHOLD,
+) -> AgeModel:
     """Load ``model_dir`` (card.json + model.skops), verifying the artifact's sha256 and the
-    scikit-learn version recorded in the card. Raises :class:`ModelLoadError`."""
+    scikit-learn version recorded in the card, calibrated to the platform's ``prevalence`` of
+    minor accounts and flagging at ``review_threshold``. Raises :class:`ModelLoadError`."""
     import sklearn
     import skops.io as sio
 
@@ -457,4 +543,8 @@ def load_model(model_dir: str | os.PathLike[str]) -> AgeModel:
         raise ModelLoadError(f"cannot load {art_path}: {e}") from e
     if not isinstance(artifact, dict) or artifact.get("version") != card.get("version"):
         raise ModelLoadError("artifact and card.json disagree on the model version")
-    return AgeModel(artifact, sha256=actual, sklearn_version=sklearn.__version__)
+    try:
+        return AgeModel(artifact, sha256=actual, sklearn_version=sklearn.__version__,
+                        prevalence=prevalence, review_threshold=review_threshold)
+    except (KeyError, TypeError, ValueError) as e:
+        raise ModelLoadError(f"artifact {art_path} does not fit this code: {e}") from e

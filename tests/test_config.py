@@ -59,3 +59,21 @@ def test_development_generates_a_stable_secret_and_a_token_per_role(tmp_path):
     assert {k.role for k in first.api_keys} == {"registration", "signals", "reviewer", "admin",
                                                  "downstream"}
     first.validate()
+
+
+def test_minor_prevalence_and_review_threshold_are_read_with_defaults():
+    default = from_env({"AGEGATE_SECRET_KEY": GOOD_SECRET}).validate()
+    assert default.minor_prevalence == 0.02 and default.minor_review_threshold == 0.5
+    config = from_env({"AGEGATE_SECRET_KEY": GOOD_SECRET, "AGEGATE_MINOR_PREVALENCE": "0.1",
+                       "AGEGATE_REVIEW_THRESHOLD": "0.7"}).validate()
+    assert config.minor_prevalence == 0.1 and config.minor_review_threshold == 0.7
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    ("AGEGATE_MINOR_PREVALENCE", "0"), ("AGEGATE_MINOR_PREVALENCE", "1"),
+    ("AGEGATE_MINOR_PREVALENCE", "2%"), ("AGEGATE_MINOR_PREVALENCE", "nan"),
+    ("AGEGATE_REVIEW_THRESHOLD", "1.5"), ("AGEGATE_REVIEW_THRESHOLD", "-0.1"),
+    ("AGEGATE_REVIEW_THRESHOLD", "inf")])
+def test_bad_prevalence_or_threshold_refuses_to_boot(name, value):
+    with pytest.raises(ConfigError, match=name):
+        from_env({name: value, "AGEGATE_SECRET_KEY": GOOD_SECRET}).validate()

@@ -15,31 +15,36 @@ def test_to_date_accepts_utc_datetime_and_iso_string():
     assert F.to_date("not a date") is None
 
 
-def test_fold_activity_counts_weekend_summer_winter_and_span():
+def test_fold_activity_counts_active_days_not_messages():
     act = F.new_activity()
-    days = [date(2004, 7, 3), date(2004, 7, 5), date(2003, 12, 24), None]  # Sat, Mon, Wed
-    for d in days:
-        act = F.fold_activity(act, d, 100)
-    assert act["nl"] == 4 and act["nd"] == 3
+    days = [date(2003, 12, 24), date(2004, 7, 3), date(2004, 7, 3), None, date(2004, 7, 5)]
+    for d in days:  # Wed (winter break), Sat (summer) twice, undated, Mon (summer)
+        act = F.fold_activity(act, d)
+    assert act["nd"] == 3
     assert act["we"] == 1 and act["su"] == 2 and act["wi"] == 1
-    assert act["d1"] - act["d0"] == (date(2004, 7, 5) - date(2003, 12, 24)).days
+    # Three chat messages within two minutes are one active day, not three.
+    burst = F.new_activity()
+    for _ in range(3):
+        burst = F.fold_activity(burst, date(2026, 11, 28))
+    assert burst["nd"] == 1 and burst["we"] == 1
 
 
-def test_activity_vector_shrinks_towards_prior_with_few_dates():
-    one_weekend = F.fold_activity(F.new_activity(), date(2004, 7, 3), 50)
+def test_activity_vector_shrinks_towards_prior_with_few_days():
+    one_weekend = F.fold_activity(F.new_activity(), date(2004, 7, 3))
     many = F.new_activity()
-    for _ in range(50):
-        many = F.fold_activity(many, date(2004, 7, 3), 50)
+    for k in range(50):  # 50 Saturdays
+        many = F.fold_activity(many, date(2004, 7, 3).fromordinal(date(2004, 7, 3).toordinal()
+                                                                   + 7 * k))
     share_one = F.activity_vector(one_weekend)[0]
     share_many = F.activity_vector(many)[0]
     assert 2 / 7 < share_one < share_many < 1.0
-    assert F.activity_vector(F.new_activity())[3] == 0.0  # no rate from < 2 dates
+    assert F.activity_vector(F.new_activity())[0] == pytest.approx(2 / 7)
 
 
 def test_fold_functions_do_not_mutate_their_input():
     act = F.new_activity()
     before = copy.deepcopy(act)
-    F.fold_activity(act, date(2004, 1, 1), 10)
+    F.fold_activity(act, date(2004, 1, 1))
     assert act == before
     plat = F.new_platform()
     before = copy.deepcopy(plat)
@@ -82,20 +87,36 @@ def test_hashed_index_matches_the_vectorizer(text):
     assert min(cols) < F.N_WORD_FEATURES <= max(cols) < F.N_TEXT_FEATURES
 
 
-def test_account_vector_order_and_mean():
-    act = F.fold_activity(F.new_activity(), date(2004, 7, 3), 100)
-    v = F.account_vector(3.0, 2, act)
+def test_account_vector_order_mean_and_words():
+    act = F.fold_activity(F.new_activity(), date(2004, 7, 3))
+    v = F.account_vector(3.0, 2, act, words=99.0)
     assert len(v) == len(F.ACCOUNT_FEATURES)
-    assert v[0] == pytest.approx(1.5)
-    assert v[2] == pytest.approx(0.6931, abs=1e-3)
+    assert v[F.ACCOUNT_FEATURES.index("text_mean_decision")] == pytest.approx(1.5)
+    assert v[F.ACCOUNT_FEATURES.index("log_words")] == pytest.approx(4.6052, abs=1e-3)
+    assert F.account_vector(3.0, 0, act, words=99.0) == [0.0] * len(F.ACCOUNT_FEATURES)
 
 
 def test_pooled_decision_counts_by_amount_of_text_not_by_message_count():
     act = F.new_activity()
     i = F.ACCOUNT_FEATURES.index("account_text_decision")
-    chat_line = F.account_vector(2.0, 2, act, account_decision=40.0, text_mass=500.0)
-    whole_account = F.account_vector(2.0, 2, act, account_decision=40.0, text_mass=50_000.0)
+    chat_line = F.account_vector(2.0, 2, act, account_decision=40.0, text_mass=500.0, words=9)
+    whole_account = F.account_vector(2.0, 2, act, account_decision=40.0, text_mass=50_000.0,
+                                     words=9)
     assert chat_line[i] == pytest.approx(40.0 * 500 / (500 + F.ACCOUNT_TEXT_HALF_MASS))
     assert chat_line[i] < 4.0 < 36.0 < whole_account[i] < 40.0
-    assert chat_line[i + 1] == pytest.approx(chat_line[i] * 0.6931, abs=1e-3)
-    assert F.account_vector(0.0, 0, act, account_decision=40.0, text_mass=500.0)[i] == 0.0
+    assert chat_line[i + 1] == pytest.approx(chat_line[i] * 2.3026, abs=1e-3)
+
+
+def test_lexicon_age_is_shrunk_for_few_words():
+    act = F.new_activity()
+    i = F.ACCOUNT_FEATURES.index("lexicon_age")
+    # The same average weight per word (-5): few words are pulled towards 0 (the intercept).
+    few = F.account_vector(0.0, 1, act, lexicon_sum=-5.0 * 4, words=4)[i]
+    many = F.account_vector(0.0, 9, act, lexicon_sum=-5.0 * 400, words=400)[i]
+    assert few == pytest.approx(-20 / (4 + F.LEXICON_PRIOR_WORDS))
+    assert -5.0 < many < few < 0.0
+
+
+def test_lexicon_tokens_are_lower_cased_words_emoticons_and_punctuation():
+    assert F.lexicon_tokens("OMG my mom's t-shirt :) lol!!") == [
+        "omg", "my", "mom's", "t-shirt", ":)", "lol", "!", "!"]

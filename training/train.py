@@ -1,15 +1,16 @@
-"""End-to-end training: data -> author split -> text model -> account model -> thresholds on
-validation -> artifact -> one evaluation on test authors -> card."""
+"""End-to-end training: data -> author split -> text models (blog posts, blog posts cut into
+chat-line pieces, Reddit comments) -> account model (on held-apart blog authors and Reddit
+threads) -> artifact -> evaluation (blog test authors, Reddit across communities) -> card."""
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import random
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,103 +21,106 @@ import scipy.sparse as sp
 from agegate import features as F
 from agegate import model as M
 from training import evaluate as E
-from training.data import REPO_ROOT, bucket, data_path, iter_authors, label, split_authors
+from training.data import (
+    REDDIT_GROUPS,
+    REDDIT_STACK_FROM,
+    REPO_ROOT,
+    bucket,
+    chunks,
+    data_path,
+    is_stack,
+    iter_authors,
+    label,
+    lexicon_path,
+    load_reddit,
+    read_lexicon,
+    reddit_group,
+    reddit_path,
+    split_authors,
+    thread_bucket,
+)
 
 DEFAULT_OUT = REPO_ROOT / "model"
-VOCAB_CANDIDATES = 5000  # most minor-indicative hashed columns that may be named
-VOCAB_MIN_AUTHORS = 15  # an n-gram is a name only if this many training authors used it
-MEDIUM_PRECISION = 0.80  # medium band starts where validation precision reaches this
+VOCAB_CANDIDATES = 5000  # most minor-indicative hashed word columns that may be named
+VOCAB_MIN_DOCS = 15  # an n-gram is a name only if this many training authors/threads used it
+VOCAB_MAX_AUTHORS = 4000  # training authors whose n-grams are counted for the names
+CHUNKS_PER_POST = 2  # chat-line pieces of each training post the message model also learns
+STACK_LINES = 40  # a blog author's posts cut into lines: views of up to this many lines
+REDDIT_ACCOUNT_SIZES = (1, 3, 10, 30)  # stand-in accounts of k comments of one community
+REDDIT_POOL_SIZE = 20  # comments per pooled stand-in account for the account text model
+# Row weights of the message model. On the development direction (Reddit group A in training,
+# group B scored) single-comment ROC-AUC of the message model alone: all weights 1 0.770;
+# without blog lines 0.789; Reddit x2 and lines x0.3 0.798 with blog single posts unchanged
+# (validation 0.887); Reddit x3 0.802 but blog posts 0.883. alpha 3e-6 / 1e-5: no better.
+LINE_WEIGHT = 0.3
+REDDIT_WEIGHT = 2.0
+ACCOUNT_C = 1.0
 
 Log = Callable[[str], None]
 
 
-def _posts(authors: list[dict[str, Any]]) -> dict[str, Any]:
-    texts, days, lengths, owner = [], [], [], []
-    for i, a in enumerate(authors):
-        for p in a["posts"]:
+def _seeded(*key: object) -> random.Random:
+    return random.Random(bucket(":".join(str(k) for k in key)) * 7919 + len(str(key)))
+
+
+# ------------------------------------------------------------------------------- the corpus
+
+
+@dataclass
+class Rows:
+    """Texts with labels and a kind (blog post / blog line / reddit comment)."""
+
+    texts: list[str]
+    y: np.ndarray
+    kind: np.ndarray  # "post", "line", "reddit"
+    owner: np.ndarray  # blog author index, or -1
+    group: np.ndarray  # reddit group name, or ""
+    sub: np.ndarray  # subreddit, or ""
+
+
+def _text_rows(train: list[dict[str, Any]], reddit: list[dict[str, Any]]) -> Rows:
+    texts: list[str] = []
+    y: list[int] = []
+    kind: list[str] = []
+    owner: list[int] = []
+    group: list[str] = []
+    sub: list[str] = []
+    for i, a in enumerate(train):
+        for j, p in enumerate(a["posts"]):
             t = F.normalize_text(p.get("text") or "")
             texts.append(t)
-            days.append(F.to_date(p.get("date")))
-            lengths.append(len(t))
-            owner.append(i)
-    return {"texts": texts, "days": days, "lengths": lengths, "owner": np.asarray(owner)}
+            kind.append("post")
+            pieces = chunks(t)
+            rng = _seeded(a["author_id"], j)
+            for c in rng.sample(pieces, min(CHUNKS_PER_POST, len(pieces))) if len(
+                    pieces) > 1 else []:
+                texts.append(c)
+                kind.append("line")
+            extra = len(texts) - len(y)
+            y.extend([label(a)] * extra)
+            owner.extend([i] * extra)
+            group.extend([""] * extra)
+            sub.extend([""] * extra)
+    for c in reddit:
+        if thread_bucket(c["thread"]) >= REDDIT_STACK_FROM:
+            continue
+        texts.append(F.normalize_text(c["text"]))
+        y.append(int(c["label_minor"]))
+        kind.append("reddit")
+        owner.append(-1)
+        group.append(reddit_group(c))
+        sub.append(c["subreddit"])
+    return Rows(texts, np.asarray(y), np.asarray(kind), np.asarray(owner), np.asarray(group),
+                np.asarray(sub))
 
 
-def _hash(hasher: Any, texts: list[str], log: Log, what: str, chunk: int = 5000) -> sp.csr_matrix:
+def _hash(hasher: Any, texts: list[str], log: Log, what: str, chunk: int = 20000
+          ) -> sp.csr_matrix:
     parts = []
     for start in range(0, len(texts), chunk):
         parts.append(hasher.transform(texts[start : start + chunk]))
-        log(f"  hashing {what}: {min(start + chunk, len(texts))}/{len(texts)} posts")
+        log(f"  hashing {what}: {min(start + chunk, len(texts))}/{len(texts)}")
     return sp.vstack(parts).tocsr()
-
-
-def _training_views(author_id: str, n: int) -> list[list[int]]:
-    """Subsets of an author's posts the account model learns from: 1 post, 2-3, 4-8, all."""
-    rng = random.Random(bucket(author_id) * 7919 + n)
-    idx = list(range(n))
-    views = [[rng.randrange(n)]]
-    for lo, hi in ((2, 3), (4, 8)):
-        if n >= lo:
-            views.append(rng.sample(idx, rng.randint(lo, min(hi, n))))
-    if n > 1:
-        views.append(idx)
-    return views
-
-
-def _author_posts(
-    authors: list[dict[str, Any]], posts: dict[str, Any]
-) -> list[tuple[int, list[int]]]:
-    """(author index, global post indices) of every author with posts; authors without any
-    have nothing to learn from (and no view to draw)."""
-    starts = np.searchsorted(posts["owner"], np.arange(len(authors)))
-    return [
-        (i, list(range(int(starts[i]), int(starts[i]) + len(a["posts"]))))
-        for i, a in enumerate(authors)
-        if a["posts"]
-    ]
-
-
-def _views(
-    authors: list[dict[str, Any]], by_author: list[tuple[int, list[int]]]
-) -> list[tuple[int, list[int]]]:
-    """(author index, global post indices) of every training view of every author."""
-    return [
-        (i, [idx[j] for j in view])
-        for i, idx in by_author
-        for view in _training_views(str(authors[i]["author_id"]), len(idx))
-    ]
-
-
-def _pooled(groups: list[list[int]], U: sp.csr_matrix) -> sp.csr_matrix:
-    """Each group's posts pooled as the account text model sees them: the sum of their
-    unnormalised tf-idf rows, L1-normalised."""
-    from sklearn.preprocessing import normalize
-
-    rows = np.repeat(np.arange(len(groups)), [len(g) for g in groups])
-    cols = np.concatenate([np.asarray(g, dtype=np.int64) for g in groups])
-    S = sp.csr_matrix((np.ones(cols.size), (rows, cols)), shape=(len(groups), U.shape[0]))
-    return normalize(S @ U, norm="l1")
-
-
-def _account_matrix(
-    authors: list[dict[str, Any]],
-    posts: dict[str, Any],
-    views: list[tuple[int, list[int]]],
-    dec: np.ndarray,
-    acc_dec: np.ndarray,
-    mass: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray]:
-    rows, ys = [], []
-    for (i, view), a_dec in zip(views, acc_dec, strict=True):
-        act = F.new_activity()
-        for j in view:
-            act = F.fold_activity(act, posts["days"][j], posts["lengths"][j])
-        total = float(dec[view].sum())
-        rows.append(
-            F.account_vector(total, len(view), act, float(a_dec), float(mass[view].sum()))
-        )
-        ys.append(label(authors[i]))
-    return np.asarray(rows), np.asarray(ys)
 
 
 def _unnormalised(H: sp.csr_matrix, idf: np.ndarray) -> sp.csr_matrix:
@@ -126,141 +130,292 @@ def _unnormalised(H: sp.csr_matrix, idf: np.ndarray) -> sp.csr_matrix:
     return (U @ sp.diags(idf)).tocsr()
 
 
+def _pool(groups: list[np.ndarray], U: sp.csr_matrix) -> sp.csr_matrix:
+    """Each group of rows pooled as the account text model sees them: the sum of their
+    unnormalised tf-idf rows, L1-normalised."""
+    from sklearn.preprocessing import normalize
+
+    rows = np.repeat(np.arange(len(groups)), [len(g) for g in groups])
+    cols = np.concatenate(groups).astype(np.int64)
+    S = sp.csr_matrix((np.ones(cols.size), (rows, cols)), shape=(len(groups), U.shape[0]))
+    return normalize(S @ U, norm="l1")
+
+
+@dataclass
+class Corpus:
+    """Everything hashed once and shared by the shipped model and the cross-community fits."""
+
+    authors: list[dict[str, Any]]
+    parts: dict[str, list[dict[str, Any]]]
+    reddit: list[dict[str, Any]]
+    rows: Rows
+    H: sp.csr_matrix
+    lexicon: tuple[list[str], list[float], float] | None
+
+
+def load_corpus(
+    authors: list[dict[str, Any]],
+    reddit: list[dict[str, Any]],
+    lexicon: tuple[list[str], list[float], float] | None,
+    log: Log = lambda s: None,
+) -> Corpus:
+    parts = split_authors(authors)
+    rows = _text_rows(parts["train"], reddit)
+    log(f"text rows: {len(rows.texts)} ({dict(Counter(rows.kind.tolist()))})")
+    hasher = F.build_text_pipeline().named_steps["hash"]
+    H = _hash(hasher, rows.texts, log, "training text")
+    return Corpus(authors, parts, reddit, rows, H, lexicon)
+
+
+# ------------------------------------------------------------------------------- fitting
+
+
 def _vocabulary(
     analyzer: Callable[[str], list[str]],
-    authors: list[dict[str, Any]],
+    docs: list[list[str]],
     coef: np.ndarray,
 ) -> tuple[np.ndarray, list[str]]:
-    """Name the most minor-indicative hashed columns by the n-gram, used by at least
-    VOCAB_MIN_AUTHORS training authors, that most often lands in them."""
-    word_coef = coef[: F.N_WORD_FEATURES]  # only word n-grams are named (readable)
+    """Name the most minor-indicative hashed word columns by the n-gram, used in at least
+    VOCAB_MIN_DOCS documents (a training author's posts, or a Reddit thread), that most often
+    lands in them. At scoring time a name is given only if the message contains that n-gram."""
+    word_coef = coef[: F.N_WORD_FEATURES]
     candidates = set(np.argsort(-word_coef)[:VOCAB_CANDIDATES].tolist())
     df: Counter[str] = Counter()
-    for a in authors:
+    for texts in docs:
         toks: set[str] = set()
-        for p in a["posts"]:
-            toks.update(analyzer(F.normalize_text(p.get("text") or "")))
+        for t in texts:
+            toks.update(analyzer(t))
         df.update(toks)
     best: dict[int, tuple[int, str]] = {}
     for tok, count in df.items():
-        if count < VOCAB_MIN_AUTHORS:
+        if count < VOCAB_MIN_DOCS:
             continue
         idx = F.hashed_index(tok)
         if idx in candidates and (idx not in best or best[idx][0] < count):
             best[idx] = (count, tok)
     order = sorted(best)
-    return np.asarray(order, dtype=np.int64), [f"text:{best[i][1]}" for i in order]
+    return np.asarray(order, dtype=np.int64), [best[i][1] for i in order]
 
 
-def _logit(p: float) -> float:
-    return math.log(p / (1 - p))
+def _stack_views(
+    model: M.AgeModel,
+    blog: list[dict[str, Any]],
+    reddit: list[dict[str, Any]],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Account-model rows (X, y, weight, source) from texts the text models never saw, folded
+    through the model's own state path: blog authors' posts (views of 1, 2-3, 4-8 and all
+    posts), the same authors' posts cut into lines (views of 1, 5, 15 and 40 lines), and
+    stand-in accounts of 1, 3, 10 and 30 comments of one Reddit community."""
+    X: list[list[float]] = []
+    y: list[int] = []
+    src: list[str] = []
+    for a in blog:
+        recs = E.author_records(model, a)
+        if not recs:
+            continue
+        n = len(recs)
+        rng = _seeded("stack", a["author_id"])
+        idx = list(range(n))
+        views = [[rng.randrange(n)]]
+        for lo, hi in ((2, 3), (4, 8)):
+            if n >= lo:
+                views.append(rng.sample(idx, rng.randint(lo, min(hi, n))))
+        if n > 1:
+            views.append(idx)
+        for v in views:
+            X.append(model.account_vector(E.state_for(model, recs, v)))
+            y.append(label(a))
+            src.append("blog_posts")
+        lines = E.line_records(model, a, STACK_LINES)
+        for k in (1, 5, 15, STACK_LINES):
+            if k <= len(lines) or k == 1:
+                start = rng.randrange(max(1, len(lines) - k + 1))
+                X.append(model.account_vector(
+                    E.state_for(model, lines, list(range(start, min(start + k, len(lines)))))))
+                y.append(label(a))
+                src.append("blog_lines")
+    for k in REDDIT_ACCOUNT_SIZES:
+        for comments, lab in E.reddit_accounts(reddit, k, purpose=f"stack-{k}"):
+            recs = E.comment_records(model, comments)
+            X.append(model.account_vector(E.state_for(model, recs, list(range(len(recs))))))
+            y.append(lab)
+            src.append(f"reddit_{k}")
+    source = np.asarray(src)
+    return np.asarray(X), np.asarray(y), np.ones(len(src)), source
 
 
-def fit(
-    authors: list[dict[str, Any]],
+def fit_text(
+    corpus: Corpus,
+    reddit_groups: Sequence[str],
     log: Log = lambda s: None,
     vocab: bool = True,
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Train on the train split, choose thresholds on validation. Returns (artifact, info)."""
-    parts = split_authors(authors)
-    train, val = parts["train"], parts["validation"]
+) -> dict[str, Any]:
+    """The text parts of an artifact (message model, account text model, vocabulary, lexicon)
+    fitted on blog train authors and the text-training threads of ``reddit_groups``; the
+    account model is a placeholder until :func:`fit_account`."""
     t0 = time.perf_counter()
+    rows = corpus.rows
+    use = (rows.kind != "reddit") | np.isin(rows.group, list(reddit_groups))
+    H, y = corpus.H[use], rows.y[use]
+    kind, owner, subs = rows.kind[use], rows.owner[use], rows.sub[use]
+    weight = np.select([kind == "line", kind == "reddit"], [LINE_WEIGHT, REDDIT_WEIGHT], 1.0)
     pipe = F.build_text_pipeline()
-    hasher, tfidf, clf = (pipe.named_steps[k] for k in ("hash", "tfidf", "clf"))
-    tr = _posts(train)
-    ytr = np.asarray([label(train[o]) for o in tr["owner"]])
-    log(f"train: {len(train)} authors / {len(tr['texts'])} posts")
-    Htr = _hash(hasher, tr["texts"], log, "train")
-    Ttr = tfidf.fit_transform(Htr)
+    tfidf, clf = pipe.named_steps["tfidf"], pipe.named_steps["clf"]
+    T = tfidf.fit_transform(H)
+    clf.fit(T, y, sample_weight=weight)
+    log(f"message model ({'+'.join(reddit_groups) or 'no Reddit'}) fitted on {T.shape[0]} rows "
+        f"({time.perf_counter() - t0:.0f}s)")
 
-    # Out-of-fold decisions (two folds by author) so the account model sees honest text scores.
-    fold = np.asarray([bucket(str(train[o]["author_id"])) % 2 for o in tr["owner"]])
-    oof = np.zeros(len(ytr))
-    for k in (0, 1):
-        m = F.build_text_pipeline().named_steps["clf"]
-        m.fit(Ttr[fold != k], ytr[fold != k])
-        oof[fold == k] = m.decision_function(Ttr[fold == k])
-        log(f"  out-of-fold text model {k + 1}/2 fitted")
-    clf.fit(Ttr, ytr)
-    log(f"text model fitted ({time.perf_counter() - t0:.0f}s)")
+    # Account text model: whole training authors pooled, and stand-in accounts of
+    # REDDIT_POOL_SIZE comments of one community (training threads).
+    U = _unnormalised(H, tfidf.idf_)
+    train = corpus.parts["train"]
+    groups: list[np.ndarray] = []
+    ya: list[int] = []
+    by_owner: dict[int, list[int]] = {}
+    for r in np.flatnonzero(kind == "post").tolist():
+        by_owner.setdefault(int(owner[r]), []).append(r)
+    for i, rs in by_owner.items():
+        groups.append(np.asarray(rs))
+        ya.append(label(train[i]))
+    red = np.flatnonzero(kind == "reddit")
+    rng = np.random.default_rng(0)
+    for name in sorted(set(subs[red].tolist())):
+        rs = red[subs[red] == name]
+        rs = rs[rng.permutation(rs.size)]
+        for start in range(0, rs.size - REDDIT_POOL_SIZE + 1, REDDIT_POOL_SIZE):
+            g = rs[start : start + REDDIT_POOL_SIZE]
+            groups.append(g)
+            ya.append(int(y[g[0]]))
+    pooled = _pool(groups, U)
+    scale = 1.0 / float(np.median(sp.linalg.norm(pooled, axis=1)))
+    acc_text = F.build_account_text_model().fit(pooled * scale, np.asarray(ya))
+    log(f"  account text model fitted on {len(ya)} pooled accounts "
+        f"({time.perf_counter() - t0:.0f}s)")
 
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.preprocessing import StandardScaler
-
-    # Account text model: trained on whole training authors pooled; out-of-fold decisions on
-    # every training view for the second stage, as for the message model.
-    Utr = _unnormalised(Htr, tfidf.idf_)
-    by_author = _author_posts(train, tr)
-    whole = _pooled([idx for _, idx in by_author], Utr)
-    ya_whole = np.asarray([label(train[i]) for i, _ in by_author])
-    fold_a = np.asarray([bucket(str(train[i]["author_id"])) % 2 for i, _ in by_author])
-    # The pooled rows have a small scale (L1 norm 1); the scale makes SGD's alpha comparable.
-    scale = 1.0 / float(np.median(sp.linalg.norm(whole, axis=1)))
-    views = _views(train, by_author)
-    V = _pooled([v for _, v in views], Utr) * scale
-    view_fold = np.asarray([bucket(str(train[i]["author_id"])) % 2 for i, _ in views])
-    acc_oof = np.zeros(len(views))
-    for k in (0, 1):
-        m = F.build_account_text_model()
-        m.fit(whole[fold_a != k] * scale, ya_whole[fold_a != k])
-        acc_oof[view_fold == k] = m.decision_function(V[view_fold == k])
-        log(f"  out-of-fold account text model {k + 1}/2 fitted")
-    acc_text = F.build_account_text_model().fit(whole * scale, ya_whole)
-    log(f"account text model fitted on {whole.shape[0]} authors")
-
-    mass = np.asarray(Utr.sum(axis=1)).ravel()  # each post's |u|_1, as the state sums it
-    Xa, ya = _account_matrix(train, tr, views, oof, acc_oof, mass)
-    scaler = StandardScaler().fit(Xa)
-    acc = LogisticRegression(C=1.0, max_iter=1000).fit(scaler.transform(Xa), ya)
-    log(f"account model fitted on {len(ya)} train views")
-
+    vocab_index, vocab_names = np.zeros(0, dtype=np.int64), []
     if vocab:
-        word_analyzer = hasher.transformer_list[0][1].build_analyzer()
-        vocab_index, vocab_names = _vocabulary(word_analyzer, train, clf.coef_[0])
-    else:
-        vocab_index, vocab_names = np.zeros(0, dtype=np.int64), []
-    log(f"vocabulary: {len(vocab_names)} named features")
+        analyzer = pipe.named_steps["hash"].transformer_list[0][1].build_analyzer()
+        docs = [[F.normalize_text(p.get("text") or "") for p in a["posts"]]
+                for a in train[:VOCAB_MAX_AUTHORS]]
+        threads: dict[str, list[str]] = {}
+        for c in corpus.reddit:
+            if reddit_group(c) in reddit_groups and thread_bucket(
+                    c["thread"]) < REDDIT_STACK_FROM:
+                threads.setdefault(c["thread"], []).append(F.normalize_text(c["text"]))
+        vocab_index, vocab_names = _vocabulary(analyzer, docs + list(threads.values()),
+                                               clf.coef_[0])
+        log(f"  vocabulary: {len(vocab_names)} named n-grams")
 
-    prevalence = float(np.mean([label(a) for a in train]))
-    artifact: dict[str, Any] = {
+    lex_terms, lex_weights = ([], []) if corpus.lexicon is None else corpus.lexicon[:2]
+    n_acc = len(F.ACCOUNT_FEATURES)
+    return {
         "version": "age-" + datetime.now(UTC).strftime("%Y%m%d%H%M%S"),
         "text_pipeline": pipe,
         "account_features": list(F.ACCOUNT_FEATURES),
         # The scale is folded into the weights: decision = (w . sum u) / sum |u|_1 + b.
         "account_text_coef": acc_text.coef_[0] * scale,
         "account_text_intercept": float(acc_text.intercept_[0]),
-        "account_mean": scaler.mean_,
-        "account_scale": scaler.scale_,
-        "account_coef": acc.coef_[0],
-        "account_intercept": float(acc.intercept_[0]),
-        "no_text_logit": _logit(prevalence),
+        "account_mean": np.zeros(n_acc),
+        "account_scale": np.ones(n_acc),
+        "account_coef": np.zeros(n_acc),
+        "account_intercept": 0.0,
+        "prevalence_train": 0.5,
+        "lexicon_terms": list(lex_terms),
+        "lexicon_weights": np.asarray(lex_weights, dtype=np.float64),
         "vocab_index": vocab_index,
         "vocab_names": vocab_names,
-        "review_threshold": 0.5,
-        "band_thresholds": {"medium": 0.5, "high": 0.5},
+        "_info": {"text_rows": {str(k): int(v) for k, v in Counter(kind.tolist()).items()},
+                  "account_text_accounts": len(ya), "vocab_size": len(vocab_names)},
     }
 
-    # Thresholds on validation accounts (whole authors, up to 12 posts).
-    model = M.AgeModel(artifact)
-    vs = E.score_authors(model, val)["account"]
-    _, review = E.recall_at_precision(vs["y"], vs["p"], E.PRECISION_TARGET)
-    _, medium = E.recall_at_precision(vs["y"], vs["p"], MEDIUM_PRECISION)
-    artifact["review_threshold"] = review
-    artifact["band_thresholds"] = {"medium": min(medium, review), "high": review}
-    log(f"thresholds on validation: review/high {review:.4f}, medium {medium:.4f}")
-    info = {
-        "split_sizes": {
-            k: {"authors": len(v), "under_18": sum(label(a) for a in v)} for k, v in parts.items()
-        },
-        "train_posts": len(tr["texts"]),
-        "account_train_views": len(ya),
+
+def fit_account(
+    artifact: dict[str, Any],
+    sources: list[tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]],
+    log: Log = lambda s: None,
+) -> dict[str, Any]:
+    """Fit ``artifact``'s account model. Each source is (text artifact whose scores are the
+    features, blog authors, Reddit comments): texts that artifact's text models never saw,
+    Reddit comments scored by a text model that never saw their community."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    parts = [_stack_views(M.AgeModel(text_art), blog, red) for text_art, blog, red in sources]
+    Xs = np.vstack([p[0] for p in parts])
+    ys = np.concatenate([p[1] for p in parts])
+    src = np.concatenate([p[3] for p in parts])
+    # Each source kind weighs the same in total: blog post views, blog line views, and Reddit
+    # stand-in accounts of each size.
+    ws = np.zeros(len(src))
+    kinds = sorted(set(src.tolist()))
+    for k in kinds:
+        m = src == k
+        ws[m] = len(src) / (len(kinds) * m.sum())
+    scaler = StandardScaler().fit(Xs, sample_weight=ws)
+    acc = LogisticRegression(C=ACCOUNT_C, max_iter=2000).fit(
+        scaler.transform(Xs), ys, sample_weight=ws)
+    prevalence = float(np.average(ys, weights=ws))
+    artifact.update(
+        account_mean=scaler.mean_,
+        account_scale=scaler.scale_,
+        account_coef=acc.coef_[0],
+        account_intercept=float(acc.intercept_[0]),
+        prevalence_train=prevalence,
+    )
+    log(f"  account model fitted on {len(ys)} views")
+    return {
+        "account_train_views": {str(k): int(v) for k, v in Counter(src.tolist()).items()},
         "prevalence_train": round(prevalence, 4),
-        "vocab_size": len(vocab_names),
-        "vocab_min_authors": VOCAB_MIN_AUTHORS,
-        "validation_account": E.metrics(vs["y"], vs["p"], review),
-        "fit_seconds": round(time.perf_counter() - t0, 1),
+        "account_coef": dict(zip(F.ACCOUNT_FEATURES, np.round(acc.coef_[0], 4).tolist(),
+                                 strict=True)),
     }
-    return artifact, info
+
+
+def fit_models(
+    corpus: Corpus,
+    log: Log = lambda s: None,
+    vocab: bool = True,
+    shipped: bool = True,
+    directions: bool = True,
+) -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
+    """The shipped model ("shipped": Reddit groups A and B) and the cross-community models
+    (key g: Reddit from group g only, to be scored on the other group), as (artifact, info).
+
+    Account-model features of a Reddit comment always come from a text model that never saw
+    its community (as the platform's chat is a community no model saw): for the shipped model,
+    group A's held-apart threads are scored by the group-B text model and vice versa; for a
+    cross-community model, by a text model without Reddit. Blog features come from the
+    model's own text models (on authors they never saw)."""
+    t0 = time.perf_counter()
+    stack_blog = [a for a in corpus.parts["validation"] if is_stack(a["author_id"])]
+    stack_red = {g: [c for c in corpus.reddit if reddit_group(c) == g
+                     and thread_bucket(c["thread"]) >= REDDIT_STACK_FROM]
+                 for g in REDDIT_GROUPS}
+    (ga, gb) = tuple(REDDIT_GROUPS)
+    text: dict[tuple[str, ...], dict[str, Any]] = {}
+    want = ([(ga, gb)] if shipped else []) + ([(ga,), (gb,), ()] if directions else [(ga,), (gb,)])
+    for groups in want:
+        text[groups] = fit_text(corpus, groups, log, vocab=vocab and groups == (ga, gb))
+    out: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
+    sizes = {k: {"authors": len(v), "under_18": sum(label(a) for a in v)}
+             for k, v in corpus.parts.items()}
+    if shipped:
+        art = text[(ga, gb)]
+        info = fit_account(art, [(art, stack_blog, []), (text[(gb,)], [], stack_red[ga]),
+                                 (text[(ga,)], [], stack_red[gb])], log)
+        out["shipped"] = (art, info)
+    if directions:
+        for g in (ga, gb):
+            art = text[(g,)]
+            info = fit_account(art, [(art, stack_blog, []), (text[()], [], stack_red[g])], log)
+            out[g] = (art, info)
+    for art, info in out.values():
+        meta = art.pop("_info")
+        info.update(meta, split_sizes=sizes, stack_authors=len(stack_blog),
+                    fit_seconds=round(time.perf_counter() - t0, 1))
+    log(f"models fitted ({time.perf_counter() - t0:.0f}s)")
+    return out
 
 
 def write_artifact(artifact: dict[str, Any], out_dir: Path) -> str:
@@ -278,8 +433,11 @@ def run(
     data: str | os.PathLike[str] | None = None,
     out_dir: str | os.PathLike[str] | None = None,
     log: Log = print,
+    reddit: str | os.PathLike[str] | None = None,
+    lexicon: str | os.PathLike[str] | None = None,
+    use_lexicon: bool = True,
 ) -> dict[str, Any]:
-    """Train, write model/ (artifact, card.json, MODEL_CARD.md), evaluate test once."""
+    """Train, write model/ (artifact, card.json, MODEL_CARD.md), evaluate once."""
     import sklearn
 
     from training.card import write_card
@@ -289,7 +447,11 @@ def run(
     src = data_path(data)
     log(f"loading {src}")
     authors = list(iter_authors(src))
-    artifact, info = fit(authors, log)
+    comments = load_reddit(reddit)
+    lex = read_lexicon(lexicon) if use_lexicon else None
+    corpus = load_corpus(authors, comments, lex, log)
+    fitted = fit_models(corpus, log=log)
+    artifact, info = fitted["shipped"]
     sha = write_artifact(artifact, out)
     size = (out / M.ARTIFACT_NAME).stat().st_size
     log(f"artifact written: {size / 1e6:.1f} MB, sha256 {sha[:12]}")
@@ -299,24 +461,35 @@ def run(
         "size_bytes": size,
         "sklearn_version": sklearn.__version__,
         "version": artifact["version"],
-        "review_threshold": artifact["review_threshold"],
-        "band_thresholds": artifact["band_thresholds"],
-        "threshold_rule": {
-            "review_and_high": f"lowest score with validation account precision >= "
-            f"{E.PRECISION_TARGET}",
-            "medium": f"lowest score with validation account precision >= {MEDIUM_PRECISION}",
-        },
-        "data": {"file": src.name, "split_key": "sha256('agegate-split-v1:' + author_id) % 100",
-                 "split_buckets": {"train": "0-69", "validation": "70-84", "test": "85-99"}},
+        "lexicon": None if lex is None else {"file": lexicon_path(lexicon).name,
+                                             "terms": len(lex[0])},
+        "data": {"file": src.name, "reddit": reddit_path(reddit).name,
+                 "split_key": "sha256('agegate-split-v1:' + author_id) % 100",
+                 "split_buckets": {"train": "0-69", "account model (stack)": "70-77",
+                                   "validation": "78-84", "test": "85-99"},
+                 "reddit_groups": {k: list(v) for k, v in REDDIT_GROUPS.items()},
+                 "reddit_stack": f"thread bucket >= {REDDIT_STACK_FROM} of a training group"},
         **info,
     }
     (out / M.CARD_NAME).write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
     model = M.load_model(out)
-    test = split_authors(authors)["test"]
-    log(f"evaluating {len(test)} test authors (touched once)")
-    card["test"] = E.full_report(E.score_authors(model, test), model.review_threshold)
     card["train_seconds"] = round(time.perf_counter() - t0, 1)
+    directions = {g: M.AgeModel(fitted[g][0]) for g in REDDIT_GROUPS}
+    card["evaluation"] = E.evaluate_all(model, corpus.parts, comments, directions, log=log)
+    card["total_seconds"] = round(time.perf_counter() - t0, 1)
     (out / M.CARD_NAME).write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
     write_card(card, out / "MODEL_CARD.md")
-    log(f"done in {card['train_seconds']}s")
+    log(f"done in {card['total_seconds']}s")
     return card
+
+
+def fit_directions(
+    authors: list[dict[str, Any]],
+    comments: list[dict[str, Any]],
+    lex: tuple[list[str], list[float], float] | None,
+    log: Log,
+) -> dict[str, M.AgeModel]:
+    """The cross-community models alone (for `agegate evaluate`)."""
+    corpus = load_corpus(authors, comments, lex, log)
+    fitted = fit_models(corpus, log=log, vocab=False, shipped=False)
+    return {g: M.AgeModel(fitted[g][0]) for g in REDDIT_GROUPS}
