@@ -44,6 +44,7 @@ def create_app(config: Config | None = None, *, clock: Clock | None = None) -> F
         enforcement,
         ingest,
         jurisdictions,
+        model_admin,
         parent_requests,
         review,
         service,
@@ -82,7 +83,7 @@ def create_app(config: Config | None = None, *, clock: Clock | None = None) -> F
     auth.init_app(app)
     body.init_app(app)
     for module in (service, age_checks, accounts, review, enforcement, audit, parent_requests,
-                   content_removals, jurisdictions, age_signals, appeals, ingest):
+                   content_removals, jurisdictions, age_signals, appeals, ingest, model_admin):
         api.register_blueprint(module.blp)
     register_error_handlers(app)
     console.init_app(app)

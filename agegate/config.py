@@ -72,6 +72,8 @@ class Config:
     # platform. `flagged` (a review case) is score >= minor_review_threshold.
     minor_prevalence: float = 0.02
     minor_review_threshold: float = 0.5
+    # De-identified reviewer examples kept for `agegate recalibrate`; the oldest go first.
+    feedback_max_examples: int = 50_000
 
     @property
     def development(self) -> bool:
@@ -107,6 +109,8 @@ class Config:
         if not 0.0 < self.minor_review_threshold < 1.0:
             raise ConfigError("AGEGATE_REVIEW_THRESHOLD must be a probability strictly between "
                               "0 and 1")
+        if not 1 <= self.feedback_max_examples <= 10_000_000:
+            raise ConfigError("AGEGATE_FEEDBACK_MAX_EXAMPLES must be within 1..10000000")
         return self
 
 
@@ -217,6 +221,7 @@ def from_env(env: dict[str, str] | None = None) -> Config:
         log_level=(env.get("AGEGATE_LOG_LEVEL") or "INFO").upper(),
         minor_prevalence=_float(env, "AGEGATE_MINOR_PREVALENCE", 0.02),
         minor_review_threshold=_float(env, "AGEGATE_REVIEW_THRESHOLD", 0.5),
+        feedback_max_examples=_int(env, "AGEGATE_FEEDBACK_MAX_EXAMPLES", 50_000),
     )
 
 

@@ -16,6 +16,7 @@ from agegate.errors import AgegateError, Conflict, ModelUnavailable, NotFound, V
 from agegate.services.age_checks import age_on
 from agegate.services.audit import AuditTrail, transact
 from agegate.services.enforcement import ADULT_AGE, EnforcementService, TerminationPlan
+from agegate.services.feedback import FeedbackService
 from agegate.services.review import ReviewService
 from agegate.storage import keys
 from agegate.storage.accounts import AccountStore
@@ -96,6 +97,8 @@ class AccountService:
         # Stated rules shown beside the model's signals (e.g. an enhanced-assurance adult age
         # signal): each returns [{"name", "weight"}] for an account; they never change the score.
         self.score_notes: list[Callable[[str], list[dict[str, Any]]]] = []
+        # Model feedback (issue 12): a de-identified example per verification result.
+        self.feedback: FeedbackService | None = None
 
     # -- signals -------------------------------------------------------------------------
     def record_signals(self, account_id: str, signals: list[dict[str, Any]], *,
@@ -278,7 +281,13 @@ class AccountService:
             if outcome == "minor" and age_on(born, today) >= ADULT_AGE:
                 raise ValidationFailed(fields={"date_of_birth": ["Does not match outcome minor."]})
         details = {"verification": outcome, "method": method}
+        account_hash = self.hasher.account(account_id)
+        captured: list[dict[str, Any] | None] = [None]
         if outcome == "minor":
+            # The example is taken just before termination deletes the state it comes from.
+            if self.feedback is not None:
+                captured[0] = self.feedback.capture(self.r, account_hash)
+
             def precheck(plan: TerminationPlan) -> None:
                 if plan.existing:
                     raise terminated()
@@ -290,10 +299,11 @@ class AccountService:
             record = self.enforcement.terminate(account_id, actor=actor,
                                                 reason="verified_minor", born=born,
                                                 details=details, precheck=precheck)
+            if self.feedback is not None:
+                self.feedback.record(captured[0], "minor")
             self.notify_age_known(account_id, "minor", actor)
             return {**self.get(account_id), "deletion_id": record["deletion_id"]}
 
-        account_hash = self.hasher.account(account_id)
         meta_key = keys.account(account_hash)
 
         def build(pipe: redis.client.Pipeline) -> None:
@@ -306,6 +316,8 @@ class AccountService:
                 raise NotFound("No such account.")
             if meta.get("status") != "restricted":
                 raise Conflict("The account is not awaiting verification.")
+            if self.feedback is not None:
+                captured[0] = self.feedback.capture(pipe, account_hash)
             case = None
             if meta.get("restricted_case"):
                 pipe.watch(keys.case(meta["restricted_case"]))
@@ -331,6 +343,8 @@ class AccountService:
                          details={**details, "case_id": meta.get("restricted_case")})
 
         transact(self.r, build, meta_key)
+        if self.feedback is not None:
+            self.feedback.record(captured[0], "adult")
         self.notify_age_known(account_id, "adult", actor)
         return self.get(account_id)
 
