@@ -84,7 +84,7 @@ def test_not_minor_and_verification_results_are_examples_request_verification_is
     assert [e["verdict"] for e in stored(app)] == ["adult"]
 
     # request_verification is no verdict; the verification result that follows is one.
-    for n, (outcome, (y, lines)) in enumerate(zip(("adult", "minor"), accounts[2:4],
+    for n, (outcome, (_, lines)) in enumerate(zip(("adult", "minor"), accounts[2:4],
                                                   strict=True)):
         case_id = post_lines(client, f"acc-fb-verify-{n}", lines)["case_id"]
         claim_and_decide(client, case_id, "request_verification")
@@ -166,3 +166,21 @@ def test_examples_hold_only_numbers_verdicts_versions_and_days(app, client, redi
         assert len(example["x"]) == len(real_model().account_features)
         date.fromisoformat(example["day"])
         assert int(nonce, 16) >= 0 and len(nonce) == 16
+
+
+def test_the_console_shows_the_model_page_to_admins_only(app, client):
+    from tests.console_helpers import sign_in
+
+    case_id = post_lines(client, "acc-fb-console", held_out_accounts(40)[1][1])["case_id"]
+    claim_and_decide(client, case_id, "not_minor")
+    sign_in(client, "admin")
+    page = client.get("/console/model")
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    assert real_model().version in html
+    assert 'id="examples-adult">1<' in html and 'id="examples-minor">0<' in html
+    assert "/console/model" in client.get("/console/queue").get_data(as_text=True)
+    reviewer = app.test_client()
+    sign_in(reviewer, "reviewer")
+    assert reviewer.get("/console/model").status_code == 403
+    assert "/console/model" not in reviewer.get("/console/queue").get_data(as_text=True)
