@@ -29,6 +29,10 @@ LATENCY = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
 )
 AGE_CHECKS = Counter("agegate_age_checks_total", "Age-check decisions", ["decision", "reason"])
+STATE_RESETS = Counter(
+    "agegate_account_state_resets_total",
+    "Account states whose text evidence was reset: another text model (a full retrain) wrote it",
+)
 
 GaugeSource = Callable[[], Iterable[Metric]]
 

@@ -13,6 +13,7 @@ import redis
 from agegate.clock import Clock, iso
 from agegate.crypto import Hasher
 from agegate.errors import AgegateError, Conflict, ModelUnavailable, NotFound, ValidationFailed
+from agegate.metrics import STATE_RESETS
 from agegate.services.age_checks import age_on
 from agegate.services.audit import AuditTrail, transact
 from agegate.services.enforcement import ADULT_AGE, EnforcementService, TerminationPlan
@@ -119,6 +120,8 @@ class AccountService:
         watched = [keys.account_applied(account_hash, entry_hash)] if entry_hash else []
 
         pointer_key = keys.account_open_case(account_hash)
+        # The text model a stored state was scored by, when it is not the loaded one.
+        off_scale: list[str | None] = []
 
         def build(pipe: Any) -> tuple[Any, str | None, str | None]:
             deletion_id, raw_state, case_id = pipe.mget(keys.account_deletion(account_hash),
@@ -129,6 +132,11 @@ class AccountService:
             if processing == "stopped":
                 raise processing_stopped()
             state = json.loads(raw_state) if raw_state else None
+            off_scale.clear()
+            if state is not None and not model.on_scale(state):
+                # Its sums are on another text model's scale (a full retrain): model.update
+                # keeps its platform counters and starts its text evidence again.
+                off_scale.append(str(state.get("m")) if isinstance(state, dict) else None)
             if entry_hash and self.accounts.applied(pipe, account_hash, entry_hash):
                 pipe.multi()  # a replayed stream entry: nothing to write
                 return model.score(state or model.new_state()), case_id, case_score
@@ -149,6 +157,10 @@ class AccountService:
         result, case_id, case_score = self.r.transaction(
             build, state_key, meta_key, pointer_key, keys.account_deletion(account_hash),
             *watched, value_from_callable=True)
+        if off_scale:
+            STATE_RESETS.inc()
+            log.info("account state of text model %s reset for text model %s", off_scale[0],
+                     model.text_version)
         score, top = float(result.score), _top(result.top_signals)
         top = [note for rule in self.score_notes for note in rule(account_id)] + top
         reported = any(s["type"] == "report" and s.get("reason") == "suspected_minor"
