@@ -30,9 +30,13 @@ def _log(msg: str) -> None:
 def train(data: str | None, reddit: str | None, lexicon: str | None, no_lexicon: bool,
           out_dir: str | None) -> None:
     """Rebuild the model artifact, card.json and MODEL_CARD.md end to end."""
+    from training.data import lexicon_path
     from training.evaluate import format_targets
     from training.train import run
 
+    if not no_lexicon and not lexicon_path(lexicon).is_file():
+        raise click.UsageError(f"age lexicon not found at {lexicon_path(lexicon)}: pass "
+                               "--lexicon FILE, or --no-lexicon to build a model without it")
     card = run(data, out_dir, log=_log, reddit=reddit, lexicon=lexicon,
                use_lexicon=not no_lexicon)
     click.echo(format_targets(card["evaluation"]["targets"]))

@@ -9,14 +9,18 @@ Contract used by the HTTP service::
 How a score is made (details and reasons in ``model/MODEL_CARD.md``):
 
 1. Text signals are scored one by one by a linear text model (learned). The state keeps the sum
-   and count of the per-message decision values (the mean decision equals the decision on the
-   mean message vector), plus a bounded top-k of vocabulary features that pushed it up.
+   and count of the per-message decision values, plus a bounded top-k of ids of named
+   vocabulary n-grams that pushed it up — only n-grams the message itself contained.
 2. An account text model (learned, linear) scores the account's text pooled: the sum of its
    messages' unnormalised tf-idf vectors u, L1-normalised. Its decision is
    ``sum(w . u) / sum(|u|_1) + b``, so the state keeps the two sums, not the vectors.
-3. A small second-stage logistic regression (learned) combines the mean decision, the account
-   text model's decision, log(n) and day-level activity features into a calibrated log-odds.
-4. Platform signals without labelled data add stated log-odds adjustments (:data:`RULES`,
+3. The age lexicon (Sap et al. 2014, unless built with ``--no-lexicon``) is linear in word
+   counts: the state keeps sum(weight * count) and the token count.
+4. A small second-stage logistic regression (learned) combines the mean decision, the pooled
+   decision, the lexicon's predicted age, the amount of text and active-day shares into
+   log-odds calibrated to the training share of minors; they are shifted exactly to the
+   platform's prevalence (``logit(prevalence) - logit(prevalence_train)``).
+5. Platform signals without labelled data add stated log-odds adjustments (:data:`RULES`,
    assumptions, not learned).
 """
 

@@ -5,8 +5,8 @@
 Each message goes through ``AgeModel.update(state, [signal])`` + ``score`` (one call per
 message, as the service does for a single new message), rotating over 100 account states.
 The raw baseline is ``text_pipeline.predict([text])`` on the same texts in the same run.
-Two message sets are measured: real corpus posts cut at --chars characters (chat-sized), and
-whole corpus posts (up to 1,500 characters).
+Three message sets are measured: real Reddit comments (chat length, median about 10 words),
+real blog posts cut at --chars characters, and whole blog posts (up to 1,500 characters).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from agegate.model import load_model  # noqa: E402
-from training.data import REPO_ROOT, iter_authors  # noqa: E402
+from training.data import REPO_ROOT, iter_authors, load_reddit  # noqa: E402
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -101,8 +101,10 @@ def main() -> None:
         if len(posts) >= args.n:
             break
     posts = posts[: args.n]
+    comments = [c["text"] for c in load_reddit()[:: 7]][: args.n]
     sets = (
-        (f"chat-sized (first {args.chars} chars)", [p[: args.chars] for p in posts]),
+        ("Reddit comments (chat length)", comments),
+        (f"blog posts cut at {args.chars} chars", [p[: args.chars] for p in posts]),
         ("whole posts (<= 1,500 chars)", posts),
     )
     for label, texts in sets:

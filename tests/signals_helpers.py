@@ -26,6 +26,11 @@ ADULT_MAX_SCORE = 0.1
 TEXTS_PER_SIDE = 12
 POSTS_PER_AUTHOR = 2  # several authors, so no test hangs on one person's style
 MAX_FLAG_POSTS = 12
+# These tests exercise flags, cases and enforcement, driven by single real posts. They run the
+# service as a platform where half the accounts are minors (AGEGATE_MINOR_PREVALENCE=0.5), so
+# that one clearly minor-typical post flags a fresh account; at the default 2% one post is
+# (rightly) not enough, which tests/test_model.py checks.
+TEST_PREVALENCE = 0.5
 
 
 @dataclass(frozen=True)
@@ -40,7 +45,7 @@ class CorpusTexts:
 def real_model() -> AgeModel:
     """The trained artifact from model/, loaded once per session; a missing one fails loudly."""
     try:
-        return load_model(MODEL_DIR)
+        return load_model(MODEL_DIR, prevalence=TEST_PREVALENCE)
     except ModelLoadError as error:
         pytest.fail(f"these tests need the trained model in {MODEL_DIR}: {error}", pytrace=False)
 
@@ -104,7 +109,8 @@ def signals_app(config, clock):
     """The app with the trained model and a one-minute review lease (modules wrap it as `app`)."""
     real_model()  # fail with the reason before create_app hides it in a log line
     application = create_app(config.with_overrides(load_model=True,
-                                                   review_lease_seconds=LEASE_SECONDS),
+                                                   review_lease_seconds=LEASE_SECONDS,
+                                                   minor_prevalence=TEST_PREVALENCE),
                              clock=clock)
     assert application.extensions["agegate"].model is not None
     return application

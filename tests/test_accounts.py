@@ -58,12 +58,8 @@ def test_explanations_name_model_features_and_hold_no_message_text(client, app, 
     model = real_model()
     names = [s["name"] for s in body["top_signals"]]
     assert names and all(isinstance(name, str) and name for name in names)
-    # Every name is a vocabulary n-gram, an activity feature or a stated platform rule.
-    from agegate import features
-    from agegate.model import RULES
-    known = set(model._vocab.values()) | {r.name for r in RULES} | {
-        f"activity:{f}" for f in features.ACTIVITY_FEATURES}
-    assert set(names) <= known, names
+    # Every name is a vocabulary n-gram, the lexicon, an activity feature or a platform rule.
+    assert set(names) <= model.reason_names(), names
     assert all(s["weight"] > 0 for s in body["top_signals"])
     case = client.get(f"/v1/review/cases/{body['case_id']}", headers=auth("reviewer")).json
     assert case["top_signals"] == body["top_signals"]

@@ -81,8 +81,8 @@ def test_artifact_with_a_non_allowlisted_type_is_refused(model_copy, monkeypatch
 
 
 _STATE_KEYS = {
-    "v", "m", "n", "sd", "sa", "sl", "top", "act", "plat",
-    "nd", "we", "su", "wi", "d0", "d1", "nl", "ll",
+    "v", "m", "n", "sd", "sa", "sl", "lx", "lw", "top", "act", "plat",
+    "nd", "we", "su", "wi", "dl",
     "sessions", "session_s", "payment", "reports", "dob_change", "redeclaration",
     "card", "prepaid_card", "gift_card", "wallet", "none", "suspected_minor", "other",
 }
@@ -112,7 +112,7 @@ def test_state_holds_no_text_only_known_keys_and_numbers(model):
     assert not [w for w in words if w in blob and w not in fixed]
 
 
-def test_state_stays_under_2kb_after_5000_messages(model):
+def test_state_stays_under_1kb_after_5000_messages(model):
     posts = _posts(5000)
     state = None
     for start in range(0, 5000, 500):  # the service sends at most 500 signals per call
@@ -122,7 +122,8 @@ def test_state_stays_under_2kb_after_5000_messages(model):
     state = model.update(state, [{"type": "report", "reason": f"r{i}", "at": datetime.now(UTC)}
                                  for i in range(300)])
     assert state["n"] == 5000
-    assert len(json.dumps(state)) <= 2048
+    # The scale engineer fits all of an account's Redis memory in 2,048 bytes.
+    assert len(json.dumps(state)) <= 1024
 
 
 def test_update_is_pure(model):
@@ -149,7 +150,20 @@ def test_state_from_another_model_version_resets_text_part(model):
     state = model.update(None, [as_signal(p) for p in _posts(5)] + [{"type": "dob_change"}])
     state["m"] = "some-older-model"
     new = model.update(state, [])
-    assert new["n"] == 0 and new["plat"]["dob_change"] == 1
+    assert new["n"] == 0 and new["lw"] == 0 and new["top"] == []
+    assert new["plat"]["dob_change"] == 1
+    assert model.score(state) == model.score(new)
+
+
+def test_state_of_the_previous_layout_keeps_its_platform_counters(model):
+    old = {"v": 1, "m": "age-20261124190533", "n": 3, "sd": 9.0, "sa": 1.0, "sl": 2.0,
+           "top": [[123, 1.0]], "act": {"nd": 1, "we": 0, "su": 0, "wi": 0, "d0": 1, "d1": 1,
+                                        "nl": 3, "ll": 9.0},
+           "plat": {"sessions": 2, "session_s": 60, "payment": {"card": 1}, "reports": {},
+                    "dob_change": 1, "redeclaration": 0}}
+    new = model.update(old, [])
+    assert new["v"] == model.new_state()["v"] and new["n"] == 0 and new["sd"] == 0.0
+    assert new["plat"]["payment"] == {"card": 1} and new["plat"]["sessions"] == 2
 
 
 # ------------------------------------------------------------------------- scoring
@@ -172,6 +186,7 @@ def test_single_message_scores_sensibly(model):
 
 
 def test_score_rises_as_more_minor_typical_messages_arrive(model):
+    model = model.with_calibration(0.5)  # a platform where half the accounts are minors
     posts = minor_test_posts()
     assert len(posts) >= 200
     scores = {1: [], 4: [], 12: []}
@@ -202,10 +217,8 @@ def test_top_signal_names_come_from_the_model(model):
     posts = minor_test_posts()[:12]
     s = model.score(model.update(None, [as_signal(p) for p in posts]))
     assert s.top_signals
-    vocab = set(model._vocab.values())
-    for t in s.top_signals:
-        assert t["name"] in vocab or t["name"].split(":")[0] in {"activity", "reports", "payment",
-                                                                 "account", "age_gate"}
+    assert {t["name"] for t in s.top_signals} <= model.reason_names()
+    assert any(t["name"].startswith("text:") for t in s.top_signals)
 
 
 def test_fast_scoring_path_equals_the_sklearn_pipeline(model):
@@ -246,3 +259,121 @@ def test_account_text_sums_equal_the_pooled_sklearn_computation(model):
     expected = float((pooled @ model._aw)[0]) + model._ab
     assert model.account_text_decision(state) == pytest.approx(expected, abs=1e-4)
     assert model.account_text_decision(model.new_state()) == 0.0
+
+
+# ------------------------------------------------------------------------- issue 11
+
+
+def _reddit(n_per_side: int, stack_only: bool = True) -> tuple[list[str], list[str]]:
+    """Real comments of teen and young-adult communities, from threads held apart from the
+    shipped text models' training (they only fed its account model)."""
+    from training.data import REDDIT_STACK_FROM, load_reddit, reddit_path, thread_bucket
+
+    if not reddit_path().is_file():
+        pytest.skip(f"Reddit comments not found at {reddit_path()}")
+    teen: list[str] = []
+    adult: list[str] = []
+    for c in load_reddit():
+        if stack_only and thread_bucket(c["thread"]) < REDDIT_STACK_FROM:
+            continue
+        side = teen if c["label_minor"] else adult
+        if len(side) < n_per_side:
+            side.append(c["text"])
+    return teen, adult
+
+
+def _chat(text: str, minute: int = 0) -> dict:
+    return {"type": "message", "text": text,
+            "at": datetime(2026, 11, 24, 15, minute % 60, tzinfo=UTC)}
+
+
+def test_lexicon_sums_equal_a_direct_computation_on_real_comments(model):
+    import csv
+
+    from training.data import lexicon_path
+
+    assert model.uses_lexicon
+    weights = {}
+    with open(lexicon_path(), encoding="utf-8", newline="") as fh:
+        for row in csv.DictReader(fh):
+            if row["term"] != "_intercept":
+                weights[row["term"]] = float(row["weight"])
+    teen, adult = _reddit(40)
+    texts = teen + adult
+    state = model.update(None, [_chat(t, i) for i, t in enumerate(texts)])
+    # Directly: lower-case the whole account's text, count every token, weight lexicon words.
+    from agegate.features import lexicon_tokens, normalize_text
+
+    tokens = [tok for t in texts for tok in lexicon_tokens(normalize_text(t))]
+    assert state["lw"] == len(tokens) > 500
+    assert state["lx"] == pytest.approx(sum(weights.get(tok, 0.0) for tok in tokens), abs=1e-2)
+    assert sum(1 for tok in tokens if tok in weights) > 100
+
+
+def test_prevalence_shift_is_exact_at_known_points(model):
+    from agegate.model import logit
+
+    state = model.update(None, [as_signal(p) for p in _posts(3)])
+    at_train = model.with_calibration(model.prevalence_train).score(state).score
+    z = logit(at_train)
+    for pi in (0.01, 0.02, 0.1, 0.5, 0.9):
+        shifted = model.with_calibration(pi).score(state).score
+        assert logit(shifted) == pytest.approx(z + logit(pi) - logit(model.prevalence_train),
+                                               abs=1e-9)
+    # Without text the score is the prevalence itself; at the training share, no shift.
+    assert model.with_calibration(0.02).score(model.new_state()).score == pytest.approx(0.02)
+    assert model.with_calibration(0.37).score(model.new_state()).score == pytest.approx(0.37)
+    # Default: 2% prevalence, flagged from 0.5; the loader takes the operator's values.
+    assert model.prevalence == 0.02 and model.review_threshold == 0.5
+    other = load_model(MODEL_DIR, prevalence=0.1, review_threshold=0.8)
+    assert other.score(state).score == pytest.approx(
+        model.with_calibration(0.1).score(state).score, abs=1e-12)
+    assert other.band_thresholds == {"medium": 0.4, "high": 0.8}
+    with pytest.raises(ModelLoadError):
+        load_model(MODEL_DIR, prevalence=1.0)
+
+
+def test_explanations_name_only_ngrams_the_accounts_messages_contained(model):
+    analyzer = model.text_pipeline.named_steps["hash"].transformer_list[0][1].build_analyzer()
+    from agegate.features import normalize_text
+
+    teen, adult = _reddit(400, stack_only=False)
+    posts = [p["text"] for p in minor_test_posts()]
+    named = 0
+    accounts = [teen[i : i + 20] for i in range(0, 400, 20)] + [
+        adult[i : i + 20] for i in range(0, 400, 20)] + [
+        posts[i : i + 3] for i in range(0, 60, 3)]
+    for texts in accounts:
+        s = model.score(model.update(None, [_chat(t, i) for i, t in enumerate(texts)]))
+        grams = {g for t in texts for g in analyzer(normalize_text(t))}
+        for t in s.top_signals:
+            if t["name"].startswith("text:"):
+                named += 1
+                assert t["name"][5:] in grams, (t["name"], texts)
+    assert named > 20
+
+
+def test_three_chat_messages_in_two_minutes_give_no_activity_reasons(model):
+    texts = ["omg the school dance is friday", "this boy in my class asked me",
+             "but i have a math test monday"]
+    sigs = [{"type": "message", "text": t,
+             "at": datetime(2026, 11, 28, 20, 0, 40 * i, tzinfo=UTC)} for i, t in enumerate(texts)]
+    state = model.update(None, sigs)
+    assert state["act"]["nd"] == 1
+    s = model.with_calibration(0.5).score(state)
+    assert s.top_signals
+    assert not [t for t in s.top_signals if t["name"].startswith("activity:")]
+
+
+def test_teen_chat_account_scores_above_young_adult_chat_account(model):
+    teen, adult = _reddit(300)
+    teen_scores, adult_scores = [], []
+    for k in range(10):
+        for texts, out in ((teen, teen_scores), (adult, adult_scores)):
+            account = texts[k * 30 : (k + 1) * 30]
+            out.append(model.score(model.update(
+                None, [_chat(t, i) for i, t in enumerate(account)])).score)
+    assert min(teen_scores) > max(adult_scores) * 0.5
+    assert sum(teen_scores) / 10 > 3 * sum(adult_scores) / 10
+    pairs = sum(t > a for t in teen_scores for a in adult_scores)
+    assert pairs >= 90  # of 100 teen/young-adult account pairs

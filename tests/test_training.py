@@ -3,15 +3,23 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 from click.testing import CliRunner
 from sklearn.metrics import roc_auc_score
 
-from agegate.cli_model import evaluate
-from agegate.model import AgeModel
+from agegate.cli_model import evaluate, train
+from agegate.model import AgeModel, load_model
 from tests.model_fixtures import MODEL_DIR, first_authors
 from training import evaluate as E
-from training.data import SPLIT_BOUNDS, bucket, split_authors, split_of
-from training.train import fit
+from training.data import (
+    SPLIT_BOUNDS,
+    bucket,
+    read_lexicon,
+    reddit_group,
+    split_authors,
+    split_of,
+)
+from training.train import fit_models, load_corpus
 
 
 def test_split_is_deterministic_and_disjoint():
@@ -51,21 +59,64 @@ def test_eval_views_cover_single_snippet_and_account():
     assert views == E.eval_views(author)
 
 
-def test_small_model_from_real_authors_beats_chance_on_held_out_authors():
+def _small_reddit(n: int = 4000) -> list[dict]:
+    from training.data import load_reddit, reddit_path
+
+    if not reddit_path().is_file():
+        pytest.skip(f"Reddit comments not found at {reddit_path()}")
+    comments = load_reddit()
+    step = max(1, len(comments) // n)
+    return comments[::step][:n]
+
+
+def test_small_model_from_real_data_beats_chance_on_held_out_authors_and_communities():
     authors = list(first_authors(1000))
     # An author without posts (possible in an operator's own data) is skipped, not a crash.
     empty_id = next(f"empty-{i}" for i in range(1000) if split_of(f"empty-{i}") == "train")
     authors.append({"author_id": empty_id, "age": 30, "gender": "male", "posts": []})
-    artifact, info = fit(authors, vocab=False)
-    model = AgeModel(artifact)
+    comments = _small_reddit()
+    corpus = load_corpus(authors, comments, read_lexicon())
+    fitted = fit_models(corpus, vocab=False)
+    model = AgeModel(fitted["shipped"][0])
+    assert model.uses_lexicon and 0.3 < model.prevalence_train < 0.7
     held_out = split_authors(authors)["test"]
     scores = E.score_authors(model, held_out)
     acc = scores["account"]
     assert len(set(acc["y"].tolist())) == 2
-    assert roc_auc_score(acc["y"], acc["p"]) > 0.75
+    assert roc_auc_score(acc["y"], acc["z"]) > 0.75
     single = scores["single_post"]
-    assert roc_auc_score(single["y"], single["p"]) > 0.65
-    assert np.all((acc["p"] > 0) & (acc["p"] < 1))
+    assert roc_auc_score(single["y"], single["z"]) > 0.65
+    # Across communities: trained with Reddit group A only, scored on group B.
+    other = [c for c in comments if reddit_group(c) == "B"]
+    r = E.score_reddit(AgeModel(fitted["A"][0]), other)
+    assert roc_auc_score(r["account_10"]["y"], r["account_10"]["z"]) > 0.7
+
+
+def test_no_lexicon_model_builds_and_loads_without_reading_the_lexicon(tmp_path):
+    blog = tmp_path / "authors.jsonl"
+    blog.write_text("".join(json.dumps(a) + "\n" for a in first_authors(500)))
+    reddit = tmp_path / "comments.jsonl"
+    reddit.write_text("".join(json.dumps(c) + "\n" for c in _small_reddit(2500)))
+    nowhere = tmp_path / "no-such-dir" / "age_lexicon.csv"
+    out = tmp_path / "model"
+    result = CliRunner().invoke(train, ["--data", str(blog), "--reddit", str(reddit),
+                                        "--lexicon", str(nowhere), "--no-lexicon",
+                                        "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    model = load_model(out)
+    assert not model.uses_lexicon
+    state = model.update(None, [{"type": "message", "text": "omg my mom is so annoying lol"}])
+    assert state["lx"] == 0.0 and state["lw"] > 0
+    assert "lexicon:age_words" not in {t["name"] for t in model.score(state).top_signals}
+    card = json.loads((out / "card.json").read_text())
+    assert card["lexicon"] is None
+    text = (out / "MODEL_CARD.md").read_text()
+    assert "does not contain or use the Sap et al." in text
+    # The same command without --no-lexicon needs the file, and says so.
+    failed = CliRunner().invoke(train, ["--data", str(blog), "--reddit", str(reddit),
+                                        "--lexicon", str(nowhere), "--out",
+                                        str(tmp_path / "m2")])
+    assert failed.exit_code != 0
 
 
 def test_recall_at_precision_picks_the_lowest_qualifying_threshold():
@@ -82,5 +133,6 @@ def test_evaluate_command_prints_metrics_json(tmp_path):
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
     assert out["authors"] == 40
-    assert {"single_post", "snippet_3", "account"} <= set(out["metrics"])
+    assert {"single_post", "snippet_3", "account", "lines_40"} <= set(out["metrics"])
     assert 0 <= out["metrics"]["account"]["roc_auc"] <= 1
+    assert "blog account ROC-AUC >= 0.975" in result.stdout

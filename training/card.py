@@ -72,7 +72,8 @@ def _calibration(views: dict[str, dict[str, Any]]) -> list[str]:
     for name, m in views.items():
         lines += [f"**{name}** (score shifted to this view's share of minors, "
                   f"{m['positives'] / max(m['n'], 1):.0%})", "",
-                  "| score bin | n | mean predicted | observed under-18 rate |", "|---|---|---|---|"]
+                  "| score bin | n | mean predicted | observed under-18 rate |",
+                  "|---|---|---|---|"]
         for row in m.get("calibration", []):
             lines.append(
                 f"| {row['bin']} | {row['n']} | {row['mean_predicted']} | {row['observed_rate']} |"

@@ -15,7 +15,7 @@ import numpy as np
 
 from agegate import features as F
 from agegate.model import AgeModel, logit
-from training.data import REDDIT_GROUPS, chunks, label, reddit_group
+from training.data import REDDIT_GROUPS, chunks, is_stack, label, reddit_group
 
 VIEW_KINDS = ("single_post", "snippet_3", "account", "lines_40")
 PRECISION_TARGET = 0.95
@@ -249,7 +249,7 @@ def metrics(y: np.ndarray, p: np.ndarray) -> dict[str, Any]:
 
 
 def prevalence_table(y: np.ndarray, z: np.ndarray, prevalence_train: float,
-                     threshold: float) -> dict[str, dict[str, float]]:
+                     threshold: float) -> dict[str, dict[str, float | None]]:
     """Precision, recall and flag rate on a platform with prevalence pi, where the score is
     shifted exactly to pi and flagged at ``threshold``: recall and the adult flag rate are
     measured per class, then mixed at pi (no resampling)."""
@@ -336,8 +336,11 @@ def evaluate_all(
 ) -> dict[str, Any]:
     """Everything the card and ``agegate evaluate`` report. ``directions[g]`` is a model
     whose Reddit training data came only from group g; it is scored on the other group."""
-    log(f"scoring blog {split} authors")
-    blog = score_authors(model, parts[split])
+    authors = parts[split]
+    if split == "validation":  # the account model was fitted on the stack part of it
+        authors = [a for a in authors if not is_stack(a["author_id"])]
+    log(f"scoring {len(authors)} blog {split} authors")
+    blog = score_authors(model, authors)
     report: dict[str, Any] = {"split": split, "blog": blog_report(model, blog), "reddit": {}}
     contrib: dict[str, Any] = {
         "blog account (all posts)": _mean_contrib(blog["account"]["contrib"]),

@@ -92,9 +92,9 @@ def _text_rows(train: list[dict[str, Any]], reddit: list[dict[str, Any]]) -> Row
             kind.append("post")
             pieces = chunks(t)
             rng = _seeded(a["author_id"], j)
-            for c in rng.sample(pieces, min(CHUNKS_PER_POST, len(pieces))) if len(
+            for piece in rng.sample(pieces, min(CHUNKS_PER_POST, len(pieces))) if len(
                     pieces) > 1 else []:
-                texts.append(c)
+                texts.append(piece)
                 kind.append("line")
             extra = len(texts) - len(y)
             y.extend([label(a)] * extra)
@@ -293,7 +293,8 @@ def fit_text(
     log(f"  account text model fitted on {len(ya)} pooled accounts "
         f"({time.perf_counter() - t0:.0f}s)")
 
-    vocab_index, vocab_names = np.zeros(0, dtype=np.int64), []
+    vocab_index = np.zeros(0, dtype=np.int64)
+    vocab_names: list[str] = []
     if vocab:
         analyzer = pipe.named_steps["hash"].transformer_list[0][1].build_analyzer()
         docs = [[F.normalize_text(p.get("text") or "") for p in a["posts"]]
