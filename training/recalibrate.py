@@ -189,7 +189,10 @@ def blog_validation(model: M.AgeModel, authors: Sequence[dict[str, Any]]
 
 def examples_split(examples: Sequence[dict[str, Any]], seed: int = 0) -> tuple[Split, Split]:
     """(fit, held back): every HOLDOUT_EVERY-th example of a seeded shuffle is held back."""
-    order = list(range(len(examples)))
+    # The store returns a day's examples in random order: sort them first, so that the same
+    # examples always make the same split.
+    order = sorted(range(len(examples)), key=lambda i: (
+        str(examples[i].get("day")), json.dumps(examples[i]["x"]), examples[i]["verdict"]))
     random.Random(seed).shuffle(order)
     rows = [(examples[i]["x"], int(examples[i]["verdict"] == "minor")) for i in order]
     held = [r for k, r in enumerate(rows) if k % HOLDOUT_EVERY == HOLDOUT_EVERY - 1]
@@ -321,7 +324,9 @@ def card_markdown(previous_md: str, card: dict[str, Any]) -> str:
         "training views plus de-identified examples from reviewers' decisions and verification "
         "results (an account-level feature vector, the verdict, the model version and the day; "
         "nothing that identifies an account). The message-level text models are unchanged "
-        f"(text model {fb['text_version']}), so every stored account state stays valid.",
+        f"(text model {fb['text_version']}), so every stored account state stays valid. The "
+        f"sections above describe the fully trained version {fb['text_version']}; this "
+        "version's account model differs from it as measured here.",
         "",
         f"- Examples stored: {ex['stored']}; on this text model: {ex['usable']}; "
         f"from another text model (not used): {ex['other_text_model']}.",
