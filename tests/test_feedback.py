@@ -184,3 +184,25 @@ def test_the_console_shows_the_model_page_to_admins_only(app, client):
     sign_in(reviewer, "reviewer")
     assert reviewer.get("/console/model").status_code == 403
     assert "/console/model" not in reviewer.get("/console/queue").get_data(as_text=True)
+
+
+def test_classifier_and_age_signal_cases_leave_examples_too(app, client):
+    accounts = held_out_accounts(40)
+    # A classifier case: opened by the score alone (no report), when the lines flag the account.
+    flagged = next(((n, lines) for n, (y, lines) in enumerate(accounts)
+                    if post_lines(client, f"acc-fb-cls-{n}", lines, report=False)["flagged"]),
+                   None)
+    assert flagged is not None, "no held-out account flagged by its own lines"
+    response = client.get("/v1/review/cases?kind=classifier", headers=auth("reviewer"))
+    [case] = response.json["cases"]
+    claim_and_decide(client, case["case_id"], "not_minor")
+    assert [e["verdict"] for e in stored(app)] == ["adult"]
+    # An age_signal case: an under-18 platform signal on an account with text.
+    post_lines(client, "acc-fb-sig", accounts[1][1], report=False)
+    response = client.post("/v1/accounts/acc-fb-sig/age-signals", headers=auth("signals"), json={
+        "source": "apple_declared_age_range", "observed_at": "2026-11-24T13:00:00Z",
+        "age_lower": 13, "age_upper": 15, "method": "guardian_declared"})
+    assert response.status_code == 200, response.json
+    [case] = client.get("/v1/review/cases?kind=age_signal", headers=auth("reviewer")).json["cases"]
+    claim_and_decide(client, case["case_id"], "confirm_minor")
+    assert sorted(e["verdict"] for e in stored(app)) == ["adult", "minor"]
