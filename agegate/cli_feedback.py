@@ -53,7 +53,10 @@ def recalibrate(model_dir: str | None, out_dir: str | None, dry_run: bool, data:
         state.close()
     _log(f"model {model.version} (text model {model.text_version}); "
          f"{len(examples)} stored examples")
-    corpus = R.load_corpus(data, reddit, max_authors, max_comments)
+    try:
+        corpus = R.load_corpus(data, reddit, max_authors, max_comments)
+    except (OSError, ValueError) as error:
+        raise click.ClickException(f"training data: {error}") from None
     outcome = R.recalibrate(model, artifact, examples, corpus, log=_log)
     click.echo(R.format_outcome(outcome))
     if dry_run:

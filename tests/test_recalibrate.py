@@ -83,6 +83,7 @@ def test_verdicts_refit_the_account_model_and_the_new_version_scores_at_least_as
     assert card["feedback"]["examples"]["usable"] == counts
     assert card["feedback"]["previous_version"] == old.version
     assert "## Platform feedback" in (out / "MODEL_CARD.md").read_text()
+    assert sorted(p.name for p in out.iterdir()) == ["MODEL_CARD.md", "card.json", "model.skops"]
 
     # The service picks the new version up on restart; scores from the same stored states.
     restarted = create_app(app.extensions["agegate"].config.with_overrides(model_dir=out),

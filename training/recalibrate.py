@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import random
+import shutil
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -352,15 +354,22 @@ def write(outcome: Outcome, card: dict[str, Any], model_dir: Path, out_dir: Path
     assert outcome.accepted and outcome.artifact is not None
     previous_md = (model_dir / "MODEL_CARD.md").read_text(encoding="utf-8") if (
         model_dir / "MODEL_CARD.md").is_file() else f"# Model card: {card.get('version')}\n"
-    sha = write_artifact(outcome.artifact, out_dir)
-    new_card = {**card, "sha256": sha, "size_bytes": (out_dir / M.ARTIFACT_NAME).stat().st_size,
+    # Everything is written beside the target first and then renamed into place, so a crash
+    # never leaves an artifact beside a card that does not match it.
+    staging = out_dir / ".recalibrate"
+    shutil.rmtree(staging, ignore_errors=True)
+    sha = write_artifact(outcome.artifact, staging)
+    new_card = {**card, "sha256": sha, "size_bytes": (staging / M.ARTIFACT_NAME).stat().st_size,
                 "sklearn_version": sklearn.__version__, "version": outcome.artifact["version"],
                 "text_version": outcome.artifact["text_version"],
                 "prevalence_train": round(float(outcome.artifact["prevalence_train"]), 4),
                 "feedback": feedback_section(outcome)}
-    (out_dir / M.CARD_NAME).write_text(json.dumps(new_card, indent=2) + "\n", encoding="utf-8")
-    (out_dir / "MODEL_CARD.md").write_text(card_markdown(previous_md, new_card),
+    (staging / M.CARD_NAME).write_text(json.dumps(new_card, indent=2) + "\n", encoding="utf-8")
+    (staging / "MODEL_CARD.md").write_text(card_markdown(previous_md, new_card),
                                            encoding="utf-8")
+    for name in (M.ARTIFACT_NAME, M.CARD_NAME, "MODEL_CARD.md"):
+        os.replace(staging / name, out_dir / name)
+    staging.rmdir()
     return new_card
 
 
