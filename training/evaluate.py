@@ -386,7 +386,11 @@ def check_targets(report: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def format_targets(targets: list[dict[str, Any]]) -> str:
-    return "\n".join(f"{'met    ' if t['met'] else 'NOT met'}  {t['target']}: {t['value']}"
-                     for t in targets)
+    def status(t: dict[str, Any]) -> str:
+        if t["value"] is None:
+            return "not measured"
+        return "met" if t["met"] else "NOT met"
+
+    return "\n".join(f"{status(t):<12}  {t['target']}: {t['value']}" for t in targets)
 
 
