@@ -47,7 +47,7 @@ class FeedbackService:
         vector = model.feedback_vector(self.accounts.state(client, account_hash))
         if vector is None:
             return None
-        return {"x": [round(v, 6) for v in vector], "model": model.version,
+        return {"x": [round(v, 4) for v in vector], "model": model.version,
                 "text_model": model.text_version}
 
     def record(self, captured: dict[str, Any] | None, verdict: str) -> None:
