@@ -206,3 +206,13 @@ def test_classifier_and_age_signal_cases_leave_examples_too(app, client):
     [case] = client.get("/v1/review/cases?kind=age_signal", headers=auth("reviewer")).json["cases"]
     claim_and_decide(client, case["case_id"], "confirm_minor")
     assert sorted(e["verdict"] for e in stored(app)) == ["adult", "minor"]
+
+
+def test_admin_model_without_a_loaded_model_still_counts_examples(config, clock):
+    app = create_app(config.with_overrides(model_dir=config.data_dir / "no-model",
+                                           load_model=True), clock=clock)
+    response = app.test_client().get("/v1/admin/model", headers=auth("admin"))
+    assert response.status_code == 200
+    assert response.json == {"version": None, "text_version": None, "prevalence": None,
+                             "review_threshold": None, "examples": {"minor": 0, "adult": 0},
+                             "recalibrated_at": None}
