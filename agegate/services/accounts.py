@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from datetime import date, datetime
@@ -24,6 +23,7 @@ from agegate.storage.accounts import AccountStore
 from agegate.storage.cases import CaseStore
 from agegate.storage.deletions import DeletionStore
 from agegate.storage.events import EventStream
+from agegate.storage.unit import watch
 
 log = logging.getLogger("agegate.accounts")
 
@@ -114,24 +114,19 @@ class AccountService:
         if model is None:
             raise ModelUnavailable()
         account_hash = self.hasher.account(account_id)
-        state_key = keys.account_state(account_hash)
-        meta_key = keys.account(account_hash)
         entry_hash = self.hasher.short("signal_entry", entry)[:16] if entry is not None else None
         watched = [keys.account_applied(account_hash, entry_hash)] if entry_hash else []
 
-        pointer_key = keys.account_open_case(account_hash)
         # The text model a stored state was scored by, when it is not the loaded one.
         off_scale: list[str | None] = []
 
         def build(pipe: Any) -> tuple[Any, str | None, str | None]:
-            deletion_id, raw_state, case_id = pipe.mget(keys.account_deletion(account_hash),
-                                                        state_key, pointer_key)
+            deletion_id, state, case_id, processing, case_score = self.accounts.signal_view(
+                pipe, account_hash)
             if deletion_id:
                 raise terminated()
-            processing, case_score = pipe.hmget(meta_key, "processing", "case_score")
             if processing == "stopped":
                 raise processing_stopped()
-            state = json.loads(raw_state) if raw_state else None
             off_scale.clear()
             if state is not None and not model.on_scale(state):
                 # Its sums are on another text model's scale (a full retrain): model.update
@@ -154,9 +149,9 @@ class AccountService:
 
         # WATCH the state, the meta, the case pointer and the termination marker: a concurrent
         # post retries on the newer state, and a termination in between turns this into a 409.
-        result, case_id, case_score = self.r.transaction(
-            build, state_key, meta_key, pointer_key, keys.account_deletion(account_hash),
-            *watched, value_from_callable=True)
+        result, case_id, case_score = transact(
+            self.r, build, keys.account_state(account_hash), keys.account(account_hash),
+            keys.account_open_case(account_hash), keys.account_deletion(account_hash), *watched)
         if off_scale:
             STATE_RESETS.inc()
             log.info("account state of text model %s reset for text model %s", off_scale[0],
@@ -186,11 +181,7 @@ class AccountService:
     def get(self, account_id: str) -> dict[str, Any]:
         """The account's status and latest score; terminated accounts from their deletion."""
         account_hash = self.hasher.account(account_id)
-        pipe = self.r.pipeline(transaction=False)
-        pipe.hgetall(keys.account(account_hash))
-        pipe.get(keys.account_open_case(account_hash))
-        pipe.get(keys.account_deletion(account_hash))
-        meta, case_id, deletion_id = pipe.execute()
+        meta, case_id, deletion_id = self.accounts.overview(account_hash)
         if deletion_id:
             record = self.deletions.read(self.r, deletion_id)
             return {"account_id": account_id, "status": "terminated", "score": None,
@@ -319,8 +310,8 @@ class AccountService:
         meta_key = keys.account(account_hash)
 
         def build(pipe: redis.client.Pipeline) -> None:
-            pipe.watch(keys.account_deletion(account_hash), keys.account_open_case(account_hash),
-                       keys.account_open_age_case(account_hash))
+            watch(pipe, keys.account_deletion(account_hash), keys.account_open_case(account_hash),
+                  keys.account_open_age_case(account_hash))
             if self.deletions.for_account(pipe, account_hash):
                 raise terminated()
             meta = self.accounts.meta(pipe, account_hash)
@@ -332,7 +323,7 @@ class AccountService:
                 captured[0] = self.feedback.capture(pipe, account_hash)
             case = None
             if meta.get("restricted_case"):
-                pipe.watch(keys.case(meta["restricted_case"]))
+                watch(pipe, keys.case(meta["restricted_case"]))
                 case = self.cases.read(pipe, meta["restricted_case"])
             now = self.clock.now()
             chain = self.audit.begin(pipe)
@@ -387,7 +378,7 @@ class AccountService:
             account: dict[str, Any] | None = self.get(account_id)
         except NotFound:
             account = None
-        case_ids = sorted(self.r.smembers(keys.account_cases(account_hash)))
+        case_ids = self.accounts.case_ids(self.r, account_hash)
         internal = ("sortkey", "lease_until")
         cases = [{k: v for k, v in c.items() if k not in internal}
                  for c in self.cases.read_many(case_ids)]
@@ -398,8 +389,7 @@ class AccountService:
             "account_id": account_id,
             "account": account,
             "model_state": self.accounts.state(self.r, account_hash),
-            "linked_identifiers": len(self.r.zrange(keys.account_identifiers(account_hash),
-                                                    0, -1)),
+            "linked_identifiers": len(self.accounts.linked_identifiers(self.r, account_hash)),
             "cases": cases,
             "deletions": deletions,
             "audit": self.audit.entries(account_id, 1000),

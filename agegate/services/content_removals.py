@@ -16,9 +16,9 @@ from agegate.clock import Clock
 from agegate.crypto import Hasher, new_id
 from agegate.errors import Conflict, NotEligible
 from agegate.services.audit import AuditTrail, transact
-from agegate.storage import keys
 from agegate.storage.events import EventStream
 from agegate.storage.keys import Retention
+from agegate.storage.removals import RemovalStore
 
 ELIGIBLE_REGION = "US-CA"
 EVENT_TYPE = "content.removal_requested"
@@ -88,6 +88,7 @@ class ContentRemovalService:
         self.retention = retention
         self.clock = clock
         self.all_regions = all_regions
+        self.removals = RemovalStore(client, retention)
         # Wired by the container once the review queue exists.
         self.review: Any = None
 
@@ -124,18 +125,15 @@ class ContentRemovalService:
                 if error.code != "account_terminated":
                     raise
         account_hash = self.hasher.account(account_id)
-        removals_key = keys.content_removals(account_hash)
         hashes = {cid: self.hasher.short("content", cid) for cid in removable}
         now = self.clock.now()
 
         def write(pipe: redis.client.Pipeline) -> list[str]:
             chain = self.audit.begin(pipe)
-            already = pipe.smismember(removals_key, list(hashes.values())) if hashes else []
+            already = self.removals.already_removed(pipe, account_hash, list(hashes.values()))
             new = [cid for cid, done in zip(removable, already, strict=True) if not done]
             pipe.multi()
-            if new:
-                pipe.sadd(removals_key, *[hashes[cid] for cid in new])
-                pipe.expire(removals_key, self.retention.seconds("content_removal"))
+            self.removals.queue_removed(pipe, account_hash, [hashes[cid] for cid in new])
             for cid in new:
                 self.events.queue_emit(pipe, EVENT_TYPE, account_id=account_id, at=now,
                                        request_id=request_id, content_id=cid)
@@ -147,5 +145,5 @@ class ContentRemovalService:
             return new
 
         # WATCH the account's removal set too, so two requests for one item emit one event.
-        transact(self.r, write, removals_key)
+        transact(self.r, write, *self.removals.watched_keys(account_hash))
         return {"request_id": request_id, "removed": removable, "refused": refused}

@@ -16,11 +16,13 @@ from agegate.crypto import Hasher, new_id
 from agegate.errors import NotFound, ValidationFailed
 from agegate.services.audit import AuditTrail, Chain, transact
 from agegate.storage import keys
+from agegate.storage.accounts import AccountStore
 from agegate.storage.cases import CaseStore
 from agegate.storage.deletions import DeletionStore
 from agegate.storage.events import EventStream
 from agegate.storage.identities import Identifier, IdentityStore
 from agegate.storage.keys import Retention
+from agegate.storage.unit import watch
 
 ADULT_AGE = 18
 
@@ -86,6 +88,7 @@ class EnforcementService:
         self.due_days = due_days
         # Steps other features add to every termination's MULTI: hook(pipe, plan, block_seconds).
         self.termination_hooks: list[Callable[[Any, TerminationPlan, int], None]] = []
+        self.accounts = AccountStore(client, retention)
 
     # -- termination ---------------------------------------------------------------------
     def block_seconds(self, born: date | None, now: datetime) -> int:
@@ -100,13 +103,12 @@ class EnforcementService:
     def prepare(self, pipe: Any, account_id: str) -> TerminationPlan:
         """Read (and WATCH) everything termination touches; call before pipe.multi()."""
         account_hash = self.hasher.account(account_id)
-        pipe.watch(keys.account_deletion(account_hash), *keys.account_keys(account_hash))
+        watch(pipe, keys.account_deletion(account_hash), *keys.account_keys(account_hash))
         existing = self.deletions.for_account(pipe, account_hash)
-        case_ids = sorted(pipe.smembers(keys.account_cases(account_hash)))
-        linked = pipe.zrange(keys.account_identifiers(account_hash), 0, -1)
+        case_ids = self.accounts.case_ids(pipe, account_hash)
         identifiers: list[Identifier] = [("account", account_hash)]
-        identifiers += [(kind, digest) for kind, _, digest in (m.partition(":") for m in linked)]
-        meta = pipe.hgetall(keys.account(account_hash))
+        identifiers += self.accounts.linked_identifiers(pipe, account_hash)
+        meta = self.accounts.meta(pipe, account_hash)
         return TerminationPlan(account_id, account_hash, existing, case_ids, identifiers, meta)
 
     def queue(
@@ -140,7 +142,7 @@ class EnforcementService:
         # Data minimisation: nothing about a terminated minor stays here but the proof of
         # deletion, the identity blocks and the audit trail (COPPA 16 CFR §312.10).
         self.cases.queue_delete(pipe, plan.case_ids)
-        pipe.delete(*keys.account_keys(plan.account_hash))
+        self.accounts.queue_forget(pipe, plan.account_hash)
         block_seconds = self.block_seconds(born, now)
         self.identities.queue_identity_blocks(pipe, plan.identifiers, block_seconds)
         for hook in self.termination_hooks:

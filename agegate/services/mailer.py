@@ -6,7 +6,6 @@ does (Retention.outbox_days) and is capped in length. Nothing here logs an addre
 
 from __future__ import annotations
 
-import json
 import logging
 import smtplib
 from email.message import EmailMessage
@@ -18,12 +17,11 @@ import redis
 from agegate.clock import Clock, iso
 from agegate.crypto import new_id
 from agegate.errors import MailUnavailable
-from agegate.storage import keys
 from agegate.storage.keys import Retention
+from agegate.storage.mail import MailOutbox
 
 log = logging.getLogger("agegate.mailer")
 
-OUTBOX_MAX = 1000
 SMTP_TIMEOUT_S = 10
 
 
@@ -38,7 +36,7 @@ class Mailer:
         smtp_url: str | None,
         sender: str,
     ) -> None:
-        self.r = client
+        self.store = MailOutbox(client, retention)
         self.retention = retention
         self.clock = clock
         self.smtp_url = smtp_url
@@ -76,12 +74,8 @@ class Mailer:
     def _outbox(self, to: str, subject: str, body: str) -> None:
         entry = {"id": new_id("mail"), "at": iso(self.clock.now()), "to": to,
                  "subject": subject, "body": body}
-        pipe = self.r.pipeline(transaction=True)
-        pipe.lpush(keys.OUTBOX, json.dumps(entry))
-        pipe.ltrim(keys.OUTBOX, 0, OUTBOX_MAX - 1)
-        pipe.expire(keys.OUTBOX, self.retention.seconds("outbox"))
-        pipe.execute()
+        self.store.push(entry)
 
     def outbox(self, limit: int = 100) -> list[dict[str, Any]]:
         """Newest first; what an admin relays by hand when no SMTP server is configured."""
-        return [json.loads(raw) for raw in self.r.lrange(keys.OUTBOX, 0, limit - 1)]
+        return self.store.recent(limit)

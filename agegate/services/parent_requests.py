@@ -32,8 +32,8 @@ from agegate.metrics import gauge
 from agegate.services.age_checks import normalise_email
 from agegate.services.audit import AuditTrail, transact
 from agegate.services.mailer import Mailer
-from agegate.storage import keys
 from agegate.storage.keys import Retention
+from agegate.storage.parent_requests import ParentRequestStore
 
 log = logging.getLogger("agegate.parent_requests")
 
@@ -69,28 +69,6 @@ REFUSALS = {
                      "nothing here to delete or export."),
 }
 
-# Check-and-count in one step, so parallel guesses can never exceed MAX_WRONG_CODES.
-_VERIFY = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return {'missing'} end
-local f = redis.call('HMGET', KEYS[1], 'status', 'code_hash', 'code_expires_ts')
-if f[1] == 'locked' then return {'locked'} end
-if f[1] ~= 'pending_verification' then
-  if f[2] == ARGV[1] then return {'done', f[1]} end
-  return {'wrong_done', f[1]}
-end
-if tonumber(f[3]) <= tonumber(ARGV[2]) then return {'expired'} end
-if f[2] == ARGV[1] then
-  redis.call('HSET', KEYS[1], 'status', 'verified', 'verified_at', ARGV[3])
-  return {'ok'}
-end
-local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
-if attempts >= tonumber(ARGV[4]) then
-  redis.call('HSET', KEYS[1], 'status', 'locked')
-  return {'locked_now', tostring(attempts)}
-end
-return {'wrong', tostring(attempts)}
-"""
-
 CODE_MAIL = """Hello {name},
 
 Someone (we hope you) asked us to act on a child's account on your behalf ({request_type}).
@@ -119,12 +97,12 @@ class ParentRequestService:
         clock: Clock,
     ) -> None:
         self.r = client
+        self.store = ParentRequestStore(client, retention)
         self.hasher = hasher
         self.audit = audit
         self.mailer = mailer
         self.retention = retention
         self.clock = clock
-        self._verify = client.register_script(_VERIFY)
         # Wired by the container once the review queue, enforcement and accounts exist.
         self.review: Any = None
         self.enforcement: Any = None
@@ -170,37 +148,31 @@ class ParentRequestService:
             record["child_account_id"] = value
         else:
             record["child_hash"] = self.child_hash(kind, value)
-        ttl = self.retention.seconds("parent_request_unverified")
         details = data.get("details") or ""
-        meta_key = keys.parent_request(request_id)
-        details_key = keys.parent_request_details(request_id)
 
         def write(pipe: redis.client.Pipeline) -> None:
             chain = self.audit.begin(pipe)
             pipe.multi()
-            pipe.hset(meta_key, mapping=record)
-            pipe.expire(meta_key, ttl)
-            if details:
-                pipe.set(details_key, details, ex=ttl)
+            self.store.queue_create(pipe, request_id, record, details)
             chain.append(pipe, actor=actor, action="parent_request.submitted",
                          account_id=record.get("child_account_id"),
                          details={"request_id": request_id,
                                   "request_type": data["request_type"], "child_kind": kind})
 
-        transact(self.r, write)
+        transact(self.r, write, *self.store.watched_keys(request_id))
         body = CODE_MAIL.format(name=data["parent_name"].strip(), code=code,
                                 request_type=data["request_type"], request_id=request_id)
         try:
             self.mailer.send(data["parent_email"], "Your verification code", body)
         except Exception:
             # An unmailed code can never be entered: drop the request rather than strand it.
-            self.r.delete(meta_key, details_key)
+            self.store.delete(request_id)
             raise
         return {"request_id": request_id, "status": "pending_verification",
                 "status_token": token}
 
     def _load(self, request_id: str) -> dict[str, str]:
-        record = self.r.hgetall(keys.parent_request(request_id))
+        record = self.store.read(request_id)
         if not record:
             raise NotFound("No such request.")
         return record
@@ -208,11 +180,8 @@ class ParentRequestService:
     def verify(self, request_id: str, code: str, actor: str = "public") -> dict[str, str]:
         """Check the mailed code; on success open the reviewer's case. Wrong codes count."""
         now = self.clock.now()
-        result = self._verify(
-            keys=[keys.parent_request(request_id)],
-            args=[self._code_hash(request_id, code), int(now.timestamp()), iso(now),
-                  MAX_WRONG_CODES],
-        )
+        result = self.store.check_code(request_id, self._code_hash(request_id, code),
+                                       int(now.timestamp()), iso(now), MAX_WRONG_CODES)
         outcome = result[0]
         if outcome == "missing":
             raise NotFound("No such request.")
@@ -261,28 +230,21 @@ class ParentRequestService:
                 case = self.review.open_or_raise(placeholder, "parent_request", actor=actor,
                                                  due_at=due_at, ref={"request_id": request_id})
             case_id = case["case_id"]
-        meta_key = keys.parent_request(request_id)
-        details_key = keys.parent_request_details(request_id)
 
         def write(pipe: redis.client.Pipeline) -> None:
             chain = self.audit.begin(pipe)
             pipe.multi()
-            if case_id:
-                pipe.hset(meta_key, "case_id", case_id)
-            pipe.expire(meta_key, self.retention.seconds("parent_request"))
-            pipe.expire(details_key, self.retention.seconds("parent_request_details"))
-            pipe.zadd(keys.PARENT_REQUESTS_OPEN, {request_id: due_at.timestamp()})
-            pipe.expire(keys.PARENT_REQUESTS_OPEN, self.retention.seconds("parent_request"))
+            self.store.queue_verified(pipe, request_id, case_id, due_at.timestamp())
             chain.append(pipe, actor=actor, action="parent_request.verified",
                          account_id=record.get("child_account_id"),
                          details={"request_id": request_id, "case_id": case_id,
                                   "request_type": record["request_type"]})
 
-        transact(self.r, write, meta_key)
+        transact(self.r, write, *self.store.watched_keys(request_id))
 
     def _authorised(self, request_id: str, token: str | None) -> dict[str, str]:
         """The record, if the status token matches; otherwise 404 (existence is not revealed)."""
-        record = self.r.hgetall(keys.parent_request(request_id))
+        record = self.store.read(request_id)
         expected = record.get("status_token_hash", "")
         if not record or not token or not self.hasher.matches(
                 "status_token", f"{request_id}:{token}", expected):
@@ -300,10 +262,10 @@ class ParentRequestService:
     def export(self, request_id: str, token: str | None) -> dict[str, Any]:
         """The access export, while it is kept (Retention.export_days)."""
         self._authorised(request_id, token)
-        raw = self.r.get(keys.parent_request_export(request_id))
-        if raw is None:
+        export = self.store.export(request_id)
+        if export is None:
             raise NotFound("No export is available for this request.")
-        return json.loads(raw)
+        return export
 
     # -- the reviewer's side -------------------------------------------------------------
     def review_view(self, request_id: str) -> dict[str, Any]:
@@ -315,7 +277,7 @@ class ParentRequestService:
             "request_type": record["request_type"],
             "child_kind": record["child_kind"],
             "child_account_id": record.get("child_account_id"),
-            "details": self.r.get(keys.parent_request_details(request_id)) or "",
+            "details": self.store.details(request_id),
             "created_at": record["created_at"],
             "due_at": record["due_at"],
             "case_id": record.get("case_id"),
@@ -347,16 +309,14 @@ class ParentRequestService:
                     self.child_hash(kind, identifier), record.get("child_hash", "")):
                 raise ValidationFailed(fields={"identifier": [
                     f"This {kind} does not match the one in the request."]})
-        meta_key = keys.parent_request(request_id)
-
         def write(pipe: redis.client.Pipeline) -> None:
             chain = self.audit.begin(pipe)
             pipe.multi()
-            pipe.hset(meta_key, "child_account_id", account_id)
+            self.store.queue_child(pipe, request_id, account_id)
             chain.append(pipe, actor=actor, action="parent_request.child_resolved",
                          account_id=account_id, details={"request_id": request_id})
 
-        transact(self.r, write, meta_key)
+        transact(self.r, write, *self.store.watched_keys(request_id))
         return self.review_view(request_id)
 
     def decide(self, case: dict[str, Any], decision: str, note: str | None, actor: str) -> None:
@@ -434,13 +394,12 @@ class ParentRequestService:
         self.accounts.restrict_for_verification(account_id, case_id, actor=actor,
                                                 reason="parent_request")
         account_hash = self.hasher.account(account_id)
-        meta_key = keys.parent_request(request_id)
 
         def write(pipe: redis.client.Pipeline) -> None:
             chain = self.audit.begin(pipe)
             pipe.multi()
             # Still in PARENT_REQUESTS_OPEN: the 30-day due date keeps counting.
-            pipe.hset(meta_key, mapping={
+            self.store.queue_fields(pipe, request_id, {
                 "status": WAITING, "decision": "fulfill", "decided_by": actor,
                 "note": (note or "")[:MAX_NOTE_CHARS],
                 "reason": "We are verifying the account holder's age before acting on it.",
@@ -451,7 +410,7 @@ class ParentRequestService:
                          details={"request_id": request_id, "case_id": case_id,
                                   "request_type": record["request_type"]})
 
-        transact(self.r, write, meta_key)
+        transact(self.r, write, *self.store.watched_keys(request_id))
 
     def on_age_known(self, account_id: str, verdict: str, actor: str) -> None:
         """Hook: the account's age is now established; answer the requests waiting for it."""
@@ -459,11 +418,9 @@ class ParentRequestService:
             return
         account_hash = self.hasher.account(account_id)
         for request_id in self.account_store.waiting(self.r, account_hash):
-            record = self.r.hgetall(keys.parent_request(request_id))
+            record = self.store.read(request_id)
             if record.get("status") != WAITING:
-                pipe = self.r.pipeline()
-                self.account_store.queue_unwait(pipe, account_hash, request_id)
-                pipe.execute()
+                self.account_store.unwait(account_hash, request_id)
                 continue
             note, reviewer = record.get("note"), record.get("decided_by") or actor
             if verdict == "adult":
@@ -478,43 +435,34 @@ class ParentRequestService:
         """Record a decided request's outcome; the parent's text goes, the export is kept."""
         request_id = record["request_id"]
         account_id = record.get("child_account_id") or None
-        meta_key = keys.parent_request(request_id)
         extra = extra or {}
+        fields = {"status": status, "outcome": outcome, "decision": decision,
+                  "decided_at": iso(self.clock.now()), "reason": reason or "",
+                  "decided_by": actor, "note": (note or "")[:MAX_NOTE_CHARS], **extra}
 
         def write(pipe: redis.client.Pipeline) -> None:
             chain = self.audit.begin(pipe)
             pipe.multi()
-            pipe.hset(meta_key, mapping={
-                "status": status, "outcome": outcome, "decision": decision,
-                "decided_at": iso(self.clock.now()), "reason": reason or "",
-                "decided_by": actor, "note": (note or "")[:MAX_NOTE_CHARS], **extra,
-            })
-            # The parent's free text was needed only to decide.
-            pipe.delete(keys.parent_request_details(request_id))
-            pipe.zrem(keys.PARENT_REQUESTS_OPEN, request_id)
+            self.store.queue_decided(pipe, request_id, fields, export)
             if account_id and self.account_store is not None:
                 self.account_store.queue_unwait(pipe, self.hasher.account(account_id),
                                                 request_id)
-            if export is not None:
-                pipe.set(keys.parent_request_export(request_id), json.dumps(export),
-                         ex=self.retention.seconds("export"))
             chain.append(pipe, actor=audit_actor or actor, action="parent_request.decided",
                          account_id=account_id,
                          details={"request_id": request_id,
                                   "request_type": record["request_type"],
                                   "decision": decision, "outcome": outcome, **extra})
 
-        transact(self.r, write, meta_key)
+        transact(self.r, write, *self.store.watched_keys(request_id))
 
     # -- operators -----------------------------------------------------------------------
     def listing(self, overdue_only: bool, limit: int) -> list[dict[str, Any]]:
         """Verified, undecided requests by due date (overdue ones only if asked)."""
         now = self.clock.now().timestamp()
-        ids = self.r.zrangebyscore(keys.PARENT_REQUESTS_OPEN, "-inf",
-                                   f"({now}" if overdue_only else "+inf", start=0, num=limit)
+        ids = self.store.open_ids(now if overdue_only else None, limit)
         out = []
         for request_id in ids:
-            record = self.r.hgetall(keys.parent_request(request_id))
+            record = self.store.read(request_id)
             if not record:
                 continue
             out.append({"request_id": request_id, "status": record["status"],
@@ -527,7 +475,7 @@ class ParentRequestService:
     def overdue_count(self) -> int:
         """Verified requests past their due date and not yet decided."""
         now = self.clock.now().astimezone(UTC).timestamp()
-        return int(self.r.zcount(keys.PARENT_REQUESTS_OPEN, "-inf", f"({now}"))
+        return self.store.overdue_count(now)
 
     def gauges(self) -> Iterable[Any]:
         """Prometheus gauge source (read from Redis at scrape time, same in every worker)."""

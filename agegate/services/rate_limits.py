@@ -11,19 +11,11 @@ import redis
 
 from agegate.crypto import Hasher
 from agegate.errors import RateLimited
-from agegate.storage import keys
 from agegate.storage.keys import Retention
+from agegate.storage.rate_limits import RateLimitStore
 
 _UNITS = {"second": 1, "minute": 60, "hour": 3600, "day": 86_400}
 _RULE = re.compile(r"^\s*(\d+)\s*(?:per|/)\s*(\d+\s+)?(second|minute|hour|day)s?\s*$", re.I)
-
-# INCR and set the window's expiry in one step, so a crash can never leave a counter unexpiring.
-_HIT = """
-local count = redis.call('INCR', KEYS[1])
-if count == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
-return {count, redis.call('TTL', KEYS[1])}
-"""
-
 
 @dataclass(frozen=True)
 class Rule:
@@ -49,16 +41,14 @@ class RateLimiter:
     """Counts hits per (scope, client address); addresses are kept only as keyed hashes."""
 
     def __init__(self, client: redis.Redis, hasher: Hasher, retention: Retention) -> None:
-        self.r = client
+        self.store = RateLimitStore(client)
         self.hasher = hasher
         self.retention = retention
-        self._hit = client.register_script(_HIT)
 
     def hit(self, scope: str, address: str, rule: Rule) -> None:
         """Count one request; raise RateLimited (with Retry-After) once over the limit."""
         window = min(rule.window, self.retention.seconds("rate_limit"))
         slot = int(time.time()) // window
-        key = keys.rate_limit(scope, self.hasher.short("client", address), slot)
-        count, ttl = self._hit(keys=[key], args=[window])
-        if int(count) > rule.limit:
-            raise RateLimited(retry_after=int(ttl) if int(ttl) > 0 else window)
+        count, ttl = self.store.hit(scope, self.hasher.short("client", address), slot, window)
+        if count > rule.limit:
+            raise RateLimited(retry_after=ttl if ttl > 0 else window)

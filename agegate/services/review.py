@@ -22,6 +22,7 @@ from agegate.storage.accounts import AccountStore
 from agegate.storage.cases import HISTORY_LIMIT, KINDS, CaseStore
 from agegate.storage.deletions import DeletionStore
 from agegate.storage.events import EventStream
+from agegate.storage.unit import watch
 
 log = logging.getLogger("agegate.review")
 
@@ -154,13 +155,13 @@ class ReviewService:
 
         def build(pipe: Any) -> dict[str, Any]:
             # One round trip for both markers (both WATCHed by transact below).
-            deletion_id, existing_id = pipe.mget(keys.account_deletion(account_hash), pointer)
+            deletion_id, existing_id = self.accounts.deletion_and_open_case(pipe, account_hash)
             if deletion_id:
                 raise Conflict("The account has been terminated.", code="account_terminated")
             now = self.clock.now()
             if single:
                 if existing_id:
-                    pipe.watch(keys.case(existing_id))
+                    watch(pipe, keys.case(existing_id))
                     case = self.cases.read(pipe, existing_id)
                     if case is not None:
                         if case["status"] == "decided":
@@ -321,8 +322,8 @@ class ReviewService:
                 return decided
             kind = case["kind"]
             pointer = keys.open_case_pointer(account_hash, kind)
-            pipe.watch(pointer, keys.account(account_hash))
-            current = pipe.get(pointer)
+            watch(pipe, pointer, keys.account(account_hash))
+            current = self.accounts.open_case(pipe, account_hash, kind)
             # An age_signal case restricted the account when it opened: clearing it lifts that.
             lift = (decision == "not_minor" and kind == "age_signal"
                     and self.accounts.meta(pipe, account_hash).get("restricted_case") == case_id)
@@ -360,7 +361,7 @@ class ReviewService:
         return result
 
     def _external(self, case_id: str) -> bool:
-        kind = self.r.hget(keys.case(case_id), "kind")
+        kind = self.cases.kind(case_id)
         return kind == "parent_request" or kind in self._deciders
 
     def _decide_external(self, case_id: str, reviewer: str, decision: str,

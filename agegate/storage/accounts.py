@@ -48,6 +48,51 @@ class AccountStore:
         raw = client.get(keys.account_state(account_hash))
         return json.loads(raw) if raw else None
 
+    def signal_view(self, client: Any, account_hash: str
+                    ) -> tuple[str | None, Any, str | None, str | None, str | None]:
+        """What folding signals in reads: (deletion id, model state, open case id, processing,
+        the open case's score)."""
+        deletion_id, raw_state, case_id = client.mget(
+            keys.account_deletion(account_hash), keys.account_state(account_hash),
+            keys.account_open_case(account_hash))
+        processing, case_score = client.hmget(keys.account(account_hash), "processing",
+                                              "case_score")
+        state = json.loads(raw_state) if raw_state else None
+        return deletion_id, state, case_id, processing, case_score
+
+    def overview(self, account_hash: str) -> tuple[dict[str, str], str | None, str | None]:
+        """(meta, open case id, deletion id) in one round trip."""
+        pipe = self.r.pipeline(transaction=False)
+        pipe.hgetall(keys.account(account_hash))
+        pipe.get(keys.account_open_case(account_hash))
+        pipe.get(keys.account_deletion(account_hash))
+        meta, case_id, deletion_id = pipe.execute()
+        return meta, case_id, deletion_id
+
+    def open_case(self, client: Any, account_hash: str, kind: str = "classifier") -> str | None:
+        """The account's one open case id of `kind`'s pointer (age signals keep their own)."""
+        return client.get(keys.open_case_pointer(account_hash, kind))
+
+    def deletion_and_open_case(self, client: Any, account_hash: str
+                               ) -> tuple[str | None, str | None]:
+        """(deletion id, open case id) in one round trip."""
+        deletion_id, case_id = client.mget(keys.account_deletion(account_hash),
+                                           keys.account_open_case(account_hash))
+        return deletion_id, case_id
+
+    def case_ids(self, client: Any, account_hash: str) -> list[str]:
+        """Every case id opened on the account, sorted."""
+        return sorted(client.smembers(keys.account_cases(account_hash)))
+
+    def linked_identifiers(self, client: Any, account_hash: str) -> list[tuple[str, str]]:
+        """The (kind, keyed hash) identifiers the account used in its age checks."""
+        members = client.zrange(keys.account_identifiers(account_hash), 0, -1)
+        return [(kind, digest) for kind, _, digest in (m.partition(":") for m in members)]
+
+    def queue_forget(self, pipe: redis.client.Pipeline, account_hash: str) -> None:
+        """Delete everything held on the account (termination)."""
+        pipe.delete(*keys.account_keys(account_hash))
+
     def queue_meta(self, pipe: redis.client.Pipeline, account_hash: str, account_id: str,
                    fields: dict[str, Any], drop: tuple[str, ...] = ()) -> None:
         """Set some meta fields (creating the account as active if new) and refresh its TTL."""
@@ -73,6 +118,10 @@ class AccountStore:
     def queue_unwait(self, pipe: redis.client.Pipeline, account_hash: str,
                      request_id: str) -> None:
         pipe.srem(keys.parent_requests_waiting(account_hash), request_id)
+
+    def unwait(self, account_hash: str, request_id: str) -> None:
+        """Drop a request that no longer waits (decided elsewhere) from the account's list."""
+        self.r.srem(keys.parent_requests_waiting(account_hash), request_id)
 
     def waiting(self, client: Any, account_hash: str) -> list[str]:
         """Parent requests waiting for this account's age, oldest id first."""

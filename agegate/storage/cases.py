@@ -170,6 +170,10 @@ class CaseStore:
         raw = client.hgetall(keys.case(case_id))
         return decode(raw) if raw.get("case_id") else None
 
+    def kind(self, case_id: str) -> str | None:
+        """A case's kind, or None for no such case."""
+        return self.r.hget(keys.case(case_id), "kind")
+
     def read_many(self, case_ids: list[str]) -> list[dict[str, Any]]:
         """Several cases in one round trip, in the given order, skipping expired ones."""
         if not case_ids:

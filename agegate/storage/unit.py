@@ -78,6 +78,11 @@ def current() -> UnitOfWork:
     return unit
 
 
+def watch(pipe: Any, *names: str) -> None:
+    """WATCH more keys from inside a unit of work's build step (before `pipe.multi()`)."""
+    pipe.watch(*names)
+
+
 def transact(client: redis.Redis, build: Callable[[Any], Any], *watch: str,
              tag: str | None = None) -> Any:
     """Run `build(pipe)` as WATCH(*watch) ... MULTI ... EXEC, at most once; return its value.
