@@ -111,3 +111,9 @@ def test_too_few_examples_are_refused(app, monkeypatch, redis_url, tmp_path):
     result = run_cli(monkeypatch, redis_url, tmp_path, "--out", str(tmp_path / "m"))
     assert result.exit_code == 1
     assert "not enough examples: 0 usable" in result.output
+
+
+def test_a_model_that_does_not_load_is_one_line_and_exit_1(monkeypatch, redis_url, tmp_path):
+    result = run_cli(monkeypatch, redis_url, tmp_path, "--model-dir", str(tmp_path / "none"))
+    assert result.exit_code == 1
+    assert "model: cannot read" in result.output and "Traceback" not in result.output
