@@ -31,7 +31,9 @@ def test_committed_artifact_loads_quickly_and_matches_card():
     elapsed = time.perf_counter() - t
     card = json.loads((MODEL_DIR / "card.json").read_text())
     assert m.sha256 == card["sha256"] and m.version == card["version"]
-    assert m.review_threshold == pytest.approx(card["review_threshold"])
+    assert m.prevalence_train == pytest.approx(card["prevalence_train"], abs=1e-4)
+    assert m.uses_lexicon == (card["lexicon"] is not None)
+    assert m.review_threshold == 0.5 and m.prevalence == 0.02  # the config defaults
     assert m.band_thresholds["medium"] <= m.band_thresholds["high"]
     assert (MODEL_DIR / "model.skops").stat().st_size <= 50 * 1024 * 1024
     assert elapsed < 4.0  # budget is 2 s; slack for a loaded CI machine
