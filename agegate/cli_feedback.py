@@ -22,14 +22,10 @@ def _log(msg: str) -> None:
               help="Print the comparison and whether it would be written; write nothing.")
 @click.option("--data", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Blog authors (default: $AGEGATE_TRAINING_DATA or the shared data).")
-@click.option("--reddit", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="Reddit comments (default: $AGEGATE_REDDIT_DATA or the shared data).")
 @click.option("--max-authors", type=click.IntRange(min=10), default=None,
               help="Use at most this many stack and validation authors each (quick runs).")
-@click.option("--max-comments", type=click.IntRange(min=10), default=None,
-              help="Use at most this many held-apart Reddit comments (quick runs).")
 def recalibrate(model_dir: str | None, out_dir: str | None, dry_run: bool, data: str | None,
-                reddit: str | None, max_authors: int | None, max_comments: int | None) -> None:
+                max_authors: int | None) -> None:
     """Refit the account-level model and keep the text model (stored states stay valid); write
     the new version only when it is no worse on held-back examples and blog validation."""
     from agegate.config import development_defaults, from_env
@@ -54,7 +50,7 @@ def recalibrate(model_dir: str | None, out_dir: str | None, dry_run: bool, data:
     _log(f"model {model.version} (text model {model.text_version}); "
          f"{len(examples)} stored examples")
     try:
-        corpus = R.load_corpus(data, reddit, max_authors, max_comments)
+        corpus = R.load_corpus(data, max_authors)
     except (OSError, ValueError) as error:
         raise click.ClickException(f"training data: {error}") from None
     outcome = R.recalibrate(model, artifact, examples, corpus, log=_log)

@@ -27,7 +27,7 @@ from tests.feedback_helpers import (
 
 DECIDED = 300  # accounts whose cases reviewers decide
 HELD_OUT = 200  # accounts nobody decided, scored by both versions
-QUICK = ["--max-authors", "150", "--max-comments", "1500"]  # a CI-sized corpus
+QUICK = ["--max-authors", "150"]  # a CI-sized corpus
 
 
 @pytest.fixture
