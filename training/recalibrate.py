@@ -135,6 +135,7 @@ def fit_second_stage(
         account_coef=a * coef0 + clf.coef_[0][:-1],
         account_intercept=a * b0 + float(clf.intercept_[0]),
         prevalence_train=float(np.average(y, weights=weights)),
+        _anchor=a,  # reported in the card, not stored in the artifact
     )
     return out
 
@@ -300,6 +301,7 @@ def recalibrate(
         recalibrated_at=now.strftime("%Y-%m-%dT%H:%M:%SZ"),
     )
     info = {"previous_version": str(artifact["version"]), "text_version": text_version,
+            "anchor": round(float(new.pop("_anchor")), 4),
             "training_views": {str(k): int(v) for k, v in Counter(src.tolist()).items()},
             "tolerance": dict(TOLERANCE), "holdout": f"1 in {HOLDOUT_EVERY}"}
     return Outcome(not reasons, reasons, counts, before, after, new, info)
@@ -328,9 +330,11 @@ def card_markdown(previous_md: str, card: dict[str, Any]) -> str:
         "",
         f"Version **{card['version']}** is a recalibration of {fb['previous_version']} "
         f"({fb['recalibrated_at']}): the account-level (second-stage) model was refitted on the "
-        "training views plus de-identified examples from reviewers' decisions and verification "
-        "results (an account-level feature vector, the verdict, the model version and the day; "
-        "nothing that identifies an account). The message-level text models are unchanged "
+        "blog training views plus de-identified examples from reviewers' decisions and "
+        "verification results (an account-level feature vector, the verdict, the model version "
+        "and the day; nothing that identifies an account), anchored on the previous account "
+        f"model: new log-odds = {fb.get('anchor', 'a')} x previous log-odds + b + small "
+        "per-feature corrections. The message-level text models are unchanged "
         f"(text model {fb['text_version']}), so every stored account state stays valid. The "
         f"sections above describe the fully trained version {fb['text_version']}; this "
         "version's account model differs from it as measured here.",
