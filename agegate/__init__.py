@@ -45,6 +45,7 @@ def create_app(config: Config | None = None, *, clock: Clock | None = None) -> F
         ingest,
         jurisdictions,
         limits,
+        model_admin,
         parent_requests,
         review,
         service,
@@ -87,7 +88,8 @@ def create_app(config: Config | None = None, *, clock: Clock | None = None) -> F
     body.init_app(app)
     limits.init_app(app)
     for module in (service, age_checks, accounts, review, enforcement, audit, parent_requests,
-                   content_removals, jurisdictions, age_signals, appeals, ingest, webhooks):
+                   content_removals, jurisdictions, age_signals, appeals, ingest, webhooks,
+                   model_admin):
         api.register_blueprint(module.blp)
     service.init_docs(app)
     register_error_handlers(app)

@@ -106,9 +106,10 @@ def worker(consumer: str | None) -> None:
 def _register_optional_commands() -> None:
     """Commands that live beside the features they drive."""
     from agegate.cli_audit import audit
+    from agegate.cli_feedback import recalibrate
     from agegate.cli_model import evaluate, train
 
-    for command in (train, evaluate, audit):
+    for command in (train, evaluate, audit, recalibrate):
         cli.add_command(command)
 
 

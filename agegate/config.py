@@ -84,6 +84,8 @@ class Config:
         """The live keys, comma-separated in AGEGATE_SECRET_KEY: the first hashes and signs
         everything new, the others are still recognised (a rotation)."""
         return [key.strip() for key in self.secret_key.split(",") if key.strip()]
+    # De-identified reviewer examples kept for `agegate recalibrate`; the oldest go first.
+    feedback_max_examples: int = 50_000
 
     @property
     def development(self) -> bool:
@@ -137,6 +139,8 @@ class Config:
                               "(use e.g. '5 per hour')") from None
         if self.metrics_port is not None and not 1 <= self.metrics_port <= 65535:
             raise ConfigError("AGEGATE_METRICS_PORT must be a TCP port (1-65535)")
+        if not 1 <= self.feedback_max_examples <= 10_000_000:
+            raise ConfigError("AGEGATE_FEEDBACK_MAX_EXAMPLES must be within 1..10000000")
         return self
 
 
@@ -249,6 +253,7 @@ def from_env(env: dict[str, str] | None = None) -> Config:
         minor_prevalence=_float(env, "AGEGATE_MINOR_PREVALENCE", 0.02),
         minor_review_threshold=_float(env, "AGEGATE_REVIEW_THRESHOLD", 0.5),
         metrics_port=_int(env, "AGEGATE_METRICS_PORT", 0) or None,
+        feedback_max_examples=_int(env, "AGEGATE_FEEDBACK_MAX_EXAMPLES", 50_000),
     )
 
 

@@ -117,6 +117,18 @@ class Agegate:
         self.age_checks.redeclaration_hooks.append(self.accounts.on_redeclaration)
         self._wire_age_signals(account_store, cases)
         self.gauge_sources.extend([self.review.gauges, self.enforcement.gauges])
+        self._wire_feedback(account_store)
+
+    def _wire_feedback(self, account_store: Any) -> None:
+        """Issue 12: a de-identified example per reviewer verdict and verification result."""
+        from agegate.services.feedback import FeedbackService
+        from agegate.storage.feedback import FeedbackStore
+
+        self.feedback = FeedbackService(
+            FeedbackStore(self.redis, self.retention, self.config.feedback_max_examples),
+            account_store, lambda: self.model, self.clock,
+        )
+        self.review.feedback = self.accounts.feedback = self.feedback
 
     def _wire_age_signals(self, account_store: Any, cases: Any) -> None:
         """Issue 13: platform age signals and appeals."""

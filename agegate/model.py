@@ -250,7 +250,12 @@ class AgeModel:
         cols = np.asarray(artifact["vocab_index"], dtype=np.int64).tolist()
         self._vocab_ids = {name: (i, c) for i, (name, c) in enumerate(
             zip(self.vocab_names, cols, strict=True))}
-        self._state_model = self.version
+        # A state's sums are on its text models' scale: a recalibration (a new second stage
+        # over the same text models) keeps ``text_version``, so stored states stay valid; a
+        # full retrain gets a new one, and states from the old one lose their text part.
+        self.text_version = str(artifact.get("text_version") or self.version)
+        self.recalibrated_at = artifact.get("recalibrated_at")
+        self._state_model = self.text_version
 
     def with_calibration(self, prevalence: float, review_threshold: float | None = None
                          ) -> AgeModel:
@@ -417,6 +422,18 @@ class AgeModel:
             state["sd"], state["n"], state["act"], self.account_text_decision(state),
             float(state["sl"]), float(state["lx"]), float(state["lw"]),
         )
+
+    def on_scale(self, state: dict[str, Any] | None) -> bool:
+        """Whether ``state``'s text part was scored by this model's text models."""
+        return (isinstance(state, dict) and state.get("v") == STATE_VERSION
+                and state.get("m") == self._state_model)
+
+    def feedback_vector(self, state: dict[str, Any] | None) -> list[float] | None:
+        """The second-stage features the model scores ``state`` by, or None when the state
+        holds no text on this model's scale (numbers only: no vocabulary ids, no text)."""
+        if not self.on_scale(state) or not state or not state.get("n"):
+            return None
+        return [float(v) for v in self.account_vector(state)]
 
     def _account(self, state: dict[str, Any]) -> tuple[float, np.ndarray]:
         """Learned log-odds at the training prevalence and per-feature contributions

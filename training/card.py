@@ -222,6 +222,13 @@ def render(card: dict[str, Any]) -> str:
         "starts again from the next message**; re-score accounts that matter by replaying "
         "their recent messages if the platform keeps them.",
         "",
+        "What a state was scored by is its text model (`text_version` in card.json; a full "
+        "retrain makes a new one, this version's is its own version): the service resets "
+        "(and counts, `agegate_account_state_resets_total`) every state of another text model "
+        "before it scores it, never scoring old sums on a new scale. `agegate recalibrate` "
+        "refits only the account model over the same text model, so a recalibrated version "
+        "keeps every stored state valid.",
+        "",
         "## Data and split",
         "",
         f"- Blog file `{card['data']['file']}`, split by author with "

@@ -391,3 +391,11 @@ def parent_requests():
         })
     return render_page("parent_requests.html", title="Parent requests", open_rows=open_rows,
                        decided=decided)
+
+
+@bp.route("/model", methods=["GET"])
+@public
+@admin_only
+def model():
+    """The loaded model, its calibration and the reviewer examples collected for it."""
+    return render_page("model.html", title="Model", info=services().feedback.summary())

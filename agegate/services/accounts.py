@@ -12,10 +12,12 @@ import redis
 from agegate.clock import Clock, iso
 from agegate.crypto import Hasher
 from agegate.errors import AgegateError, Conflict, ModelUnavailable, NotFound, ValidationFailed
+from agegate.metrics import STATE_RESETS
 from agegate.services.age_checks import age_on
 from agegate.services.age_signals import stated_rules
 from agegate.services.audit import AuditTrail, transact
 from agegate.services.enforcement import ADULT_AGE, EnforcementService, TerminationPlan
+from agegate.services.feedback import FeedbackService
 from agegate.services.review import ReviewService
 from agegate.storage import keys
 from agegate.storage.accounts import AccountStore
@@ -99,6 +101,8 @@ class AccountService:
         self.model = model
         self.age_evidence: list[AgeEvidence] = []
         self.age_known_hooks: list[AgeKnownHook] = []
+        # Model feedback (issue 12): a de-identified example per verification result.
+        self.feedback: FeedbackService | None = None
 
     # -- signals -------------------------------------------------------------------------
     def record_signals(self, account_id: str, signals: list[dict[str, Any]], *,
@@ -119,6 +123,9 @@ class AccountService:
         reported = any(s["type"] == "report" and s.get("reason") == "suspected_minor"
                        for s in signals)
 
+        # The text model a stored state was scored by, when it is not the loaded one.
+        off_scale: list[str | None] = []
+
         def build(pipe: Any) -> tuple[Any, str | None, bool, str | None]:
             deletion_id, state, case_id, processing, case_score, adult_until, seen = \
                 self.accounts.signal_view(pipe, account_hash, entry_hash)
@@ -126,6 +133,11 @@ class AccountService:
                 raise terminated()
             if processing == "stopped":
                 raise processing_stopped()
+            off_scale.clear()
+            if state is not None and not model.on_scale(state):
+                # Its sums are on another text model's scale (a full retrain): model.update
+                # keeps its platform counters and starts its text evidence again.
+                off_scale.append(str(state.get("m")) if isinstance(state, dict) else None)
             if seen:
                 pipe.multi()  # a replayed stream entry: nothing to write
                 result = model.score(state or model.new_state())
@@ -152,6 +164,10 @@ class AccountService:
         result, case_id, due, adult_until = transact(
             self.r, build, keys.account_state(account_hash), keys.account(account_hash),
             keys.account_open_case(account_hash), keys.account_deletion(account_hash), *watched)
+        if off_scale:
+            STATE_RESETS.inc()
+            log.info("account state of text model %s reset for text model %s", off_scale[0],
+                     model.text_version)
         score, top = float(result.score), _top(result.top_signals)
         # Stated rules beside the model's signals; they never change the score or the flag.
         top = stated_rules(adult_until, self.clock.now()) + top
@@ -290,7 +306,13 @@ class AccountService:
             if outcome == "minor" and age_on(born, today) >= ADULT_AGE:
                 raise ValidationFailed(fields={"date_of_birth": ["Does not match outcome minor."]})
         details = {"verification": outcome, "method": method}
+        account_hash = self.hasher.account(account_id)
+        captured: list[dict[str, Any] | None] = [None]
         if outcome == "minor":
+            # The example is taken just before termination deletes the state it comes from.
+            if self.feedback is not None:
+                captured[0] = self.feedback.capture(self.r, account_hash)
+
             def precheck(plan: TerminationPlan) -> None:
                 if plan.existing:
                     raise terminated()
@@ -302,10 +324,11 @@ class AccountService:
             record = self.enforcement.terminate(account_id, actor=actor,
                                                 reason="verified_minor", born=born,
                                                 details=details, precheck=precheck)
+            if self.feedback is not None:
+                self.feedback.record(captured[0], "minor")
             self.notify_age_known(account_id, "minor", actor)
             return {**self.get(account_id), "deletion_id": record["deletion_id"]}
 
-        account_hash = self.hasher.account(account_id)
         meta_key = keys.account(account_hash)
 
         def build(pipe: redis.client.Pipeline) -> None:
@@ -318,6 +341,8 @@ class AccountService:
                 raise NotFound("No such account.")
             if meta.get("status") != "restricted":
                 raise Conflict("The account is not awaiting verification.")
+            if self.feedback is not None:
+                captured[0] = self.feedback.capture(pipe, account_hash)
             case = None
             if meta.get("restricted_case"):
                 watch(pipe, keys.case(meta["restricted_case"]))
@@ -343,6 +368,8 @@ class AccountService:
                          details={**details, "case_id": meta.get("restricted_case")})
 
         transact(self.r, build, meta_key)
+        if self.feedback is not None:
+            self.feedback.record(captured[0], "adult")
         self.notify_age_known(account_id, "adult", actor)
         return self.get(account_id)
 

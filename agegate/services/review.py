@@ -16,6 +16,7 @@ from agegate.crypto import Hasher
 from agegate.errors import Conflict, NotFound, ValidationFailed
 from agegate.services.audit import AuditTrail, transact
 from agegate.services.enforcement import EnforcementService
+from agegate.services.feedback import FEEDBACK_KINDS, VERDICTS, FeedbackService
 from agegate.storage import keys
 from agegate.storage.accounts import AccountStore
 from agegate.storage.cases import HISTORY_LIMIT, KINDS, CaseStore
@@ -120,6 +121,8 @@ class ReviewService:
         self._deciders: dict[str, tuple[frozenset[str], Decider]] = {}
         # Called with (account_id, "minor", reviewer) once a confirm_minor has landed.
         self.minor_confirmed_hooks: list[Callable[[str, str, str], None]] = []
+        # Model feedback (issue 12): a de-identified example per verdict; set by the container.
+        self.feedback: FeedbackService | None = None
 
     def register_decider(self, kind: str, decisions: set[str], handler: Decider) -> None:
         """Let another feature decide cases of `kind`; handler(case, decision, note, actor)."""
@@ -286,6 +289,9 @@ class ReviewService:
         case_key = keys.case(case_id)
         if decision in ("fulfill", "reject") or self._external(case_id):
             return self._decide_external(case_id, reviewer, decision, note)
+        # The example's numbers, read in the decision's unit of work before termination
+        # deletes the state; stored (under no account's tag) only once the decision landed.
+        captured: list[dict[str, Any] | None] = [None]
 
         def build(pipe: redis.client.Pipeline) -> dict[str, Any]:
             case = self.cases.read(pipe, case_id)
@@ -299,6 +305,9 @@ class ReviewService:
             account_hash = self.hasher.account(account_id)
             decided = self._decided(case, reviewer, decision, note, now)
             details = {"case_id": case_id, "kind": case["kind"], "decision": decision}
+            if self.feedback is not None and case["kind"] in FEEDBACK_KINDS \
+                    and decision in VERDICTS:
+                captured[0] = self.feedback.capture(pipe, account_hash)
             if decision == "confirm_minor":
                 plan = self.enforcement.prepare(pipe, account_id)
                 chain = self.audit.begin(pipe)
@@ -346,6 +355,8 @@ class ReviewService:
         result = transact(self.r, build, case_key)
         if result.get("external"):
             return self._decide_external(case_id, reviewer, decision, note)
+        if self.feedback is not None and decision in VERDICTS:
+            self.feedback.record(captured[0], VERDICTS[decision])
         if decision == "confirm_minor":
             for hook in self.minor_confirmed_hooks:
                 hook(result["account_id"], "minor", reviewer)

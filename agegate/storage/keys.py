@@ -79,6 +79,10 @@ class Retention:
     # Entries that could not be applied, with their error, for an operator to inspect or
     # re-publish; they may hold message text, so they go as soon as that is plausible.
     signal_dead_letter_days: int = 14
+    # De-identified reviewer examples (a feature vector, a verdict, a model version, a day;
+    # nothing that identifies an account): they outlive the account by design, for at most
+    # this long after their day, and the store is capped (AGEGATE_FEEDBACK_MAX_EXAMPLES).
+    feedback_example_days: int = 730
 
     def seconds(self, kind: str) -> int:
         """TTL in seconds for a kind of record named in this table."""
@@ -434,3 +438,20 @@ def webhook_delivery(delivery_id: str) -> str:
 def signals_dead(stream: str) -> str:
     """The dead-letter stream beside a signal stream: entries that could not be applied."""
     return f"{stream}:dead"
+
+
+# -- model feedback ------------------------------------------------------------------------
+# Global and on purpose: the examples belong to no account (no account tag, no id, no hash).
+# Both keys share one hash tag so that adding an example and its count is one script.
+FEEDBACK_TAG = "{feedback}"
+
+
+def feedback_examples() -> str:
+    """Sorted set of de-identified examples scored by their day (date ordinal); within a day
+    members sort by a random prefix, so the order says nothing about when each was taken."""
+    return f"{PREFIX}:feedback:{FEEDBACK_TAG}:examples"
+
+
+def feedback_counts() -> str:
+    """Hash: verdict -> number of stored examples (kept with the set by the same script)."""
+    return f"{PREFIX}:feedback:{FEEDBACK_TAG}:counts"
