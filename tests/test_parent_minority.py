@@ -118,11 +118,18 @@ def _confirm_minor(client, account_id):
     return decided.get_json()
 
 
-def test_a_reviewers_confirm_minor_answers_a_waiting_deletion(client, mail):
-    age_check(client, "kid@example.com", account_id="kid-6")
-    request_id, token = start(client, mail, "deletion", {"account_id": "kid-6"})
+def _waiting_deletion(client, mail, account_id):
+    """A parent's deletion request for a known account, fulfilled by a reviewer, waiting for
+    the account holder's age to be established; returns (request id, status token)."""
+    age_check(client, "kid@example.com", account_id=account_id)
+    request_id, token = start(client, mail, "deletion", {"account_id": account_id})
     assert decide(client, request_id, "fulfill").status_code == 200
     assert status(client, request_id, token)["status"] == "awaiting_age_verification"
+    return request_id, token
+
+
+def test_a_reviewers_confirm_minor_answers_a_waiting_deletion(client, mail):
+    request_id, token = _waiting_deletion(client, mail, "kid-6")
     confirmed = _confirm_minor(client, "kid-6")
     body = status(client, request_id, token)
     assert (body["status"], body["outcome"]) == ("fulfilled", "account_deleted")
@@ -163,10 +170,7 @@ def _age_signal(client, account_id, lower, upper, method="self_declared"):
 
 
 def test_an_under_18_age_signal_answers_a_waiting_deletion(client, mail):
-    age_check(client, "kid@example.com", account_id="kid-8")
-    request_id, token = start(client, mail, "deletion", {"account_id": "kid-8"})
-    assert decide(client, request_id, "fulfill").status_code == 200
-    assert status(client, request_id, token)["status"] == "awaiting_age_verification"
+    request_id, token = _waiting_deletion(client, mail, "kid-8")
     _age_signal(client, "kid-8", 13, 15)
     body = status(client, request_id, token)
     assert (body["status"], body["outcome"]) == ("fulfilled", "account_deleted")
