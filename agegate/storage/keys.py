@@ -288,7 +288,7 @@ def audit_heads(shard: int) -> str:
 
 
 def audit_index(account_hash: str) -> str:
-    """Sorted set of one account's audit entries (JSON), by time."""
+    """Sorted set of references (`shard:stream id`) to one account's audit entries, by time."""
     return f"{tag(account_hash)}:audit"
 
 
