@@ -173,16 +173,19 @@ class AuditLog:
         stream, heads = keys.audit_stream(prepared.shard), keys.audit_heads(prepared.shard)
         pipe.hset(heads, prepared.entry["chain"], prepared.hash)
         pipe.expire(heads, prepared.ttl)
+        # EVAL through execute_command: redis-py's cluster pipeline has no eval() method, but
+        # queues a plain EVAL (routed by its keys) like any other command.
         args = [prepared.encoded, prepared.min_id, prepared.ttl, prepared.shard]
         if not prepared.index:
-            pipe.eval(_APPEND, 1, stream, *args)
+            pipe.execute_command("EVAL", _APPEND, 1, stream, *args)
         elif prepared.index_shard == prepared.shard:
-            pipe.eval(_APPEND, 2, stream, prepared.index, *args, "", prepared.score,
-                      MAX_ACCOUNT_ENTRIES)
+            pipe.execute_command("EVAL", _APPEND, 2, stream, prepared.index, *args, "",
+                                 prepared.score, MAX_ACCOUNT_ENTRIES)
         else:
             outbox = self.outbox.drain_after_unit()
-            pipe.eval(_APPEND, 2, stream, outbox, *args, prepared.index, prepared.score,
-                      MAX_ACCOUNT_ENTRIES, self.retention.seconds("outbox_steps"))
+            pipe.execute_command("EVAL", _APPEND, 2, stream, outbox, *args, prepared.index,
+                                 prepared.score, MAX_ACCOUNT_ENTRIES,
+                                 self.retention.seconds("outbox_steps"))
 
     def _entries(self, shard: int, reverse: bool, count: int = 500
                  ) -> Iterator[tuple[str, dict[str, Any]]]:
