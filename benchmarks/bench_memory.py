@@ -13,6 +13,7 @@ mix is the corpus's, printed beside the figures. The baseline is the same Redis 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import tempfile
 from collections import Counter, defaultdict
@@ -62,14 +63,14 @@ def authors(accounts: int, messages: int,
 
 
 def kind_of(key: str) -> str:
-    """A key's kind: its last segment for account keys, its family otherwise."""
+    """A key's kind: `account:` and its kind for an account's keys; otherwise its family, with
+    the shard's tag and any id left out (`case`, `audit`, `audit:heads`)."""
     if key.startswith(UOW_PREFIX):
         return "unit-of-work markers (transient)"
-    if "{" in key and key.count(":") >= 3:
-        return "account:" + key.rsplit(":", 1)[-1] if not key.split("}:")[-1].startswith(
-            "seen") else "account:seen"
     parts = key.split(":")
-    return ":".join(parts[:3]) if parts[1] in ("audit", "review") else ":".join(parts[:2])
+    if parts[1] == "acct" and len(parts) > 4:
+        return "account:" + parts[4]
+    return ":".join(part for part in parts[1:] if re.fullmatch(r"[a-z]+(-[a-z]+)*", part))
 
 
 def main() -> None:

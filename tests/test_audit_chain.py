@@ -6,6 +6,8 @@ import json
 
 import pytest
 
+from agegate.storage import keys
+from agegate.storage.unit import transact
 from tests.conftest import auth
 from tests.helpers import audit_stream_of
 
@@ -112,3 +114,28 @@ def test_writers_in_separate_processes_keep_separate_chains_that_all_verify(
     checked, problems = log.verify()
     assert checked == 60 and problems == []
     assert len({e["chain"] for e in log.recent(limit=60)}) == 2
+
+
+def test_an_entry_written_in_another_shards_unit_is_in_the_accounts_trail(app, client,
+                                                                          redis_client):
+    """The account's index holds references to stream entries, also when the entry was written
+    in another shard's unit (the index entry then goes through that shard's outbox)."""
+    make_entries(client, 2)
+    state = app.extensions["agegate"]
+    trail = state.audit
+    account_hash = state.hasher.account("acc-chain")
+    other = (keys.shard_of(account_hash) + 1) % keys.SHARDS
+
+    def write(pipe):
+        chain = trail.begin(pipe)
+        pipe.multi()
+        return chain.append(pipe, actor="admin", action="test.elsewhere",
+                            account_id="acc-chain", details={"n": 1})
+
+    written = transact(redis_client, write, shard=other)
+    entries = client.get("/v1/audit?account_id=acc-chain", headers=auth("admin")).json["events"]
+    assert entries[0]["id"] == written["id"] and entries[0]["action"] == "test.elsewhere"
+    assert [e["action"] for e in entries[1:]] == ["age_check"] * 2
+    members = redis_client.zrange(keys.audit_index(account_hash), 0, -1)
+    assert len(members) == 3 and not any(m.startswith("{") for m in members)
+    assert trail.log.verify()[1] == []

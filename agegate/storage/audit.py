@@ -35,6 +35,28 @@ MAX_ACCOUNT_ENTRIES = 1000
 # Orders entries a process writes within one millisecond (or under a fixed test clock).
 _sequence = itertools.count()
 
+# KEYS: the shard's stream; then the account's index (same slot), or, for an account of
+# another shard, the shard's outbox. ARGV: entry JSON, MINID, TTL, shard; then "" or the
+# index's key, score, cap, outbox TTL. The index member is `shard:stream id`, short enough
+# for the sorted set's compact encoding; the outbox step is the one Outbox applies.
+_APPEND = """
+local id = redis.call('XADD', KEYS[1], 'MINID', '~', ARGV[2], '*', 'entry', ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+if #KEYS < 2 then return id end
+local ref = ARGV[4] .. ':' .. id
+if ARGV[5] == '' then
+  redis.call('ZADD', KEYS[2], ARGV[6], ref)
+  redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -(tonumber(ARGV[7]) + 1))
+  redis.call('EXPIRE', KEYS[2], ARGV[3])
+else
+  redis.call('XADD', KEYS[2], '*', 'op', 'capped_zadd', 'data', cjson.encode({
+    key = ARGV[5], score = ARGV[6], member = ref, cap = ARGV[7], ttl = ARGV[3]}))
+  redis.call('EXPIRE', KEYS[2], ARGV[8])
+end
+return id
+"""
+
+
 @dataclass(frozen=True)
 class PreparedEntry:
     """An entry hashed onto its chain and encoded, with the arguments its append needs."""
@@ -143,25 +165,27 @@ class AuditLog:
         )
 
     def queue_append(self, pipe: redis.client.Pipeline, prepared: PreparedEntry) -> None:
-        """Queue the append on a MULTI pipeline (plain commands: a script inside MULTI would
-        need loading on every cluster node first). The per-account index holds the entries
-        themselves, so one account's trail is a single range read; an account of another shard
-        gets its index entry through the outbox."""
+        """Queue the append on a MULTI pipeline. The entry is stored once, in the shard's
+        stream; the account's index holds only a reference to it (`shard:stream id`), which
+        only Redis knows once the XADD has run, so the XADD and the index write are one EVAL
+        (sent whole, so nothing needs loading on the cluster's nodes first). An account of
+        another shard gets its index entry through this shard's outbox."""
         stream, heads = keys.audit_stream(prepared.shard), keys.audit_heads(prepared.shard)
-        pipe.xadd(stream, {"entry": prepared.encoded}, minid=prepared.min_id, approximate=True)
-        pipe.expire(stream, prepared.ttl)
         pipe.hset(heads, prepared.entry["chain"], prepared.hash)
         pipe.expire(heads, prepared.ttl)
+        # EVAL through execute_command: redis-py's cluster pipeline has no eval() method, but
+        # queues a plain EVAL (routed by its keys) like any other command.
+        args = [prepared.encoded, prepared.min_id, prepared.ttl, prepared.shard]
         if not prepared.index:
-            return
-        if prepared.index_shard == prepared.shard:
-            pipe.zadd(prepared.index, {prepared.encoded: prepared.score})
-            pipe.zremrangebyrank(prepared.index, 0, -(MAX_ACCOUNT_ENTRIES + 1))
-            pipe.expire(prepared.index, prepared.ttl)
+            pipe.execute_command("EVAL", _APPEND, 1, stream, *args)
+        elif prepared.index_shard == prepared.shard:
+            pipe.execute_command("EVAL", _APPEND, 2, stream, prepared.index, *args, "",
+                                 prepared.score, MAX_ACCOUNT_ENTRIES)
         else:
-            self.outbox.queue(pipe, "capped_zadd", {
-                "key": prepared.index, "score": prepared.score, "member": prepared.encoded,
-                "cap": MAX_ACCOUNT_ENTRIES, "ttl": prepared.ttl})
+            outbox = self.outbox.drain_after_unit()
+            pipe.execute_command("EVAL", _APPEND, 2, stream, outbox, *args, prepared.index,
+                                 prepared.score, MAX_ACCOUNT_ENTRIES,
+                                 self.retention.seconds("outbox_steps"))
 
     def _entries(self, shard: int, reverse: bool, count: int = 500
                  ) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -186,7 +210,7 @@ class AuditLog:
         """Newest first; for one account through its index, else merged from every shard."""
         if account_hash is not None:
             members = self.r.zrevrange(keys.audit_index(account_hash), 0, limit - 1)
-            return [json.loads(member) for member in members]
+            return self._resolve(members)
         pipe = self.r.pipeline(transaction=False)
         for shard in keys.all_shards():
             pipe.xrevrange(keys.audit_stream(shard), count=limit)
@@ -194,6 +218,24 @@ class AuditLog:
                   for page in pipe.execute() for stream_id, fields in page]
         merged.sort(reverse=True)
         return [json.loads(raw) for _, raw in merged[:limit]]
+
+    def _resolve(self, members: list[str]) -> list[dict[str, Any]]:
+        """An index's references, read from the streams in one round trip (in order). An
+        entry gone from its stream (trimmed by the retention table) is gone from the trail;
+        an index written before references held the entry itself."""
+        pipe = self.r.pipeline(transaction=False)
+        for member in members:
+            if not member.startswith("{"):
+                shard, _, stream_id = member.partition(":")
+                pipe.xrange(keys.audit_stream(int(shard)), min=stream_id, max=stream_id)
+        pages = iter(pipe.execute())
+        entries = []
+        for member in members:
+            if member.startswith("{"):
+                entries.append(json.loads(member))
+            elif page := next(pages):
+                entries.append(json.loads(page[0][1]["entry"]))
+        return entries
 
     # -- the anchor kept outside Redis ----------------------------------------------------
     def _signature(self, kid: str, body: dict[str, Any]) -> str:

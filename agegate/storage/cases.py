@@ -1,5 +1,9 @@
 """Review cases and the queue: a hash per case, sorted sets for open/claimed/decided.
 
+A case's top signals and history (JSON longer than 64 bytes) live in a string beside its hash
+(`keys.case_detail`), so the hash keeps Redis's compact listpack encoding: ~700 bytes a case
+less than one hashtable-encoded hash holding everything.
+
 A case lives in its account's shard (its id names the shard), and each shard keeps its own copy
 of the queue's sorted sets, so opening, raising and deciding a case is one slot with the
 account. Readers fan out over the shards and merge. A claim runs one Lua check-and-set on the
@@ -33,12 +37,26 @@ local now = tonumber(ARGV[3])
 local at_iso = ARGV[4]
 local ttl = tonumber(ARGV[5])
 local function push_history(ck, item)
-  local raw = redis.call('HGET', ck, 'history')
-  local h = {}
-  if raw and raw ~= '' then h = cjson.decode(raw) end
+  local dk = ck .. ':detail'
+  local raw = redis.call('GET', dk)
+  local d
+  if raw then
+    d = cjson.decode(raw)
+  else  -- a case written before its detail had a key of its own
+    d = {top_signals = cjson.decode(redis.call('HGET', ck, 'top_signals') or '[]'),
+         history = cjson.decode(redis.call('HGET', ck, 'history') or '[]')}
+    redis.call('HDEL', ck, 'top_signals', 'history')
+  end
+  local h = d.history
+  if type(h) ~= 'table' then h = {} end
   table.insert(h, item)
   while #h > __HISTORY_LIMIT__ do table.remove(h, 1) end
-  redis.call('HSET', ck, 'history', cjson.encode(h))
+  d.history = h
+  if raw then
+    redis.call('SET', dk, cjson.encode(d), 'KEEPTTL')
+  else
+    redis.call('SET', dk, cjson.encode(d), 'EX', math.max(redis.call('TTL', ck), 1))
+  end
 end
 local function requeue()
   local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 100)
@@ -118,6 +136,8 @@ def _shard(case_id: str) -> int:
     return shard
 
 
+# What a case keeps beside its hash, in its detail string (keys.case_detail).
+_DETAIL = ("top_signals", "history")
 # Fields a case may lack while they are empty (or, for ref and kinds_seen, at their default).
 _OPTIONAL = ("account_id", "score", "due_at", "claimed_by", "lease_expires_at", "lease_until",
              "decision", "note", "decided_at", "ref", "kinds_seen")
@@ -135,10 +155,21 @@ def _loads(raw: str | None, default: Any) -> Any:
     return default if value == {} and isinstance(default, list) else value
 
 
-def decode(raw: dict[str, str]) -> dict[str, Any]:
-    """A stored case hash as the API's case object."""
+def _list(value: Any) -> Any:
+    # Lua's cjson writes an empty table as {}; every JSON list we keep is a list.
+    return [] if value == {} else value
+
+
+def decode(raw: dict[str, str], detail: str | None) -> dict[str, Any]:
+    """A stored case hash and its detail string as the API's case object (a case written
+    before the detail had a key of its own holds it in the hash)."""
     def text(name: str) -> str | None:
         return raw.get(name) or None
+
+    more = json.loads(detail) if detail else {}
+
+    def listed(name: str) -> Any:
+        return _list(more[name]) if name in more else _loads(raw.get(name), [])
 
     return {
         "case_id": raw["case_id"],
@@ -147,7 +178,7 @@ def decode(raw: dict[str, str]) -> dict[str, Any]:
         "status": raw["status"],
         "priority": float(raw.get("priority") or 0),
         "score": float(raw["score"]) if raw.get("score") else None,
-        "top_signals": _loads(raw.get("top_signals"), []),
+        "top_signals": listed("top_signals"),
         "created_at": raw["created_at"],
         "due_at": text("due_at"),
         "claimed_by": text("claimed_by"),
@@ -155,7 +186,7 @@ def decode(raw: dict[str, str]) -> dict[str, Any]:
         "decision": text("decision"),
         "note": text("note"),
         "decided_at": text("decided_at"),
-        "history": _loads(raw.get("history"), []),
+        "history": listed("history"),
         "ref": _loads(raw.get("ref"), {}),
         # internal fields the services need; the API schemas drop them
         "sortkey": float(raw.get("sortkey") or 0),
@@ -186,7 +217,9 @@ class CaseStore:
     def read(self, client: Any, case_id: str) -> dict[str, Any] | None:
         """One case (via `client`, which may be a WATCHing pipeline), or None."""
         raw = client.hgetall(keys.case(case_id))
-        return decode(raw) if raw.get("case_id") else None
+        if not raw.get("case_id"):
+            return None
+        return decode(raw, client.get(keys.case_detail(case_id)))
 
     def kind(self, case_id: str) -> str | None:
         """A case's kind, or None for no such case."""
@@ -199,7 +232,11 @@ class CaseStore:
         pipe = self.r.pipeline(transaction=False)
         for case_id in case_ids:
             pipe.hgetall(keys.case(case_id))
-        return [decode(raw) for raw in pipe.execute() if raw.get("case_id")]
+            pipe.get(keys.case_detail(case_id))
+        replies = pipe.execute()
+        return [decode(raw, detail) for raw, detail in zip(replies[::2], replies[1::2],
+                                                           strict=True)
+                if raw.get("case_id")]
 
     def requeue_expired(self, now: datetime, shard: int | None = None) -> int:
         """Return cases whose lease ran out to the queue (in one shard, or in all). Across all
@@ -301,6 +338,7 @@ class CaseStore:
         key = keys.case(case["case_id"])
         pipe.hset(key, mapping=self._fields(case))  # type: ignore[arg-type]
         pipe.expire(key, ttl)
+        pipe.set(keys.case_detail(case["case_id"]), self._detail(case), ex=ttl)
         self._queue_enqueue(pipe, case["case_id"], case["kind"], case["sortkey"])
         index = keys.account_cases(account_hash)  # the same shard: the case id names it
         pipe.sadd(index, case["case_id"])
@@ -322,10 +360,11 @@ class CaseStore:
         key = keys.case(case["case_id"])
         fields = self._fields(case)
         pipe.hset(key, mapping=fields)  # type: ignore[arg-type]
-        cleared = [name for name in _OPTIONAL if name not in fields]
-        if cleared:
-            pipe.hdel(key, *cleared)
-        pipe.expire(key, self.retention.seconds("case"))
+        # (the detail fields only in a hash written before they had a key of their own)
+        pipe.hdel(key, *(name for name in (*_OPTIONAL, *_DETAIL) if name not in fields))
+        ttl = self.retention.seconds("case")
+        pipe.expire(key, ttl)
+        pipe.set(keys.case_detail(case["case_id"]), self._detail(case), ex=ttl)
         if case["status"] == "open":
             self._queue_enqueue(pipe, case["case_id"], case["kind"], case["sortkey"])
 
@@ -348,11 +387,17 @@ class CaseStore:
         """Forget cases entirely (termination deletes everything about the account)."""
         for case_id in case_ids:
             shard = _shard(case_id)
-            pipe.delete(keys.case(case_id))
+            pipe.delete(keys.case(case_id), keys.case_detail(case_id))
             for zkey in (keys.review_open(shard), keys.review_claimed(shard),
                          keys.review_decided(shard),
                          *(keys.review_open(shard, kind) for kind in KINDS)):
                 pipe.zrem(zkey, case_id)
+
+    @staticmethod
+    def _detail(case: dict[str, Any]) -> str:
+        """The case's detail string: its top signals and its (capped) history."""
+        return _dumps({"top_signals": case.get("top_signals") or [],
+                       "history": (case.get("history") or [])[-HISTORY_LIMIT:]})
 
     @staticmethod
     def _fields(case: dict[str, Any]) -> dict[str, Any]:
@@ -368,7 +413,6 @@ class CaseStore:
             "status": case["status"],
             "priority": repr(float(case.get("priority") or 0)),
             "score": "" if case.get("score") is None else repr(float(case["score"])),
-            "top_signals": _dumps(case.get("top_signals") or []),
             "created_at": case["created_at"],
             "due_at": text(case.get("due_at")),
             "claimed_by": text(case.get("claimed_by")),
@@ -377,7 +421,6 @@ class CaseStore:
             "decision": text(case.get("decision")),
             "note": text(case.get("note")),
             "decided_at": text(case.get("decided_at")),
-            "history": _dumps((case.get("history") or [])[-HISTORY_LIMIT:]),
             "ref": _dumps(case.get("ref") or {}),
             "sortkey": repr(float(case["sortkey"])),
             "kinds_seen": _dumps(case.get("kinds_seen") or [case["kind"]]),

@@ -234,6 +234,12 @@ def case(case_id: str) -> str:
     return f"{PREFIX}:case:{_id_tag(case_id)}:{case_id}"
 
 
+def case_detail(case_id: str) -> str:
+    """String: a case's top signals and history (JSON), beside its hash so the hash stays
+    compact (the claim scripts build it as the case's key + ':detail')."""
+    return f"{case(case_id)}:detail"
+
+
 def review_open(shard: int, kind: str | None = None) -> str:
     """Sorted set of open case ids by queue position (lowest first); one per kind plus all."""
     if kind:
@@ -288,7 +294,7 @@ def audit_heads(shard: int) -> str:
 
 
 def audit_index(account_hash: str) -> str:
-    """Sorted set of one account's audit entries (JSON), by time."""
+    """Sorted set of references (`shard:stream id`) to one account's audit entries, by time."""
     return f"{tag(account_hash)}:audit"
 
 

@@ -80,12 +80,17 @@ class Outbox:
     # -- inside a unit of work -----------------------------------------------------------
     def queue(self, pipe: redis.client.Pipeline, op: str, data: dict[str, Any]) -> None:
         """Append one step to the current unit's shard outbox; it is applied after the unit."""
-        work = unit.current()
-        shard = work.shard
-        key = keys.outbox(shard)
+        key = self.drain_after_unit()
         pipe.xadd(key, {"op": op, "data": json.dumps(data, separators=(",", ":"))})
         pipe.expire(key, self.retention.seconds("outbox_steps"))
+
+    def drain_after_unit(self) -> str:
+        """Have the current unit drain its shard's outbox once applied; returns the outbox key
+        (for a caller whose script appends the step itself)."""
+        work = unit.current()
+        shard = work.shard
         work.after_commit(("outbox", shard), lambda: self.drain(shard))
+        return keys.outbox(shard)
 
     # -- applying ------------------------------------------------------------------------
     def drain(self, shard: int, batch: int = BATCH) -> int:
