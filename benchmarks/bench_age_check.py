@@ -151,7 +151,8 @@ def measure(label: str, server: harness.Gunicorn, token: str, seconds: float,
         meter = harness.CpuMeter(groups).start()
         generator = _own_cpu()
         if use_wrk:
-            result = harness.closed_loop_wrk(name, port, path, pool, headers, seconds=seconds)
+            result = harness.closed_loop_wrk(name, port, [(path, body) for body in pool],
+                                          headers, seconds=seconds)
         else:
             result = harness.closed_loop_python(name, port, path, pool, headers, seconds=seconds)
         used = {**meter.stop(), "generator": _own_cpu() - generator}

@@ -142,33 +142,6 @@ def http_requests(bodies: list[str], per_request: int, accounts: int,
     return out
 
 
-# harness.WRK_SCRIPT with a path per line as well ("path<TAB>body"), so requests spread over
-# accounts as a platform's do (one path would make every request race for one account).
-WRK_PATHS_SCRIPT = """
-local lines_path = %(lines)s
-local headers = %(headers)s
-local nthreads = %(threads)d
-local counter = 0
-function setup(thread)
-  thread:set("tid", counter)
-  counter = counter + 1
-end
-function init(args)
-  reqs = {}
-  for line in io.lines(lines_path) do
-    local tab = string.find(line, "\t", 1, true)
-    reqs[#reqs + 1] = {string.sub(line, 1, tab - 1), string.sub(line, tab + 1)}
-  end
-  idx = tid
-end
-function request()
-  idx = idx + nthreads
-  if idx > #reqs then idx = ((idx - 1) %% #reqs) + 1 end
-  return wrk.format("POST", reqs[idx][1], headers, reqs[idx][2])
-end
-"""
-
-
 def measured_loop(server: harness.Gunicorn, name: str, requests: list[tuple[str, bytes]],
                   token: str, seconds: float, rounds: list[harness.ThroughputResult]) -> None:
     """One closed loop, appended to `rounds`."""
@@ -186,26 +159,12 @@ def combined(rounds: list[harness.ThroughputResult]) -> harness.ThroughputResult
 
 def closed_loop(name: str, port: int, requests: list[tuple[str, bytes]], token: str,
                 seconds: float, connections: int = 8) -> harness.ThroughputResult:
-    """Max-rate run with wrk, one (path, body) per request in turn."""
-    wrk = shutil.which("wrk")
-    if wrk is None:
+    """Max-rate run with wrk, one (path, body) per request in turn (paths spread over accounts,
+    as a platform's requests do: one path would make every request race for one account)."""
+    if shutil.which("wrk") is None:
         raise SystemExit("this benchmark needs wrk (apt-get install -y wrk)")
-    headers = {"Content-Type": "application/json", "Connection": "close",
-               "Authorization": f"Bearer {token}"}
-    with tempfile.TemporaryDirectory(prefix="agegate-bench-wrk-") as tmp:
-        lines = Path(tmp) / "requests.tsv"
-        lines.write_bytes(b"\n".join(p.encode() + b"\t" + b for p, b in requests) + b"\n")
-        script = Path(tmp) / "post.lua"
-        lua_headers = "{" + ", ".join(f"[{json.dumps(k)}] = {json.dumps(v)}"
-                                      for k, v in headers.items()) + "}"
-        script.write_text(WRK_PATHS_SCRIPT % {"lines": json.dumps(str(lines)),
-                                              "headers": lua_headers, "threads": 1})
-        done = subprocess.run([wrk, "-t1", f"-c{connections}", f"-d{seconds:g}s", "--timeout",
-                               "5s", "-s", str(script), f"http://{harness.HOST}:{port}/"],
-                              capture_output=True, text=True, timeout=seconds + 30, check=False)
-    if done.returncode != 0:
-        raise harness.HarnessError(f"wrk failed: {done.stderr or done.stdout}")
-    return harness.parse_wrk(name, done.stdout)
+    return harness.closed_loop_wrk(name, port, requests, {"Authorization": f"Bearer {token}"},
+                                   seconds=seconds, connections=connections)
 
 
 def main() -> None:
