@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import pytest
 
@@ -139,3 +140,19 @@ def test_an_entry_written_in_another_shards_unit_is_in_the_accounts_trail(app, c
     members = redis_client.zrange(keys.audit_index(account_hash), 0, -1)
     assert len(members) == 3 and not any(m.startswith("{") for m in members)
     assert trail.log.verify()[1] == []
+
+
+def test_the_whole_trail_is_ordered_by_the_time_entries_record_not_by_node_clocks(app, client,
+                                                                                  clock):
+    """Stream ids come from each node's clock; across shards the trail goes by each entry's
+    own time. Here the later-written entry records the earlier time."""
+    start = clock.instant
+    ids = []
+    for account_id, moved in (("acc-late", 60), ("acc-early", 0)):
+        clock.instant = start + timedelta(seconds=moved)
+        answer = client.post("/v1/age-checks", json={"date_of_birth": "1990-01-01",
+                                                     "country": "US", "account_id": account_id},
+                             headers=auth("registration"))
+        ids.append(answer.json["check_id"])
+    trail = app.extensions["agegate"].audit.entries(None, 10)
+    assert [e["details"]["check_id"] for e in trail] == ids

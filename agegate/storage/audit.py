@@ -23,7 +23,7 @@ from typing import Any
 
 import redis
 
-from agegate.clock import iso
+from agegate.clock import iso, parse_iso
 from agegate.crypto import key_id, split_keys
 from agegate.storage import keys
 from agegate.storage.keys import Retention
@@ -214,10 +214,16 @@ class AuditLog:
         pipe = self.r.pipeline(transaction=False)
         for shard in keys.all_shards():
             pipe.xrevrange(keys.audit_stream(shard), count=limit)
-        merged = [(_stream_order(stream_id), fields["entry"])
-                  for page in pipe.execute() for stream_id, fields in page]
-        merged.sort(reverse=True)
-        return [json.loads(raw) for _, raw in merged[:limit]]
+        # Across shards, by the time each entry records (the service's clock): stream ids come
+        # from each node's own clock, and two nodes' clocks need not agree. Within a shard, and
+        # between entries of one instant, the stream's order.
+        merged = []
+        for page in pipe.execute():
+            for stream_id, fields in page:
+                entry = json.loads(fields["entry"])
+                merged.append(((parse_iso(entry["at"]), _stream_order(stream_id)), entry))
+        merged.sort(key=lambda item: item[0], reverse=True)
+        return [entry for _, entry in merged[:limit]]
 
     def _resolve(self, members: list[str]) -> list[dict[str, Any]]:
         """An index's references, read from the streams in one round trip (in order). An
