@@ -380,3 +380,16 @@ def test_teen_chat_account_scores_above_young_adult_chat_account(model):
     assert sum(teen_scores) / 10 > 3 * sum(adult_scores) / 10
     pairs = sum(t > a for t in teen_scores for a in adult_scores)
     assert pairs >= 90  # of 100 teen/young-adult account pairs
+
+
+def test_named_reasons_are_readable_tokens_not_fragments(model):
+    """Word tokens keep one-letter words and punctuation, so the vocabulary must leave out
+    n-grams a reviewer cannot read as a reason: contraction pieces and word-punctuation pairs."""
+    from training.train import nameable
+
+    assert nameable("u") and nameable("!!!") and nameable(":)") and nameable("my mom")
+    assert not nameable("t supposed") and not nameable("dark .") and not nameable("s")
+    assert all(nameable(name) for name in model.vocab_names)
+    # Tokens the default pattern dropped are in the shipped vocabulary's reach.
+    analyzer = model.text_pipeline.named_steps["hash"].transformer_list[0][1].build_analyzer()
+    assert {"u", "r", "!!!", ":)"} <= set(analyzer("u r so cute!!! :)"))

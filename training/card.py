@@ -123,9 +123,9 @@ def render(card: dict[str, Any]) -> str:
         f"- Artifact: `{card['artifact']}` ({card['size_bytes'] / 1e6:.1f} MB), "
         f"sha256 `{card['sha256']}`",
         f"- scikit-learn: `{card['sklearn_version']}` (the loader refuses any other version)",
-        f"- Training time: shipped model {card.get('train_seconds')} s; with the two "
-        f"cross-community fits and the evaluation below {card.get('total_seconds')} s "
-        "(on a 2-core machine shared with other jobs).",
+        f"- Training time: {card.get('train_seconds')} s to fit the shipped model and the "
+        "two cross-community models it is evaluated with (`agegate train`, end to end); "
+        f"{card.get('total_seconds')} s with the evaluation below (on a 2-core machine).",
         f"- Age lexicon: {'used (' + str(lex['terms']) + ' terms)' if lex else 'not used'}",
         "",
         "## Licence and credits",
@@ -156,7 +156,8 @@ def render(card: dict[str, Any]) -> str:
         "**Learned** (label: blog author `age < 18`; Reddit: teen community vs young-adult "
         "community):",
         "",
-        "1. Message model: hashed word 1-2-grams and case-sensitive char_wb 3-4-grams (2^20 "
+        "1. Message model: hashed word 1-2-grams (one-letter words and runs of punctuation "
+        "such as `!!!` or `:)` count as tokens) and case-sensitive char_wb 3-4-grams (2^20 "
         "columns each), sublinear tf-idf, l2 per message, logistic regression by SGD. Trained "
         "on blog posts, on blog posts cut into chat-line pieces (sentences, "
         f"{CHUNKS}) and on Reddit comments: rows {card.get('text_rows')}. Text is normalised "
@@ -201,7 +202,9 @@ def render(card: dict[str, Any]) -> str:
         "## Explanations (`top_signals`)",
         "",
         f"- `text:<n-gram>`: one of {card.get('vocab_size')} named word n-grams (used in at "
-        "least 15 training documents, on a strongly minor-indicative column). It is named only "
+        "least 15 training documents, on a strongly minor-indicative column, and readable: a "
+        "single token such as `u` or `!!!`, or two words; never a piece of a contraction or a "
+        "word paired with punctuation). It is named only "
         "if a message of the account contained exactly that n-gram (checked at scoring time "
         "against the message's own tokens); the state keeps at most "
         f"{M.TOP_K} (vocabulary id, contribution) pairs, never text. Char n-grams and the "
