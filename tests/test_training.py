@@ -19,7 +19,7 @@ from training.data import (
     split_authors,
     split_of,
 )
-from training.train import fit_models, load_corpus
+from training.train import fit_models, load_corpus, view_weights
 
 
 def test_split_is_deterministic_and_disjoint():
@@ -138,3 +138,19 @@ def test_evaluate_command_prints_metrics_json(tmp_path):
     assert [t["target"] for t in out["targets"]][0] == "blog account ROC-AUC >= 0.975"
     assert "blog account ROC-AUC >= 0.975: " in result.stderr
     assert "not measured" in result.stderr  # the Reddit targets need the full evaluation
+
+
+def test_view_weights_give_each_kind_its_share_split_evenly_between_minors_and_adults():
+    source = np.array(["blog"] * 6 + ["reddit_1"] * 4 + ["platform"] * 3)
+    y = np.array([1, 0, 0, 0, 0, 0] + [1, 1, 1, 0] + [0, 0, 0])
+    w = view_weights(source, y, {"platform": 2.0})
+    assert w.mean() == pytest.approx(1.0)
+    totals = {k: w[source == k].sum() for k in ("blog", "reddit_1", "platform")}
+    assert totals["platform"] == pytest.approx(2 * totals["blog"])
+    assert totals["reddit_1"] == pytest.approx(totals["blog"])
+    for kind in ("blog", "reddit_1"):
+        m = source == kind
+        assert w[m & (y == 1)].sum() == pytest.approx(w[m & (y == 0)].sum())
+    # A kind with one class only keeps its whole share; kinds with both are at even odds.
+    both = source != "platform"
+    assert np.average(y[both], weights=w[both]) == pytest.approx(0.5)

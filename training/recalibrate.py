@@ -111,16 +111,14 @@ def fit_second_stage(
     cannot rebuild (see :func:`training_views`): on the shipped model it fell from 0.8967 to
     0.8911 ROC-AUC on held-back examples.
 
-    Each corpus source kind weighs the same in total, as in training/train.py; the platform's
+    Rows are weighted as in training/train.py (:func:`training.train.view_weights`): each
+    source kind the same in total, split evenly between minors and adults; the platform's
     examples weigh PLATFORM_WEIGHT kinds (they stand in for the four Reddit kinds)."""
     from sklearn.linear_model import LogisticRegression
 
-    weights = np.zeros(len(source))
-    kinds = sorted(set(source.tolist()))
-    for kind in kinds:
-        mask = source == kind
-        weights[mask] = (PLATFORM_WEIGHT if kind == "platform" else 1.0) / mask.sum()
-    weights *= len(source) / weights.sum()
+    from training.train import view_weights
+
+    weights = view_weights(source, y, {"platform": PLATFORM_WEIGHT})
     mean = np.asarray(artifact["account_mean"], dtype=np.float64)
     scale = np.asarray(artifact["account_scale"], dtype=np.float64)
     coef0 = np.asarray(artifact["account_coef"], dtype=np.float64)
