@@ -257,6 +257,21 @@ class AgeModel:
         self.recalibrated_at = artifact.get("recalibrated_at")
         self._state_model = self.text_version
 
+    def text_signature(self) -> str:
+        """A digest of everything a state's text part is computed with: the hashing layout,
+        the idf, both text models' weights, the lexicon and the named vocabulary. Two models
+        with the same signature put the same sums and vocabulary ids into a state."""
+        h = hashlib.sha256()
+        union = self.text_pipeline.named_steps["hash"]
+        layout = [(name, hasher.get_params()) for name, hasher in union.transformer_list]
+        h.update(json.dumps([layout, self._sublinear, self._b, self._ab], sort_keys=True,
+                            default=str).encode())
+        for arr in (self._idf, self._w, self._aw):
+            h.update(np.ascontiguousarray(arr, dtype=np.float64).tobytes())
+        h.update(json.dumps([sorted(self._lexicon.items()),
+                             sorted(self._vocab_ids.items())]).encode())
+        return h.hexdigest()
+
     def with_calibration(self, prevalence: float, review_threshold: float | None = None
                          ) -> AgeModel:
         """The same model calibrated to another platform prevalence (and threshold)."""

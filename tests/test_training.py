@@ -154,3 +154,32 @@ def test_view_weights_give_each_kind_its_share_split_evenly_between_minors_and_a
     # A kind with one class only keeps its whole share; kinds with both are at even odds.
     both = source != "platform"
     assert np.average(y[both], weights=w[both]) == pytest.approx(0.5)
+
+
+def test_a_retrain_with_identical_text_models_keeps_the_text_version(tmp_path):
+    blog = tmp_path / "authors.jsonl"
+    blog.write_text("".join(json.dumps(a) + "\n" for a in first_authors(500)))
+    reddit = tmp_path / "comments.jsonl"
+    reddit.write_text("".join(json.dumps(c) + "\n" for c in _small_reddit(2500)))
+    out = tmp_path / "model"
+    args = ["--data", str(blog), "--reddit", str(reddit), "--out", str(out)]
+    message = [{"type": "message", "text": "omg my mom is so annoying lol"}]
+
+    def retrain(*extra: str):
+        result = CliRunner().invoke(train, [*args, *extra])
+        assert result.exit_code == 0, result.output
+        return load_model(out)
+
+    first = retrain("--no-lexicon")
+    assert first.text_version == first.version
+    state = first.update(None, message)
+    # Text training is deterministic: the same data gives the same text models, so the new
+    # version keeps the text version and a state stored under the first stays valid.
+    second = retrain("--no-lexicon")
+    assert second.version != first.version and second.text_version == first.version
+    assert second.on_scale(state)
+    assert json.loads((out / "card.json").read_text())["text_version"] == first.version
+    # The lexicon is part of the state's text sums: with it, the text model is a new one.
+    third = retrain()
+    assert third.text_version == third.version != first.version
+    assert not third.on_scale(state)

@@ -177,7 +177,9 @@ def render(card: dict[str, Any]) -> str:
         + ". Fitted on texts the text models never saw: blog authors of buckets 70-77 "
         "(views of 1, 2-3, 4-8 and all posts, and of 1, 5, 15 and 40 chat lines) and Reddit "
         "threads held apart from text training (stand-in accounts of 1, 3, 10 and 30 "
-        f"comments), each source weighted equally: views {card.get('account_train_views')}. "
+        "comments). Each kind of view weighs the same in total, split evenly between minors "
+        "and adults, so no kind brings its own share of minors in as a prior (the training "
+        f"prevalence is then 0.5): views {card.get('account_train_views')}. "
         f"Coefficients (standardised features): {card.get('account_coef')}. "
         + _weak(card.get("account_coef", {})),
         "5. Activity: shares of the account's **active days** that fall on a weekend, in "
@@ -221,12 +223,15 @@ def render(card: dict[str, Any]) -> str:
         "and the last active day, and the platform counters — a bounded JSON object of a few "
         "hundred bytes, no text. A state written by another model version keeps its platform "
         "counters but its text part is reset (its sums are on another model's scale and its "
-        "vocabulary ids index another vocabulary): **after a retrain, accounts' text evidence "
+        "vocabulary ids index another vocabulary): **after a retrain that changes the text "
+        "models, accounts' text evidence "
         "starts again from the next message**; re-score accounts that matter by replaying "
         "their recent messages if the platform keeps them.",
         "",
         "What a state was scored by is its text model (`text_version` in card.json; a full "
-        "retrain makes a new one, this version's is its own version): the service resets "
+        "retrain makes a new one unless its text models come out identical to those of the "
+        "model it replaces, whose text version it then keeps; this version's is "
+        f"`{card.get('text_version') or card['version']}`): the service resets "
         "(and counts, `agegate_account_state_resets_total`) every state of another text model "
         "before it scores it, never scoring old sums on a new scale. `agegate recalibrate` "
         "refits only the account model over the same text model, so a recalibrated version "

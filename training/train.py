@@ -465,6 +465,20 @@ def fit_models(
     return out
 
 
+def kept_text_version(artifact: dict[str, Any], out_dir: Path) -> str | None:
+    """The ``text_version`` of the model in ``out_dir`` when ``artifact``'s text models are
+    identical to its own (text training is deterministic, so a retrain that changed only the
+    account model reproduces them): the new version then keeps it, and every stored account
+    state stays valid. None when there is no loadable model there or the text models differ."""
+    try:
+        previous = M.load_model(out_dir)
+    except M.ModelLoadError:
+        return None
+    if previous.text_signature() != M.AgeModel(artifact).text_signature():
+        return None
+    return previous.text_version
+
+
 def write_artifact(artifact: dict[str, Any], out_dir: Path) -> str:
     import zipfile
 
@@ -499,6 +513,11 @@ def run(
     corpus = load_corpus(authors, comments, lex, log)
     fitted = fit_models(corpus, log=log)
     artifact, info = fitted["shipped"]
+    kept = kept_text_version(artifact, out)
+    if kept:
+        artifact["text_version"] = kept
+        log(f"text models identical to those of the model replaced: text version {kept} kept, "
+            "stored account states stay valid")
     sha = write_artifact(artifact, out)
     size = (out / M.ARTIFACT_NAME).stat().st_size
     log(f"artifact written: {size / 1e6:.1f} MB, sha256 {sha[:12]}")
@@ -508,6 +527,7 @@ def run(
         "size_bytes": size,
         "sklearn_version": sklearn.__version__,
         "version": artifact["version"],
+        "text_version": artifact.get("text_version") or artifact["version"],
         "lexicon": None if lex is None else {"file": lexicon_path(lexicon).name,
                                              "terms": len(lex[0])},
         "data": {"file": src.name, "reddit": reddit_path(reddit).name,
