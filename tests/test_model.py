@@ -107,10 +107,10 @@ def test_state_holds_no_text_only_known_keys_and_numbers(model):
     posts = _posts(50)
     state = model.update(None, [as_signal(p) for p in posts])
     strings = _strings(state, set())
-    assert strings <= _STATE_KEYS | {model.version}
+    assert strings <= _STATE_KEYS | {model.text_version}
     blob = json.dumps(state)
     words = {w for p in posts for w in p["text"].split() if len(w) >= 6}
-    fixed = " ".join(_STATE_KEYS | {model.version})
+    fixed = " ".join(_STATE_KEYS | {model.text_version})
     assert not [w for w in words if w in blob and w not in fixed]
 
 
