@@ -69,6 +69,15 @@ def _small_reddit(n: int = 4000) -> list[dict]:
     return comments[::step][:n]
 
 
+def _small_training_files(tmp_path):
+    """500 blog authors and 2,500 Reddit comments as files `agegate train` can read."""
+    blog = tmp_path / "authors.jsonl"
+    blog.write_text("".join(json.dumps(a) + "\n" for a in first_authors(500)))
+    reddit = tmp_path / "comments.jsonl"
+    reddit.write_text("".join(json.dumps(c) + "\n" for c in _small_reddit(2500)))
+    return blog, reddit
+
+
 def test_small_model_from_real_data_beats_chance_on_held_out_authors_and_communities():
     authors = list(first_authors(1000))
     # An author without posts (possible in an operator's own data) is skipped, not a crash.
@@ -93,10 +102,7 @@ def test_small_model_from_real_data_beats_chance_on_held_out_authors_and_communi
 
 
 def test_no_lexicon_model_builds_and_loads_without_reading_the_lexicon(tmp_path):
-    blog = tmp_path / "authors.jsonl"
-    blog.write_text("".join(json.dumps(a) + "\n" for a in first_authors(500)))
-    reddit = tmp_path / "comments.jsonl"
-    reddit.write_text("".join(json.dumps(c) + "\n" for c in _small_reddit(2500)))
+    blog, reddit = _small_training_files(tmp_path)
     nowhere = tmp_path / "no-such-dir" / "age_lexicon.csv"
     out = tmp_path / "model"
     result = CliRunner().invoke(train, ["--data", str(blog), "--reddit", str(reddit),
@@ -157,10 +163,7 @@ def test_view_weights_give_each_kind_its_share_split_evenly_between_minors_and_a
 
 
 def test_a_retrain_with_identical_text_models_keeps_the_text_version(tmp_path):
-    blog = tmp_path / "authors.jsonl"
-    blog.write_text("".join(json.dumps(a) + "\n" for a in first_authors(500)))
-    reddit = tmp_path / "comments.jsonl"
-    reddit.write_text("".join(json.dumps(c) + "\n" for c in _small_reddit(2500)))
+    blog, reddit = _small_training_files(tmp_path)
     out = tmp_path / "model"
     args = ["--data", str(blog), "--reddit", str(reddit), "--out", str(out)]
     message = [{"type": "message", "text": "omg my mom is so annoying lol"}]

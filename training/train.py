@@ -514,8 +514,8 @@ def run(
     fitted = fit_models(corpus, log=log)
     artifact, info = fitted["shipped"]
     kept = kept_text_version(artifact, out)
+    artifact["text_version"] = kept or artifact["version"]
     if kept:
-        artifact["text_version"] = kept
         log(f"text models identical to those of the model replaced: text version {kept} kept, "
             "stored account states stay valid")
     sha = write_artifact(artifact, out)
@@ -527,7 +527,7 @@ def run(
         "size_bytes": size,
         "sklearn_version": sklearn.__version__,
         "version": artifact["version"],
-        "text_version": artifact.get("text_version") or artifact["version"],
+        "text_version": artifact["text_version"],
         "lexicon": None if lex is None else {"file": lexicon_path(lexicon).name,
                                              "terms": len(lex[0])},
         "data": {"file": src.name, "reddit": reddit_path(reddit).name,
