@@ -36,7 +36,7 @@ def check_account_id(account_id: str) -> None:
 def post_signals(data, account_id):
     """Score an account from its signals. Text is used to score and never stored."""
     check_account_id(account_id)
-    return services().accounts.record_signals(account_id, data["signals"], actor=actor())
+    return services().accounts.record_signal(account_id, data["signals"], actor=actor())
 
 
 @blp.route("/<string:account_id>", methods=["GET"])
