@@ -31,6 +31,8 @@ class ApiKey:
     name: str
     role: str
     token: str
+    # `name:role:token:test`: everything the token does lives in test mode's keyspace.
+    test: bool = False
 
 
 def setting(env: str | None, default: Any = None, *, parse: Callable[[str], Any] | None = None,
@@ -214,14 +216,17 @@ def _check(name: str, value: Any) -> Any:
 
 
 def parse_api_keys(raw: str) -> tuple[ApiKey, ...]:
-    """Parse `name:role:token,...`; several tokens per role are allowed for rotation."""
+    """Parse `name:role:token[:test],...`; several tokens per role are allowed for rotation."""
     keys: list[ApiKey] = []
     seen_tokens: set[str] = set()
     for position, entry in enumerate(filter(None, (e.strip() for e in raw.split(","))), 1):
-        parts = entry.split(":", 2)
-        if len(parts) != 3 or not all(parts):
+        parts = entry.split(":")
+        if len(parts) not in (3, 4) or not all(parts):
             raise ConfigError(f"AGEGATE_API_KEYS entry {position} is not name:role:token")
-        name, role, token = parts
+        if parts[3:] not in ([], ["test"]):
+            raise ConfigError(f"AGEGATE_API_KEYS entry {position}: the 4th field can only be "
+                              "'test'")
+        name, role, token = parts[:3]
         if role not in ROLES:
             raise ConfigError(f"AGEGATE_API_KEYS entry {position} has unknown role {role!r}")
         if len(token) < 16:
@@ -229,7 +234,7 @@ def parse_api_keys(raw: str) -> tuple[ApiKey, ...]:
         if token in seen_tokens:
             raise ConfigError(f"AGEGATE_API_KEYS entry {position} reuses a token")
         seen_tokens.add(token)
-        keys.append(ApiKey(name=name, role=role, token=token))
+        keys.append(ApiKey(name=name, role=role, token=token, test=len(parts) == 4))
     return tuple(keys)
 
 

@@ -23,7 +23,7 @@ from agegate.services.content_removals import ContentRemovalService
 from agegate.services.jurisdictions import JurisdictionError, JurisdictionTable, MinimumAgePolicy
 from agegate.services.mailer import Mailer
 from agegate.services.parent_requests import DECISIONS, ParentRequestService
-from agegate.storage import connect
+from agegate.storage import connect, keyspace
 from agegate.storage.audit import AuditLog
 from agegate.storage.console import ConsoleStore
 from agegate.storage.embedded import EmbeddedRedis
@@ -31,7 +31,7 @@ from agegate.storage.events import EventStream
 from agegate.storage.identities import IdentityStore
 from agegate.storage.keys import Retention
 from agegate.storage.outbox import Outbox, OutboxJob
-from agegate.worker import Job
+from agegate.worker import InKeyspace, Job
 
 log = logging.getLogger("agegate")
 
@@ -82,6 +82,8 @@ class Agegate:
         # crash by whichever worker runs this (storage/outbox.py).
         self.outbox = Outbox(self.redis, self.retention)
         self.worker_jobs.append(OutboxJob(self.outbox))
+        # Test mode's keyspace has its own outboxes (events to its own stream, its own blocks).
+        self.worker_jobs.append(InKeyspace(keyspace.TEST, OutboxJob(self.outbox)))
         self._wire_signals()
         self._wire_signal_stream()
         self._wire_parents_and_removals()
@@ -205,6 +207,9 @@ class Agegate:
                                        self.clock)
         self.worker_jobs.append(
             WebhookDeliveryJob(self.redis, self.webhooks, store, self.events, self.clock))
+        # Test tokens' webhooks get their keyspace's events: a job instance of their own.
+        self.worker_jobs.append(InKeyspace(keyspace.TEST, WebhookDeliveryJob(
+            self.redis, self.webhooks, store, self.events, self.clock)))
 
     def load_model(self) -> None:
         """Load and verify the classifier; a bad artifact leaves the service unready, not up."""
