@@ -16,6 +16,7 @@ from agegate.clock import Clock
 from agegate.config import Config, ConfigError
 from agegate.crypto import Hasher
 from agegate.metrics import GaugeSource
+from agegate.services import test_mode
 from agegate.services.age_checks import AgeCheckService
 from agegate.services.audit import AuditTrail
 from agegate.services.console import ConsoleAuth
@@ -114,7 +115,9 @@ class Agegate:
         )
         self.accounts = AccountService(
             self.redis, self.hasher, account_store, cases, deletions, self.review,
-            self.enforcement, self.audit, self.events, self.clock, lambda: self.model,
+            self.enforcement, self.audit, self.events, self.clock,
+            # A test token's AGEGATE_TEST_MINOR / _ADULT score as forced (API.md "Test mode").
+            lambda: test_mode.scoring_model(self.model),
         )
         self.age_checks.redeclaration_hooks.append(self.accounts.on_redeclaration)
         self._wire_age_signals(account_store, cases)

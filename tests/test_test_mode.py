@@ -270,3 +270,76 @@ def test_a_test_token_cannot_sign_in_to_the_console(client):
     assert response.status_code == 401
     assert client.get("/console/queue").status_code in (302, 303)  # not signed in
     assert sign_in(client, "reviewer").status_code == 303
+
+
+# -- forced outcomes -------------------------------------------------------------------------
+@pytest.mark.parametrize(("email", "born", "decision", "reason"), [
+    ("someone@allow.test", "2015-01-01", "allow", "of_age"),
+    ("Someone@Deny.Test ", "1990-01-01", "deny", "under_minimum_age"),
+])
+def test_a_test_email_forces_the_age_checks_decision(client, email, born, decision, reason):
+    forced = age_check(client, sandbox("registration"), email=email, date_of_birth=born)
+    assert (forced["decision"], forced["reason"], forced["test"]) == (decision, reason, True)
+    # The same values from a live token: an ordinary check, decided by the date.
+    ordinary = age_check(client, auth("registration"), email=email, date_of_birth=born)
+    assert ordinary["decision"] != decision and "test" not in ordinary
+
+
+def test_a_forced_deny_blocks_retries_like_a_real_one(client):
+    age_check(client, sandbox("registration"), email="kid@deny.test", device_id="dev-9")
+    again = age_check(client, sandbox("registration"), email="other@example.com",
+                      device_id="dev-9")
+    assert (again["decision"], again["reason"]) == ("deny", "previous_underage_attempt")
+
+
+def signals(client, headers, account_id: str, *texts: str):
+    return client.post(f"/v1/accounts/{account_id}/signals", headers=headers, json={"signals": [
+        {"type": "message", "at": "2026-11-24T13:00:00Z", "text": text} for text in texts]})
+
+
+@pytest.fixture
+def model_loaded(app):
+    if app.extensions["agegate"].model is None:
+        pytest.skip("no trained model in model/")
+
+
+def test_a_minor_marker_scores_099_flagged_with_a_case(client, model_loaded):
+    response = signals(client, sandbox("signals"), "acc-1", "hello AGEGATE_TEST_MINOR there")
+    assert response.status_code == 200, response.json
+    body = response.json
+    assert (body["score"], body["flagged"], body["band"], body["test"]) == (0.99, True, "high",
+                                                                           True)
+    assert body["case_id"] is not None
+    case = client.get(f"/v1/review/cases/{body['case_id']}", headers=sandbox("reviewer")).json
+    assert case["account_id"] == "acc-1" and case["kind"] == "classifier"
+    # No live case, no live account.
+    assert client.get("/v1/review/cases?status=open", headers=auth("reviewer")).json == \
+        {"cases": []}
+    assert client.get("/v1/accounts/acc-1", headers=auth("reviewer")).status_code == 404
+
+
+def test_an_adult_marker_scores_001_and_the_next_ordinary_signal_scores_as_usual(
+        client, model_loaded):
+    body = signals(client, sandbox("signals"), "acc-2", "AGEGATE_TEST_ADULT").json
+    assert (body["score"], body["flagged"], body["case_id"]) == (0.01, False, None)
+    ordinary = signals(client, sandbox("signals"), "acc-2", "see you at work tomorrow").json
+    assert ordinary["score"] not in (0.01, 0.99)
+
+
+def test_a_live_token_with_a_marker_is_scored_by_the_model(client, model_loaded):
+    live = signals(client, auth("signals"), "acc-3", "hello AGEGATE_TEST_MINOR there").json
+    assert live["score"] != 0.99 and "test" not in live
+    assert not any(s["name"].startswith("test:") for s in live["top_signals"])
+
+
+def test_a_test_reviewers_verdict_leaves_no_model_feedback(client, redis_client,
+                                                           model_loaded):
+    case_id = signals(client, sandbox("signals"), "acc-4", "AGEGATE_TEST_MINOR").json["case_id"]
+    claimed = client.post("/v1/review/claims", headers=sandbox("reviewer"))
+    assert claimed.status_code == 200 and claimed.json["case"]["case_id"] == case_id
+    decided = client.post(f"/v1/review/cases/{case_id}/decision", headers=sandbox("reviewer"),
+                          json={"decision": "not_minor"})
+    assert decided.status_code == 200, decided.json
+    assert [k for k in every_key(redis_client) if ":feedback:" in k] == []
+    assert client.get("/v1/admin/model", headers=auth("admin")).json["examples"] == \
+        {"minor": 0, "adult": 0}
