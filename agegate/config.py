@@ -86,6 +86,17 @@ class Config:
         return [key.strip() for key in self.secret_key.split(",") if key.strip()]
     # De-identified reviewer examples kept for `agegate recalibrate`; the oldest go first.
     feedback_max_examples: int = 50_000
+    # Digital credentials: the web origins wallets may present to, and the PEM bundle (a file,
+    # or the PEM text itself) of trust anchors document signers must chain to.
+    credential_origins: tuple[str, ...] = ()
+    credential_trust_anchors: str = ""
+
+    def credential_anchor_pem(self) -> bytes:
+        """The trust-anchor bundle's PEM bytes (empty when none is configured)."""
+        raw = self.credential_trust_anchors.strip()
+        if not raw or raw.startswith("-----BEGIN"):
+            return raw.encode()
+        return Path(raw).read_bytes()
 
     @property
     def development(self) -> bool:
@@ -141,6 +152,17 @@ class Config:
             raise ConfigError("AGEGATE_METRICS_PORT must be a TCP port (1-65535)")
         if not 1 <= self.feedback_max_examples <= 10_000_000:
             raise ConfigError("AGEGATE_FEEDBACK_MAX_EXAMPLES must be within 1..10000000")
+        if not all(_ORIGIN.match(origin) for origin in self.credential_origins):
+            raise ConfigError("AGEGATE_CREDENTIAL_ORIGINS must list web origins "
+                              "(https://host[:port]; http:// only for localhost)")
+        try:
+            from cryptography import x509
+            pem = self.credential_anchor_pem()
+            if pem and not x509.load_pem_x509_certificates(pem):
+                raise ValueError
+        except (OSError, ValueError):
+            raise ConfigError("AGEGATE_CREDENTIAL_TRUST_ANCHORS is not a PEM bundle of "
+                              "certificates (a file or the PEM text)") from None
         return self
 
 
@@ -164,6 +186,8 @@ def parse_api_keys(raw: str) -> tuple[ApiKey, ...]:
     return tuple(keys)
 
 
+# A serialized web origin as browsers send it: lower-case scheme and host, no path.
+_ORIGIN = re.compile(r"^(https://[a-z0-9.-]+|http://(localhost|127\.0\.0\.1|\[::1\]))(:[0-9]{1,5})?$")
 _JURISDICTION = re.compile(r"^[A-Z]{2}(-[A-Z0-9]{1,3})?$")
 
 
@@ -254,6 +278,9 @@ def from_env(env: dict[str, str] | None = None) -> Config:
         minor_review_threshold=_float(env, "AGEGATE_REVIEW_THRESHOLD", 0.5),
         metrics_port=_int(env, "AGEGATE_METRICS_PORT", 0) or None,
         feedback_max_examples=_int(env, "AGEGATE_FEEDBACK_MAX_EXAMPLES", 50_000),
+        credential_origins=tuple(o.strip().rstrip("/") for o in
+                                 env.get("AGEGATE_CREDENTIAL_ORIGINS", "").split(",") if o.strip()),
+        credential_trust_anchors=env.get("AGEGATE_CREDENTIAL_TRUST_ANCHORS", ""),
     )
 
 

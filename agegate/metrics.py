@@ -34,6 +34,9 @@ LATENCY = Histogram(
 ACCESS_LOG = logging.getLogger("agegate.access")
 
 AGE_CHECKS = Counter("agegate_age_checks_total", "Age-check decisions", ["decision", "reason"])
+CREDENTIAL_CHECKS = Counter("agegate_credential_checks_total",
+                            "Digital-credential answers by result and rejection reason",
+                            ["result", "reason"])
 STATE_RESETS = Counter(
     "agegate_account_state_resets_total",
     "Account states whose text evidence was reset: another text model (a full retrain) wrote it",
