@@ -295,6 +295,26 @@ class AccountService:
                              *keys.account_keys(account_hash)))
 
     # -- verification --------------------------------------------------------------------
+    def holds_case(self, account_id: str, reviewer: str) -> bool | None:
+        """Whether `reviewer` holds this account's case: a case of the account they have
+        claimed (lease still running), or the case the account is restricted under, claimed
+        and decided by them. None for an account never seen (there is nothing to hold)."""
+        account_hash = self.hasher.account(account_id)
+        meta = self.accounts.meta(self.r, account_hash)
+        if not meta:
+            return None
+        restricted = meta.get("restricted_case")
+        now = self.clock.now().timestamp()
+        for case_id in {*self.accounts.case_ids(self.r, account_hash), restricted} - {None, ""}:
+            case = self.cases.read(self.r, str(case_id))
+            if case is None or case.get("claimed_by") != reviewer:
+                continue
+            if case["status"] == "claimed" and (case.get("lease_until") or 0) > now:
+                return True
+            if case_id == restricted and case["status"] in ("claimed", "decided"):
+                return True
+        return False
+
     def verify(self, account_id: str, outcome: str, method: str, born: date | None, *,
                actor: str) -> dict[str, Any]:
         """Apply an age-assurance result to a restricted account. `born` times the identity

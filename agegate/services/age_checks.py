@@ -12,6 +12,7 @@ from agegate.clock import Clock
 from agegate.crypto import Hasher, new_id
 from agegate.errors import ValidationFailed
 from agegate.metrics import AGE_CHECKS
+from agegate.services import test_mode
 from agegate.services.audit import AuditTrail, transact
 from agegate.services.jurisdictions import MinimumAgePolicy
 from agegate.storage import keys
@@ -120,7 +121,9 @@ class AgeCheckService:
         region = data.get("region")
         identifiers = self.identifiers(data)
         lookups = self.lookups(data)
-        under_age = age < self.policy.minimum_age(country, region)
+        # A test token's `@allow.test` / `@deny.test` email decides instead of the date.
+        forced = test_mode.forced_decision(data.get("email"))
+        under_age = forced == "deny" if forced else age < self.policy.minimum_age(country, region)
         check_id = new_id("chk")
         account_id = data.get("account_id")
         account_hash = dict(identifiers).get("account")  # hashed once, with the others
@@ -136,7 +139,7 @@ class AgeCheckService:
             reason = "previous_underage_attempt"
         else:
             reason = "under_minimum_age" if under_age else "of_age"
-        if reason == "under_minimum_age" and self.credential_passed(lookups):
+        if reason == "under_minimum_age" and not forced and self.credential_passed(lookups):
             reason = "of_age"  # the wallet's issuer-signed word beats a typed date
 
         def write(pipe: Any) -> None:
