@@ -363,10 +363,7 @@ class AccountService:
                 raise Conflict("The account is not awaiting verification.")
             if self.feedback is not None:
                 captured[0] = self.feedback.capture(pipe, account_hash)
-            case = None
-            if meta.get("restricted_case"):
-                watch(pipe, keys.case(meta["restricted_case"]))
-                case = self.cases.read(pipe, meta["restricted_case"])
+            restricted_case = meta.get("restricted_case")
             now = self.clock.now()
             chain = self.audit.begin(pipe)
             pipe.multi()
@@ -378,11 +375,12 @@ class AccountService:
                                      drop=("restricted_case",))
             self.accounts.queue_pointer(pipe, account_hash, None)
             self.accounts.queue_pointer(pipe, account_hash, None, kind="age_signal")
-            if case is not None:
-                case["history"] = [*case["history"], {"at": iso(now), "event": "verified",
-                                                      "outcome": outcome, "method": method,
-                                                      "actor": actor}]
-                self.cases.queue_update(pipe, case)
+            if restricted_case:
+                # The case may live in another shard (a parent request's case opened before
+                # its child was known): its history line goes through this unit's outbox.
+                self.cases.queue_history(pipe, restricted_case, {
+                    "at": iso(now), "event": "verified", "outcome": outcome, "method": method,
+                    "actor": actor})
             self.events.queue_emit(pipe, "account.unrestricted", account_id=account_id, at=now)
             chain.append(pipe, actor=actor, action="account_verified", account_id=account_id,
                          details={**details, "case_id": meta.get("restricted_case")})
