@@ -70,7 +70,34 @@ def _directory(path: Path) -> Path:
     return path
 
 
+def _origins(raw: str) -> tuple[str, ...]:
+    return tuple(o.strip().rstrip("/") for o in raw.split(",") if o.strip())
+
+
+def _pem_text(value: str) -> bytes:
+    """A PEM bundle given as a file path or as the PEM text itself."""
+    raw = value.strip()
+    if not raw or raw.startswith("-----BEGIN"):
+        return raw.encode()
+    return Path(raw).read_bytes()
+
+
+def _pem_bundle(value: str) -> str:
+    from cryptography import x509
+
+    try:
+        if value.strip() and not x509.load_pem_x509_certificates(_pem_text(value)):
+            raise ValueError
+    except (OSError, ValueError):
+        raise ValueError("is not a PEM bundle of certificates (a file or the PEM text)") from None
+    return value
+
+
 Directory = Annotated[Path, AfterValidator(_directory)]
+# A serialized web origin as browsers send it: lower-case scheme and host, no path; http:// only
+# for the loopback names browsers treat as secure contexts.
+Origin = Annotated[str, StringConstraints(
+    pattern=r"^(https://[a-z0-9.-]+|http://(localhost|127\.0\.0\.1|\[::1\]))(:[0-9]{1,5})?$")]
 Days = Annotated[int, Field(ge=1, le=3650)]
 Name = Annotated[str, StringConstraints(pattern=r"^\S{1,200}$")]
 SystemName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
@@ -144,12 +171,22 @@ class Config:
     # De-identified reviewer examples kept for `agegate recalibrate`; the oldest go first.
     feedback_max_examples: Annotated[int, Field(ge=1, le=10_000_000)] = setting(
         "AGEGATE_FEEDBACK_MAX_EXAMPLES", 50_000)
+    # Digital credentials: the web origins wallets may present to, and the PEM bundle (a file,
+    # or the PEM text itself) of the trust anchors document signers must chain to.
+    credential_origins: tuple[Origin, ...] = setting("AGEGATE_CREDENTIAL_ORIGINS", (),
+                                                     parse=_origins)
+    credential_trust_anchors: Annotated[str, AfterValidator(_pem_bundle)] = setting(
+        "AGEGATE_CREDENTIAL_TRUST_ANCHORS", "")
 
     @property
     def secret_keys(self) -> list[str]:
         """The live keys, comma-separated in AGEGATE_SECRET_KEY: the first hashes and signs
         everything new, the others are still recognised (a rotation)."""
         return [key.strip() for key in self.secret_key.split(",") if key.strip()]
+
+    def credential_anchor_pem(self) -> bytes:
+        """The trust-anchor bundle's PEM bytes (empty when none is configured)."""
+        return _pem_text(self.credential_trust_anchors)
 
     @property
     def development(self) -> bool:

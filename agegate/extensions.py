@@ -89,6 +89,7 @@ class Agegate:
         self._wire_signal_stream()
         self._wire_parents_and_removals()
         self._wire_webhooks()
+        self._wire_credentials()
 
     def _wire_signals(self) -> None:
         """Issue 4: cases and the review queue, enforcement, accounts and signals."""
@@ -213,6 +214,20 @@ class Agegate:
         # Test tokens' webhooks get their keyspace's events: a job instance of their own.
         self.worker_jobs.append(InKeyspace(keyspace.TEST, WebhookDeliveryJob(
             self.redis, self.webhooks, store, self.events, self.clock)))
+
+    def _wire_credentials(self) -> None:
+        """Issue 23: digital credentials; an over-18 answer lets the age check through."""
+        from agegate import mdoc
+        from agegate.services.credentials import CredentialService
+        from agegate.storage.credentials import CredentialStore
+
+        store = CredentialStore(self.redis, self.retention)
+        pem = self.config.credential_anchor_pem()
+        self.credentials = CredentialService(
+            self.hasher, store, self.identities, self.audit, self.clock, self.retention,
+            self.config.credential_origins, mdoc.load_anchors(pem) if pem else [])
+        self.age_checks.credential_passed = store.passed
+        self.age_checks.verify_session_hooks.append(store.queue_verify_session)
 
     def load_model(self) -> None:
         """Load and verify the classifier; a bad artifact leaves the service unready, not up."""

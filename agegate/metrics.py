@@ -79,6 +79,9 @@ def live_counter(name: str, help_text: str, labels: Iterable[str] = ()) -> LiveO
 
 AGE_CHECKS = live_counter("agegate_age_checks_total", "Age-check decisions",
                           ["decision", "reason"])
+CREDENTIAL_CHECKS = live_counter("agegate_credential_checks_total",
+                                 "Digital-credential answers by result and rejection reason",
+                                 ["result", "reason"])
 STATE_RESETS = live_counter(
     "agegate_account_state_resets_total",
     "Account states whose text evidence was reset: another text model (a full retrain) wrote it",

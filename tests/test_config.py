@@ -118,6 +118,8 @@ OUT_OF_RANGE = {
     "AGEGATE_REVIEW_THRESHOLD": "0",
     "AGEGATE_METRICS_PORT": "70000",
     "AGEGATE_FEEDBACK_MAX_EXAMPLES": "0",
+    "AGEGATE_CREDENTIAL_ORIGINS": "https://signup.example/path",
+    "AGEGATE_CREDENTIAL_TRUST_ANCHORS": "/nonexistent/anchors.pem",
 }
 
 
@@ -163,3 +165,29 @@ def test_every_variable_is_in_the_readme_configuration_table():
     table = readme.split("## Configuration", 1)[1].split("\n\n", 1)[0]
     missing = [name for name in [*_variables(), "AGEGATE_BIND"] if f"| `{name}` |" not in table]
     assert not missing
+
+
+@pytest.mark.parametrize("origins", ["http://signup.example", "https://Signup.example",
+                                     "signup.example", "https://signup.example/x"])
+def test_credential_origins_are_serialized_web_origins(origins):
+    with pytest.raises(ConfigError, match="AGEGATE_CREDENTIAL_ORIGINS"):
+        from_env({"AGEGATE_SECRET_KEY": GOOD_SECRET,
+                  "AGEGATE_CREDENTIAL_ORIGINS": origins}).validate()
+
+
+def test_credential_trust_anchors_from_a_file_or_inline(tmp_path):
+    from tests.mdoc_helpers import make_pki
+
+    pem = make_pki().anchors_pem()
+    bundle = tmp_path / "anchors.pem"
+    bundle.write_bytes(pem)
+    for value in (str(bundle), pem.decode()):
+        config = from_env({"AGEGATE_SECRET_KEY": GOOD_SECRET,
+                           "AGEGATE_CREDENTIAL_ORIGINS": "https://a.example, http://localhost:8701/",
+                           "AGEGATE_CREDENTIAL_TRUST_ANCHORS": value}).validate()
+        assert config.credential_anchor_pem().strip() == pem.strip()
+        assert config.credential_origins == ("https://a.example", "http://localhost:8701")
+    bundle.write_text("not a certificate")
+    with pytest.raises(ConfigError, match="AGEGATE_CREDENTIAL_TRUST_ANCHORS"):
+        from_env({"AGEGATE_SECRET_KEY": GOOD_SECRET,
+                  "AGEGATE_CREDENTIAL_TRUST_ANCHORS": str(bundle)}).validate()

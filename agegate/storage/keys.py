@@ -100,6 +100,13 @@ class Retention:
     # nothing that identifies an account): they outlive the account by design, for at most
     # this long after their day, and the store is capped (AGEGATE_FEEDBACK_MAX_EXAMPLES).
     feedback_example_days: int = 730
+    # Digital credentials (API.md): a request is answered within 5 minutes or never; an
+    # over-18 result lets the same session's or account's age check through for 30 minutes,
+    # and an age check answered `verify` remembers its identifiers (keyed hashes) for as long,
+    # so that a not-over-18 answer can block them.
+    credential_request_seconds: int = 300
+    credential_pass_seconds: int = 1800
+    verify_session_seconds: int = 1800
 
     def seconds(self, kind: str) -> int:
         """TTL in seconds for a kind of record named in this table."""
@@ -493,3 +500,21 @@ def feedback_examples() -> str:
 def feedback_counts() -> str:
     """Hash: verdict -> number of stored examples (kept with the set by the same script)."""
     return f"{prefix()}:feedback:{FEEDBACK_TAG}:counts"
+
+
+# -- digital credentials -------------------------------------------------------------------
+def credential_request(request_id: str) -> str:
+    """String (JSON): origin, nonce, account id, keyed session hash of one open request;
+    taken (GETDEL) by its one answer."""
+    return f"{prefix()}:credreq:{_id_tag(request_id)}:{request_id}"
+
+
+def credential_pass(kind: str, identifier_hash: str) -> str:
+    """Marker: this session's or account's wallet proved over 18 (an age check is `allow`)."""
+    return f"{prefix()}:credpass:{shard_tag(shard_of(identifier_hash))}:{kind}:{identifier_hash}"
+
+
+def verify_session(session_hash: str) -> str:
+    """Sorted set of `kind:hash` identifiers (device, email) of age checks answered `verify`
+    in one session, by time: what a not-over-18 credential answer in that session blocks."""
+    return f"{prefix()}:verify-session:{shard_tag(shard_of(session_hash))}:{session_hash}"
