@@ -11,6 +11,8 @@ from pathlib import Path
 
 import limits
 
+from agegate.outbound import parse_networks
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 ROLES = ("registration", "signals", "reviewer", "admin", "downstream")
@@ -86,6 +88,10 @@ class Config:
         return [key.strip() for key in self.secret_key.split(",") if key.strip()]
     # De-identified reviewer examples kept for `agegate recalibrate`; the oldest go first.
     feedback_max_examples: int = 50_000
+    # Webhook URLs: http:// too (https:// only by default), and networks allowed on purpose
+    # beside public addresses (CIDRs; agegate/outbound.py).
+    webhook_allow_http: bool = False
+    webhook_allowed_networks: tuple[str, ...] = ()
 
     @property
     def development(self) -> bool:
@@ -141,6 +147,10 @@ class Config:
             raise ConfigError("AGEGATE_METRICS_PORT must be a TCP port (1-65535)")
         if not 1 <= self.feedback_max_examples <= 10_000_000:
             raise ConfigError("AGEGATE_FEEDBACK_MAX_EXAMPLES must be within 1..10000000")
+        try:
+            parse_networks(self.webhook_allowed_networks)
+        except ValueError as error:
+            raise ConfigError(f"AGEGATE_WEBHOOK_ALLOWED_NETWORKS: {error}") from None
         return self
 
 
@@ -254,6 +264,9 @@ def from_env(env: dict[str, str] | None = None) -> Config:
         minor_review_threshold=_float(env, "AGEGATE_REVIEW_THRESHOLD", 0.5),
         metrics_port=_int(env, "AGEGATE_METRICS_PORT", 0) or None,
         feedback_max_examples=_int(env, "AGEGATE_FEEDBACK_MAX_EXAMPLES", 50_000),
+        webhook_allow_http=_bool(env, "AGEGATE_WEBHOOK_ALLOW_HTTP", False),
+        webhook_allowed_networks=tuple(n.strip() for n in env.get(
+            "AGEGATE_WEBHOOK_ALLOWED_NETWORKS", "").split(",") if n.strip()),
     )
 
 

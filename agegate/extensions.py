@@ -195,16 +195,21 @@ class Agegate:
 
     def _wire_webhooks(self) -> None:
         """Issue 13: signed webhooks, delivered by `agegate worker`."""
+        from agegate.outbound import OutboundPolicy, parse_networks
         from agegate.secret_box import SecretBox
         from agegate.services.webhooks import WebhookDeliveryJob, WebhookService
         from agegate.storage.webhooks import WebhookStore
 
         store = WebhookStore(self.redis, self.retention)
+        policy = OutboundPolicy(allow_http=self.config.webhook_allow_http,
+                                allowed_networks=parse_networks(
+                                    self.config.webhook_allowed_networks))
         self.webhooks = WebhookService(self.redis, store, self.events,
                                        SecretBox(self.config.secret_keys), self.audit,
-                                       self.clock)
-        self.worker_jobs.append(
-            WebhookDeliveryJob(self.redis, self.webhooks, store, self.events, self.clock))
+                                       self.clock, policy)
+        self.webhook_job = WebhookDeliveryJob(self.redis, self.webhooks, store, self.events,
+                                              self.clock)
+        self.worker_jobs.append(self.webhook_job)
 
     def load_model(self) -> None:
         """Load and verify the classifier; a bad artifact leaves the service unready, not up."""
@@ -222,6 +227,8 @@ class Agegate:
 
     def close(self) -> None:
         """Release Redis, and stop the embedded server if this container started it."""
+        # Webhook deliveries in flight finish (each within its 5 s) and record their attempt.
+        self.webhook_job.close()
         self.redis.close()
         if self.embedded is not None:
             self.embedded.stop()
