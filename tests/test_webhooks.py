@@ -450,3 +450,46 @@ def test_webhook_settings_are_read_and_a_bad_network_refuses_to_boot():
     assert not from_env(secret).validate().webhook_allow_http
     with pytest.raises(ConfigError, match="AGEGATE_WEBHOOK_ALLOWED_NETWORKS"):
         from_env({**secret, "AGEGATE_WEBHOOK_ALLOWED_NETWORKS": "10.0.0.0/33"}).validate()
+
+
+# -- rotating AGEGATE_SECRET_KEY ---------------------------------------------------------------
+OLD_KEY = "old-service-key-0123456789-abcdefghijklmnopqrstuvwxyz"
+NEW_KEY = "new-service-key-0123456789-abcdefghijklmnopqrstuvwxyz"
+
+
+def _app_with_key(redis_url, tmp_path, clock, secret_key: str):
+    return create_app(make_config(redis_url, tmp_path, secret_key=secret_key, **LOOPBACK),
+                      clock=clock).test_client()
+
+
+def test_after_a_key_rotation_the_worker_reseals_so_the_old_key_can_go(
+        redis_url, redis_client, tmp_path, clock, receiver):  # noqa: F811
+    receiver.refuse_first = False
+    before = _app_with_key(redis_url, tmp_path, clock, OLD_KEY)
+    hook = register(before, receiver.url)
+    receiver.secrets.append(hook["secret"])
+    sealed = redis_client.hget(keys.webhook(hook["webhook_id"]), "secrets")
+    # The rotation: the new key first, the old one still listed; a worker starts and re-seals.
+    during = _app_with_key(redis_url, tmp_path, clock, f"{NEW_KEY},{OLD_KEY}")
+    run(during)
+    assert redis_client.hget(keys.webhook(hook["webhook_id"]), "secrets") != sealed
+    # The old key dropped: deliveries are still signed with the webhook's secret.
+    after = _app_with_key(redis_url, tmp_path, clock, NEW_KEY)
+    terminate(after, "acc-1")
+    run(after)
+    [request] = receiver.requests
+    assert request.verified_with == [hook["secret"]] and request.status == 200
+    assert_nowhere(redis_client, hook["secret"])
+
+
+def test_a_delivery_no_key_can_sign_is_never_sent(redis_url, redis_client, tmp_path, clock,
+                                                  receiver):  # noqa: F811
+    before = _app_with_key(redis_url, tmp_path, clock, OLD_KEY)
+    hook = register(before, receiver.url)
+    # The old key dropped before any worker re-sealed: nothing opens the webhook's secret.
+    after = _app_with_key(redis_url, tmp_path, clock, NEW_KEY)
+    terminate(after, "acc-1")
+    run(after)
+    assert receiver.requests == []  # never an unsigned request
+    [log] = deliveries(after, hook["webhook_id"])
+    assert (log["status"], log["http_status"], log["error"]) == ("retrying", None, "unsigned")

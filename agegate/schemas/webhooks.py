@@ -52,7 +52,8 @@ class DeliverySchema(StrictSchema):
     http_status = fields.Integer(allow_none=True, required=True)
     error = fields.String(allow_none=True, required=True, metadata={
         "description": "The failure's reason class only: timeout, refused, not_http, status, "
-                       "blocked (the host now resolves to an address not allowed)."})
+                       "blocked (the host now resolves to an address not allowed), unsigned "
+                       "(no secret can be opened with the configured keys)."})
     at = fields.String(required=True)
     next_attempt_at = fields.String(allow_none=True, required=True)
 

@@ -60,6 +60,8 @@ EVENTS_PER_BATCH = 100
 # Deliveries one worker process attempts at once, in all and to one webhook.
 DELIVERY_THREADS = 8
 PER_WEBHOOK = 2
+# No live secret opens (sealed under a key no longer configured): never sent unsigned.
+UNSIGNED = "unsigned"
 
 
 def backoff(attempt: int) -> timedelta:
@@ -190,6 +192,28 @@ class WebhookService:
         opened = [self.box.open(s["sealed"]) for s in self._live(webhook, now)]
         return [s for s in opened if s]
 
+    def reseal(self) -> int:
+        """Seal again under the first AGEGATE_SECRET_KEY every webhook secret sealed under an
+        older one (after a key rotation), so the old key can be dropped without leaving a
+        webhook unable to sign; the number of webhooks changed."""
+        changed = 0
+        for webhook_id in [w["webhook_id"] for w in self.store.all()]:
+            def build(pipe: Any, webhook_id: str = webhook_id) -> bool:
+                webhook = self.store.read(pipe, webhook_id)
+                if webhook is None:
+                    return False
+                fresh = [self.box.reseal(s["sealed"]) for s in webhook["secrets"]]
+                if not any(fresh):
+                    return False
+                webhook["secrets"] = [{**s, "sealed": new or s["sealed"]}
+                                      for s, new in zip(webhook["secrets"], fresh, strict=True)]
+                pipe.multi()
+                self.store.queue_write(pipe, webhook)
+                return True
+
+            changed += bool(transact(self.r, build, keys.webhook(webhook_id)))
+        return changed
+
 
 class WebhookDeliveryJob:
     """The `agegate worker` job: fan events out to deliveries, then start the due ones."""
@@ -204,11 +228,18 @@ class WebhookDeliveryJob:
         self.events = events
         self.clock = clock
         self._group_ready = False
+        self._resealed = False
         self._pool = ThreadPoolExecutor(DELIVERY_THREADS, thread_name_prefix="agegate-webhook")
         self._lock = threading.Lock()
         self._running: dict[Future[None], str] = {}  # delivery -> its webhook id
 
     def run_once(self, consumer: str) -> int:
+        if not self._resealed:
+            # AGEGATE_SECRET_KEY is read at start-up: one pass per worker process suffices.
+            resealed = self.service.reseal()
+            if resealed:
+                log.info("re-sealed the secrets of %d webhook(s) under the first key", resealed)
+            self._resealed = True
         return self.fan_out(consumer) + self.deliver()
 
     def fan_out(self, consumer: str) -> int:
@@ -324,9 +355,11 @@ class WebhookDeliveryJob:
 
     def send(self, webhook: dict[str, Any], event_id: str, body: bytes,
              now: datetime) -> Reply:
-        """Sign and POST once (Standard Webhooks headers); never redirected,
+        """Sign and POST once (Standard Webhooks headers); never unsigned, never redirected,
         DELIVERY_SECONDS in all. Logs no URL or body."""
         secrets_ = self.service.live_secrets(webhook, now)
+        if not secrets_:
+            return Reply(None, UNSIGNED)
         # Signed with the wall clock: receivers compare it with theirs.
         stamp = int(time.time())
         headers = {"Content-Type": "application/json", EVENT_ID: event_id,
