@@ -9,6 +9,10 @@ from tests.conftest import auth, make_config
 from tests.parents_helpers import smtp_server  # noqa: F401
 from tests.signals_helpers import signals_app
 
+# The parent journeys write the request, its case and the child's account, often in different
+# shards: also run on a real 3-primary Redis Cluster.
+pytestmark = pytest.mark.cluster
+
 PARENT = "guardian@example.net"
 
 

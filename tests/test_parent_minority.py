@@ -19,6 +19,8 @@ from tests.test_parent_journeys import age_check, case_for, decide, start, statu
 
 # The journeys' fixtures: the trained model and a real SMTP server for the parents' codes.
 app, config, mail = journeys.app, journeys.config, journeys.mail
+# Request, case and account often live in different shards: also run on a Redis Cluster.
+pytestmark = pytest.mark.cluster
 
 REPORT = {"signals": [{"type": "report", "at": "2026-11-24T13:00:00Z",
                        "reason": "suspected_minor"}]}
@@ -197,3 +199,23 @@ def test_an_id_checked_adult_signal_refuses_a_deletion(client, mail):
     body = status(client, request_id, token)
     assert body["status"] != "fulfilled"
     assert account(client, "adult-3").get_json()["status"] == "active"
+
+
+def test_a_child_named_by_email_is_answered_across_shards(client, mail):
+    """The request lives in a random shard, its case under a placeholder, the child's account
+    in its own: waiting, verifying and answering each write one slot (issue 21, item 6)."""
+    age_check(client, "kid7@example.com", account_id="kid-7")
+    request_id, token = start(client, mail, "access", {"email": " Kid7@Example.com"})
+    case_id = case_for(client, request_id)["case_id"]
+    resolved = client.post(f"/v1/parent-requests/{request_id}/child", headers=auth("reviewer"),
+                           json={"account_id": "kid-7", "identifier": "kid7@example.com"})
+    assert resolved.status_code == 200
+    assert decide(client, request_id, "fulfill").status_code == 200
+    assert status(client, request_id, token)["status"] == \
+        "awaiting_age_verification"
+    assert account(client, "kid-7").get_json()["status"] == "restricted"
+    verify_age(client, "kid-7", "adult")
+    assert status(client, request_id, token)["status"] != "awaiting_age_verification"
+    history = client.get(f"/v1/review/cases/{case_id}", headers=auth("reviewer")).get_json()
+    assert [h["event"] for h in history["history"]].count("verified") == 1
+    assert account(client, "kid-7").get_json()["status"] == "active"

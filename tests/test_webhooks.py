@@ -125,16 +125,17 @@ def test_a_refused_delivery_is_retried_within_ten_seconds_and_signed(client, clo
     hook = register(client, receiver.url)
     receiver.secrets.append(hook["secret"])
     terminate(client, "acc-1")  # account.terminated (subscribed), deletion_requested (not)
-    assert run(client) >= 1
+    run(client)
     [first] = receiver.requests
     assert first.status == 503 and first.verified_with == [hook["secret"]]
     assert json.loads(first.body)["type"] == "account.terminated"
     [log] = deliveries(client, hook["webhook_id"])
     assert (log["status"], log["attempt"], log["http_status"]) == ("retrying", 1, 503)
     assert log["next_attempt_at"] == "2026-11-24T13:30:05Z"  # within 10 s
-    assert run(client) == 0  # not yet due
+    run(client)  # not yet due
+    assert len(receiver.requests) == 1
     clock.instant += timedelta(seconds=5)
-    assert run(client) == 1
+    run(client)
     assert set(receiver.delivered()) == {first.event_id}
     assert receiver.requests[1].headers["webhook-id"] == first.event_id
     assert receiver.requests[1].body == first.body
@@ -242,7 +243,7 @@ def test_deleting_a_webhook_drops_its_queued_deliveries(client, redis_client,
     assert [json.loads(r.body)["type"] for r in receiver.requests] == [
         "account.deletion_requested"]
     assert receiver.requests[0].verified_with == [other["secret"]]
-    assert redis_client.zcard(keys.WEBHOOK_DUE) == 0
+    assert redis_client.zcard(keys.webhook_due()) == 0
     assert keys_without_ttl(redis_client) == []
 
 

@@ -418,6 +418,11 @@ class ParentRequestService:
                                   "request_type": record["request_type"]})
 
         transact(self.r, write, *self.store.watched_keys(request_id))
+        # An age result that landed between the decision and this wait being noted on the
+        # account would never reach the request: answer it now instead.
+        established = self.accounts.age_knowledge(account_id)["established"]
+        if established in ("minor", "adult"):
+            self.on_age_known(account_id, established, actor)
 
     def on_age_known(self, account_id: str, verdict: str, actor: str) -> None:
         """Hook: the account's age is now established; answer the requests waiting for it."""

@@ -19,11 +19,12 @@ retries it (at-least-once: receivers deduplicate on webhook-id).
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -60,6 +61,8 @@ EVENTS_PER_BATCH = 100
 # Deliveries one worker process attempts at once, in all and to one webhook.
 DELIVERY_THREADS = 8
 PER_WEBHOOK = 2
+# How long one round waits for deliveries in flight before it returns to the worker's other jobs.
+ROUND_WAIT = 0.1
 # No live secret opens (sealed under a key no longer configured): never sent unsigned.
 UNSIGNED = "unsigned"
 
@@ -232,15 +235,26 @@ class WebhookDeliveryJob:
         self._pool = ThreadPoolExecutor(DELIVERY_THREADS, thread_name_prefix="agegate-webhook")
         self._lock = threading.Lock()
         self._running: dict[Future[None], str] = {}  # delivery -> its webhook id
+        self._finished_count = 0
 
     def run_once(self, consumer: str) -> int:
+        """Fan out new events and start due deliveries; then give the deliveries in flight a
+        moment (ROUND_WAIT) to finish. Counts events, deliveries started and deliveries
+        finished since the last round, so a worker idles only once nothing moves."""
         if not self._resealed:
             # AGEGATE_SECRET_KEY is read at start-up: one pass per worker process suffices.
             resealed = self.service.reseal()
             if resealed:
                 log.info("re-sealed the secrets of %d webhook(s) under the first key", resealed)
             self._resealed = True
-        return self.fan_out(consumer) + self.deliver()
+        handled = self.fan_out(consumer) + self.deliver()
+        with self._lock:
+            running = list(self._running)
+        if running:
+            wait(running, timeout=ROUND_WAIT, return_when=FIRST_COMPLETED)
+        with self._lock:
+            finished, self._finished_count = self._finished_count, 0
+        return handled + finished
 
     def fan_out(self, consumer: str) -> int:
         """Queue one delivery per (event, subscribed webhook), then acknowledge the events (the
@@ -292,7 +306,9 @@ class WebhookDeliveryJob:
         ids = self.store.claim_due(now, now + LEASE, free, PER_WEBHOOK, busy)
         for delivery_id in ids:
             with self._lock:
-                future = self._pool.submit(self._attempt_logged, delivery_id)
+                # In the caller's context: the keyspace (live or test mode's) goes along.
+                future = self._pool.submit(contextvars.copy_context().run,
+                                           self._attempt_logged, delivery_id)
                 self._running[future] = delivery_id.split(".", 1)[0]
             future.add_done_callback(self._finished)
         return len(ids)
@@ -300,6 +316,7 @@ class WebhookDeliveryJob:
     def _finished(self, future: Future[None]) -> None:
         with self._lock:
             self._running.pop(future, None)
+            self._finished_count += 1
 
     def wait(self, timeout: float = DELIVERY_SECONDS + 5) -> bool:
         """Wait for the deliveries in flight (tests, shutdown); True when none is left."""
