@@ -93,6 +93,7 @@ def create_app(config: Config | None = None, *, clock: Clock | None = None) -> F
                    model_admin, credentials):
         api.register_blueprint(module.blp)
     service.init_docs(app)
+    auth.document_test_field(api.spec)
     register_error_handlers(app)
     console.init_app(app)
     return app

@@ -107,6 +107,32 @@ def mark_test(response: Response) -> Response:
     return response
 
 
+TEST_FIELD = {"type": "boolean", "enum": [True], "description":
+              "Present, and true, only in answers to a test token (`name:role:token:test`): "
+              "the request ran in test mode's own keyspace (API.md, \"Test mode\")."}
+
+
+def document_test_field(spec: Any) -> None:
+    """Add the optional `test` property to every object schema a documented response of a
+    token's route (errors included) refers to, as mark_test adds it for test tokens."""
+    names = set()
+    for operations in spec._paths.values():
+        for operation in operations.values():
+            if not isinstance(operation, dict) or "security" not in operation:
+                continue  # a public route: no token, so never a test
+            for response in (operation.get("responses") or {}).values():
+                if not isinstance(response, dict):
+                    continue
+                for media in (response.get("content") or {}).values():
+                    ref = (media.get("schema") or {}).get("$ref", "")
+                    if ref.startswith("#/components/schemas/"):
+                        names.add(ref.rsplit("/", 1)[1])
+    schemas = spec.components.schemas
+    for name in names:
+        if schemas.get(name, {}).get("type") == "object":
+            schemas[name].setdefault("properties", {})["test"] = TEST_FIELD
+
+
 def leave_keyspace(_: BaseException | None) -> None:
     """teardown_request: the next request on this thread starts in the live keyspace again."""
     token = g.pop("keyspace_token", None)

@@ -29,6 +29,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -40,6 +41,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+log = logging.getLogger("agegate.mdoc")
 
 # The DCQL credential query ids of the contract: (doctype, namespace of age_over_18).
 QUERIES: dict[str, tuple[str, str]] = {
@@ -308,7 +311,10 @@ def verify(presentation: str, *, query: str, origin: str, nonce: str,
         return _verify(presentation, query, origin, nonce, anchors, now)
     except Rejected as rejected:
         return Verdict("rejected", rejected.reason)
-    except RecursionError:
+    except Exception as error:  # hostile input must never become a 500
+        # A certificate whose extensions or key only fail when read (cryptography parses them
+        # lazily), an unsupported key algorithm, nesting deep enough to exhaust the stack...
+        log.warning("presentation refused as malformed: %s", type(error).__name__)
         return Verdict("rejected", "malformed")
 
 

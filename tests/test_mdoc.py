@@ -187,3 +187,21 @@ def test_an_algorithm_outside_the_contract_is_refused(pki):
 
     raw = _reencode(Presentation(pki, NONCE).encoded(), edit)
     assert check(pki, raw).reason == "bad_issuer_signature"
+
+
+def test_random_corruption_is_refused_or_harmless_and_never_raises(pki):
+    """Byte flips anywhere in a valid DeviceResponse: each is rejected (or, where it hits a
+    field no check covers, such as `status`, still the same over_18), never an exception."""
+    import random
+
+    raw = Presentation(pki, NONCE).build()
+    rng = random.Random(23)
+    seen = set()
+    for _ in range(300):
+        corrupted = bytearray(raw)
+        for _ in range(rng.randint(1, 3)):
+            corrupted[rng.randrange(len(corrupted))] = rng.randrange(256)
+        verdict = check(pki, mdoc.base64url(bytes(corrupted)))
+        assert verdict.result in ("over_18", "rejected")
+        seen.add(verdict.reason)
+    assert {"malformed", "bad_issuer_signature"} <= seen

@@ -347,3 +347,22 @@ def test_a_test_reviewers_verdict_leaves_no_model_feedback(client, redis_client,
     assert [k for k in every_key(redis_client) if ":feedback:" in k] == []
     assert client.get("/v1/admin/model", headers=auth("admin")).json["examples"] == \
         {"minor": 0, "adult": 0}
+
+
+def test_the_openapi_document_describes_the_test_field(client):
+    schemas = client.get("/openapi.json").json["components"]["schemas"]
+    for name in ("AgeCheckResponse", "Score", "Account", "Error", "WebhookList"):
+        assert schemas[name]["properties"]["test"]["type"] == "boolean", name
+        assert "test" not in schemas[name].get("required", []), name
+    assert "test" not in schemas["AgeCheckRequest"]["properties"]  # never an input
+
+
+def test_a_test_admin_sees_test_modes_signal_stream_not_the_live_one(app, client,
+                                                                     redis_client):
+    state = app.extensions["agegate"]
+    redis_client.xadd(state.config.signals_stream, {"account_id": "a", "signals": "[]"})
+    live = client.get("/v1/admin/ingest", headers=auth("admin")).json
+    test = client.get("/v1/admin/ingest", headers=sandbox("admin")).json
+    assert (live["stream"], live["length"]) == (state.config.signals_stream, 1)
+    assert (test["stream"], test["length"], test["test"]) == (
+        state.config.signals_stream + ":test", 0, True)
