@@ -63,6 +63,8 @@ class Config:
     # they arrive.
     age_signal_ttl_days: int = 365
     appeal_due_days: int = 7
+    # Age-assurance records are kept this long, also after the account is deleted.
+    assurance_retention_days: int = 730
     content_removal_all_regions: bool = False
     parent_request_rate_limit: str = "5 per hour"
     trusted_proxies: int = 0
@@ -111,6 +113,8 @@ class Config:
             raise ConfigError("AGEGATE_RETRY_BLOCK_DAYS must be a positive number of days")
         if not 1 <= self.age_signal_ttl_days <= 3650:
             raise ConfigError("AGEGATE_AGE_SIGNAL_TTL_DAYS must be 1..3650")
+        if not 30 <= self.assurance_retention_days <= 3650:
+            raise ConfigError("AGEGATE_ASSURANCE_RETENTION_DAYS must be 30..3650")
         if not 1 <= self.appeal_due_days <= 90:
             raise ConfigError("AGEGATE_APPEAL_DUE_DAYS must be 1..90")
         if self.jurisdictions_file is not None and not self.jurisdictions_file.is_file():
@@ -245,6 +249,7 @@ def from_env(env: dict[str, str] | None = None) -> Config:
         if env.get("AGEGATE_JURISDICTIONS_FILE") else None,
         age_signal_ttl_days=_int(env, "AGEGATE_AGE_SIGNAL_TTL_DAYS", 365),
         appeal_due_days=_int(env, "AGEGATE_APPEAL_DUE_DAYS", 7),
+        assurance_retention_days=_int(env, "AGEGATE_ASSURANCE_RETENTION_DAYS", 730),
         content_removal_all_regions=_bool(env, "AGEGATE_CONTENT_REMOVAL_ALL_REGIONS", False),
         parent_request_rate_limit=env.get("AGEGATE_PARENT_REQUEST_RATE_LIMIT") or "5 per hour",
         trusted_proxies=_int(env, "AGEGATE_TRUSTED_PROXIES", 0),

@@ -23,8 +23,15 @@ MAX_PLAUSIBLE_AGE = 130
 # so the screen does not coach anyone into typing an older birth date.
 ALLOW_MESSAGE = "Thank you. You can continue."
 DENY_MESSAGE = "Sorry, we can't create an account for you."
+# Where a declared age is not enough (API.md "Age assurance"): the same words for everyone.
+VERIFY_MESSAGE = "Please confirm your age to continue."
+MESSAGES = {"allow": ALLOW_MESSAGE, "deny": DENY_MESSAGE, "verify": VERIFY_MESSAGE}
 
 RedeclarationHook = Callable[[str, datetime, str], None]
+# Reads (under WATCH, before MULTI) whether the account of a `verify` answer is to wait as
+# pending_assurance: (pipe, account_hash, account_id, jurisdiction) -> a writer for the MULTI,
+# or None. Set by the assurance service (services/assurance.py).
+PendingHook = Callable[[Any, str, str, str], "Callable[[Any], None] | None"]
 
 
 def age_on(born: date, today: date) -> int:
@@ -34,7 +41,7 @@ def age_on(born: date, today: date) -> int:
 
 
 def _decision(reason: str) -> str:
-    return "allow" if reason == "of_age" else "deny"
+    return {"of_age": "allow", "assurance_required": "verify"}.get(reason, "deny")
 
 
 def normalise_email(email: str) -> str:
@@ -48,10 +55,15 @@ class AgeCheckResult:
     decision: str
     reason: str
     message: str
+    # The accepted assurance methods, for a `verify` answer only.
+    methods: tuple[str, ...] | None = None
 
-    def as_dict(self) -> dict[str, str]:
-        return {"check_id": self.check_id, "decision": self.decision, "reason": self.reason,
-                "message": self.message}
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"check_id": self.check_id, "decision": self.decision,
+                               "reason": self.reason, "message": self.message}
+        if self.methods is not None:
+            out["methods"] = list(self.methods)
+        return out
 
 
 class AgeCheckService:
@@ -71,6 +83,7 @@ class AgeCheckService:
         self.policy = policy
         self.clock = clock
         self.redeclaration_hooks: list[RedeclarationHook] = []
+        self.pending: PendingHook | None = None
 
     def identifiers(self, data: dict[str, Any]) -> list[Identifier]:
         """Keyed hashes of whichever identifiers the check carried."""
@@ -115,6 +128,7 @@ class AgeCheckService:
         identifiers = self.identifiers(data)
         lookups = self.lookups(data)
         under_age = age < self.policy.minimum_age(country, region)
+        place, assurance = self.policy.assurance(country, region)
         check_id = new_id("chk")
         account_id = data.get("account_id")
         account_hash = dict(identifiers).get("account")  # hashed once, with the others
@@ -128,16 +142,26 @@ class AgeCheckService:
             reason = "identity_blocked"
         elif retry_blocked:
             reason = "previous_underage_attempt"
+        elif under_age:
+            reason = "under_minimum_age"
+        elif not assurance["self_declaration_sufficient"]:
+            reason = "assurance_required"  # a declared adult age does not admit anyone here
         else:
-            reason = "under_minimum_age" if under_age else "of_age"
+            reason = "of_age"
 
         def write(pipe: Any) -> None:
+            pending = None
+            if (reason == "assurance_required" and account_hash and account_id
+                    and self.pending is not None):
+                pending = self.pending(pipe, account_hash, account_id, place)
             chain = self.audit.begin(pipe)
             pipe.multi()
             if reason == "under_minimum_age":
                 self.identities.queue_retry_blocks(pipe, identifiers)
             if account_hash:
                 self.identities.queue_link(pipe, account_hash, identifiers)
+            if pending is not None:
+                pending(pipe)
             chain.append(pipe, actor=actor, action="age_check", account_id=account_id,
                          details={"check_id": check_id, "decision": _decision(reason),
                                   "reason": reason, "country": country, "region": region})
@@ -150,8 +174,8 @@ class AgeCheckService:
         transact(self.identities.r, write, shard=shard)
         decision = _decision(reason)
         result = AgeCheckResult(
-            check_id=check_id, decision=decision, reason=reason,
-            message=ALLOW_MESSAGE if decision == "allow" else DENY_MESSAGE,
+            check_id=check_id, decision=decision, reason=reason, message=MESSAGES[decision],
+            methods=tuple(assurance["accepted_methods"]) if decision == "verify" else None,
         )
         AGE_CHECKS.labels(decision, reason).inc()
         if reason == "previous_underage_attempt" and account_id:

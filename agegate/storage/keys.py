@@ -83,6 +83,10 @@ class Retention:
     # nothing that identifies an account): they outlive the account by design, for at most
     # this long after their day, and the store is capped (AGEGATE_FEEDBACK_MAX_EXAMPLES).
     feedback_example_days: int = 730
+    # Age-assurance records (the evidence of the steps taken, for a regulator): kept
+    # AGEGATE_ASSURANCE_RETENTION_DAYS after they were recorded, also after the account is
+    # terminated, since they hold nothing personal beyond a keyed account reference.
+    assurance_days: int = 730
 
     def seconds(self, kind: str) -> int:
         """TTL in seconds for a kind of record named in this table."""
@@ -461,3 +465,22 @@ def feedback_examples() -> str:
 def feedback_counts() -> str:
     """Hash: verdict -> number of stored examples (kept with the set by the same script)."""
     return f"{PREFIX}:feedback:{FEEDBACK_TAG}:counts"
+
+
+# -- age-assurance records -----------------------------------------------------------------
+# A record lives in its account's shard (its id names it: `asr_s7_...`), beside the shard's
+# index by time (the regulator's export) and the account's own list of record ids. None of the
+# three is in account_keys: termination keeps them (they hold only keyed references).
+def assurance_record(assurance_id: str) -> str:
+    """String: one assurance record (JSON; no account id, document number, image or age)."""
+    return f"{PREFIX}:assurance:{_id_tag(assurance_id)}:{assurance_id}"
+
+
+def assurance_index(shard: int) -> str:
+    """Sorted set of the shard's assurance record ids scored by the time each was recorded."""
+    return f"{PREFIX}:assurance:{shard_tag(shard)}:index"
+
+
+def account_assurance(account_hash: str) -> str:
+    """Sorted set of one account's assurance record ids by time (outlives the account)."""
+    return f"{tag(account_hash)}:assurance"
