@@ -376,3 +376,55 @@ def test_bad_input_is_422_in_the_contract_shape_and_nothing_is_stored(client, re
 def test_a_bad_account_id_is_422(client):
     response = post(client, "acc%20with%20space", result(jurisdiction="GB"))
     assert response.status_code == 422
+
+
+# -- test mode's forced outcomes on the routes of this feature ---------------------------------
+def test_a_test_token_forces_verify_and_a_highly_effective_result_apart_from_live_data(
+        redis_url, redis_client, tmp_path, clock):
+    from agegate.config import ROLES, ApiKey
+    from tests.conftest import API_KEYS
+
+    tokens = {role: f"{role}-assure-test-token-0123456789" for role in ROLES}
+    test_keys = tuple(ApiKey(name=f"{role}-sandbox", role=role, token=tokens[role], test=True)
+                      for role in ROLES)
+    app = create_app(make_config(redis_url, tmp_path, load_model=False,
+                                 api_keys=API_KEYS + test_keys), clock=clock)
+    client = app.test_client()
+
+    def sandbox(role: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {tokens[role]}"}
+
+    forced = client.post("/v1/age-checks", headers=sandbox("registration"), json={
+        "date_of_birth": ADULT_DOB, "country": "US", "account_id": "acc-t",
+        "email": "x@verify.test"}).json
+    assert (forced["decision"], forced["test"]) == ("verify", True)
+    assert forced["methods"]  # the whole list where the place itself asks for none
+    over = client.post("/v1/accounts/acc-t/assurance-results", headers=sandbox("signals"),
+                       json=result("facial_age_estimation", "under_threshold",
+                                   evidence_id="test-over", challenge_age=18,
+                                   jurisdiction="GB")).json
+    assert (over["highly_effective"], over["action"]) == (True, "admitted")
+    # A live token's result with the same evidence id is judged as usual.
+    live = post(client, "acc-live", result("facial_age_estimation", "under_threshold",
+                                           evidence_id="test-over", challenge_age=18,
+                                           jurisdiction="GB")).json
+    assert live["highly_effective"] is False and live["action"] == "none"
+    assert not [k for k in redis_client.scan_iter("agegate:*") if "acc-t" in k]
+    assert records(client, "acc-t").status_code == 404  # nothing in the live keyspace
+
+
+# -- the console ---------------------------------------------------------------------------------
+def test_reviewers_see_the_accounts_assurance_records_on_its_case_page(client):
+    from tests.console_helpers import sign_in
+
+    age_check(client, "acc-1", "GB")
+    post(client, "acc-1", result("facial_age_estimation", challenge_age=21))
+    post(client, "acc-1", result("photo_id_matching", "under_threshold",
+                                 evidence_id="vendor-ref-77"))
+    [case] = age_cases(client)
+    assert sign_in(client, "reviewer").status_code == 303
+    page = client.get(f"/console/cases/{case['case_id']}").get_data(as_text=True)
+    assert 'id="assurance-records"' in page
+    assert "photo id matching (verification)" in page and "vendor-ref-77" in page
+    assert "challenge_age 21 is below GB&#39;s 25" in page
+    assert page.count("<tr class=\"row-minor\">") >= 1

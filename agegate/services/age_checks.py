@@ -12,8 +12,9 @@ from agegate.clock import Clock
 from agegate.crypto import Hasher, new_id
 from agegate.errors import ValidationFailed
 from agegate.metrics import AGE_CHECKS
+from agegate.services import test_mode
 from agegate.services.audit import AuditTrail, transact
-from agegate.services.jurisdictions import MinimumAgePolicy
+from agegate.services.jurisdictions import ASSURANCE_METHODS, MinimumAgePolicy
 from agegate.storage import keys
 from agegate.storage.identities import Identifier, IdentityStore
 
@@ -32,6 +33,8 @@ RedeclarationHook = Callable[[str, datetime, str], None]
 # pending_assurance: (pipe, account_hash, account_id, jurisdiction) -> a writer for the MULTI,
 # or None. Set by the assurance service (services/assurance.py).
 PendingHook = Callable[[Any, str, str, str], "Callable[[Any], None] | None"]
+# (pipe, session hash, identifiers) of a check answered `verify`, inside its unit of work.
+VerifySessionHook = Callable[[Any, str, list[Identifier]], None]
 
 
 def age_on(born: date, today: date) -> int:
@@ -84,6 +87,10 @@ class AgeCheckService:
         self.clock = clock
         self.redeclaration_hooks: list[RedeclarationHook] = []
         self.pending: PendingHook | None = None
+        # Digital credentials (services/credentials.py): whether a wallet proved over 18 for
+        # this session or account lately, and what a `verify` answer leaves for a later deny.
+        self.credential_passed: Callable[[list[Identifier]], bool] = lambda lookups: False
+        self.verify_session_hooks: list[VerifySessionHook] = []
 
     def identifiers(self, data: dict[str, Any]) -> list[Identifier]:
         """Keyed hashes of whichever identifiers the check carried."""
@@ -127,7 +134,9 @@ class AgeCheckService:
         region = data.get("region")
         identifiers = self.identifiers(data)
         lookups = self.lookups(data)
-        under_age = age < self.policy.minimum_age(country, region)
+        # A test token's `@allow.test` / `@deny.test` email decides instead of the date.
+        forced = test_mode.forced_decision(data.get("email"))
+        under_age = forced == "deny" if forced else age < self.policy.minimum_age(country, region)
         place, assurance = self.policy.assurance(country, region)
         check_id = new_id("chk")
         account_id = data.get("account_id")
@@ -144,10 +153,13 @@ class AgeCheckService:
             reason = "previous_underage_attempt"
         elif under_age:
             reason = "under_minimum_age"
-        elif not assurance["self_declaration_sufficient"]:
+        elif forced == "verify" or (not forced and not assurance["self_declaration_sufficient"]):
             reason = "assurance_required"  # a declared adult age does not admit anyone here
         else:
             reason = "of_age"
+        if reason in ("under_minimum_age", "assurance_required") and not forced \
+                and self.credential_passed(lookups):
+            reason = "of_age"  # the wallet's issuer-signed word beats a typed date
 
         def write(pipe: Any) -> None:
             pending = None
@@ -162,6 +174,10 @@ class AgeCheckService:
                 self.identities.queue_link(pipe, account_hash, identifiers)
             if pending is not None:
                 pending(pipe)
+            session_hash = dict(identifiers).get("session")
+            if reason == "assurance_required" and session_hash:
+                for hook in self.verify_session_hooks:
+                    hook(pipe, session_hash, identifiers)
             chain.append(pipe, actor=actor, action="age_check", account_id=account_id,
                          details={"check_id": check_id, "decision": _decision(reason),
                                   "reason": reason, "country": country, "region": region})
@@ -175,7 +191,8 @@ class AgeCheckService:
         decision = _decision(reason)
         result = AgeCheckResult(
             check_id=check_id, decision=decision, reason=reason, message=MESSAGES[decision],
-            methods=tuple(assurance["accepted_methods"]) if decision == "verify" else None,
+            methods=tuple(assurance["accepted_methods"] or ASSURANCE_METHODS)
+            if decision == "verify" else None,
         )
         AGE_CHECKS.labels(decision, reason).inc()
         if reason == "previous_underage_attempt" and account_id:

@@ -11,7 +11,9 @@ steps is repaired, not lost. Every step is idempotent, so two drainers may race 
   stream (same slot) and skips ids it has seen;
 - a block sets an absolute expiry and never shortens a longer one;
 - an index entry is a sorted-set member (adding it twice changes nothing);
-- lifting a block deletes its key (deleting twice changes nothing).
+- lifting a block deletes its key (deleting twice changes nothing);
+- a set member (a parent request waiting on an account) is added or removed (twice is once);
+- a case history item carries a step id and is appended only if that id is not there yet.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any
 import redis
 
 from agegate.storage import keys, unit
+from agegate.storage.cases import PUSH_HISTORY
 from agegate.storage.keys import Retention
 
 log = logging.getLogger("agegate.storage")
@@ -76,6 +79,7 @@ class Outbox:
         self._relay = client.register_script(_RELAY)
         self._block = client.register_script(_BLOCK)
         self._capped_zadd = client.register_script(_CAPPED_ZADD)
+        self._push_history = client.register_script(PUSH_HISTORY)
 
     # -- inside a unit of work -----------------------------------------------------------
     def queue(self, pipe: redis.client.Pipeline, op: str, data: dict[str, Any]) -> None:
@@ -132,10 +136,24 @@ class Outbox:
         elif op == "capped_zadd":
             self._capped_zadd(keys=[data["key"]],
                               args=[data["score"], data["member"], data["cap"], data["ttl"]])
+        elif op == "set_add":  # e.g. a parent request waiting on an account of another shard
+            self.r.sadd(data["key"], data["member"])
+            self._extend(data["key"], data["ttl"])
+        elif op == "set_remove":
+            self.r.srem(data["key"], data["member"])
+        elif op == "case_history":  # a case of another shard (applied once: its step id)
+            self._push_history(keys=[data["key"]],
+                               args=["", "", 0, "", 0, json.dumps(data["item"])])
         else:  # written by a newer version: leave it for that version's worker
             log.warning("unknown outbox step %r left in shard %s", op, shard)
             return False
         return True
+
+
+    def _extend(self, key: str, ttl: int) -> None:
+        """Give `key` at least `ttl` seconds (never shortens a longer TTL)."""
+        if self.r.ttl(key) < int(ttl):
+            self.r.expire(key, int(ttl))
 
 
 class OutboxJob:
