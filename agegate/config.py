@@ -13,6 +13,8 @@ from typing import Annotated, Any, Literal, get_type_hints
 import limits
 from pydantic import AfterValidator, Field, StringConstraints, TypeAdapter, ValidationError
 
+from agegate.outbound import parse_networks
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 ROLES = ("registration", "signals", "reviewer", "admin", "downstream")
@@ -90,6 +92,11 @@ def _pem_bundle(value: str) -> str:
             raise ValueError
     except (OSError, ValueError):
         raise ValueError("is not a PEM bundle of certificates (a file or the PEM text)") from None
+    return value
+
+
+def _network(value: str) -> str:
+    parse_networks([value])  # a ValueError names the value
     return value
 
 
@@ -177,6 +184,11 @@ class Config:
                                                      parse=_origins)
     credential_trust_anchors: Annotated[str, AfterValidator(_pem_bundle)] = setting(
         "AGEGATE_CREDENTIAL_TRUST_ANCHORS", "")
+    # Webhook URLs: http:// too (https:// only by default), and networks (CIDRs) allowed on
+    # purpose beside public addresses (agegate/outbound.py).
+    webhook_allow_http: bool = setting("AGEGATE_WEBHOOK_ALLOW_HTTP", False)
+    webhook_allowed_networks: tuple[Annotated[str, AfterValidator(_network)], ...] = setting(
+        "AGEGATE_WEBHOOK_ALLOWED_NETWORKS", (), parse=_systems)
 
     @property
     def secret_keys(self) -> list[str]:

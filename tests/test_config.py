@@ -120,6 +120,8 @@ OUT_OF_RANGE = {
     "AGEGATE_FEEDBACK_MAX_EXAMPLES": "0",
     "AGEGATE_CREDENTIAL_ORIGINS": "https://signup.example/path",
     "AGEGATE_CREDENTIAL_TRUST_ANCHORS": "/nonexistent/anchors.pem",
+    "AGEGATE_WEBHOOK_ALLOW_HTTP": "maybe",
+    "AGEGATE_WEBHOOK_ALLOWED_NETWORKS": "10.0.0.0/8, 10.0.0.0/33",
 }
 
 

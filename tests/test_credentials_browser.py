@@ -38,6 +38,7 @@ class Site:
         self.agegate = None
         self.platform = Flask("platform")
         self.request_ids: list[str] = []
+        self.requests: list[dict] = []
         self.origin = ""
 
         @self.platform.get("/signup")
@@ -51,6 +52,7 @@ class Site:
                 "/v1/credential-requests", headers=auth("registration"),
                 json={"origin": self.origin, "session_id": SESSION}).get_json()
             self.request_ids.append(answer["request_id"])
+            self.requests.append(answer["request"])
             return jsonify(protocol=answer["protocol"], request=answer["request"])
 
         @self.platform.post("/signup/credential-response")
@@ -143,17 +145,23 @@ def test_a_wallet_answer_is_relayed_by_the_sample_page_and_is_over_18(tab, site,
     tab.get_by_role("button", name="Use my digital ID wallet").click()
     expect(tab.get_by_role("status")).to_have_text("Thank you. You can continue.")
     expect(tab.get_by_role("status")).to_have_attribute("data-result", "over_18")
+    # Exactly the contract's call, with agegate's request untouched.
     asked = tab.evaluate("window.walletWasAsked")
-    [digital] = asked["digital"]["requests"]
-    assert digital["protocol"] == "openid4vp-v1-unsigned"
-    assert digital["data"]["response_mode"] == "dc_api"
-    assert [c["id"] for c in digital["data"]["dcql_query"]["credentials"]] == ["age", "mdl"]
-    assert built == [(digital["data"]["nonce"], site.origin)]
+    assert asked == {"digital": {"requests": [{"protocol": "openid4vp-v1-unsigned",
+                                               "data": site.requests[-1]}]}}
+    assert built == [(site.requests[-1]["nonce"], site.origin)]
     # The session's age check is now allow, whatever date it declares.
     check = site.agegate.test_client().post(
         "/v1/age-checks", headers=auth("registration"),
         json={"date_of_birth": "2012-01-01", "country": "US", "session_id": SESSION})
     assert check.get_json()["decision"] == "allow"
+
+
+def test_a_browser_whose_api_does_not_carry_openid4vp_gets_the_form(tab):
+    tab.add_init_script("window.DigitalCredential = {userAgentAllowsProtocol: () => false};")
+    tab.goto("/signup")
+    expect(tab.get_by_label("Date of birth")).to_be_visible()
+    expect(tab.get_by_role("button", name="Use my digital ID wallet")).to_be_hidden()
 
 
 def test_a_person_who_declines_gets_the_form(tab):

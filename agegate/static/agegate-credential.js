@@ -9,7 +9,7 @@
  * wallet's answer ({vp_token}) to the platform's backend, which relays it to
  * POST /v1/credential-requests/{request_id}/response. See docs/age-signals-integration.md.
  *
- *   AgegateCredential.supported()            -> true when the browser has the API
+ *   AgegateCredential.supported([protocol])  -> true when the browser has the API
  *   AgegateCredential.present({protocol, request, relay, fallback})
  *     -> Promise of {outcome: "relayed", result: <what relay resolved to>}
  *                or {outcome: "fallback", reason: "unsupported" | "cancelled" | "failed"}
@@ -19,10 +19,18 @@
 (function (global) {
   "use strict";
 
-  function supported() {
-    return typeof global.DigitalCredential !== "undefined" &&
-      !!global.navigator && !!global.navigator.credentials &&
-      typeof global.navigator.credentials.get === "function";
+  var PROTOCOL = "openid4vp-v1-unsigned";
+
+  function supported(protocol) {
+    var api = global.DigitalCredential;
+    if (typeof api === "undefined" || !global.navigator || !global.navigator.credentials ||
+        typeof global.navigator.credentials.get !== "function") {
+      return false;
+    }
+    // Browsers that can say which protocols they carry are asked (DigitalCredential
+    // .userAgentAllowsProtocol); the others are taken at their word.
+    return typeof api.userAgentAllowsProtocol !== "function" ||
+      api.userAgentAllowsProtocol(protocol || PROTOCOL) !== false;
   }
 
   function showFallback(fallback, reason) {
@@ -53,16 +61,15 @@
     if (!options || !options.request || typeof options.relay !== "function") {
       throw new TypeError("present() needs {protocol, request, relay}.");
     }
-    if (!supported()) {
+    var protocol = options.protocol || PROTOCOL;
+    if (!supported(protocol)) {
       showFallback(options.fallback, "unsupported");
       return {outcome: "fallback", reason: "unsupported"};
     }
     var credential;
     try {
       credential = await global.navigator.credentials.get({
-        mediation: "required",
-        digital: {requests: [{protocol: options.protocol || "openid4vp-v1-unsigned",
-                              data: options.request}]}
+        digital: {requests: [{protocol: protocol, data: options.request}]}
       });
     } catch (error) {
       // NotAllowedError: the person declined or closed the wallet; anything else: no wallet
