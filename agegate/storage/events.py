@@ -84,8 +84,16 @@ class EventStream:
                    stale_ms: int) -> list[tuple[str, dict[str, str]]]:
         """Up to `count` entries for `consumer`: first ones another consumer left unacknowledged
         for `stale_ms` (it died), then new ones. Entries stay pending until acknowledged."""
-        claimed = self.r.xautoclaim(self.stream, group, consumer, min_idle_time=stale_ms,
-                                    start_id="0-0", count=count)
+        try:
+            claimed = self.r.xautoclaim(self.stream, group, consumer, min_idle_time=stale_ms,
+                                        start_id="0-0", count=count)
+        except redis.ResponseError as error:
+            if "NOGROUP" not in str(error):
+                raise
+            # The stream expired, and its group with it, after a retention period without
+            # events (test mode's stream: a day without test traffic): start it again.
+            self.ensure_group(group)
+            return []
         entries = [(entry_id, fields or {}) for entry_id, fields in claimed[1]]
         if len(entries) < count:
             reply = self.r.xreadgroup(group, consumer, {self.stream: ">"},
