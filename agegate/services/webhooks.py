@@ -275,18 +275,10 @@ class WebhookDeliveryJob:
         if not self._group_ready:
             self.events.ensure_group(WEBHOOK_GROUP, self.store.cursor(self.r) or "$")
             self._group_ready = True
-        try:
-            entries = self.events.read_group(WEBHOOK_GROUP, consumer, EVENTS_PER_BATCH,
-                                             STALE_MS)
-        except redis.ResponseError as error:
-            if "NOGROUP" not in str(error):
-                raise
-            # The stream (or the group) vanished: take it up again after the last event fanned
-            # out, so what was emitted since is delivered and nothing twice.
-            self.events.ensure_group(WEBHOOK_GROUP, self.store.cursor(self.r) or "0")
-            log.warning("the events stream had lost the %s group: created again",
-                        WEBHOOK_GROUP)
-            return 1
+        # Should the stream (or the group) vanish, it is taken up again after the last event
+        # fanned out, so what was emitted since is delivered and nothing twice.
+        entries = self.events.read_group(WEBHOOK_GROUP, consumer, EVENTS_PER_BATCH, STALE_MS,
+                                         recover_from=self.store.cursor(self.r) or "0")
         if not entries:
             return 0
         webhooks = self.store.all()

@@ -80,10 +80,12 @@ class EventStream:
         elif self.r.ttl(self.stream) < 0:
             self.r.expire(self.stream, ttl)
 
-    def read_group(self, group: str, consumer: str, count: int,
-                   stale_ms: int) -> list[tuple[str, dict[str, str]]]:
+    def read_group(self, group: str, consumer: str, count: int, stale_ms: int,
+                   recover_from: str = "$") -> list[tuple[str, dict[str, str]]]:
         """Up to `count` entries for `consumer`: first ones another consumer left unacknowledged
-        for `stale_ms` (it died), then new ones. Entries stay pending until acknowledged."""
+        for `stale_ms` (it died), then new ones. Entries stay pending until acknowledged. A
+        group that vanished (NOGROUP) is created again reading after `recover_from` (the
+        caller's last entry handled, so nothing emitted in between is skipped)."""
         try:
             claimed = self.r.xautoclaim(self.stream, group, consumer, min_idle_time=stale_ms,
                                         start_id="0-0", count=count)
@@ -91,8 +93,9 @@ class EventStream:
             if "NOGROUP" not in str(error):
                 raise
             # The stream expired, and its group with it, after a retention period without
-            # events (test mode's stream: a day without test traffic): start it again.
-            self.ensure_group(group)
+            # events (test mode's stream: a day without test traffic; the live one never
+            # expires, but may be deleted by hand): start it again where the caller left off.
+            self.ensure_group(group, recover_from)
             return []
         entries = [(entry_id, fields or {}) for entry_id, fields in claimed[1]]
         if len(entries) < count:
