@@ -60,9 +60,11 @@ def _port_or_none(raw: str) -> int | None:
 
 def _rate_limit(value: str) -> str:
     try:
-        limits.parse(value)
+        parsed = limits.parse(value)
     except ValueError:
         raise ValueError("is not a rate limit (use e.g. '5 per hour')") from None
+    if parsed.amount < 1:
+        raise ValueError("must allow at least one request per window")
     return value
 
 
@@ -160,6 +162,8 @@ class Config:
     content_removal_all_regions: bool = setting("AGEGATE_CONTENT_REMOVAL_ALL_REGIONS", False)
     parent_request_rate_limit: Annotated[str, AfterValidator(_rate_limit)] = setting(
         "AGEGATE_PARENT_REQUEST_RATE_LIMIT", "5 per hour")
+    parent_request_email_rate_limit: Annotated[str, AfterValidator(_rate_limit)] = setting(
+        "AGEGATE_PARENT_REQUEST_EMAIL_RATE_LIMIT", "10 per day")
     # Never more than the proxies that really append to X-Forwarded-For (README).
     trusted_proxies: Annotated[int, Field(ge=0, le=10)] = setting("AGEGATE_TRUSTED_PROXIES", 0)
     review_lease_seconds: Annotated[int, Field(ge=10, le=86_400)] = setting(
