@@ -52,6 +52,10 @@ class Retention:
     # Deletion records and the audit trail are the proof that a deletion happened.
     deletion_days: int = 6 * 365
     audit_days: int = 6 * 365
+    # Events older than this are trimmed from the events stream (XADD MINID on every event, and
+    # the webhook job's XTRIM MINID once a minute). The live stream itself has no TTL, by
+    # design: it carries consumer groups (agegate-webhooks, each downstream system's), and an
+    # expiry after a quiet month would delete them with it. Test mode's stream expires.
     events_days: int = 30
     parent_request_days: int = 730
     # A request whose parent never proves the mailbox is dropped soon after its code expires.
@@ -474,6 +478,12 @@ def webhook_log(webhook_id: str) -> str:
 def webhook_delivery(delivery_id: str) -> str:
     """Hash: one event's delivery to one webhook (body, attempts, status)."""
     return f"{prefix()}:whd:{shard_tag(WEBHOOK_SHARD)}:{delivery_id}"
+
+
+def webhook_cursor() -> str:
+    """The newest events-stream id fanned out to deliveries: where the `agegate-webhooks`
+    group is created again if it vanished (NOGROUP), so nothing in between is skipped."""
+    return f"{prefix()}:webhooks:{shard_tag(WEBHOOK_SHARD)}:cursor"
 
 
 # -- signal stream -------------------------------------------------------------------------
