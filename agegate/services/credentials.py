@@ -23,6 +23,7 @@ from agegate.clock import Clock
 from agegate.crypto import Hasher, new_id
 from agegate.errors import Conflict, NotFound, ValidationFailed
 from agegate.metrics import CREDENTIAL_CHECKS
+from agegate.services.assurance import OWN_PROVIDER
 from agegate.services.audit import AuditTrail, transact
 from agegate.storage import keys
 from agegate.storage.credentials import CredentialStore
@@ -44,7 +45,6 @@ NONCE_BYTES = 24  # 192 random bits (the contract asks for at least 128)
 # Called with (account_id or None, verdict, request_id, check_id, actor) for a verified answer:
 # records it as an assurance result (services/assurance.py, `assurance_recorder` below).
 AssuranceRecorder = Callable[[str | None, mdoc.Verdict, str, str, str], Any]
-PROVIDER = "agegate_digital_credentials"
 
 
 def assurance_recorder(assurance: Any, clock: Clock) -> AssuranceRecorder:
@@ -56,7 +56,7 @@ def assurance_recorder(assurance: Any, clock: Clock) -> AssuranceRecorder:
                actor: str) -> None:
         try:
             assurance.record(
-                account_id, method="digital_identity", provider=PROVIDER,
+                account_id, method="digital_identity", provider=OWN_PROVIDER,
                 evidence_id=request_id, observed_at=clock.now(), actor=actor,
                 outcome="over_threshold" if verdict.result == "over_18" else "under_threshold")
         except Conflict:  # a terminated account: its identity blocks answer its age checks
