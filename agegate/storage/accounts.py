@@ -27,7 +27,8 @@ VIEW_FIELDS = ("processing", "case_score", VERIFIED_ADULT_FIELD)
 
 # One slot's signals, applied only if everything the caller read is unchanged (storage/unit.py
 # apply_scripted: KEYS[1] the unit's marker, ARGV[1] its TTL).
-# ARGV[2]: the account TTL, ARGV[3]: an entry marker's TTL, ARGV[4]: VERIFIED_ADULT_FIELD.
+# ARGV[2]: the account TTL, ARGV[3]: an entry marker's TTL, ARGV[4]: VERIFIED_ADULT_FIELD,
+# ARGV[5]: the standing TTL (the meta hash's TTL follows _REFRESH_META's rule).
 # Then per account, KEYS: deletion marker, state, open-case pointer, meta, m entry markers;
 # ARGV: m, the fingerprint of what was read, the new state, n meta fields, n field/value
 # pairs, the m markers' values ("" for an entry applied before: its marker stays as it is).
@@ -43,7 +44,7 @@ local function fingerprint(values)
   return redis.sha1hex(table.concat(parts, ','))
 end
 local groups = {}
-local k, a = 2, 5
+local k, a = 2, 6
 while k <= #KEYS do
   local m, nf = tonumber(ARGV[a]), tonumber(ARGV[a + 3])
   local names = {KEYS[k], KEYS[k + 1], KEYS[k + 2]}
@@ -64,7 +65,13 @@ for _, g in ipairs(groups) do
   redis.call('SET', KEYS[k + 1], ARGV[a + 2], 'EX', ARGV[2])
   redis.call('HSETNX', KEYS[k + 3], 'status', 'active')
   if nf > 0 then redis.call('HSET', KEYS[k + 3], unpack(ARGV, a + 4, a + 3 + 2 * nf)) end
-  redis.call('EXPIRE', KEYS[k + 3], ARGV[2])
+  local f = redis.call('HMGET', KEYS[k + 3], 'status', 'processing', 'verified', ARGV[4])
+  local ttl = ARGV[2]
+  if f[1] == 'restricted' or f[2] == 'stopped' or (f[3] and f[3] ~= '')
+      or (f[4] and f[4] ~= '') then
+    ttl = ARGV[5]
+  end
+  redis.call('EXPIRE', KEYS[k + 3], ttl)
 end
 redis.call('SET', KEYS[1], '1', 'EX', ARGV[1])
 return 1
@@ -201,7 +208,8 @@ class AccountStore:
         markers, applied only if each account's view is unchanged."""
         names: list[str] = []
         args: list[Any] = [self.retention.seconds("account"),
-                           self.retention.seconds("signal_entry"), VERIFIED_ADULT_FIELD]
+                           self.retention.seconds("signal_entry"), VERIFIED_ADULT_FIELD,
+                           self.retention.seconds("account_standing")]
         for w in writes:
             h = w.account_hash
             names += [keys.account_deletion(h), keys.account_state(h), keys.account_open_case(h),
