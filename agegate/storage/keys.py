@@ -48,6 +48,11 @@ class Retention:
     identity_block_max_days: int = 18 * 366
     # Aggregated score state is dropped a year after the last signal for the account.
     account_days: int = 365
+    # ... but an account's meta hash keeps what must not lapse with an idle year for this long
+    # after its last change: a restriction pending age verification, a parent's objection
+    # (processing stopped), verified-adult evidence (a verification, an ID-checked signal).
+    # Six years, as the deletion records and the audit trail that prove them.
+    account_standing_days: int = 6 * 365
     case_days: int = 730
     # Deletion records and the audit trail are the proof that a deletion happened.
     deletion_days: int = 6 * 365
