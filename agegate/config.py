@@ -41,6 +41,9 @@ class Config:
     redis_url: str | None = None
     # REDIS_URL names one node of a Redis Cluster (storage/keys.py: every atomic write is one slot).
     redis_cluster: bool = False
+    # Durable acknowledgements (storage/replicas.py): replicas that confirm every write (WAIT).
+    redis_min_replicas: int = 0
+    redis_wait_ms: int = 500
     data_dir: Path = REPO_ROOT / "var"
     model_dir: Path = REPO_ROOT / "model"
     retry_block_days: int = 30
@@ -123,6 +126,12 @@ class Config:
             raise ConfigError("AGEGATE_DELETION_SYSTEMS must name at least one system")
         if self.redis_cluster and not self.redis_url:
             raise ConfigError("AGEGATE_REDIS_CLUSTER=true needs REDIS_URL to name a cluster node")
+        if not 0 <= self.redis_min_replicas <= 5 or not 1 <= self.redis_wait_ms <= 4000:
+            raise ConfigError("AGEGATE_REDIS_MIN_REPLICAS must be 0..5, AGEGATE_REDIS_WAIT_MS "
+                              "1..4000 (below the 5 s socket timeout)")
+        if self.redis_min_replicas and not self.redis_url:
+            raise ConfigError("AGEGATE_REDIS_MIN_REPLICAS needs REDIS_URL (the embedded "
+                              "redis-server has no replicas)")
         if not 0.0 < self.minor_prevalence < 1.0:
             raise ConfigError("AGEGATE_MINOR_PREVALENCE must be a share strictly between 0 and 1")
         if not 0.0 < self.minor_review_threshold < 1.0:
@@ -228,6 +237,8 @@ def from_env(env: dict[str, str] | None = None) -> Config:
         api_keys=parse_api_keys(env.get("AGEGATE_API_KEYS", "")),
         redis_url=env.get("REDIS_URL") or None,
         redis_cluster=_bool(env, "AGEGATE_REDIS_CLUSTER", False),
+        redis_min_replicas=_int(env, "AGEGATE_REDIS_MIN_REPLICAS", 0),
+        redis_wait_ms=_int(env, "AGEGATE_REDIS_WAIT_MS", 500),
         data_dir=Path(env.get("AGEGATE_DATA_DIR") or REPO_ROOT / "var"),
         model_dir=Path(env.get("AGEGATE_MODEL_DIR") or REPO_ROOT / "model"),
         retry_block_days=_int(env, "AGEGATE_RETRY_BLOCK_DAYS", 30),

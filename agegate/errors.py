@@ -85,6 +85,9 @@ class RateLimited(AgegateError):
 class StorageUnavailable(AgegateError):
     status, code, message = 503, "storage_unavailable", "Storage is unavailable; try again shortly."
 
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message, headers={"Retry-After": "5"})
+
 
 class MailUnavailable(AgegateError):
     status, code, message = 503, "mail_unavailable", "The code could not be mailed; try again."

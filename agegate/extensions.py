@@ -23,7 +23,7 @@ from agegate.services.content_removals import ContentRemovalService
 from agegate.services.jurisdictions import JurisdictionError, JurisdictionTable, MinimumAgePolicy
 from agegate.services.mailer import Mailer
 from agegate.services.parent_requests import DECISIONS, ParentRequestService
-from agegate.storage import connect
+from agegate.storage import connect, replicas
 from agegate.storage.audit import AuditLog
 from agegate.storage.console import ConsoleStore
 from agegate.storage.embedded import EmbeddedRedis
@@ -56,6 +56,8 @@ class Agegate:
             url = self.embedded.start()
         self.redis_url = url
         self.redis: redis.Redis = connect(url, cluster=config.redis_cluster)
+        # Every write through this client is confirmed by this many replicas (WAIT).
+        replicas.require(self.redis, config.redis_min_replicas, config.redis_wait_ms)
         self.retention = Retention(retry_block_days=config.retry_block_days,
                                    age_signal_days=config.age_signal_ttl_days)
         self.hasher = Hasher(config.secret_keys)

@@ -12,6 +12,10 @@ steps is repaired, not lost. Every step is idempotent, so two drainers may race 
 - a block sets an absolute expiry and never shortens a longer one;
 - an index entry is a sorted-set member (adding it twice changes nothing);
 - lifting a block deletes its key (deleting twice changes nothing).
+
+A step is removed from the outbox only once its writes are confirmed by the replicas
+AGEGATE_REDIS_MIN_REPLICAS asks for (storage/replicas.py: WAIT on the node each key lives on);
+one that is not stays for the next drain.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from typing import Any
 
 import redis
 
-from agegate.storage import keys, unit
+from agegate.storage import keys, replicas, unit
 from agegate.storage.keys import Retention
 
 log = logging.getLogger("agegate.storage")
@@ -120,22 +124,29 @@ class Outbox:
         if op == "event":
             stream = data["stream"]
             fields = [item for pair in data["fields"].items() for item in pair]
-            self._relay(keys=[stream, keys.events_relayed(stream)],
-                        args=[f"{shard}:{entry_id}", now, data["min_id"], data["ttl"],
-                              RELAY_MEMORY_SECONDS, *fields])
+            self._confirmed(stream, lambda pipe: self._relay(
+                keys=[stream, keys.events_relayed(stream)],
+                args=[f"{shard}:{entry_id}", now, data["min_id"], data["ttl"],
+                      RELAY_MEMORY_SECONDS, *fields], client=pipe))
         elif op == "block":
             for key in data["keys"]:
-                self._block(keys=[key], args=[data["until"], int(now)])
+                self._confirmed(key, lambda pipe, key=key: self._block(
+                    keys=[key], args=[data["until"], int(now)], client=pipe))
         elif op == "unblock":
             for key in data["keys"]:
-                self.r.delete(key)
+                self._confirmed(key, lambda pipe, key=key: pipe.delete(key))
         elif op == "capped_zadd":
-            self._capped_zadd(keys=[data["key"]],
-                              args=[data["score"], data["member"], data["cap"], data["ttl"]])
+            self._confirmed(data["key"], lambda pipe: self._capped_zadd(
+                keys=[data["key"]], args=[data["score"], data["member"], data["cap"],
+                                          data["ttl"]], client=pipe))
         else:  # written by a newer version: leave it for that version's worker
             log.warning("unknown outbox step %r left in shard %s", op, shard)
             return False
         return True
+
+    def _confirmed(self, key: str, queue: Any) -> None:
+        """Apply one key's write on its node and WAIT for the replicas there."""
+        replicas.confirmed(self.r, key, queue)
 
 
 class OutboxJob:
