@@ -59,6 +59,8 @@ def frozen(url: str) -> Iterator[None]:
 
 
 def app_on(url: str, tmp_path: Path, clock, **overrides):
+    """The app on `url`; the model only where readiness needs it (loading it takes seconds)."""
+    overrides.setdefault("load_model", False)
     return create_app(make_config(url, tmp_path, **overrides), clock=clock)
 
 
@@ -115,3 +117,28 @@ def test_a_primary_without_replicas_refuses_every_write(tmp_path, clock):
                         redis_wait_ms=50).test_client()
         response = client.post("/v1/age-checks", json=CHECK, headers=auth("registration"))
         assert_error(response, 503, "storage_unavailable")
+
+
+def test_readyz_and_metrics_report_the_replicas(tmp_path, clock):
+    with primary_and_replica(tmp_path) as (primary, _):
+        client = app_on(primary, tmp_path, clock, redis_min_replicas=1,
+                        load_model=True).test_client()
+        ready = client.get("/readyz")
+        assert ready.status_code == 200, ready.json
+        assert ready.json["checks"]["replicas"] == "ok"
+        lines = client.get("/metrics").get_data(as_text=True).splitlines()
+        for line in ("agegate_redis_min_replicas 1.0", "agegate_redis_replicas_connected 1.0",
+                     "agegate_redis_replicas_in_sync 1.0"):
+            assert line in lines, line
+    with redis_server(tmp_path / "alone", binary=BINARY) as url:
+        client = app_on(url, tmp_path, clock, redis_min_replicas=1,
+                        load_model=True).test_client()
+        ready = client.get("/readyz")
+        assert ready.status_code == 503
+        assert ready.json["checks"]["replicas"] == "too_few"
+        assert "agegate_redis_replicas_connected 0.0" in client.get("/metrics").get_data(
+            as_text=True).splitlines()
+        # Without the setting, a primary alone is ready (what it always was).
+        client = app_on(url, tmp_path, clock, load_model=True).test_client()
+        assert client.get("/readyz").status_code == 200
+        assert "replicas" not in client.get("/readyz").json["checks"]
