@@ -193,6 +193,7 @@ STORAGE_ERRORS: tuple[type[Exception], ...] = (
     redis_errors.MasterDownError,
     redis_errors.TryAgainError,
     redis_errors.SlotNotCoveredError,
+    redis_errors.ClusterError,  # redirections exhausted while a failover moves slots
 )
 UNAVAILABLE_REPLIES = frozenset({
     "READONLY", "OOM", "CLUSTERDOWN", "MASTERDOWN", "TRYAGAIN", "LOADING", "MISCONF",

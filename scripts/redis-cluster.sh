@@ -4,12 +4,15 @@
 # With REPLICAS=1, each primary gets a replica (ports BASE+3..BASE+5), and the script also waits
 # until every replica is in sync: what AGEGATE_REDIS_MIN_REPLICAS=1 needs (docs/operations.md).
 # NODE_TIMEOUT (ms, default 5000) is how long a silent primary has before its replica takes over.
-# Usage: scripts/redis-cluster.sh start DIR [BASE] [REPLICAS]   |   scripts/redis-cluster.sh stop DIR
+# `restart-node DIR PORT` starts one node again with its saved cluster state (a killed primary
+# comes back as a replica of the one that took over).
+# Usage: scripts/redis-cluster.sh start DIR [BASE] [REPLICAS] | stop DIR | restart-node DIR PORT
 set -euo pipefail
 action=$1
 dir=$2
 base=${3:-7101}
 replicas=${4:-0}
+[ "$action" = restart-node ] && replicas=0
 node_timeout=${NODE_TIMEOUT:-5000}
 ports=("$base" "$((base + 1))" "$((base + 2))")
 if [ "$replicas" = 1 ]; then
@@ -19,15 +22,22 @@ elif [ "$replicas" != 0 ]; then
   exit 2
 fi
 
+start_node() {
+  mkdir -p "$dir/$1"
+  redis-server --port "$1" --bind 127.0.0.1 --cluster-enabled yes \
+    --cluster-config-file "$dir/$1/nodes.conf" --cluster-node-timeout "$node_timeout" \
+    --dir "$dir/$1" --save '' --appendonly no --daemonize yes \
+    --pidfile "$dir/$1/redis.pid" --logfile "$dir/$1/redis.log"
+}
+
 case "$action" in
+  restart-node)
+    start_node "$base"
+    ;;
   start)
     mkdir -p "$dir"
     for port in "${ports[@]}"; do
-      mkdir -p "$dir/$port"
-      redis-server --port "$port" --bind 127.0.0.1 --cluster-enabled yes \
-        --cluster-config-file "$dir/$port/nodes.conf" --cluster-node-timeout "$node_timeout" \
-        --dir "$dir/$port" --save '' --appendonly no --daemonize yes \
-        --pidfile "$dir/$port/redis.pid" --logfile "$dir/$port/redis.log"
+      start_node "$port"
     done
     for port in "${ports[@]}"; do
       for _ in $(seq 1 50); do

@@ -183,7 +183,8 @@ def _after_commit(unit: UnitOfWork) -> None:
     for step in unit.after.values():
         try:
             step()
-        except redis.RedisError as error:
+        except (redis.RedisError, replicas.NotReplicated) as error:
+            # The unit is applied (and confirmed): its outbox keeps the step for the worker.
             log.warning("follow-up step left to the worker: %s", type(error).__name__)
 
 
