@@ -18,6 +18,7 @@ from agegate.clock import Clock
 from agegate.config import Config, ConfigError
 from agegate.crypto import Hasher
 from agegate.metrics import GaugeSource, gauge
+from agegate.services import test_mode
 from agegate.services.age_checks import AgeCheckService
 from agegate.services.audit import AuditTrail
 from agegate.services.console import ConsoleAuth
@@ -25,7 +26,7 @@ from agegate.services.content_removals import ContentRemovalService
 from agegate.services.jurisdictions import JurisdictionError, JurisdictionTable, MinimumAgePolicy
 from agegate.services.mailer import Mailer
 from agegate.services.parent_requests import DECISIONS, ParentRequestService
-from agegate.storage import connect, replicas
+from agegate.storage import connect, keyspace, replicas
 from agegate.storage.audit import AuditLog
 from agegate.storage.console import ConsoleStore
 from agegate.storage.embedded import EmbeddedRedis
@@ -33,7 +34,7 @@ from agegate.storage.events import EventStream
 from agegate.storage.identities import IdentityStore
 from agegate.storage.keys import Retention
 from agegate.storage.outbox import Outbox, OutboxJob
-from agegate.worker import Job
+from agegate.worker import InKeyspace, Job
 
 log = logging.getLogger("agegate")
 
@@ -86,10 +87,13 @@ class Agegate:
         # crash by whichever worker runs this (storage/outbox.py).
         self.outbox = Outbox(self.redis, self.retention)
         self.worker_jobs.append(OutboxJob(self.outbox))
+        # Test mode's keyspace has its own outboxes (events to its own stream, its own blocks).
+        self.worker_jobs.append(InKeyspace(keyspace.TEST, OutboxJob(self.outbox)))
         self._wire_signals()
         self._wire_signal_stream()
         self._wire_parents_and_removals()
         self._wire_webhooks()
+        self._wire_credentials()
 
     def _wire_signals(self) -> None:
         """Issue 4: cases and the review queue, enforcement, accounts and signals."""
@@ -116,7 +120,9 @@ class Agegate:
         )
         self.accounts = AccountService(
             self.redis, self.hasher, account_store, cases, deletions, self.review,
-            self.enforcement, self.audit, self.events, self.clock, lambda: self.model,
+            self.enforcement, self.audit, self.events, self.clock,
+            # A test token's AGEGATE_TEST_MINOR / _ADULT score as forced (API.md "Test mode").
+            lambda: test_mode.scoring_model(self.model),
         )
         self.age_checks.redeclaration_hooks.append(self.accounts.on_redeclaration)
         self._wire_age_signals(account_store, cases)
@@ -209,6 +215,23 @@ class Agegate:
                                        self.clock)
         self.worker_jobs.append(
             WebhookDeliveryJob(self.redis, self.webhooks, store, self.events, self.clock))
+        # Test tokens' webhooks get their keyspace's events: a job instance of their own.
+        self.worker_jobs.append(InKeyspace(keyspace.TEST, WebhookDeliveryJob(
+            self.redis, self.webhooks, store, self.events, self.clock)))
+
+    def _wire_credentials(self) -> None:
+        """Issue 23: digital credentials; an over-18 answer lets the age check through."""
+        from agegate import mdoc
+        from agegate.services.credentials import CredentialService
+        from agegate.storage.credentials import CredentialStore
+
+        store = CredentialStore(self.redis, self.retention)
+        pem = self.config.credential_anchor_pem()
+        self.credentials = CredentialService(
+            self.hasher, store, self.identities, self.audit, self.clock, self.retention,
+            self.config.credential_origins, mdoc.load_anchors(pem) if pem else [])
+        self.age_checks.credential_passed = store.passed
+        self.age_checks.verify_session_hooks.append(store.queue_verify_session)
 
     def load_model(self) -> None:
         """Load and verify the classifier; a bad artifact leaves the service unready, not up."""

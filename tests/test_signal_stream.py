@@ -240,7 +240,8 @@ def test_ingest_is_for_admins_and_documented(client):
     schema = operation["responses"]["200"]["content"]["application/json"]["schema"]
     name = schema["$ref"].rsplit("/", 1)[-1]
     assert set(spec["components"]["schemas"][name]["properties"]) == {
-        "stream", "group", "length", "lag", "pending", "dead", "consumers"}
+        "stream", "group", "length", "lag", "pending", "dead", "consumers",
+        "test"}  # only in answers to a test token (API.md "Test mode")
 
 
 # -- real worker processes -----------------------------------------------------------------

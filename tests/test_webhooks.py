@@ -236,5 +236,5 @@ def test_deleting_a_webhook_drops_its_queued_deliveries(client, redis_client,
     assert [json.loads(r.body)["type"] for r in receiver.requests] == [
         "account.deletion_requested"]
     assert receiver.requests[0].verified_with == [other["secret"]]
-    assert redis_client.zcard(keys.WEBHOOK_DUE) == 0
+    assert redis_client.zcard(keys.webhook_due()) == 0
     assert keys_without_ttl(redis_client) == []

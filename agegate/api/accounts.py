@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from flask import request
+from flask import g, request
 from flask_smorest import Blueprint
 
 from agegate.api import actor, services
 from agegate.auth import roles
-from agegate.errors import ValidationFailed
+from agegate.errors import Forbidden, ValidationFailed
 from agegate.schemas.accounts import (
     ACCOUNT_ID,
     ACCOUNT_ID_ERROR,
@@ -75,10 +75,17 @@ def get_account(account_id):
 @blp.arguments(VerificationRequestSchema)
 @blp.response(200, AccountSchema)
 @blp.alt_response(404, schema=ErrorSchema, description="An account never seen")
+@blp.alt_response(403, schema=ErrorSchema,
+                  description="A reviewer who does not hold this account's case")
 @blp.alt_response(409, schema=ErrorSchema, description="The account is not restricted")
 @roles("reviewer")
 def post_verification(data, account_id):
-    """An age-assurance result: adult unrestricts, minor terminates. The date is never stored."""
+    """An age-assurance result: adult unrestricts, minor terminates. The date is never stored.
+    For the reviewer holding the account's case (claimed, or the one it is restricted under)
+    or an admin."""
     check_account_id(account_id)
+    if g.role != "admin" and services().accounts.holds_case(account_id, actor()) is False:
+        raise Forbidden("Only the reviewer holding this account's case, or an admin, may record "
+                        "its verification.")
     return services().accounts.verify(account_id, data["outcome"], data["method"],
                                       data.get("date_of_birth"), actor=actor())

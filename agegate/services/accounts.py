@@ -295,6 +295,26 @@ class AccountService:
                              *keys.account_keys(account_hash)))
 
     # -- verification --------------------------------------------------------------------
+    def holds_case(self, account_id: str, reviewer: str) -> bool | None:
+        """Whether `reviewer` holds this account's case: a case of the account they have
+        claimed (lease still running), or the case the account is restricted under, claimed
+        and decided by them. None for an account never seen (there is nothing to hold)."""
+        account_hash = self.hasher.account(account_id)
+        meta = self.accounts.meta(self.r, account_hash)
+        if not meta:
+            return None
+        restricted = meta.get("restricted_case")
+        now = self.clock.now().timestamp()
+        for case_id in {*self.accounts.case_ids(self.r, account_hash), restricted} - {None, ""}:
+            case = self.cases.read(self.r, str(case_id))
+            if case is None or case.get("claimed_by") != reviewer:
+                continue
+            if case["status"] == "claimed" and (case.get("lease_until") or 0) > now:
+                return True
+            if case_id == restricted and case["status"] in ("claimed", "decided"):
+                return True
+        return False
+
     def verify(self, account_id: str, outcome: str, method: str, born: date | None, *,
                actor: str) -> dict[str, Any]:
         """Apply an age-assurance result to a restricted account. `born` times the identity
@@ -343,10 +363,7 @@ class AccountService:
                 raise Conflict("The account is not awaiting verification.")
             if self.feedback is not None:
                 captured[0] = self.feedback.capture(pipe, account_hash)
-            case = None
-            if meta.get("restricted_case"):
-                watch(pipe, keys.case(meta["restricted_case"]))
-                case = self.cases.read(pipe, meta["restricted_case"])
+            restricted_case = meta.get("restricted_case")
             now = self.clock.now()
             chain = self.audit.begin(pipe)
             pipe.multi()
@@ -358,11 +375,12 @@ class AccountService:
                                      drop=("restricted_case",))
             self.accounts.queue_pointer(pipe, account_hash, None)
             self.accounts.queue_pointer(pipe, account_hash, None, kind="age_signal")
-            if case is not None:
-                case["history"] = [*case["history"], {"at": iso(now), "event": "verified",
-                                                      "outcome": outcome, "method": method,
-                                                      "actor": actor}]
-                self.cases.queue_update(pipe, case)
+            if restricted_case:
+                # The case may live in another shard (a parent request's case opened before
+                # its child was known): its history line goes through this unit's outbox.
+                self.cases.queue_history(pipe, restricted_case, {
+                    "at": iso(now), "event": "verified", "outcome": outcome, "method": method,
+                    "actor": actor})
             self.events.queue_emit(pipe, "account.unrestricted", account_id=account_id, at=now)
             chain.append(pipe, actor=actor, action="account_verified", account_id=account_id,
                          details={**details, "case_id": meta.get("restricted_case")})

@@ -18,31 +18,38 @@ from agegate.storage.unit import transact
 __all__ = ["AuditTrail", "Chain", "ChainWriter", "transact"]
 
 class ChainWriter:
-    """This process's own audit chains, one per shard. Being their only writer, it keeps each
-    head in memory, so appending needs no WATCH and no read, and writers on other processes
-    never contend."""
+    """This process's own audit chains, one per shard and keyspace. Being their only writer, it
+    keeps each head in memory, so appending needs no WATCH and no read, and writers on other
+    processes never contend. The test keyspace's audit streams have chains of their own: a
+    live chain never continues from a test entry (which expires within a day)."""
 
     def __init__(self) -> None:
         self.lock = threading.RLock()
         self.pid = os.getpid()
-        self.chains: dict[int, tuple[str, str]] = {}
+        self.chains: dict[tuple[str, int], tuple[str, str]] = {}
 
     def current(self, shard: int) -> tuple[str, str]:
         """(chain id, head) in `shard`; a forked child starts chains of its own."""
         if self.pid != os.getpid():
             self.pid, self.chains = os.getpid(), {}
-        if shard not in self.chains:
-            self.chains[shard] = (new_id("chain"), GENESIS)
-        return self.chains[shard]
+        where = _where(shard)
+        if where not in self.chains:
+            self.chains[where] = (new_id("chain"), GENESIS)
+        return self.chains[where]
 
     def commit(self, shard: int, chain_id: str, head: str) -> None:
         """The transaction that appended up to `head` was applied."""
-        if self.chains.get(shard, ("", ""))[0] == chain_id:
-            self.chains[shard] = (chain_id, head)
+        if self.chains.get(_where(shard), ("", ""))[0] == chain_id:
+            self.chains[_where(shard)] = (chain_id, head)
 
     def abandon(self, shard: int) -> None:
         """Redis may or may not have applied the last append: start a fresh chain there."""
-        self.chains.pop(shard, None)
+        self.chains.pop(_where(shard), None)
+
+
+def _where(shard: int) -> tuple[str, int]:
+    """A chain's place: the keyspace's prefix and the shard (storage/keyspace.py)."""
+    return keys.prefix(), shard
 
 
 class Chain:

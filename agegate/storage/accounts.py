@@ -14,6 +14,7 @@ import redis
 from agegate.storage import keys
 from agegate.storage.age_signals import VERIFIED_ADULT_FIELD
 from agegate.storage.keys import Retention
+from agegate.storage.outbox import Outbox
 
 
 def _plain(value: Any) -> Any:
@@ -36,6 +37,7 @@ class AccountStore:
         # decode_responses=True: every reply is str, which redis-py's stubs cannot know.
         self.r: Any = client
         self.retention = retention
+        self.outbox = Outbox(client, retention)
 
     def meta(self, client: Any, account_hash: str) -> dict[str, str]:
         """The meta hash ({} for an account never seen)."""
@@ -132,14 +134,18 @@ class AccountStore:
 
     def queue_wait(self, pipe: redis.client.Pipeline, account_hash: str,
                    request_id: str) -> None:
-        """Note a parent request waiting for this account's age to be established."""
-        key = keys.parent_requests_waiting(account_hash)
-        pipe.sadd(key, request_id)
-        pipe.expire(key, self.retention.seconds("parent_request"))
+        """Note a parent request waiting for this account's age to be established. The
+        request's unit of work is in the request's shard, which need not be the account's (a
+        child named by email): the note goes through that unit's outbox."""
+        self.outbox.queue(pipe, "set_add", {
+            "key": keys.parent_requests_waiting(account_hash), "member": request_id,
+            "ttl": self.retention.seconds("parent_request")})
 
     def queue_unwait(self, pipe: redis.client.Pipeline, account_hash: str,
                      request_id: str) -> None:
-        pipe.srem(keys.parent_requests_waiting(account_hash), request_id)
+        """The request no longer waits (through the outbox, as queue_wait)."""
+        self.outbox.queue(pipe, "set_remove", {
+            "key": keys.parent_requests_waiting(account_hash), "member": request_id})
 
     def unwait(self, account_hash: str, request_id: str) -> None:
         """Drop a request that no longer waits (decided elsewhere) from the account's list."""

@@ -1,6 +1,7 @@
 """The events stream downstream systems read with a consumer group.
 
-The contract names one stream (AGEGATE_EVENTS_STREAM). A unit of work writes one shard's slot,
+The contract names one stream (AGEGATE_EVENTS_STREAM); test mode has its own beside it
+(`<stream>:test`, storage/keyspace.py). A unit of work writes one shard's slot,
 so it queues its events in that shard's outbox (storage/outbox.py), which relays each to the
 stream exactly once, right after the unit and, after a crash, from `agegate worker`.
 """
@@ -12,6 +13,7 @@ from datetime import datetime
 import redis
 
 from agegate.clock import iso
+from agegate.storage import keys
 from agegate.storage.keys import Retention
 from agegate.storage.outbox import Outbox
 
@@ -21,9 +23,15 @@ class EventStream:
 
     def __init__(self, client: redis.Redis, stream: str, retention: Retention) -> None:
         self.r = client
-        self.stream = stream
+        self.configured = stream
         self.retention = retention
         self.outbox = Outbox(client, retention)
+
+    @property
+    def stream(self) -> str:
+        """The stream of the current keyspace: AGEGATE_EVENTS_STREAM, or `<it>:test` for test
+        tokens (storage/keyspace.py), so live consumers never read a test event."""
+        return keys.stream(self.configured)
 
     def queue_emit(
         self,

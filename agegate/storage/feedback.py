@@ -15,7 +15,7 @@ from typing import Any
 
 import redis
 
-from agegate.storage import keys, replicas
+from agegate.storage import keys, keyspace, replicas
 from agegate.storage.keys import Retention
 
 # KEYS: examples, counts. ARGV: day ordinal, member, verdict, cap, oldest day ordinal kept, ttl.
@@ -62,6 +62,10 @@ class FeedbackStore:
 
     def add(self, example: dict[str, Any], day: date) -> int:
         """Store one example of ``day``; returns how many are stored now."""
+        if not keyspace.current().live:
+            # A verdict on a test token's made-up account teaches the model nothing (API.md,
+            # "Test mode"): the test keyspace keeps no examples at all.
+            return 0
         verdict = example["verdict"]
         if verdict not in VERDICTS:
             raise ValueError(f"unknown verdict {verdict!r}")

@@ -11,7 +11,9 @@ steps is repaired, not lost. Every step is idempotent, so two drainers may race 
   stream (same slot) and skips ids it has seen;
 - a block sets an absolute expiry and never shortens a longer one;
 - an index entry is a sorted-set member (adding it twice changes nothing);
-- lifting a block deletes its key (deleting twice changes nothing).
+- lifting a block deletes its key (deleting twice changes nothing);
+- a set member (a parent request waiting on an account) is added or removed (twice is once);
+- a case history item carries a step id and is appended only if that id is not there yet.
 
 A step is removed from the outbox only once its writes are confirmed by the replicas
 AGEGATE_REDIS_MIN_REPLICAS asks for (storage/replicas.py: WAIT on the node each key lives on);
@@ -28,6 +30,7 @@ from typing import Any
 import redis
 
 from agegate.storage import keys, replicas, unit
+from agegate.storage.cases import PUSH_HISTORY
 from agegate.storage.keys import Retention
 
 log = logging.getLogger("agegate.storage")
@@ -80,6 +83,7 @@ class Outbox:
         self._relay = client.register_script(_RELAY)
         self._block = client.register_script(_BLOCK)
         self._capped_zadd = client.register_script(_CAPPED_ZADD)
+        self._push_history = client.register_script(PUSH_HISTORY)
 
     # -- inside a unit of work -----------------------------------------------------------
     def queue(self, pipe: redis.client.Pipeline, op: str, data: dict[str, Any]) -> None:
@@ -139,6 +143,22 @@ class Outbox:
             self._confirmed(data["key"], lambda pipe: self._capped_zadd(
                 keys=[data["key"]], args=[data["score"], data["member"], data["cap"],
                                           data["ttl"]], client=pipe))
+        elif op == "set_add":  # e.g. a parent request waiting on an account of another shard
+            key, ttl = data["key"], int(data["ttl"])
+            extend = self.r.ttl(key) < ttl  # never shortens a longer TTL
+
+            def add(pipe: Any) -> None:
+                pipe.sadd(key, data["member"])
+                if extend:
+                    pipe.expire(key, ttl)
+
+            self._confirmed(key, add)
+        elif op == "set_remove":
+            self._confirmed(data["key"], lambda pipe: pipe.srem(data["key"], data["member"]))
+        elif op == "case_history":  # a case of another shard (applied once: its step id)
+            self._confirmed(data["key"], lambda pipe: self._push_history(
+                keys=[data["key"]], args=["", "", 0, "", 0, json.dumps(data["item"])],
+                client=pipe))
         else:  # written by a newer version: leave it for that version's worker
             log.warning("unknown outbox step %r left in shard %s", op, shard)
             return False
@@ -147,8 +167,6 @@ class Outbox:
     def _confirmed(self, key: str, queue: Any) -> None:
         """Apply one key's write on its node and WAIT for the replicas there."""
         replicas.confirmed(self.r, key, queue)
-
-
 class OutboxJob:
     """`agegate worker` job: apply what units of work left in the shards' outboxes."""
 

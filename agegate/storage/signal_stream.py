@@ -39,11 +39,21 @@ class SignalStreamStore:
     def __init__(self, client: redis.Redis, stream: str, retention: Retention) -> None:
         # decode_responses=True: every reply is str, which redis-py's stubs cannot know.
         self.r: Any = client
-        self.stream = stream
-        self.dead = keys.signals_dead(stream)
+        self.configured = stream
         self.retention = retention
         self._group_ready = False
         self._settle = replicas.ConfirmedScript(client, _SETTLE)
+
+    @property
+    def stream(self) -> str:
+        """The current keyspace's copy (storage/keyspace.py). Test mode has no stream door (the
+        stream is the platform's, not a token's) and no worker reads `<stream>:test`: a test
+        token's GET /v1/admin/ingest describes that empty stream, never the live one."""
+        return keys.stream(self.configured)
+
+    @property
+    def dead(self) -> str:
+        return keys.signals_dead(self.stream)
 
     def ensure_group(self) -> None:
         """Create the consumer group (and the stream) if missing; from the stream's start, so

@@ -43,7 +43,7 @@ class WebhookStore:
 
     def all(self) -> list[dict[str, Any]]:
         """Every registered webhook, oldest first."""
-        ids = sorted(self.r.smembers(keys.WEBHOOKS))
+        ids = sorted(self.r.smembers(keys.webhooks_index()))
         pipe = self.r.pipeline(transaction=False)
         for webhook_id in ids:
             pipe.hgetall(keys.webhook(webhook_id))
@@ -64,13 +64,13 @@ class WebhookStore:
                                 "created_at": webhook["created_at"],
                                 "secrets": json.dumps(webhook["secrets"])})
         pipe.expire(key, ttl)
-        pipe.sadd(keys.WEBHOOKS, webhook["webhook_id"])
-        pipe.expire(keys.WEBHOOKS, ttl)
+        pipe.sadd(keys.webhooks_index(), webhook["webhook_id"])
+        pipe.expire(keys.webhooks_index(), ttl)
 
     def queue_delete(self, pipe: redis.client.Pipeline, webhook_id: str) -> None:
         """Forget a webhook and its log; its queued deliveries are dropped when next due."""
         pipe.delete(keys.webhook(webhook_id), keys.webhook_log(webhook_id))
-        pipe.srem(keys.WEBHOOKS, webhook_id)
+        pipe.srem(keys.webhooks_index(), webhook_id)
 
     # -- deliveries ----------------------------------------------------------------------
     def queue_delivery(self, pipe: redis.client.Pipeline, delivery: dict[str, Any],
@@ -80,8 +80,8 @@ class WebhookStore:
         ttl = self.retention.seconds("webhook_delivery")
         pipe.hset(key, mapping={k: str(v) for k, v in delivery.items()})
         pipe.expire(key, ttl)
-        pipe.zadd(keys.WEBHOOK_DUE, {delivery["delivery_id"]: due.timestamp()})
-        pipe.expire(keys.WEBHOOK_DUE, ttl)
+        pipe.zadd(keys.webhook_due(), {delivery["delivery_id"]: due.timestamp()})
+        pipe.expire(keys.webhook_due(), ttl)
 
     def existing(self, delivery_ids: list[str]) -> set[str]:
         """Which of these deliveries were already queued (a batch fanned out again)."""
@@ -91,7 +91,7 @@ class WebhookStore:
         return {d for d, found in zip(delivery_ids, pipe.execute(), strict=True) if found}
 
     def claim_due(self, now: datetime, lease_until: datetime, count: int) -> list[str]:
-        return list(self._claim_due(keys=[keys.WEBHOOK_DUE],
+        return list(self._claim_due(keys=[keys.webhook_due()],
                                     args=[now.timestamp(), lease_until.timestamp(), count]))
 
     def delivery(self, delivery_id: str) -> dict[str, str]:
@@ -105,14 +105,14 @@ class WebhookStore:
         pipe.hset(key, mapping={"attempt": str(delivery["attempt"]),
                                 "status": delivery["status"]})
         if next_at is None:
-            pipe.zrem(keys.WEBHOOK_DUE, delivery_id)
+            pipe.zrem(keys.webhook_due(), delivery_id)
         else:
-            pipe.zadd(keys.WEBHOOK_DUE, {delivery_id: next_at.timestamp()})
+            pipe.zadd(keys.webhook_due(), {delivery_id: next_at.timestamp()})
         self.queue_log(pipe, delivery["webhook_id"], log_entry)
 
     def queue_drop(self, pipe: redis.client.Pipeline, delivery_id: str) -> None:
         """A delivery whose webhook is gone (or whose record expired)."""
-        pipe.zrem(keys.WEBHOOK_DUE, delivery_id)
+        pipe.zrem(keys.webhook_due(), delivery_id)
         pipe.delete(keys.webhook_delivery(delivery_id))
 
     def queue_log(self, pipe: redis.client.Pipeline, webhook_id: str,
