@@ -142,3 +142,32 @@ def test_readyz_and_metrics_report_the_replicas(tmp_path, clock):
         client = app_on(url, tmp_path, clock, load_model=True).test_client()
         assert client.get("/readyz").status_code == 200
         assert "replicas" not in client.get("/readyz").json["checks"]
+
+
+def test_a_retry_is_not_acknowledged_until_the_first_application_is_confirmed(tmp_path, clock):
+    """A 503 after the primary applied a termination: the retry finds it applied, and answers
+    it only once the replicas have it too (what it read is covered by a WAIT as well)."""
+    with primary_and_replica(tmp_path) as (primary, replica):
+        client = app_on(primary, tmp_path, clock, redis_min_replicas=1,
+                        redis_wait_ms=200).test_client()
+        check = {**CHECK, "account_id": "acc-t"}
+        assert client.post("/v1/age-checks", json=check,
+                           headers=auth("registration")).status_code == 200
+        terminate = {"reason": "confirmed minor"}
+        with frozen(replica):
+            for _ in range(2):  # the first application, then its retry: both unconfirmed
+                response = client.post("/v1/accounts/acc-t/termination", json=terminate,
+                                       headers=auth("admin"))
+                assert_error(response, 503, "storage_unavailable")
+        done = client.post("/v1/accounts/acc-t/termination", json=terminate,
+                           headers=auth("admin"))
+        assert done.status_code == 202, done.json
+        again = client.post("/v1/accounts/acc-t/termination", json=terminate,
+                            headers=auth("admin"))
+        assert again.json["deletion_id"] == done.json["deletion_id"]
+        # Applied once: one deletion, on the replica as well.
+        copy = redis.Redis.from_url(replica, decode_responses=True)
+        assert copy.hget(keys.deletion(done.json["deletion_id"]), "deletion_id") == \
+            done.json["deletion_id"]
+        assert len(list(copy.scan_iter("agegate:deletion:*"))) == 1
+        copy.close()

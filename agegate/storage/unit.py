@@ -144,10 +144,14 @@ def transact(client: redis.Redis, build: Callable[[Any], Any], *watch: str,
                     number = len(unit.attempts) - 1
                     value = build(pipe)
                     if not _in_multi(pipe):
-                        if not sent:  # it only read: nothing to apply
+                        if not sent and not wanted.replicas:  # it only read: nothing to apply
                             pipe.reset()
                             return _applied(unit, [(number, value)], number)
-                        pipe.multi()  # seal off any earlier attempt still in flight
+                        # Seal off any earlier attempt still in flight; or, when replicas
+                        # must confirm, write the marker anyway, so that the WAIT after it
+                        # covers what was read (a retry answering from an earlier, unconfirmed
+                        # application must not acknowledge it unconfirmed).
+                        pipe.multi()
                     pipe.set(marker, number, ex=MARKER_SECONDS)
                     sent.append((number, value))
                     _execute(pipe, wanted)
