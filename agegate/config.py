@@ -13,6 +13,8 @@ from typing import Annotated, Any, Literal, get_type_hints
 import limits
 from pydantic import AfterValidator, Field, StringConstraints, TypeAdapter, ValidationError
 
+from agegate.outbound import parse_networks
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 ROLES = ("registration", "signals", "reviewer", "admin", "downstream")
@@ -58,9 +60,11 @@ def _port_or_none(raw: str) -> int | None:
 
 def _rate_limit(value: str) -> str:
     try:
-        limits.parse(value)
+        parsed = limits.parse(value)
     except ValueError:
         raise ValueError("is not a rate limit (use e.g. '5 per hour')") from None
+    if parsed.amount < 1:
+        raise ValueError("must allow at least one request per window")
     return value
 
 
@@ -90,6 +94,11 @@ def _pem_bundle(value: str) -> str:
             raise ValueError
     except (OSError, ValueError):
         raise ValueError("is not a PEM bundle of certificates (a file or the PEM text)") from None
+    return value
+
+
+def _network(value: str) -> str:
+    parse_networks([value])  # a ValueError names the value
     return value
 
 
@@ -155,6 +164,8 @@ class Config:
     content_removal_all_regions: bool = setting("AGEGATE_CONTENT_REMOVAL_ALL_REGIONS", False)
     parent_request_rate_limit: Annotated[str, AfterValidator(_rate_limit)] = setting(
         "AGEGATE_PARENT_REQUEST_RATE_LIMIT", "5 per hour")
+    parent_request_email_rate_limit: Annotated[str, AfterValidator(_rate_limit)] = setting(
+        "AGEGATE_PARENT_REQUEST_EMAIL_RATE_LIMIT", "10 per day")
     # Never more than the proxies that really append to X-Forwarded-For (README).
     trusted_proxies: Annotated[int, Field(ge=0, le=10)] = setting("AGEGATE_TRUSTED_PROXIES", 0)
     review_lease_seconds: Annotated[int, Field(ge=10, le=86_400)] = setting(
@@ -182,6 +193,11 @@ class Config:
                                                      parse=_origins)
     credential_trust_anchors: Annotated[str, AfterValidator(_pem_bundle)] = setting(
         "AGEGATE_CREDENTIAL_TRUST_ANCHORS", "")
+    # Webhook URLs: http:// too (https:// only by default), and networks (CIDRs) allowed on
+    # purpose beside public addresses (agegate/outbound.py).
+    webhook_allow_http: bool = setting("AGEGATE_WEBHOOK_ALLOW_HTTP", False)
+    webhook_allowed_networks: tuple[Annotated[str, AfterValidator(_network)], ...] = setting(
+        "AGEGATE_WEBHOOK_ALLOWED_NETWORKS", (), parse=_systems)
 
     @property
     def secret_keys(self) -> list[str]:

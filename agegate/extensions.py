@@ -205,19 +205,23 @@ class Agegate:
 
     def _wire_webhooks(self) -> None:
         """Issue 13: signed webhooks, delivered by `agegate worker`."""
+        from agegate.outbound import OutboundPolicy, parse_networks
         from agegate.secret_box import SecretBox
         from agegate.services.webhooks import WebhookDeliveryJob, WebhookService
         from agegate.storage.webhooks import WebhookStore
 
         store = WebhookStore(self.redis, self.retention)
+        policy = OutboundPolicy(allow_http=self.config.webhook_allow_http,
+                                allowed_networks=parse_networks(
+                                    self.config.webhook_allowed_networks))
         self.webhooks = WebhookService(self.redis, store, self.events,
                                        SecretBox(self.config.secret_keys), self.audit,
-                                       self.clock)
-        self.worker_jobs.append(
-            WebhookDeliveryJob(self.redis, self.webhooks, store, self.events, self.clock))
+                                       self.clock, policy)
         # Test tokens' webhooks get their keyspace's events: a job instance of their own.
-        self.worker_jobs.append(InKeyspace(keyspace.TEST, WebhookDeliveryJob(
-            self.redis, self.webhooks, store, self.events, self.clock)))
+        self.webhook_jobs = [WebhookDeliveryJob(self.redis, self.webhooks, store, self.events,
+                                                self.clock) for _ in range(2)]
+        self.worker_jobs.append(self.webhook_jobs[0])
+        self.worker_jobs.append(InKeyspace(keyspace.TEST, self.webhook_jobs[1]))
 
     def _wire_credentials(self) -> None:
         """Issue 23: digital credentials; an over-18 answer lets the age check through."""
@@ -249,6 +253,9 @@ class Agegate:
 
     def close(self) -> None:
         """Release Redis, and stop the embedded server if this container started it."""
+        # Webhook deliveries in flight finish (each within its 5 s) and record their attempt.
+        for job in self.webhook_jobs:
+            job.close()
         self.redis.close()
         if self.embedded is not None:
             self.embedded.stop()

@@ -37,7 +37,11 @@ def sandbox(role: str) -> dict[str, str]:
 
 @pytest.fixture
 def app(config, clock):
-    return create_app(config.with_overrides(api_keys=API_KEYS + TEST_KEYS), clock=clock)
+    # Webhooks go to receivers on loopback, allowed on purpose (no public address in tests).
+    return create_app(config.with_overrides(api_keys=API_KEYS + TEST_KEYS,
+                                            webhook_allow_http=True,
+                                            webhook_allowed_networks=("127.0.0.0/8",)),
+                      clock=clock)
 
 
 def every_key(redis_client) -> list[str]:
@@ -72,7 +76,7 @@ def drive_everything(client, account_id: str = "acc-sandbox") -> None:
               device_id="dev-kid", email="kid@example.com", session_id="s-1")
     age_check(client, sandbox("registration"), account_id=account_id, device_id="dev-1")
     response = client.post("/v1/admin/webhooks", headers=sandbox("admin"),
-                           json={"url": "https://hooks.example.org/sandbox",
+                           json={"url": "https://127.0.0.1:9/sandbox",
                                  "events": ["account.terminated"]})
     assert response.status_code == 201, response.json
     deletion = terminate(client, sandbox("admin"), account_id)

@@ -29,7 +29,7 @@ from werkzeug.exceptions import HTTPException
 from agegate.api import services
 from agegate.auth import public
 from agegate.console import present
-from agegate.errors import AgegateError, RateLimited, Unauthorized
+from agegate.errors import AgegateError, RateLimited, Unauthorized, log_unexpected
 
 log = logging.getLogger("agegate.console")
 HERE = Path(__file__).resolve().parent
@@ -150,7 +150,7 @@ def storage_error(error: RedisError):
 @bp.errorhandler(Exception)
 def unexpected(error: Exception):
     """Anything else: log the type, show a generic page."""
-    log.exception("console error: %s", type(error).__name__)
+    log_unexpected(log, "console error", error)
     return render_page("error.html", 500, title="Something went wrong",
                        message="Something went wrong on our side. The error was logged.")
 

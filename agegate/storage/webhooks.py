@@ -13,13 +13,30 @@ from agegate.storage import keys, replicas
 from agegate.storage.keys import Retention
 
 LOG_LIMIT = 200
+# Due deliveries the claim looks through for ones of webhooks that are not at their share.
+CLAIM_SCAN = 1000
 
-# KEYS: the due set. ARGV: now, lease end, how many. Takes the due ids and pushes each one's
-# time to the lease end, so a worker that dies mid-delivery leaves it to be retried, never lost.
+# KEYS: the due set. ARGV: now, lease end, how many, at most this many per webhook, how many
+# due ids to look through, then (webhook id, deliveries in flight) pairs. Takes due ids oldest
+# first, skipping a webhook's once it has its share in flight (one slow receiver must not take
+# every slot), and pushes each taken one's time to the lease end, so a worker that dies
+# mid-delivery leaves it to be retried, never lost. A delivery id is `<webhook id>.<event id>`.
 _CLAIM_DUE = """
-local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
-for _, id in ipairs(ids) do redis.call('ZADD', KEYS[1], ARGV[2], id) end
-return ids
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[5]))
+local count, cap = tonumber(ARGV[3]), tonumber(ARGV[4])
+local busy, taken = {}, {}
+for i = 6, #ARGV, 2 do busy[ARGV[i]] = tonumber(ARGV[i + 1]) end
+for _, id in ipairs(ids) do
+  if #taken >= count then break end
+  local webhook = string.match(id, '^[^.]+')
+  local n = busy[webhook] or 0
+  if n < cap then
+    busy[webhook] = n + 1
+    redis.call('ZADD', KEYS[1], ARGV[2], id)
+    taken[#taken + 1] = id
+  end
+end
+return taken
 """
 
 
@@ -90,9 +107,14 @@ class WebhookStore:
             pipe.exists(keys.webhook_delivery(delivery_id))
         return {d for d, found in zip(delivery_ids, pipe.execute(), strict=True) if found}
 
-    def claim_due(self, now: datetime, lease_until: datetime, count: int) -> list[str]:
+    def claim_due(self, now: datetime, lease_until: datetime, count: int,
+                  per_webhook: int, busy: dict[str, int]) -> list[str]:
+        """Up to `count` due deliveries, at most `per_webhook` per webhook counting the `busy`
+        ones already in flight; each is leased until `lease_until`."""
+        pairs = [item for webhook_id, n in busy.items() for item in (webhook_id, n)]
         return list(self._claim_due(keys=[keys.webhook_due()],
-                                    args=[now.timestamp(), lease_until.timestamp(), count]))
+                                    args=[now.timestamp(), lease_until.timestamp(), count,
+                                          per_webhook, CLAIM_SCAN, *pairs]))
 
     def delivery(self, delivery_id: str) -> dict[str, str]:
         return self.r.hgetall(keys.webhook_delivery(delivery_id))
