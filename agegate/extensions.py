@@ -62,7 +62,8 @@ class Agegate:
         # Every write through this client is confirmed by this many replicas (WAIT).
         replicas.require(self.redis, config.redis_min_replicas, config.redis_wait_ms)
         self.retention = Retention(retry_block_days=config.retry_block_days,
-                                   age_signal_days=config.age_signal_ttl_days)
+                                   age_signal_days=config.age_signal_ttl_days,
+                                   assurance_days=config.assurance_retention_days)
         self.hasher = Hasher(config.secret_keys)
         self.tokens = TokenTable(config.api_keys)
         self.audit = AuditTrail(
@@ -156,6 +157,7 @@ class Agegate:
         # adulthood, and a new under-18 signal answers the requests waiting for it.
         self.accounts.age_evidence.append(self.age_signals.evidence)
         self.age_signals.age_known_hooks.append(self.accounts.notify_age_known)
+        self._wire_assurance(account_store)
         self.appeals = AppealService(
             self.redis, self.hasher, AppealStore(self.redis, self.retention), account_store,
             cases, self.enforcement.deletions, self.audit, self.events, self.clock,
@@ -163,6 +165,17 @@ class Agegate:
         )
         self.enforcement.termination_hooks.append(self.appeals.keep_blocked)
         self.review.register_decider("appeal", set(APPEAL_DECISIONS), self.appeals.decide)
+
+    def _wire_assurance(self, account_store: Any) -> None:
+        """Issue 22: step-up age assurance; its results join the age signals' evidence."""
+        from agegate.services.assurance import AssuranceService
+        from agegate.storage.assurance import AssuranceStore
+
+        self.assurance = AssuranceService(
+            self.redis, self.hasher, AssuranceStore(self.redis, self.retention), account_store,
+            self.age_signals, self.jurisdictions, self.audit, self.clock,
+        )
+        self.age_checks.pending = self.assurance.stage_pending
 
     def _wire_signal_stream(self) -> None:
         """Issue 14: the signal stream `agegate worker` applies through the accounts service."""

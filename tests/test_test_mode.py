@@ -366,3 +366,22 @@ def test_a_test_admin_sees_test_modes_signal_stream_not_the_live_one(app, client
     assert (live["stream"], live["length"]) == (state.config.signals_stream, 1)
     assert (test["stream"], test["length"], test["test"]) == (
         state.config.signals_stream + ":test", 0, True)
+
+
+def test_webhooks_of_test_mode_survive_their_stream_expiring(app, client, redis_client,
+                                                            receiver):  # noqa: F811
+    """A day without test traffic expires test mode's events stream with its consumer group;
+    the worker starts it again instead of failing every round (and slowing the live jobs)."""
+    receiver.refuse_first = False
+    state = app.extensions["agegate"]
+    hook = client.post("/v1/admin/webhooks", headers=sandbox("admin"),
+                       json={"url": receiver.url, "events": ["account.terminated"]}).json
+    receiver.secrets.append(hook["secret"])
+    worker = Worker(state.worker_jobs, "w-test")
+    worker.run_round()
+    redis_client.delete(state.config.events_stream + ":test")  # what its TTL does
+    assert worker.run_round() == 0  # no error: the round went through every job
+    terminate(client, sandbox("admin"), "acc-later")
+    while worker.run_round():
+        pass
+    assert [json.loads(r.body)["account_id"] for r in receiver.requests] == ["acc-later"]

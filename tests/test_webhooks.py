@@ -494,3 +494,50 @@ def test_a_delivery_no_key_can_sign_is_never_sent(redis_url, redis_client, tmp_p
     assert receiver.requests == []  # never an unsigned request
     [log] = deliveries(after, hook["webhook_id"])
     assert (log["status"], log["http_status"], log["error"]) == ("retrying", None, "unsigned")
+
+
+# -- the events stream and its consumer groups -------------------------------------------------
+def test_the_events_stream_never_expires_with_its_groups_and_is_trimmed_by_age(
+        client, redis_client, clock, receiver):  # noqa: F811
+    state = client.application.extensions["agegate"]
+    stream = state.events.stream
+    register(client, receiver.url)
+    redis_client.xgroup_create(stream, "payments", id="$")  # a downstream system's group
+    # An entry from 40 days before the service's clock, then today's events.
+    old_ms = int((clock.now() - timedelta(days=40)).timestamp() * 1000)
+    redis_client.xadd(stream, {"type": "account.terminated", "account_id": "acc-old"},
+                      id=f"{old_ms}-0")
+    terminate(client, "acc-1")
+    run(client)
+    # No TTL: after a quiet month the groups are still there (an EXPIRE would take them).
+    assert redis_client.ttl(stream) == -1
+    assert {g["name"] for g in redis_client.xinfo_groups(stream)} == {"agegate-webhooks",
+                                                                      "payments"}
+    # Trimmed by age instead: the 40-day-old entry went, today's stayed.
+    accounts = [e["account_id"] for e in state.events.read_all()]
+    assert "acc-old" not in accounts and "acc-1" in accounts
+    # A TTL an older version set is removed with the next event.
+    redis_client.expire(stream, 86_400)
+    terminate(client, "acc-2")
+    assert redis_client.ttl(stream) == -1
+
+
+def test_a_lost_group_is_created_again_without_losing_or_repeating_events(
+        client, redis_client, receiver):  # noqa: F811
+    receiver.refuse_first = False
+    state = client.application.extensions["agegate"]
+    hook = register(client, receiver.url)
+    receiver.secrets.append(hook["secret"])
+    terminate(client, "acc-1")
+    run(client)
+    assert [json.loads(r.body)["account_id"] for r in receiver.requests] == ["acc-1"]
+    # The stream vanishes with its groups (as the old 30-day EXPIRE did after a quiet month),
+    # and events come in before the worker notices.
+    redis_client.delete(state.events.stream)
+    terminate(client, "acc-2")
+    terminate(client, "acc-3")
+    for _ in range(3):
+        run(client)
+    assert [json.loads(r.body)["account_id"] for r in receiver.requests] == [
+        "acc-1", "acc-2", "acc-3"]
+    assert all(r.verified_with == [hook["secret"]] for r in receiver.requests)

@@ -61,10 +61,16 @@ EVENTS_PER_BATCH = 100
 # Deliveries one worker process attempts at once, in all and to one webhook.
 DELIVERY_THREADS = 8
 PER_WEBHOOK = 2
+TRIM_EVERY_SECONDS = 60
 # How long one round waits for deliveries in flight before it returns to the worker's other jobs.
 ROUND_WAIT = 0.1
 # No live secret opens (sealed under a key no longer configured): never sent unsigned.
 UNSIGNED = "unsigned"
+
+
+def _stream_id(entry_id: str) -> tuple[int, int]:
+    milliseconds, _, sequence = entry_id.partition("-")
+    return int(milliseconds), int(sequence or 0)
 
 
 def backoff(attempt: int) -> timedelta:
@@ -236,6 +242,7 @@ class WebhookDeliveryJob:
         self._lock = threading.Lock()
         self._running: dict[Future[None], str] = {}  # delivery -> its webhook id
         self._finished_count = 0
+        self._next_trim = 0.0
 
     def run_once(self, consumer: str) -> int:
         """Fan out new events and start due deliveries; then give the deliveries in flight a
@@ -247,6 +254,10 @@ class WebhookDeliveryJob:
             if resealed:
                 log.info("re-sealed the secrets of %d webhook(s) under the first key", resealed)
             self._resealed = True
+        if time.monotonic() >= self._next_trim:
+            # The events stream has no TTL (it carries consumer groups): trimmed by age here.
+            self.events.trim(self.clock.now())
+            self._next_trim = time.monotonic() + TRIM_EVERY_SECONDS
         handled = self.fan_out(consumer) + self.deliver()
         with self._lock:
             running = list(self._running)
@@ -262,9 +273,12 @@ class WebhookDeliveryJob:
         event) and one already queued is left alone, so a batch fanned out again after a crash
         before its acknowledgement never doubles."""
         if not self._group_ready:
-            self.events.ensure_group(WEBHOOK_GROUP)
+            self.events.ensure_group(WEBHOOK_GROUP, self.store.cursor(self.r) or "$")
             self._group_ready = True
-        entries = self.events.read_group(WEBHOOK_GROUP, consumer, EVENTS_PER_BATCH, STALE_MS)
+        # Should the stream (or the group) vanish, it is taken up again after the last event
+        # fanned out, so what was emitted since is delivered and nothing twice.
+        entries = self.events.read_group(WEBHOOK_GROUP, consumer, EVENTS_PER_BATCH, STALE_MS,
+                                         recover_from=self.store.cursor(self.r) or "0")
         if not entries:
             return 0
         webhooks = self.store.all()
@@ -273,7 +287,10 @@ class WebhookDeliveryJob:
                                       for entry_id, _ in entries])
 
         def build(pipe: Any) -> None:
+            newest = max([self.store.cursor(pipe) or "0-0", *(e for e, _ in entries)],
+                         key=_stream_id)
             pipe.multi()
+            self.store.queue_cursor(pipe, newest)
             for entry_id, fields in entries:
                 for webhook in webhooks:
                     if fields.get("type") not in webhook["events"]:
@@ -288,7 +305,7 @@ class WebhookDeliveryJob:
                         "event_type": fields["type"], "body": body, "attempt": 0,
                         "status": "pending", "first_at": now.timestamp()}, now)
 
-        transact(self.r, build, shard=keys.WEBHOOK_SHARD)
+        transact(self.r, build, keys.webhook_cursor())
         self.events.ack(WEBHOOK_GROUP, [entry_id for entry_id, _ in entries])
         return len(entries)
 

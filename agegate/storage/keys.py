@@ -48,10 +48,19 @@ class Retention:
     identity_block_max_days: int = 18 * 366
     # Aggregated score state is dropped a year after the last signal for the account.
     account_days: int = 365
+    # ... but an account's meta hash keeps what must not lapse with an idle year for this long
+    # after its last change: a restriction pending age verification, a parent's objection
+    # (processing stopped), verified-adult evidence (a verification, an ID-checked signal).
+    # Six years, as the deletion records and the audit trail that prove them.
+    account_standing_days: int = 6 * 365
     case_days: int = 730
     # Deletion records and the audit trail are the proof that a deletion happened.
     deletion_days: int = 6 * 365
     audit_days: int = 6 * 365
+    # Events older than this are trimmed from the events stream (XADD MINID on every event, and
+    # the webhook job's XTRIM MINID once a minute). The live stream itself has no TTL, by
+    # design: it carries consumer groups (agegate-webhooks, each downstream system's), and an
+    # expiry after a quiet month would delete them with it. Test mode's stream expires.
     events_days: int = 30
     parent_request_days: int = 730
     # A request whose parent never proves the mailbox is dropped soon after its code expires.
@@ -100,6 +109,10 @@ class Retention:
     # nothing that identifies an account): they outlive the account by design, for at most
     # this long after their day, and the store is capped (AGEGATE_FEEDBACK_MAX_EXAMPLES).
     feedback_example_days: int = 730
+    # Age-assurance records (the evidence of the steps taken, for a regulator): kept
+    # AGEGATE_ASSURANCE_RETENTION_DAYS after they were recorded, also after the account is
+    # terminated, since they hold nothing personal beyond a keyed account reference.
+    assurance_days: int = 730
     # Digital credentials (API.md): a request is answered within 5 minutes or never; an
     # over-18 result lets the same session's or account's age check through for 30 minutes,
     # and an age check answered `verify` remembers its identifiers (keyed hashes) for as long,
@@ -476,6 +489,12 @@ def webhook_delivery(delivery_id: str) -> str:
     return f"{prefix()}:whd:{shard_tag(WEBHOOK_SHARD)}:{delivery_id}"
 
 
+def webhook_cursor() -> str:
+    """The newest events-stream id fanned out to deliveries: where the `agegate-webhooks`
+    group is created again if it vanished (NOGROUP), so nothing in between is skipped."""
+    return f"{prefix()}:webhooks:{shard_tag(WEBHOOK_SHARD)}:cursor"
+
+
 # -- signal stream -------------------------------------------------------------------------
 # The signal stream itself (AGEGATE_SIGNALS_STREAM) is the platform's input queue and gets no
 # TTL: an expiry would drop the consumer group with it. Its entries carry message text, so each
@@ -518,3 +537,22 @@ def verify_session(session_hash: str) -> str:
     """Sorted set of `kind:hash` identifiers (device, email) of age checks answered `verify`
     in one session, by time: what a not-over-18 credential answer in that session blocks."""
     return f"{prefix()}:verify-session:{shard_tag(shard_of(session_hash))}:{session_hash}"
+
+
+# -- age-assurance records -----------------------------------------------------------------
+# A record lives in its account's shard (its id names it: `asr_s7_...`), beside the shard's
+# index by time (the regulator's export) and the account's own list of record ids. None of the
+# three is in account_keys: termination keeps them (they hold only keyed references).
+def assurance_record(assurance_id: str) -> str:
+    """String: one assurance record (JSON; no account id, document number, image or age)."""
+    return f"{prefix()}:assurance:{_id_tag(assurance_id)}:{assurance_id}"
+
+
+def assurance_index(shard: int) -> str:
+    """Sorted set of the shard's assurance record ids scored by the time each was recorded."""
+    return f"{prefix()}:assurance:{shard_tag(shard)}:index"
+
+
+def account_assurance(account_hash: str) -> str:
+    """Sorted set of one account's assurance record ids by time (outlives the account)."""
+    return f"{tag(account_hash)}:assurance"

@@ -41,12 +41,19 @@ BATCH = 100
 RELAY_MEMORY_SECONDS = 86_400
 
 # KEYS: events stream, relayed ids. ARGV: relay id, now (s), MINID, stream TTL, memory, fields...
+# A stream TTL of 0 means none: the live stream carries consumer groups (ours and downstream
+# systems'), which an expiry after a quiet month would delete with it, so it is trimmed by age
+# (MINID) instead, and a TTL an older version set is removed. Test mode's stream expires.
 _RELAY = """
 if redis.call('ZSCORE', KEYS[2], ARGV[1]) then return 0 end
 local fields = {}
 for i = 6, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('XADD', KEYS[1], 'MINID', '~', ARGV[3], '*', unpack(fields))
-redis.call('EXPIRE', KEYS[1], ARGV[4])
+if tonumber(ARGV[4]) > 0 then
+  redis.call('EXPIRE', KEYS[1], ARGV[4])
+else
+  redis.call('PERSIST', KEYS[1])
+end
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', tonumber(ARGV[2]) - tonumber(ARGV[5]))
 redis.call('EXPIRE', KEYS[2], ARGV[5])

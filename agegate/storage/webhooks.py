@@ -100,6 +100,13 @@ class WebhookStore:
         pipe.zadd(keys.webhook_due(), {delivery["delivery_id"]: due.timestamp()})
         pipe.expire(keys.webhook_due(), ttl)
 
+    def cursor(self, client: Any) -> str | None:
+        """The newest event id fanned out so far (None before the first)."""
+        return client.get(keys.webhook_cursor())
+
+    def queue_cursor(self, pipe: redis.client.Pipeline, event_id: str) -> None:
+        pipe.set(keys.webhook_cursor(), event_id, ex=self.retention.seconds("webhook"))
+
     def existing(self, delivery_ids: list[str]) -> set[str]:
         """Which of these deliveries were already queued (a batch fanned out again)."""
         pipe = self.r.pipeline(transaction=False)
