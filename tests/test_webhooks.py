@@ -83,6 +83,12 @@ def deliveries(client, webhook_id: str) -> list[dict]:
     ("http://localhost:80/anything", ["account.terminated"]),
     ("https://example.org/hook", ["account.exploded"]),
     ("https://example.org/hook", []),
+    ("https://[::1/hook", ["account.terminated"]),  # malformed: a 422, never a 500
+    ("https://[zz]/hook", ["account.terminated"]),
+    ("https://a\x00b/hook", ["account.terminated"]),
+    ("https://" + "a." * 200 + "org/", ["account.terminated"]),
+    ("https://\u2603.example/", ["account.terminated"]),
+    ("https://127.0.0.1:99999/", ["account.terminated"]),
 ])
 def test_bad_webhooks_are_422_and_store_nothing(client, redis_client, url, events):
     before = dump_keyspace(redis_client)
