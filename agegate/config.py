@@ -156,6 +156,9 @@ class Config:
     # they arrive.
     age_signal_ttl_days: Days = setting("AGEGATE_AGE_SIGNAL_TTL_DAYS", 365)
     appeal_due_days: Annotated[int, Field(ge=1, le=90)] = setting("AGEGATE_APPEAL_DUE_DAYS", 7)
+    # Age-assurance records are kept this long, also after the account is deleted.
+    assurance_retention_days: Annotated[int, Field(ge=30, le=3650)] = setting(
+        "AGEGATE_ASSURANCE_RETENTION_DAYS", 730)
     content_removal_all_regions: bool = setting("AGEGATE_CONTENT_REMOVAL_ALL_REGIONS", False)
     parent_request_rate_limit: Annotated[str, AfterValidator(_rate_limit)] = setting(
         "AGEGATE_PARENT_REQUEST_RATE_LIMIT", "5 per hour")

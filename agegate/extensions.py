@@ -58,7 +58,8 @@ class Agegate:
         self.redis_url = url
         self.redis: redis.Redis = connect(url, cluster=config.redis_cluster)
         self.retention = Retention(retry_block_days=config.retry_block_days,
-                                   age_signal_days=config.age_signal_ttl_days)
+                                   age_signal_days=config.age_signal_ttl_days,
+                                   assurance_days=config.assurance_retention_days)
         self.hasher = Hasher(config.secret_keys)
         self.tokens = TokenTable(config.api_keys)
         self.audit = AuditTrail(
@@ -152,6 +153,7 @@ class Agegate:
         # adulthood, and a new under-18 signal answers the requests waiting for it.
         self.accounts.age_evidence.append(self.age_signals.evidence)
         self.age_signals.age_known_hooks.append(self.accounts.notify_age_known)
+        self._wire_assurance(account_store)
         self.appeals = AppealService(
             self.redis, self.hasher, AppealStore(self.redis, self.retention), account_store,
             cases, self.enforcement.deletions, self.audit, self.events, self.clock,
@@ -159,6 +161,17 @@ class Agegate:
         )
         self.enforcement.termination_hooks.append(self.appeals.keep_blocked)
         self.review.register_decider("appeal", set(APPEAL_DECISIONS), self.appeals.decide)
+
+    def _wire_assurance(self, account_store: Any) -> None:
+        """Issue 22: step-up age assurance; its results join the age signals' evidence."""
+        from agegate.services.assurance import AssuranceService
+        from agegate.storage.assurance import AssuranceStore
+
+        self.assurance = AssuranceService(
+            self.redis, self.hasher, AssuranceStore(self.redis, self.retention), account_store,
+            self.age_signals, self.jurisdictions, self.audit, self.clock,
+        )
+        self.age_checks.pending = self.assurance.stage_pending
 
     def _wire_signal_stream(self) -> None:
         """Issue 14: the signal stream `agegate worker` applies through the accounts service."""
@@ -222,7 +235,7 @@ class Agegate:
     def _wire_credentials(self) -> None:
         """Issue 23: digital credentials; an over-18 answer lets the age check through."""
         from agegate import mdoc
-        from agegate.services.credentials import CredentialService
+        from agegate.services.credentials import CredentialService, assurance_recorder
         from agegate.storage.credentials import CredentialStore
 
         store = CredentialStore(self.redis, self.retention)
@@ -232,6 +245,9 @@ class Agegate:
             self.config.credential_origins, mdoc.load_anchors(pem) if pem else [])
         self.age_checks.credential_passed = store.passed
         self.age_checks.verify_session_hooks.append(store.queue_verify_session)
+        # An answer is an assurance result (issue 22's records): over_18 admits the account.
+        self.credentials.assurance_recorders.append(assurance_recorder(self.assurance,
+                                                                       self.clock))
 
     def load_model(self) -> None:
         """Load and verify the classifier; a bad artifact leaves the service unready, not up."""

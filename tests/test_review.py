@@ -310,3 +310,33 @@ def test_openapi_documents_the_queue_and_enforcement_routes(client):
     assert "409" in spec["paths"]["/v1/review/cases/{case_id}/decision"]["post"]["responses"]
     assert client.post("/v1/review/claims?kind=nonsense",
                        headers=auth("reviewer")).status_code == 422
+
+
+def test_a_restriction_an_objection_and_adult_evidence_outlive_an_idle_year(client, app,
+                                                                            redis_client):
+    """Issue 21, item 11: they rode the account's 365-day TTL and vanished with an idle year;
+    the meta hash now keeps them for Retention.account_standing_days."""
+    state = services(app)
+    year = state.retention.seconds("account")
+    standing = state.retention.seconds("account_standing")
+    assert standing > year
+
+    def ttl(account_id):
+        return redis_client.ttl(keys.account(state.hasher.account(account_id)))
+
+    case_id = flag(client, "acc-r")["case_id"]
+    assert abs(ttl("acc-r") - year) < 5  # an ordinary account
+    claim(client)
+    decide(client, case_id, "request_verification")
+    assert abs(ttl("acc-r") - standing) < 5  # restricted pending verification
+    verified = client.post("/v1/accounts/acc-r/verification", headers=auth("reviewer"),
+                           json={"outcome": "adult", "method": "id_document"})
+    assert verified.status_code == 200
+    assert abs(ttl("acc-r") - standing) < 5  # verified adult: the evidence stays
+    flag(client, "acc-o")
+    state.accounts.stop_processing("acc-o", actor="parents-bot")
+    assert abs(ttl("acc-o") - standing) < 5  # a parent's objection
+    # Later writes never shorten it back to a year while the standing holds.
+    post_signals(client, "acc-r", [{"type": "session", "at": "2026-11-24T13:00:00Z",
+                                    "duration_s": 60}])
+    assert abs(ttl("acc-r") - standing) < 5

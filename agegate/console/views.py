@@ -287,6 +287,8 @@ def _case_page(case_id: str, status: int = 200, error: str | None = None, note: 
         decisions=present.DECISIONS.get(case.get("kind", ""), []),
         age_signals=services().age_signals.signals(case["account_id"])
         if case.get("account_id") else [],
+        assurance=services().assurance.for_account(case["account_id"])
+        if case.get("account_id") else [],
         statement=services().appeals.statement(case),
         mine=case.get("status") == "claimed" and case.get("claimed_by") == g.console.name,
         error=error, note=note,

@@ -30,6 +30,24 @@ def _mget(client: Any, *names: str) -> list[str | None]:
     return client.execute_command("MGET", *names)
 
 
+# The meta hash's TTL, from what it holds after the write: an account restricted pending
+# verification, one whose processing a parent's objection stopped, or one verified adult keeps
+# that standing for Retention.account_standing_days, not the 365 days of an idle account (the
+# restriction, the objection and the evidence would otherwise vanish with the score). Set on
+# every write, so lifting a restriction brings the plain account TTL back.
+# KEYS: the meta hash. ARGV: account TTL, standing TTL, the age-signal adult field.
+_REFRESH_META = """
+local f = redis.call('HMGET', KEYS[1], 'status', 'processing', 'verified', ARGV[3])
+local ttl = ARGV[1]
+if f[1] == 'restricted' or f[2] == 'stopped' or (f[3] and f[3] ~= '')
+    or (f[4] and f[4] ~= '') then
+  ttl = ARGV[2]
+end
+redis.call('EXPIRE', KEYS[1], ttl)
+return tonumber(ttl)
+"""
+
+
 class AccountStore:
     """Reads take a client or a WATCHing pipeline; writes join a caller's MULTI pipeline."""
 
@@ -125,7 +143,9 @@ class AccountStore:
         pipe.hset(key, mapping={"account_id": account_id, **fields})  # type: ignore[dict-item]
         if drop:
             pipe.hdel(key, *drop)
-        pipe.expire(key, self.retention.seconds("account"))
+        # EVAL through execute_command: the cluster pipeline has no eval(), but queues EVAL.
+        pipe.execute_command("EVAL", _REFRESH_META, 1, key, self.retention.seconds("account"),
+                             self.retention.seconds("account_standing"), VERIFIED_ADULT_FIELD)
 
     def queue_state(self, pipe: redis.client.Pipeline, account_hash: str, state: Any) -> None:
         """Store the model state (bounded; never text)."""

@@ -48,6 +48,11 @@ class Retention:
     identity_block_max_days: int = 18 * 366
     # Aggregated score state is dropped a year after the last signal for the account.
     account_days: int = 365
+    # ... but an account's meta hash keeps what must not lapse with an idle year for this long
+    # after its last change: a restriction pending age verification, a parent's objection
+    # (processing stopped), verified-adult evidence (a verification, an ID-checked signal).
+    # Six years, as the deletion records and the audit trail that prove them.
+    account_standing_days: int = 6 * 365
     case_days: int = 730
     # Deletion records and the audit trail are the proof that a deletion happened.
     deletion_days: int = 6 * 365
@@ -104,6 +109,10 @@ class Retention:
     # nothing that identifies an account): they outlive the account by design, for at most
     # this long after their day, and the store is capped (AGEGATE_FEEDBACK_MAX_EXAMPLES).
     feedback_example_days: int = 730
+    # Age-assurance records (the evidence of the steps taken, for a regulator): kept
+    # AGEGATE_ASSURANCE_RETENTION_DAYS after they were recorded, also after the account is
+    # terminated, since they hold nothing personal beyond a keyed account reference.
+    assurance_days: int = 730
     # Digital credentials (API.md): a request is answered within 5 minutes or never; an
     # over-18 result lets the same session's or account's age check through for 30 minutes,
     # and an age check answered `verify` remembers its identifiers (keyed hashes) for as long,
@@ -528,3 +537,22 @@ def verify_session(session_hash: str) -> str:
     """Sorted set of `kind:hash` identifiers (device, email) of age checks answered `verify`
     in one session, by time: what a not-over-18 credential answer in that session blocks."""
     return f"{prefix()}:verify-session:{shard_tag(shard_of(session_hash))}:{session_hash}"
+
+
+# -- age-assurance records -----------------------------------------------------------------
+# A record lives in its account's shard (its id names it: `asr_s7_...`), beside the shard's
+# index by time (the regulator's export) and the account's own list of record ids. None of the
+# three is in account_keys: termination keeps them (they hold only keyed references).
+def assurance_record(assurance_id: str) -> str:
+    """String: one assurance record (JSON; no account id, document number, image or age)."""
+    return f"{prefix()}:assurance:{_id_tag(assurance_id)}:{assurance_id}"
+
+
+def assurance_index(shard: int) -> str:
+    """Sorted set of the shard's assurance record ids scored by the time each was recorded."""
+    return f"{prefix()}:assurance:{shard_tag(shard)}:index"
+
+
+def account_assurance(account_hash: str) -> str:
+    """Sorted set of one account's assurance record ids by time (outlives the account)."""
+    return f"{tag(account_hash)}:assurance"
