@@ -56,7 +56,7 @@ def age_check(client, born: str = "2000-01-01", country: str = "US", **ids) -> d
 def test_a_request_is_the_contracts_openid4vp_request(client, clock):
     body = new_request(client, account_id="acc-1", session_id="s-1")
     assert body["protocol"] == "openid4vp-v1-unsigned"
-    assert body["expires_at"] == (clock.now() + timedelta(minutes=5)).isoformat()
+    assert body["expires_at"] == "2026-11-24T13:35:00Z"  # the test clock reads 13:30Z
     assert re.fullmatch(r"creq_s\d+_[A-Za-z0-9_-]+", body["request_id"])
     request = body["request"]
     assert (request["response_type"], request["response_mode"]) == ("vp_token", "dc_api")

@@ -27,7 +27,7 @@ from agegate.services.audit import AuditTrail, transact
 from agegate.services.enforcement import ADULT_AGE, EnforcementService, TerminationPlan
 from agegate.services.feedback import FeedbackService
 from agegate.services.review import ReviewService
-from agegate.storage import keys
+from agegate.storage import keys, replicas
 from agegate.storage.accounts import RECORD_SCRIPT, AccountStore, AccountWrite, SignalView
 from agegate.storage.cases import CaseStore
 from agegate.storage.deletions import DeletionStore
@@ -154,6 +154,9 @@ class AccountService:
         self.age_known_hooks: list[AgeKnownHook] = []
         # Model feedback (issue 12): a de-identified example per verification result.
         self.feedback: FeedbackService | None = None
+        # More of what this service holds on an account, for its export: name -> reader
+        # (e.g. its age-assurance records, issue 22).
+        self.export_sections: dict[str, Callable[[str], Any]] = {}
 
     # -- signals -------------------------------------------------------------------------
     def record_signals(self, entries: Sequence[SignalEntry], *,
@@ -202,9 +205,13 @@ class AccountService:
                 view = self.accounts.signal_view_of(replies[found], replies[meta])
                 if fold.view is None or fold.view.fingerprint != view.fingerprint:
                     self._fold(model, fold, view)
+            # With replicas to confirm, a slot with nothing new (replays) still sends its
+            # marker: the WAIT after it covers an earlier, unconfirmed application too.
+            confirm = replicas.policy(self.r).replicas > 0
             units = {shard: self.accounts.record_unit(keys.shard_tag(shard)[1:-1], writes)
                      for shard in pending
-                     if (writes := [f.write for f in by_shard[shard] if f.write is not None])}
+                     if (writes := [f.write for f in by_shard[shard] if f.write is not None])
+                     or confirm}
             applied = apply_scripted(self.r, RECORD_SCRIPT, list(units.values()))
             pending = {shard for shard, done in zip(units, applied, strict=True) if not done}
             if not pending:
@@ -224,9 +231,10 @@ class AccountService:
         return [StorageUnavailable() if outcome is None else outcome for outcome in outcomes]
 
     def record_signal(self, account_id: str, signals: list[dict[str, Any]], *,
-                      actor: str) -> dict[str, Any]:
-        """`record_signals` for one account's signals (a request): its score, or its error."""
-        outcome = self.record_signals([SignalEntry(account_id, signals)], actor=actor)[0]
+                      actor: str, key: str | None = None) -> dict[str, Any]:
+        """`record_signals` for one account's signals (a request, with its idempotency key if
+        it has one): its score, or its error."""
+        outcome = self.record_signals([SignalEntry(account_id, signals, key)], actor=actor)[0]
         if isinstance(outcome, Exception):
             raise outcome
         return outcome
@@ -577,4 +585,5 @@ class AccountService:
             "cases": cases,
             "deletions": deletions,
             "audit": self.audit.entries(account_id, 1000),
+            **{name: read(account_id) for name, read in self.export_sections.items()},
         }

@@ -19,7 +19,7 @@ from typing import Any
 from cryptography import x509
 
 from agegate import mdoc
-from agegate.clock import Clock
+from agegate.clock import Clock, iso
 from agegate.crypto import Hasher, new_id
 from agegate.errors import Conflict, NotFound, ValidationFailed
 from agegate.metrics import CREDENTIAL_CHECKS
@@ -99,7 +99,7 @@ class CredentialService:
             if data.get("session_id") else None})
         return {
             "request_id": request_id,
-            "expires_at": expires_at,
+            "expires_at": iso(expires_at),
             "protocol": mdoc.PROTOCOL,
             "request": {"response_type": "vp_token", "response_mode": "dc_api",
                         "nonce": nonce, "dcql_query": DCQL_QUERY},

@@ -18,9 +18,13 @@ queue writes on; what must follow the outcome (the audit chain's head) joins the
 
 The batch-first paths (many accounts' signals at once) use `apply_scripted` instead: each slot's
 share of the batch is one server-side script that checks what was read is unchanged and applies
-the slot's writes atomically, with the same kind of marker, all slots in one pipeline. Whichever
-of the two applied a unit, `known_applied` is the one place that learns of it (and where a
-hook such as waiting for replicas belongs).
+the slot's writes atomically, with the same kind of marker, all slots in one pipeline.
+
+Durable acknowledgements (storage/replicas.py): with AGEGATE_REDIS_MIN_REPLICAS set, the attempt
+whose EXEC applied WAITs for the replicas on its own connection before anything learns it was
+applied; too few in time is a 503 for the caller (`NotReplicated`), whose participants abandon
+as for any unknown outcome and whose follow-up steps are left to `agegate worker`. Slot scripts
+are confirmed the same way, with a WAIT after them on each primary they went to.
 """
 
 from __future__ import annotations
@@ -34,11 +38,12 @@ from typing import Any, Protocol
 
 import redis
 from redis.backoff import NoBackoff
+from redis.cluster import RedisCluster
 from redis.exceptions import WatchError
 from redis.retry import Retry
 
 from agegate.errors import StorageUnavailable
-from agegate.storage import keys
+from agegate.storage import keys, replicas
 from agegate.storage.keys import Retention
 from agegate.storage.scripts import Calls, Script
 
@@ -110,17 +115,6 @@ def watch(pipe: Any, *names: str) -> None:
     pipe.watch(*names)
 
 
-# Called with (client, hash tags of the units) each time units of work are known applied.
-APPLIED_HOOKS: list[Callable[[Any, Sequence[str]], None]] = []
-
-
-def known_applied(client: Any, tags: Sequence[str]) -> None:
-    """The one place where units of work (a MULTI/EXEC or a slot's script) are known applied,
-    before their follow-up steps run and before the caller answers."""
-    for hook in APPLIED_HOOKS:
-        hook(client, tags)
-
-
 def transact(client: redis.Redis, build: Callable[[Any], Any], *watch: str,
              tag: str | None = None, shard: int | None = None, reads: bool = True) -> Any:
     """Run `build(pipe)` as WATCH(*watch) ... MULTI ... EXEC, at most once; return its value.
@@ -145,6 +139,7 @@ def transact(client: redis.Redis, build: Callable[[Any], Any], *watch: str,
     sent: list[tuple[int, Any]] = []  # attempts whose EXEC was sent: (number, build's value)
     lost = 0  # connections lost so far
     applied = False  # whether the call's writes are known to be in
+    wanted = replicas.policy(client)
     try:
         with client.pipeline(transaction=True) as pipe:
             _never_resend(pipe)
@@ -156,7 +151,6 @@ def transact(client: redis.Redis, build: Callable[[Any], Any], *watch: str,
                         landed = pipe.get(marker)
                         if landed is not None:  # an earlier attempt landed; its reply did not
                             pipe.reset()
-                            known_applied(client, [str(unit.tag)])
                             value = _applied(unit, sent, int(landed))
                             applied = True
                             return value
@@ -164,14 +158,17 @@ def transact(client: redis.Redis, build: Callable[[Any], Any], *watch: str,
                     number = len(unit.attempts) - 1
                     value = build(pipe)
                     if not _in_multi(pipe):
-                        if not sent:  # it only read: nothing to apply
+                        if not sent and not wanted.replicas:  # it only read: nothing to apply
                             pipe.reset()
                             return _applied(unit, [(number, value)], number)
-                        pipe.multi()  # seal off any earlier attempt still in flight
+                        # Seal off any earlier attempt still in flight; or, when replicas
+                        # must confirm, write the marker anyway, so that the WAIT after it
+                        # covers what was read (a retry answering from an earlier, unconfirmed
+                        # application must not acknowledge it unconfirmed).
+                        pipe.multi()
                     pipe.set(marker, number, ex=MARKER_SECONDS)
                     sent.append((number, value))
-                    pipe.execute()
-                    known_applied(client, [str(unit.tag)])
+                    _execute(pipe, wanted)
                     value = _applied(unit, sent, number)
                     applied = True
                     return value
@@ -204,8 +201,64 @@ def _after_commit(unit: UnitOfWork) -> None:
     for step in unit.after.values():
         try:
             step()
-        except redis.RedisError as error:
+        except (redis.RedisError, replicas.NotReplicated) as error:
+            # The unit is applied (and confirmed): its outbox keeps the step for the worker.
             log.warning("follow-up step left to the worker: %s", type(error).__name__)
+
+
+def _execute(pipe: Any, wanted: replicas.Policy) -> None:
+    """EXEC; then, when replicas must confirm, WAIT on the connection the EXEC went over.
+
+    Both pipeline kinds hand that connection back to their pool as EXEC returns, where another
+    thread could take it, so their reset() is made to keep it until the WAIT has answered.
+    """
+    if not wanted.replicas:
+        pipe.execute()
+        return
+    held: list[tuple[Any, Any]] = []
+    reset = pipe.reset
+
+    def holding_reset() -> None:
+        taken = _take_connection(pipe)
+        if taken is not None:
+            held.append(taken)
+        reset()
+
+    pipe.reset = holding_reset
+    try:
+        pipe.execute()
+    except BaseException:
+        for connection, pool in held:
+            pool.release(connection)
+        raise
+    finally:
+        del pipe.reset
+    if not held:  # cannot happen after an EXEC that answered; never acknowledge unconfirmed
+        raise replicas.NotReplicated()
+    connection, pool = held[0]
+    try:
+        replicas.wait_on(connection, wanted)
+    finally:
+        pool.release(connection)
+
+
+def _take_connection(pipe: Any) -> tuple[Any, Any] | None:
+    """Take the connection a pipeline is about to release after its EXEC (watching nothing any
+    more), with the pool it belongs to."""
+    strategy = getattr(pipe, "_execution_strategy", None)
+    if strategy is not None:  # a cluster pipeline
+        connection = strategy._transaction_connection
+        if connection is None or strategy._watching:
+            return None
+        node = strategy._nodes_manager.find_connection_owner(connection)
+        if node is None or node.redis_connection is None:
+            return None
+        strategy._transaction_connection = None
+        return connection, node.redis_connection.connection_pool
+    if pipe.connection is None or pipe.watching:
+        return None
+    connection, pipe.connection = pipe.connection, None
+    return connection, pipe.connection_pool
 
 
 def _in_multi(pipe: Any) -> bool:
@@ -260,25 +313,36 @@ def apply_scripted(client: Any, script: Script, units: Sequence[SlotScript]) -> 
     reads were stale (nothing written: the caller reads again and builds a new unit).
 
     A lost connection resends the same calls: a script whose marker exists answers "applied"
-    without writing again, so each unit is applied at most once either way.
+    without writing again, so each unit is applied at most once either way. When replicas must
+    confirm (storage/replicas.py), the scripts go per primary, each batch with a WAIT after it
+    on the same connection; too few replicas in time raises NotReplicated (a retry is safe).
     """
     if not units:
         return []
-    calls = Calls(client)
-    for work in units:
-        calls.script(script, [work.marker, *work.keys], [MARKER_SECONDS, *work.args])
-    for lost in range(MAX_LOST_CONNECTIONS + 1):
-        try:
-            replies = calls.execute()
-            break
-        except (redis.ConnectionError, redis.TimeoutError):
-            if lost == MAX_LOST_CONNECTIONS:
-                raise
-    applied = [not isinstance(reply, Exception) and int(reply) == 1 for reply in replies]
-    if any(applied):
-        known_applied(client, [work.tag for work, done in zip(units, applied, strict=True)
-                               if done])
+    wanted = replicas.policy(client)
+    groups: dict[str, list[int]] = {}
+    for i, work in enumerate(units):
+        node = client.get_node_from_key(work.marker).name \
+            if isinstance(client, RedisCluster) and wanted.replicas else ""
+        groups.setdefault(node, []).append(i)
+    replies: list[Any] = [None] * len(units)
+    for members in groups.values():
+        calls = Calls(client)
+        for i in members:
+            work = units[i]
+            calls.script(script, [work.marker, *work.keys], [MARKER_SECONDS, *work.args])
+        if wanted.replicas:
+            calls.wait = wanted
+        for lost in range(MAX_LOST_CONNECTIONS + 1):
+            try:
+                found = calls.execute()
+                break
+            except (redis.ConnectionError, redis.TimeoutError):
+                if lost == MAX_LOST_CONNECTIONS:
+                    raise
+        for i, reply in zip(members, found, strict=True):
+            replies[i] = reply
     for reply in replies:
         if isinstance(reply, Exception):
-            raise reply  # a script error: its slot wrote nothing; the others are recorded above
-    return applied
+            raise reply  # a script error: its slot wrote nothing
+    return [int(reply) == 1 for reply in replies]
