@@ -16,10 +16,11 @@ Services see only `transact(client, build, *watch, tag=...)` and the pipeline st
 queue writes on; what must follow the outcome (the audit chain's head) joins the unit through
 `current().join(...)`.
 
-Durable acknowledgements (storage/replicas.py): with AGEGATE_REDIS_MIN_REPLICAS set, the attempt
-whose EXEC applied WAITs for the replicas on its own connection before anything learns it was
-applied; too few in time is a 503 for the caller (`NotReplicated`), whose participants abandon
-as for any unknown outcome and whose follow-up steps are left to `agegate worker`.
+Durable acknowledgements (storage/replicas.py): with AGEGATE_REDIS_MIN_REPLICAS set, a unit known
+applied (`known_applied`, the one place) is confirmed by the replicas of its slot's primary
+before anything learns it was applied; too few in time is a 503 for the caller
+(`NotReplicated`), whose participants abandon as for any unknown outcome and whose follow-up
+steps are left to `agegate worker`.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from __future__ import annotations
 import logging
 import secrets
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import redis
@@ -107,6 +108,13 @@ def watch(pipe: Any, *names: str) -> None:
     pipe.watch(*names)
 
 
+def known_applied(client: Any, markers: Sequence[str]) -> None:
+    """The one place where units of work are known applied (each named by its applied-once
+    marker), before anyone learns so: with AGEGATE_REDIS_MIN_REPLICAS, their replicas must
+    confirm them first (storage/replicas.py), else NotReplicated (a 503 for the caller)."""
+    replicas.confirm_units(client, markers, MARKER_SECONDS * 1000)
+
+
 def transact(client: redis.Redis, build: Callable[[Any], Any], *watch: str,
              tag: str | None = None, shard: int | None = None) -> Any:
     """Run `build(pipe)` as WATCH(*watch) ... MULTI ... EXEC, at most once; return its value.
@@ -137,6 +145,7 @@ def transact(client: redis.Redis, build: Callable[[Any], Any], *watch: str,
                         landed = pipe.get(marker)
                         if landed is not None:  # an earlier attempt landed; its reply did not
                             pipe.reset()
+                            known_applied(client, [marker])
                             value = _applied(unit, sent, int(landed))
                             applied = True
                             return value
@@ -154,7 +163,8 @@ def transact(client: redis.Redis, build: Callable[[Any], Any], *watch: str,
                         pipe.multi()
                     pipe.set(marker, number, ex=MARKER_SECONDS)
                     sent.append((number, value))
-                    _execute(pipe, wanted)
+                    pipe.execute()
+                    known_applied(client, [marker])
                     value = _applied(unit, sent, number)
                     applied = True
                     return value
@@ -190,61 +200,6 @@ def _after_commit(unit: UnitOfWork) -> None:
         except (redis.RedisError, replicas.NotReplicated) as error:
             # The unit is applied (and confirmed): its outbox keeps the step for the worker.
             log.warning("follow-up step left to the worker: %s", type(error).__name__)
-
-
-def _execute(pipe: Any, wanted: replicas.Policy) -> None:
-    """EXEC; then, when replicas must confirm, WAIT on the connection the EXEC went over.
-
-    Both pipeline kinds hand that connection back to their pool as EXEC returns, where another
-    thread could take it, so their reset() is made to keep it until the WAIT has answered.
-    """
-    if not wanted.replicas:
-        pipe.execute()
-        return
-    held: list[tuple[Any, Any]] = []
-    reset = pipe.reset
-
-    def holding_reset() -> None:
-        taken = _take_connection(pipe)
-        if taken is not None:
-            held.append(taken)
-        reset()
-
-    pipe.reset = holding_reset
-    try:
-        pipe.execute()
-    except BaseException:
-        for connection, pool in held:
-            pool.release(connection)
-        raise
-    finally:
-        del pipe.reset
-    if not held:  # cannot happen after an EXEC that answered; never acknowledge unconfirmed
-        raise replicas.NotReplicated()
-    connection, pool = held[0]
-    try:
-        replicas.wait_on(connection, wanted)
-    finally:
-        pool.release(connection)
-
-
-def _take_connection(pipe: Any) -> tuple[Any, Any] | None:
-    """Take the connection a pipeline is about to release after its EXEC (watching nothing any
-    more), with the pool it belongs to."""
-    strategy = getattr(pipe, "_execution_strategy", None)
-    if strategy is not None:  # a cluster pipeline
-        connection = strategy._transaction_connection
-        if connection is None or strategy._watching:
-            return None
-        node = strategy._nodes_manager.find_connection_owner(connection)
-        if node is None or node.redis_connection is None:
-            return None
-        strategy._transaction_connection = None
-        return connection, node.redis_connection.connection_pool
-    if pipe.connection is None or pipe.watching:
-        return None
-    connection, pipe.connection = pipe.connection, None
-    return connection, pipe.connection_pool
 
 
 def _in_multi(pipe: Any) -> bool:
