@@ -126,6 +126,11 @@ class Config:
         pattern=r"^(redis|rediss|unix)://")] | None = setting("REDIS_URL", None)
     # REDIS_URL names one node of a Redis Cluster (storage/keys.py: every atomic write is one slot).
     redis_cluster: bool = setting("AGEGATE_REDIS_CLUSTER", False)
+    # Durable acknowledgements (storage/replicas.py): replicas that confirm every write (WAIT),
+    # and how long to wait for them (below the 5 s socket timeout).
+    redis_min_replicas: Annotated[int, Field(ge=0, le=5)] = setting(
+        "AGEGATE_REDIS_MIN_REPLICAS", 0)
+    redis_wait_ms: Annotated[int, Field(ge=1, le=4000)] = setting("AGEGATE_REDIS_WAIT_MS", 500)
     data_dir: Directory = setting("AGEGATE_DATA_DIR", REPO_ROOT / "var")
     model_dir: Directory = setting("AGEGATE_MODEL_DIR", REPO_ROOT / "model")
     retry_block_days: Days = setting("AGEGATE_RETRY_BLOCK_DAYS", 30)
@@ -234,6 +239,9 @@ class Config:
             raise ConfigError("AGEGATE_JURISDICTIONS_FILE does not name a readable file")
         if self.redis_cluster and not self.redis_url:
             raise ConfigError("AGEGATE_REDIS_CLUSTER=true needs REDIS_URL to name a cluster node")
+        if self.redis_min_replicas and not self.redis_url:
+            raise ConfigError("AGEGATE_REDIS_MIN_REPLICAS needs REDIS_URL (the embedded "
+                              "redis-server has no replicas)")
         if self.minor_prevalence >= self.minor_review_threshold:
             # An account without any evidence scores the prevalence: every one would be flagged.
             raise ConfigError("AGEGATE_MINOR_PREVALENCE must be below AGEGATE_REVIEW_THRESHOLD, "

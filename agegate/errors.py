@@ -85,6 +85,9 @@ class RateLimited(AgegateError):
 class StorageUnavailable(AgegateError):
     status, code, message = 503, "storage_unavailable", "Storage is unavailable; try again shortly."
 
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message, headers={"Retry-After": "5"})
+
 
 class MailUnavailable(AgegateError):
     status, code, message = 503, "mail_unavailable", "The code could not be mailed; try again."
@@ -190,6 +193,7 @@ STORAGE_ERRORS: tuple[type[Exception], ...] = (
     redis_errors.MasterDownError,
     redis_errors.TryAgainError,
     redis_errors.SlotNotCoveredError,
+    redis_errors.ClusterError,  # redirections exhausted while a failover moves slots
 )
 UNAVAILABLE_REPLIES = frozenset({
     "READONLY", "OOM", "CLUSTERDOWN", "MASTERDOWN", "TRYAGAIN", "LOADING", "MISCONF",

@@ -7,15 +7,17 @@ in Redis.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 import redis
+from prometheus_client.core import Metric
 
 from agegate.auth import TokenTable
 from agegate.clock import Clock
 from agegate.config import Config, ConfigError
 from agegate.crypto import Hasher
-from agegate.metrics import GaugeSource
+from agegate.metrics import GaugeSource, gauge
 from agegate.services import test_mode
 from agegate.services.age_checks import AgeCheckService
 from agegate.services.audit import AuditTrail
@@ -24,7 +26,7 @@ from agegate.services.content_removals import ContentRemovalService
 from agegate.services.jurisdictions import JurisdictionError, JurisdictionTable, MinimumAgePolicy
 from agegate.services.mailer import Mailer
 from agegate.services.parent_requests import DECISIONS, ParentRequestService
-from agegate.storage import connect, keyspace
+from agegate.storage import connect, keyspace, replicas
 from agegate.storage.audit import AuditLog
 from agegate.storage.console import ConsoleStore
 from agegate.storage.embedded import EmbeddedRedis
@@ -57,6 +59,8 @@ class Agegate:
             url = self.embedded.start()
         self.redis_url = url
         self.redis: redis.Redis = connect(url, cluster=config.redis_cluster)
+        # Every write through this client is confirmed by this many replicas (WAIT).
+        replicas.require(self.redis, config.redis_min_replicas, config.redis_wait_ms)
         self.retention = Retention(retry_block_days=config.retry_block_days,
                                    age_signal_days=config.age_signal_ttl_days,
                                    assurance_days=config.assurance_retention_days)
@@ -77,7 +81,7 @@ class Agegate:
         )
         self.model: Any = None
         self.model_error: str | None = None
-        self.gauge_sources: list[GaugeSource] = []
+        self.gauge_sources: list[GaugeSource] = [self.replica_gauges]
         # What `agegate worker` runs (agegate/worker.py); each feature adds its own job.
         self.worker_jobs: list[Job] = []
         # Steps units of work left for outside their slot (events, blocks): repaired after a
@@ -172,6 +176,7 @@ class Agegate:
             self.age_signals, self.jurisdictions, self.audit, self.clock,
         )
         self.age_checks.pending = self.assurance.stage_pending
+        self.accounts.export_sections["assurance"] = self.assurance.for_account
 
     def _wire_signal_stream(self) -> None:
         """Issue 14: the signal stream `agegate worker` applies through the accounts service."""
@@ -235,7 +240,7 @@ class Agegate:
     def _wire_credentials(self) -> None:
         """Issue 23: digital credentials; an over-18 answer lets the age check through."""
         from agegate import mdoc
-        from agegate.services.credentials import CredentialService
+        from agegate.services.credentials import CredentialService, assurance_recorder
         from agegate.storage.credentials import CredentialStore
 
         store = CredentialStore(self.redis, self.retention)
@@ -245,6 +250,9 @@ class Agegate:
             self.config.credential_origins, mdoc.load_anchors(pem) if pem else [])
         self.age_checks.credential_passed = store.passed
         self.age_checks.verify_session_hooks.append(store.queue_verify_session)
+        # An answer is an assurance result (issue 22's records): over_18 admits the account.
+        self.credentials.assurance_recorders.append(assurance_recorder(self.assurance,
+                                                                       self.clock))
 
     def load_model(self) -> None:
         """Load and verify the classifier; a bad artifact leaves the service unready, not up."""
@@ -270,10 +278,35 @@ class Agegate:
             self.embedded.stop()
 
     def readiness(self) -> dict[str, str]:
-        """Per-dependency readiness for /readyz."""
+        """Per-dependency readiness for /readyz; with AGEGATE_REDIS_MIN_REPLICAS, "replicas" is
+        "too_few" while any primary has fewer replicas connected than that (its writes would
+        all answer 503)."""
         try:
             redis_ok = "ok" if self.redis.ping() else "unavailable"
         except redis.RedisError:
             redis_ok = "unavailable"
         model_ok = "ok" if self.model is not None else "not_loaded"
-        return {"redis": redis_ok, "model": model_ok}
+        checks = {"redis": redis_ok, "model": model_ok}
+        required = self.config.redis_min_replicas
+        if required:
+            try:
+                fewest = min(p["connected"] for p in replicas.status(self.redis))
+                checks["replicas"] = "ok" if fewest >= required else "too_few"
+            except redis.RedisError:
+                checks["replicas"] = "unavailable"
+        return checks
+
+    def replica_gauges(self) -> Iterable[Metric]:
+        """Replication as AGEGATE_REDIS_MIN_REPLICAS sees it, per scrape (the fewest over the
+        primaries: the one whose writes would be refused first)."""
+        try:
+            found = replicas.status(self.redis)
+        except redis.RedisError:
+            return
+        yield gauge("agegate_redis_min_replicas", "Replicas that must confirm every write "
+                    "(AGEGATE_REDIS_MIN_REPLICAS)", self.config.redis_min_replicas)
+        yield gauge("agegate_redis_replicas_connected", "Replicas connected to the primary that "
+                    "has the fewest", min(p["connected"] for p in found))
+        yield gauge("agegate_redis_replicas_in_sync", "Replicas online and acknowledging within "
+                    "a second, on the primary that has the fewest",
+                    min(p["in_sync"] for p in found))

@@ -136,7 +136,11 @@ class OutboundPolicy:
 
     def parse(self, url: str) -> tuple[str, str, int, str]:
         """scheme, host, port, path (with query) of an acceptable URL shape; UnsafeUrl if not."""
-        parts = urlsplit(url)
+        try:
+            parts = urlsplit(url)
+            parts.hostname  # noqa: B018 - raises for a malformed IPv6 literal
+        except ValueError:
+            raise UnsafeUrl("The URL is not valid.") from None
         schemes = ("https", "http") if self.allow_http else ("https",)
         if parts.scheme not in schemes or not parts.hostname:
             raise UnsafeUrl("Use an https:// URL with a host." if not self.allow_http

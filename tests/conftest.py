@@ -81,6 +81,10 @@ def make_config(url: str, tmp_path: Path, **overrides: object) -> Config:
         data_dir=tmp_path / "data",
         model_dir=MODEL_DIR,
         load_model=(MODEL_DIR / "card.json").exists(),
+        # On a cluster with replicas (scripts/redis-cluster.sh ... 1), the suite can run with
+        # every write confirmed by a replica (docs/operations.md).
+        redis_min_replicas=int(os.environ.get("AGEGATE_REDIS_MIN_REPLICAS", "0"))
+        if url == os.environ.get("REDIS_URL") else 0,
     )
     return base.with_overrides(**overrides)
 

@@ -93,6 +93,8 @@ OUT_OF_RANGE = {
     "AGEGATE_API_KEYS": "alice:reviewer:short",
     "REDIS_URL": "http://redis:6379/0",
     "AGEGATE_REDIS_CLUSTER": "maybe",
+    "AGEGATE_REDIS_MIN_REPLICAS": "6",
+    "AGEGATE_REDIS_WAIT_MS": "5000",
     "AGEGATE_DATA_DIR": __file__,
     "AGEGATE_MODEL_DIR": __file__,
     "AGEGATE_RETRY_BLOCK_DAYS": "0",

@@ -46,9 +46,9 @@ def answer(client, request_id: str, presentation: str, query: str = "age"):
                        json={"vp_token": {query: [presentation]}}, headers=auth("registration"))
 
 
-def age_check(client, born: str = "2000-01-01", **ids) -> dict:
-    response = client.post("/v1/age-checks", json={"date_of_birth": born, "country": "US", **ids},
-                           headers=auth("registration"))
+def age_check(client, born: str = "2000-01-01", country: str = "US", **ids) -> dict:
+    response = client.post("/v1/age-checks", headers=auth("registration"),
+                           json={"date_of_birth": born, "country": country, **ids})
     assert response.status_code == 200, response.get_json()
     return response.get_json()
 
@@ -56,7 +56,7 @@ def age_check(client, born: str = "2000-01-01", **ids) -> dict:
 def test_a_request_is_the_contracts_openid4vp_request(client, clock):
     body = new_request(client, account_id="acc-1", session_id="s-1")
     assert body["protocol"] == "openid4vp-v1-unsigned"
-    assert body["expires_at"] == (clock.now() + timedelta(minutes=5)).isoformat()
+    assert body["expires_at"] == "2026-11-24T13:35:00Z"  # the test clock reads 13:30Z
     assert re.fullmatch(r"creq_s\d+_[A-Za-z0-9_-]+", body["request_id"])
     request = body["request"]
     assert (request["response_type"], request["response_mode"]) == ("vp_token", "dc_api")
@@ -254,3 +254,79 @@ def test_no_stored_value_holds_the_presentation_or_its_salts(client, pki, redis_
             assert salt not in dump and salt.hex().encode() not in dump
         assert encoded[:40].encode() not in dump and raw[:64] not in dump
         assert b"Doe" not in dump and request["request"]["nonce"].encode() not in dump
+
+
+# -- with step-up assurance (API.md "Age assurance") ---------------------------------------------
+def _status(client, account_id: str) -> dict:
+    response = client.get(f"/v1/accounts/{account_id}", headers=auth("reviewer"))
+    assert response.status_code == 200, response.get_json()
+    return response.get_json()
+
+
+def _prove(client, pki, over_18: bool = True, **ids) -> dict:
+    request = new_request(client, **ids)
+    presentation = Presentation(pki, request["request"]["nonce"],
+                                elements={"age_over_18": over_18}).encoded()
+    body = answer(client, request["request_id"], presentation).get_json()
+    return {**body, "request_id": request["request_id"]}
+
+
+def test_in_gb_over_18_admits_the_waiting_account_and_is_its_assurance_record(client, pki):
+    asked = age_check(client, account_id="acc-gb", session_id="sess-gb", country="GB")
+    assert asked["decision"] == "verify" and "digital_identity" in asked["methods"]
+    assert _status(client, "acc-gb")["status"] == "pending_assurance"
+    proved = _prove(client, pki, account_id="acc-gb", session_id="sess-gb")
+    assert proved["result"] == "over_18"
+    assert _status(client, "acc-gb")["status"] == "active"
+    [record] = client.get("/v1/accounts/acc-gb/assurance",
+                          headers=auth("reviewer")).get_json()["records"]
+    assert (record["method"], record["category"], record["outcome"]) == \
+        ("digital_identity", "verification", "over_threshold")
+    assert record["highly_effective"] is True and record["jurisdiction"] == "GB"
+    assert record["evidence_id"] == proved["request_id"]
+    assert record["provider"] == "agegate_digital_credentials"
+    # The same session's and account's age checks are now allow, not verify.
+    again = age_check(client, session_id="sess-gb", country="GB")
+    assert (again["decision"], again["reason"]) == ("allow", "of_age")
+    assert age_check(client, account_id="acc-gb", country="GB")["decision"] == "allow"
+    assert age_check(client, session_id="sess-other", country="GB")["decision"] == "verify"
+
+
+def test_over_18_without_an_account_is_still_recorded_for_the_regulator(client, pki):
+    assert _prove(client, pki, session_id="sess-anon")["result"] == "over_18"
+    export = client.get("/v1/admin/assurance/export?from=2026-11-24&to=2026-11-24",
+                        headers=auth("admin"))
+    assert export.status_code == 200
+    assert '"digital_identity"' in export.get_data(as_text=True)
+
+
+def test_in_gb_not_over_18_blocks_the_identifiers_of_the_sessions_verify_checks(client, pki):
+    asked = age_check(client, account_id="acc-k", session_id="sess-k", country="GB",
+                      device_id="dev-k", email="Kid@Example.com")
+    assert asked["decision"] == "verify"
+    age_check(client, session_id="sess-k", country="GB", device_id="dev-k2")
+    proved = _prove(client, pki, over_18=False, account_id="acc-k", session_id="sess-k")
+    assert proved["result"] == "not_over_18"
+    for ids in ({"device_id": "dev-k"}, {"device_id": "dev-k2"}, {"email": "kid@example.com"},
+                {"session_id": "sess-k"}, {"account_id": "acc-k"}):
+        denied = age_check(client, country="US", **ids)
+        assert (denied["decision"], denied["reason"]) == ("deny", "previous_underage_attempt"), ids
+    # A device of another session is not blocked.
+    assert age_check(client, country="US", device_id="dev-other")["decision"] == "allow"
+    # An issuer-signed under-18 is a verification finding: restricted, one case for a reviewer.
+    assert _status(client, "acc-k")["status"] == "restricted"
+    cases = client.get("/v1/review/cases?kind=age_signal", headers=auth("reviewer")).get_json()
+    assert [c["account_id"] for c in cases["cases"]] == ["acc-k"]
+
+
+def test_only_the_last_thirty_minutes_verify_checks_are_blocked(client, pki, redis_client):
+    age_check(client, session_id="sess-old", country="GB", device_id="dev-old")
+    [key] = list(redis_client.scan_iter("*verify-session*"))
+    assert 1790 <= redis_client.ttl(key) <= 1800
+    # A member older than the period is not read, even while the key lives on.
+    stale = "ab" * 32
+    redis_client.zadd(key, {f"device:{stale}": 1.0})
+    _prove(client, pki, over_18=False, session_id="sess-old")
+    assert age_check(client, country="US", device_id="dev-old")["decision"] == "deny"
+    assert not list(redis_client.scan_iter(f"*retry*{stale}*"))
+    assert list(redis_client.scan_iter("*retry*device*"))

@@ -296,6 +296,58 @@ def test_a_forced_deny_blocks_retries_like_a_real_one(client):
     assert (again["decision"], again["reason"]) == ("deny", "previous_underage_attempt")
 
 
+def test_a_verify_test_email_asks_for_assurance_where_a_declared_age_suffices(client):
+    forced = age_check(client, sandbox("registration"), email="x@verify.test", account_id="a")
+    assert (forced["decision"], forced["reason"]) == ("verify", "assurance_required")
+    assert forced["methods"]
+    ordinary = age_check(client, auth("registration"), email="x@verify.test", account_id="a")
+    assert (ordinary["decision"], ordinary["reason"]) == ("allow", "of_age")
+
+
+def assurance_result(client, headers, account_id: str, evidence_id: str, **extra):
+    body = {"method": "photo_id_matching", "provider": "Acme Age", "evidence_id": evidence_id,
+            "outcome": "over_threshold", "observed_at": "2026-11-24T13:00:00Z",
+            "jurisdiction": "GB", **extra}
+    response = client.post(f"/v1/accounts/{account_id}/assurance-results", json=body,
+                           headers=headers)
+    assert response.status_code == 200, response.json
+    return response.json
+
+
+def test_test_under_is_an_under_18_finding_in_the_test_keyspace_only(client):
+    age_check(client, sandbox("registration"), country="GB", account_id="acc-u")
+    forced = assurance_result(client, sandbox("signals"), "acc-u", "test-under",
+                              outcome="inconclusive")
+    assert (forced["highly_effective"], forced["action"], forced["test"]) == (
+        True, "case_opened", True)
+    assert client.get("/v1/accounts/acc-u", headers=sandbox("reviewer")).json["status"] == \
+        "restricted"
+    [case] = client.get("/v1/review/cases?status=open",
+                        headers=sandbox("reviewer")).json["cases"]
+    assert (case["account_id"], case["kind"]) == ("acc-u", "age_signal")
+    assert client.get("/v1/review/cases?status=open", headers=auth("reviewer")).json == \
+        {"cases": []}
+    # A live token's result with the same evidence id is judged as sent.
+    age_check(client, auth("registration"), country="GB", account_id="acc-u")
+    live = assurance_result(client, auth("signals"), "acc-u", "test-under",
+                            outcome="inconclusive")
+    assert (live["action"], "test" in live) == ("none", False)
+    assert client.get("/v1/accounts/acc-u", headers=auth("reviewer")).json["status"] == \
+        "pending_assurance"
+
+
+def test_the_assurance_export_of_each_keyspace_holds_only_its_own_records(client):
+    assurance_result(client, sandbox("signals"), "acc-t", "test-over")
+    assurance_result(client, auth("signals"), "acc-l", "vendor-ref-1")
+    query = "/v1/admin/assurance/export?from=2026-11-24&to=2026-11-24"
+    for headers, evidence in ((sandbox("admin"), ["test-over"]),
+                              (auth("admin"), ["vendor-ref-1"])):
+        # Streamed (NDJSON): the keyspace must hold until the last line is read.
+        with client.get(query, headers=headers) as response:
+            lines = response.text.splitlines()
+        assert [json.loads(line)["evidence_id"] for line in lines] == evidence
+
+
 def signals(client, headers, account_id: str, *texts: str):
     return client.post(f"/v1/accounts/{account_id}/signals", headers=headers, json={"signals": [
         {"type": "message", "at": "2026-11-24T13:00:00Z", "text": text} for text in texts]})
@@ -385,3 +437,20 @@ def test_webhooks_of_test_mode_survive_their_stream_expiring(app, client, redis_
     while worker.run_round():
         pass
     assert [json.loads(r.body)["account_id"] for r in receiver.requests] == ["acc-later"]
+
+
+def test_a_test_tokens_unreplicated_write_counts_in_no_live_metric(config, clock):
+    """AGEGATE_REDIS_MIN_REPLICAS with no replica: every write is a 503; a test token's is
+    counted in agegate_test_requests_total only, not in the live WAIT timeouts."""
+    app = create_app(config.with_overrides(api_keys=API_KEYS + TEST_KEYS, redis_min_replicas=1,
+                                           redis_wait_ms=50, load_model=False), clock=clock)
+    client = app.test_client()
+    timeouts = {}
+    body = {"date_of_birth": "2000-01-01", "country": "US"}
+    before = _sample("agegate_redis_wait_timeouts_total", timeouts)
+    response = client.post("/v1/age-checks", headers=sandbox("registration"), json=body)
+    assert response.status_code == 503 and response.json["test"] is True
+    assert _sample("agegate_redis_wait_timeouts_total", timeouts) == before
+    response = client.post("/v1/age-checks", headers=auth("registration"), json=body)
+    assert response.status_code == 503 and "test" not in response.json
+    assert _sample("agegate_redis_wait_timeouts_total", timeouts) == before + 1

@@ -13,10 +13,11 @@ import os
 import re
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from standardwebhooks.webhooks import WebhookVerificationError
@@ -27,7 +28,7 @@ from agegate.storage import keys
 from tests.cli_env import service_env
 from tests.conftest import auth, make_config
 from tests.helpers import assert_nowhere, dump_keyspace, keys_without_ttl
-from tests.webhook_receiver import raw_server, receiver  # noqa: F401
+from tests.webhook_receiver import raw_server, receiver, start_receiver  # noqa: F401
 
 # Storage across accounts and shards: also run on a real 3-primary Redis Cluster.
 pytestmark = pytest.mark.cluster
@@ -83,6 +84,12 @@ def deliveries(client, webhook_id: str) -> list[dict]:
     ("http://localhost:80/anything", ["account.terminated"]),
     ("https://example.org/hook", ["account.exploded"]),
     ("https://example.org/hook", []),
+    ("https://[::1/hook", ["account.terminated"]),  # malformed: a 422, never a 500
+    ("https://[zz]/hook", ["account.terminated"]),
+    ("https://a\x00b/hook", ["account.terminated"]),
+    ("https://" + "a." * 200 + "org/", ["account.terminated"]),
+    ("https://\u2603.example/", ["account.terminated"]),
+    ("https://127.0.0.1:99999/", ["account.terminated"]),
 ])
 def test_bad_webhooks_are_422_and_store_nothing(client, redis_client, url, events):
     before = dump_keyspace(redis_client)
@@ -541,3 +548,72 @@ def test_a_lost_group_is_created_again_without_losing_or_repeating_events(
     assert [json.loads(r.body)["account_id"] for r in receiver.requests] == [
         "acc-1", "acc-2", "acc-3"]
     assert all(r.verified_with == [hook["secret"]] for r in receiver.requests)
+
+
+def _certificates(tmp_path, name: str) -> tuple[str, str]:
+    """A CA (its PEM file, for SSL_CERT_FILE) and a server chain+key file for `name`."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    def subject(common: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common)])
+
+    now = datetime.now(UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = (x509.CertificateBuilder().subject_name(subject("test ca")).issuer_name(subject("test ca"))
+          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
+          .not_valid_before(now - timedelta(hours=1)).not_valid_after(now + timedelta(days=1))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
+                                       content_commitment=False, key_encipherment=False,
+                                       data_encipherment=False, key_agreement=False,
+                                       encipher_only=False, decipher_only=False), critical=True)
+          .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()),
+                         critical=False)
+          .sign(ca_key, hashes.SHA256()))
+    key = ec.generate_private_key(ec.SECP256R1())
+    leaf = (x509.CertificateBuilder().subject_name(subject(name)).issuer_name(ca.subject)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(hours=1)).not_valid_after(now + timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+            .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]),
+                           critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
+                ca_key.public_key()), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    ca_file, server_file = tmp_path / "ca.pem", tmp_path / "server.pem"
+    ca_file.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    server_file.write_bytes(
+        leaf.public_bytes(serialization.Encoding.PEM) + key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption()))
+    return str(ca_file), str(server_file)
+
+
+def test_tls_checks_the_url_host_name_although_it_connects_to_the_vetted_address(
+        redis_url, redis_client, tmp_path, clock, monkeypatch):
+    ca_file, server_file = _certificates(tmp_path, "localhost")
+    monkeypatch.setenv("SSL_CERT_FILE", ca_file)  # the test CA is what the client trusts
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(server_file)
+    tls_receiver, stop = start_receiver(
+        wrap=lambda s: context.wrap_socket(s, server_side=True))
+    try:
+        client = create_app(make_config(redis_url, tmp_path, webhook_allowed_networks=(
+            "127.0.0.0/8", "::1/128")), clock=clock).test_client()  # https only
+        tls_receiver.refuse_first = False
+        by_name = register(client, f"https://localhost:{tls_receiver.port}/hook")
+        # The same server by its address: the certificate names only `localhost`.
+        by_address = register(client, f"https://127.0.0.1:{tls_receiver.port}/hook")
+        tls_receiver.secrets.extend([by_name["secret"], by_address["secret"]])
+        terminate(client, "acc-1")
+        run(client)
+        assert deliveries(client, by_name["webhook_id"])[0]["status"] == "delivered"
+        [refused] = deliveries(client, by_address["webhook_id"])
+        assert (refused["status"], refused["error"]) == ("retrying", "refused")
+        [request] = tls_receiver.requests  # only the one whose certificate matched
+        assert request.verified_with == [by_name["secret"]]
+    finally:
+        stop()

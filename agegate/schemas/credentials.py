@@ -32,7 +32,9 @@ class DcqlRequestSchema(Schema):
 
 class CredentialRequestCreatedSchema(Schema):
     request_id = fields.String(required=True)
-    expires_at = fields.DateTime(required=True, format="iso")
+    expires_at = fields.String(required=True, metadata={
+        "description": "ISO-8601, UTC (`Z`): 5 minutes after the request was made",
+        "example": "2026-11-24T13:35:00Z"})
     protocol = fields.String(required=True, metadata={"example": mdoc.PROTOCOL})
     request = fields.Nested(DcqlRequestSchema, required=True, metadata={
         "description": "Passed as `data` to navigator.credentials.get({digital: {requests: "

@@ -19,10 +19,11 @@ from typing import Any
 from cryptography import x509
 
 from agegate import mdoc
-from agegate.clock import Clock
+from agegate.clock import Clock, iso
 from agegate.crypto import Hasher, new_id
 from agegate.errors import Conflict, NotFound, ValidationFailed
 from agegate.metrics import CREDENTIAL_CHECKS
+from agegate.services.assurance import OWN_PROVIDER
 from agegate.services.audit import AuditTrail, transact
 from agegate.storage import keys
 from agegate.storage.credentials import CredentialStore
@@ -41,9 +42,27 @@ DCQL_QUERY: dict[str, Any] = {
 }
 NONCE_BYTES = 24  # 192 random bits (the contract asks for at least 128)
 
-# Called with (account_id, verdict, request_id, check_id, actor) for a verified answer with an
-# account: records it as the account's assurance result (the step-up issue's records).
-AssuranceRecorder = Callable[[str, mdoc.Verdict, str, str, str], Any]
+# Called with (account_id or None, verdict, request_id, check_id, actor) for a verified answer:
+# records it as an assurance result (services/assurance.py, `assurance_recorder` below).
+AssuranceRecorder = Callable[[str | None, mdoc.Verdict, str, str, str], Any]
+
+
+def assurance_recorder(assurance: Any, clock: Clock) -> AssuranceRecorder:
+    """A verified answer as a `digital_identity` assurance result (a verification method):
+    `over_18` is `over_threshold`, which admits a pending_assurance account; `not_over_18` is
+    `under_threshold`, an under-18 finding (the account is restricted and a reviewer sees one
+    `age_signal` case). The evidence id is the request id; nothing of the credential goes in."""
+    def record(account_id: str | None, verdict: mdoc.Verdict, request_id: str, check_id: str,
+               actor: str) -> None:
+        try:
+            assurance.record(
+                account_id, method="digital_identity", provider=OWN_PROVIDER,
+                evidence_id=request_id, observed_at=clock.now(), actor=actor,
+                outcome="over_threshold" if verdict.result == "over_18" else "under_threshold")
+        except Conflict:  # a terminated account: its identity blocks answer its age checks
+            pass
+
+    return record
 
 
 class CredentialService:
@@ -80,7 +99,7 @@ class CredentialService:
             if data.get("session_id") else None})
         return {
             "request_id": request_id,
-            "expires_at": expires_at,
+            "expires_at": iso(expires_at),
             "protocol": mdoc.PROTOCOL,
             "request": {"response_type": "vp_token", "response_mode": "dc_api",
                         "nonce": nonce, "dcql_query": DCQL_QUERY},
@@ -125,7 +144,7 @@ class CredentialService:
 
         transact(self.identities.r, write, shard=shard)
         CREDENTIAL_CHECKS.labels(verdict.result, verdict.reason or "").inc()
-        if account_id and verdict.result != "rejected":
+        if verdict.result != "rejected":
             for record in self.assurance_recorders:
                 record(account_id, verdict, request_id, check_id, actor)
         return {"request_id": request_id, "result": verdict.result, "reason": verdict.reason,

@@ -23,7 +23,7 @@ from typing import Any
 import redis
 
 from agegate.clock import iso
-from agegate.storage import keys
+from agegate.storage import keys, replicas
 from agegate.storage.keys import Retention
 
 HISTORY_LIMIT = 20
@@ -221,8 +221,8 @@ class CaseStore:
         # decode_responses=True: every reply is str, which redis-py's stubs cannot know.
         self.r: Any = client
         self.retention = retention
-        self._claim = client.register_script(_CLAIM)
-        self._requeue = client.register_script(_REQUEUE)
+        self._claim = replicas.ConfirmedScript(client, _CLAIM)
+        self._requeue = replicas.ConfirmedScript(client, _REQUEUE)
 
     def _common_args(self, shard: int, now: datetime) -> list[Any]:
         return [keys.case_prefix(shard), keys.review_open_kind_prefix(shard), now.timestamp(),

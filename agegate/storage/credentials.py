@@ -12,7 +12,7 @@ from typing import Any
 
 import redis
 
-from agegate.storage import keys
+from agegate.storage import keys, replicas
 from agegate.storage.identities import Identifier
 from agegate.storage.keys import Retention
 from agegate.storage.outbox import Outbox
@@ -31,12 +31,15 @@ class CredentialStore:
         self.outbox = Outbox(client, retention)
 
     def create(self, request_id: str, record: dict[str, Any]) -> None:
-        self.r.set(keys.credential_request(request_id), json.dumps(record, separators=(",", ":")),
-                   ex=self.retention.seconds("credential_request"))
+        key = keys.credential_request(request_id)
+        replicas.confirmed(self.r, key, lambda pipe: pipe.set(
+            key, json.dumps(record, separators=(",", ":")),
+            ex=self.retention.seconds("credential_request")))
 
     def take(self, request_id: str) -> dict[str, Any] | None:
         """The open request, removed in the same command: a second answer finds nothing."""
-        raw = self.r.getdel(keys.credential_request(request_id))
+        key = keys.credential_request(request_id)
+        raw = replicas.confirmed(self.r, key, lambda pipe: pipe.getdel(key))[0]
         return json.loads(raw) if raw else None
 
     def passed(self, identifiers: Sequence[Identifier]) -> bool:

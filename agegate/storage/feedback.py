@@ -15,7 +15,7 @@ from typing import Any
 
 import redis
 
-from agegate.storage import keys, keyspace
+from agegate.storage import keys, keyspace, replicas
 from agegate.storage.keys import Retention
 
 # KEYS: examples, counts. ARGV: day ordinal, member, verdict, cap, oldest day ordinal kept, ttl.
@@ -58,7 +58,7 @@ class FeedbackStore:
         self.r: Any = client
         self.retention = retention
         self.cap = cap
-        self._add = client.register_script(_ADD)
+        self._add = replicas.ConfirmedScript(client, _ADD)
 
     def add(self, example: dict[str, Any], day: date) -> int:
         """Store one example of ``day``; returns how many are stored now."""

@@ -14,6 +14,10 @@ steps is repaired, not lost. Every step is idempotent, so two drainers may race 
 - lifting a block deletes its key (deleting twice changes nothing);
 - a set member (a parent request waiting on an account) is added or removed (twice is once);
 - a case history item carries a step id and is appended only if that id is not there yet.
+
+A step is removed from the outbox only once its writes are confirmed by the replicas
+AGEGATE_REDIS_MIN_REPLICAS asks for (storage/replicas.py: WAIT on the node each key lives on);
+one that is not stays for the next drain.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from typing import Any
 
 import redis
 
-from agegate.storage import keys, unit
+from agegate.storage import keys, replicas, unit
 from agegate.storage.cases import PUSH_HISTORY
 from agegate.storage.keys import Retention
 
@@ -131,38 +135,45 @@ class Outbox:
         if op == "event":
             stream = data["stream"]
             fields = [item for pair in data["fields"].items() for item in pair]
-            self._relay(keys=[stream, keys.events_relayed(stream)],
-                        args=[f"{shard}:{entry_id}", now, data["min_id"], data["ttl"],
-                              RELAY_MEMORY_SECONDS, *fields])
+            self._confirmed(stream, lambda pipe: self._relay(
+                keys=[stream, keys.events_relayed(stream)],
+                args=[f"{shard}:{entry_id}", now, data["min_id"], data["ttl"],
+                      RELAY_MEMORY_SECONDS, *fields], client=pipe))
         elif op == "block":
             for key in data["keys"]:
-                self._block(keys=[key], args=[data["until"], int(now)])
+                self._confirmed(key, lambda pipe, key=key: self._block(
+                    keys=[key], args=[data["until"], int(now)], client=pipe))
         elif op == "unblock":
             for key in data["keys"]:
-                self.r.delete(key)
+                self._confirmed(key, lambda pipe, key=key: pipe.delete(key))
         elif op == "capped_zadd":
-            self._capped_zadd(keys=[data["key"]],
-                              args=[data["score"], data["member"], data["cap"], data["ttl"]])
+            self._confirmed(data["key"], lambda pipe: self._capped_zadd(
+                keys=[data["key"]], args=[data["score"], data["member"], data["cap"],
+                                          data["ttl"]], client=pipe))
         elif op == "set_add":  # e.g. a parent request waiting on an account of another shard
-            self.r.sadd(data["key"], data["member"])
-            self._extend(data["key"], data["ttl"])
+            key, ttl = data["key"], int(data["ttl"])
+            extend = self.r.ttl(key) < ttl  # never shortens a longer TTL
+
+            def add(pipe: Any) -> None:
+                pipe.sadd(key, data["member"])
+                if extend:
+                    pipe.expire(key, ttl)
+
+            self._confirmed(key, add)
         elif op == "set_remove":
-            self.r.srem(data["key"], data["member"])
+            self._confirmed(data["key"], lambda pipe: pipe.srem(data["key"], data["member"]))
         elif op == "case_history":  # a case of another shard (applied once: its step id)
-            self._push_history(keys=[data["key"]],
-                               args=["", "", 0, "", 0, json.dumps(data["item"])])
+            self._confirmed(data["key"], lambda pipe: self._push_history(
+                keys=[data["key"]], args=["", "", 0, "", 0, json.dumps(data["item"])],
+                client=pipe))
         else:  # written by a newer version: leave it for that version's worker
             log.warning("unknown outbox step %r left in shard %s", op, shard)
             return False
         return True
 
-
-    def _extend(self, key: str, ttl: int) -> None:
-        """Give `key` at least `ttl` seconds (never shortens a longer TTL)."""
-        if self.r.ttl(key) < int(ttl):
-            self.r.expire(key, int(ttl))
-
-
+    def _confirmed(self, key: str, queue: Any) -> None:
+        """Apply one key's write on its node and WAIT for the replicas there."""
+        replicas.confirmed(self.r, key, queue)
 class OutboxJob:
     """`agegate worker` job: apply what units of work left in the shards' outboxes."""
 

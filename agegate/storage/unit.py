@@ -15,6 +15,11 @@ The marker lives for `Retention.unit_marker_seconds`, far longer than the client
 Services see only `transact(client, build, *watch, tag=...)` and the pipeline storage methods
 queue writes on; what must follow the outcome (the audit chain's head) joins the unit through
 `current().join(...)`.
+
+Durable acknowledgements (storage/replicas.py): with AGEGATE_REDIS_MIN_REPLICAS set, the attempt
+whose EXEC applied WAITs for the replicas on its own connection before anything learns it was
+applied; too few in time is a 503 for the caller (`NotReplicated`), whose participants abandon
+as for any unknown outcome and whose follow-up steps are left to `agegate worker`.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from redis.exceptions import WatchError
 from redis.retry import Retry
 
 from agegate.errors import StorageUnavailable
-from agegate.storage import keys
+from agegate.storage import keys, replicas
 from agegate.storage.keys import Retention
 
 # Conflicting writers retry; past this many conflicts in one call the store is too contended.
@@ -121,6 +126,7 @@ def transact(client: redis.Redis, build: Callable[[Any], Any], *watch: str,
     sent: list[tuple[int, Any]] = []  # attempts whose EXEC was sent: (number, build's value)
     lost = 0  # connections lost so far
     applied = False  # whether the call's writes are known to be in
+    wanted = replicas.policy(client)
     try:
         with client.pipeline(transaction=True) as pipe:
             _never_resend(pipe)
@@ -138,13 +144,17 @@ def transact(client: redis.Redis, build: Callable[[Any], Any], *watch: str,
                     number = len(unit.attempts) - 1
                     value = build(pipe)
                     if not _in_multi(pipe):
-                        if not sent:  # it only read: nothing to apply
+                        if not sent and not wanted.replicas:  # it only read: nothing to apply
                             pipe.reset()
                             return _applied(unit, [(number, value)], number)
-                        pipe.multi()  # seal off any earlier attempt still in flight
+                        # Seal off any earlier attempt still in flight; or, when replicas
+                        # must confirm, write the marker anyway, so that the WAIT after it
+                        # covers what was read (a retry answering from an earlier, unconfirmed
+                        # application must not acknowledge it unconfirmed).
+                        pipe.multi()
                     pipe.set(marker, number, ex=MARKER_SECONDS)
                     sent.append((number, value))
-                    pipe.execute()
+                    _execute(pipe, wanted)
                     value = _applied(unit, sent, number)
                     applied = True
                     return value
@@ -177,8 +187,64 @@ def _after_commit(unit: UnitOfWork) -> None:
     for step in unit.after.values():
         try:
             step()
-        except redis.RedisError as error:
+        except (redis.RedisError, replicas.NotReplicated) as error:
+            # The unit is applied (and confirmed): its outbox keeps the step for the worker.
             log.warning("follow-up step left to the worker: %s", type(error).__name__)
+
+
+def _execute(pipe: Any, wanted: replicas.Policy) -> None:
+    """EXEC; then, when replicas must confirm, WAIT on the connection the EXEC went over.
+
+    Both pipeline kinds hand that connection back to their pool as EXEC returns, where another
+    thread could take it, so their reset() is made to keep it until the WAIT has answered.
+    """
+    if not wanted.replicas:
+        pipe.execute()
+        return
+    held: list[tuple[Any, Any]] = []
+    reset = pipe.reset
+
+    def holding_reset() -> None:
+        taken = _take_connection(pipe)
+        if taken is not None:
+            held.append(taken)
+        reset()
+
+    pipe.reset = holding_reset
+    try:
+        pipe.execute()
+    except BaseException:
+        for connection, pool in held:
+            pool.release(connection)
+        raise
+    finally:
+        del pipe.reset
+    if not held:  # cannot happen after an EXEC that answered; never acknowledge unconfirmed
+        raise replicas.NotReplicated()
+    connection, pool = held[0]
+    try:
+        replicas.wait_on(connection, wanted)
+    finally:
+        pool.release(connection)
+
+
+def _take_connection(pipe: Any) -> tuple[Any, Any] | None:
+    """Take the connection a pipeline is about to release after its EXEC (watching nothing any
+    more), with the pool it belongs to."""
+    strategy = getattr(pipe, "_execution_strategy", None)
+    if strategy is not None:  # a cluster pipeline
+        connection = strategy._transaction_connection
+        if connection is None or strategy._watching:
+            return None
+        node = strategy._nodes_manager.find_connection_owner(connection)
+        if node is None or node.redis_connection is None:
+            return None
+        strategy._transaction_connection = None
+        return connection, node.redis_connection.connection_pool
+    if pipe.connection is None or pipe.watching:
+        return None
+    connection, pipe.connection = pipe.connection, None
+    return connection, pipe.connection_pool
 
 
 def _in_multi(pipe: Any) -> bool:

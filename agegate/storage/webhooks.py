@@ -9,7 +9,7 @@ from typing import Any
 
 import redis
 
-from agegate.storage import keys
+from agegate.storage import keys, replicas
 from agegate.storage.keys import Retention
 
 LOG_LIMIT = 200
@@ -47,7 +47,7 @@ class WebhookStore:
         # decode_responses=True: every reply is str, which redis-py's stubs cannot know.
         self.r: Any = client
         self.retention = retention
-        self._claim_due = client.register_script(_CLAIM_DUE)
+        self._claim_due = replicas.ConfirmedScript(client, _CLAIM_DUE)
 
     # -- the registry --------------------------------------------------------------------
     def read(self, client: Any, webhook_id: str) -> dict[str, Any] | None:
