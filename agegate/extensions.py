@@ -176,6 +176,7 @@ class Agegate:
             self.age_signals, self.jurisdictions, self.audit, self.clock,
         )
         self.age_checks.pending = self.assurance.stage_pending
+        self.accounts.export_sections["assurance"] = self.assurance.for_account
 
     def _wire_signal_stream(self) -> None:
         """Issue 14: the signal stream `agegate worker` applies through the accounts service."""

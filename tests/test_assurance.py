@@ -428,3 +428,26 @@ def test_reviewers_see_the_accounts_assurance_records_on_its_case_page(client):
     assert "photo id matching (verification)" in page and "vendor-ref-77" in page
     assert "challenge_age 21 is below GB&#39;s 25" in page
     assert page.count("<tr class=\"row-minor\">") >= 1
+
+
+def test_the_openapi_document_describes_every_new_route_and_field(client):
+    spec = client.get("/openapi.json").get_json()
+    paths = spec["paths"]
+    assert "post" in paths["/v1/accounts/{account_id}/assurance-results"]
+    assert "get" in paths["/v1/accounts/{account_id}/assurance"]
+    export_op = paths["/v1/admin/assurance/export"]["get"]
+    assert "application/x-ndjson" in export_op["responses"]["200"]["content"]
+    assert {p["name"] for p in export_op["parameters"]} >= {"from", "to", "jurisdiction"}
+    schemas = spec["components"]["schemas"]
+    check = schemas["AgeCheckResponse"]["properties"]
+    assert "verify" in check["decision"]["enum"] and "methods" in check
+    assert "assurance_required" in check["reason"]["enum"]
+    assert "pending_assurance" in schemas["Account"]["properties"]["status"]["enum"]
+    assert {"assurance", "policy_version"} <= set(schemas["Jurisdiction"]["properties"])
+
+
+def test_the_accounts_export_for_a_parents_access_request_holds_its_records(app, client):
+    post(client, "acc-1", result(jurisdiction="GB"))
+    export = app.extensions["agegate"].accounts.export("acc-1")
+    [record] = export["assurance"]
+    assert record["method"] == "photo_id_matching" and "account_ref" not in record

@@ -103,6 +103,9 @@ class AccountService:
         self.age_known_hooks: list[AgeKnownHook] = []
         # Model feedback (issue 12): a de-identified example per verification result.
         self.feedback: FeedbackService | None = None
+        # More of what this service holds on an account, for its export: name -> reader
+        # (e.g. its age-assurance records, issue 22).
+        self.export_sections: dict[str, Callable[[str], Any]] = {}
 
     # -- signals -------------------------------------------------------------------------
     def record_signals(self, account_id: str, signals: list[dict[str, Any]], *,
@@ -433,4 +436,5 @@ class AccountService:
             "cases": cases,
             "deletions": deletions,
             "audit": self.audit.entries(account_id, 1000),
+            **{name: read(account_id) for name, read in self.export_sections.items()},
         }
