@@ -65,7 +65,7 @@ def app_on(url: str, tmp_path: Path, clock, **overrides):
 
 
 def wait_timeouts() -> float:
-    return replicas.WAIT_TIMEOUTS._value.get()
+    return replicas.WAIT_TIMEOUTS.counter._value.get()
 
 
 def test_a_write_is_acknowledged_once_a_replica_has_it(tmp_path, clock):

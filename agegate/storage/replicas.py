@@ -26,12 +26,14 @@ from prometheus_client import Counter
 from redis.cluster import RedisCluster
 
 from agegate.errors import StorageUnavailable
+from agegate.storage.keyspace import LiveOnly
 
-WAIT_TIMEOUTS = Counter(
+# Live writes only: test mode's requests count in agegate_test_requests_total alone.
+WAIT_TIMEOUTS = LiveOnly(Counter(
     "agegate_redis_wait_timeouts_total",
     "Writes that fewer than AGEGATE_REDIS_MIN_REPLICAS replicas confirmed within "
     "AGEGATE_REDIS_WAIT_MS (each answered 503, or left for a later retry)",
-)
+))
 
 
 @dataclass(frozen=True)
