@@ -465,3 +465,18 @@ def test_a_reviewers_not_minor_sends_a_pending_account_back_to_wait_not_in(clien
     # Not a minor is not a proven adult: only an assurance result admits the account.
     assert account(client, "acc-1")["status"] == "pending_assurance"
     assert post(client, "acc-1", result("digital_identity")).json["action"] == "admitted"
+
+
+def test_an_overturned_restriction_sends_a_pending_account_back_to_wait(client):
+    age_check(client, "acc-1", "GB")
+    post(client, "acc-1", result("credit_card", "under_threshold"))
+    appeal = client.post("/v1/accounts/acc-1/appeals", json={"statement": "I am 30."},
+                         headers=auth("signals"))
+    assert appeal.status_code == 202, appeal.json
+    case_id = appeal.json["case_id"]
+    assert client.post(f"/v1/review/cases/{case_id}/claim",
+                       headers=auth("reviewer")).status_code == 200
+    decided = client.post(f"/v1/review/cases/{case_id}/decision",
+                          json={"decision": "overturn"}, headers=auth("reviewer"))
+    assert decided.status_code == 200, decided.json
+    assert account(client, "acc-1")["status"] == "pending_assurance"
