@@ -13,7 +13,6 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
 
 from flask import Flask, Response, g, request
 from prometheus_client import (
@@ -28,6 +27,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from agegate.storage import keyspace
+from agegate.storage.keyspace import LiveOnly
 
 REQUESTS = Counter(
     "agegate_http_requests_total", "HTTP requests by route and status", ["endpoint", "status"]
@@ -46,30 +46,6 @@ TEST_REQUESTS = Counter(
     "agegate_test_requests_total", "HTTP requests made with test tokens, by route and status",
     ["endpoint", "status"],
 )
-
-
-class _Uncounted:
-    """What a LiveOnly counter hands out in the test keyspace: counts nothing."""
-
-    def labels(self, *_: Any, **__: Any) -> _Uncounted:
-        return self
-
-    def inc(self, amount: float = 1) -> None:
-        return None
-
-
-class LiveOnly:
-    """A counter that counts in the live keyspace only (storage/keyspace.py)."""
-
-    def __init__(self, counter: Counter) -> None:
-        self.counter = counter
-
-    def labels(self, *values: str) -> Any:
-        return self.counter.labels(*values) if keyspace.current().live else _Uncounted()
-
-    def inc(self, amount: float = 1) -> None:
-        if keyspace.current().live:
-            self.counter.inc(amount)
 
 
 def live_counter(name: str, help_text: str, labels: Iterable[str] = ()) -> LiveOnly:

@@ -41,6 +41,7 @@ class Figures:
     min_replicas: int
     threads: int
     acknowledged: int = 0  # 200 deny answers
+    acknowledged_while_lagging: int = 0  # of those, between the replica's cut-off and the kill
     lost: int = 0  # of those, emails no longer blocked after the failover
     unavailable: int = 0  # 503 storage_unavailable answers
     errors: int = 0  # any other answer (a 500 among them): must stay 0
@@ -105,6 +106,7 @@ def _under_load(base_port: int, min_replicas: int, threads: int, before: float, 
     acknowledged: list[str] = []
     lock = threading.Lock()
     stop = threading.Event()
+    lagging = threading.Event()
     killed_at: list[float] = []
     last_refused = [0.0]
 
@@ -121,6 +123,8 @@ def _under_load(base_port: int, min_replicas: int, threads: int, before: float, 
                 figures.statuses[str(status)] = figures.statuses.get(str(status), 0) + 1
                 if status == 200 and response.json["decision"] == "deny":
                     acknowledged.append(email)
+                    if lagging.is_set():
+                        figures.acknowledged_while_lagging += 1
                 elif status == 503 and response.json["error"]["code"] == "storage_unavailable":
                     figures.unavailable += 1
                     last_refused[0] = time.monotonic()
@@ -142,8 +146,10 @@ def _under_load(base_port: int, min_replicas: int, threads: int, before: float, 
         # process's kernel would still buffer what was sent); then the primary dies.
         os.kill(replica_pid, signal.SIGSTOP)
         _node(victim).client_kill_filter(_type="slave")
+        lagging.set()
         time.sleep(freeze)
         os.kill(_pid(victim), signal.SIGKILL)
+        lagging.clear()
         killed_at.append(time.monotonic())
         os.kill(replica_pid, signal.SIGCONT)
         deadline = time.monotonic() + 60

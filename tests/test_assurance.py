@@ -451,3 +451,32 @@ def test_the_accounts_export_for_a_parents_access_request_holds_its_records(app,
     export = app.extensions["agegate"].accounts.export("acc-1")
     [record] = export["assurance"]
     assert record["method"] == "photo_id_matching" and "account_ref" not in record
+
+
+def test_a_reviewers_not_minor_sends_a_pending_account_back_to_wait_not_in(client):
+    age_check(client, "acc-1", "GB")
+    post(client, "acc-1", result("open_banking", "under_threshold"))
+    [case] = age_cases(client)
+    claimed = client.post(f"/v1/review/cases/{case['case_id']}/claim", headers=auth("reviewer"))
+    assert claimed.status_code == 200, claimed.json
+    decided = client.post(f"/v1/review/cases/{case['case_id']}/decision",
+                          json={"decision": "not_minor"}, headers=auth("reviewer"))
+    assert decided.status_code == 200, decided.json
+    # Not a minor is not a proven adult: only an assurance result admits the account.
+    assert account(client, "acc-1")["status"] == "pending_assurance"
+    assert post(client, "acc-1", result("digital_identity")).json["action"] == "admitted"
+
+
+def test_an_overturned_restriction_sends_a_pending_account_back_to_wait(client):
+    age_check(client, "acc-1", "GB")
+    post(client, "acc-1", result("credit_card", "under_threshold"))
+    appeal = client.post("/v1/accounts/acc-1/appeals", json={"statement": "I am 30."},
+                         headers=auth("signals"))
+    assert appeal.status_code == 202, appeal.json
+    case_id = appeal.json["case_id"]
+    assert client.post(f"/v1/review/cases/{case_id}/claim",
+                       headers=auth("reviewer")).status_code == 200
+    decided = client.post(f"/v1/review/cases/{case_id}/decision",
+                          json={"decision": "overturn"}, headers=auth("reviewer"))
+    assert decided.status_code == 200, decided.json
+    assert account(client, "acc-1")["status"] == "pending_assurance"

@@ -20,6 +20,7 @@ import redis
 from agegate import create_app
 from agegate.storage import keys, replicas
 from tests.conftest import auth, make_config
+from tests.faults import ReplyLosingProxy
 from tests.redis_servers import redis_server
 from tests.test_errors import assert_error
 
@@ -65,7 +66,7 @@ def app_on(url: str, tmp_path: Path, clock, **overrides):
 
 
 def wait_timeouts() -> float:
-    return replicas.WAIT_TIMEOUTS._value.get()
+    return replicas.WAIT_TIMEOUTS.counter._value.get()
 
 
 def test_a_write_is_acknowledged_once_a_replica_has_it(tmp_path, clock):
@@ -171,3 +172,21 @@ def test_a_retry_is_not_acknowledged_until_the_first_application_is_confirmed(tm
             done.json["deletion_id"]
         assert len(list(copy.scan_iter("agegate:deletion:*"))) == 1
         copy.close()
+
+
+def test_a_unit_whose_reply_was_lost_is_confirmed_like_any_other(tmp_path, clock):
+    """EXEC applied, its reply lost: the retry finds the unit's marker and answers from it, and
+    that answer too waits for the replicas (known_applied is the one place for both)."""
+    with primary_and_replica(tmp_path) as (primary, replica):
+        proxy = ReplyLosingProxy(primary)
+        try:
+            client = app_on(proxy.url, tmp_path, clock, redis_min_replicas=1,
+                            redis_wait_ms=200).test_client()
+            proxy.lose_exec_replies(1)
+            with frozen(replica):
+                response = client.post("/v1/age-checks", json=CHECK,
+                                       headers=auth("registration"))
+            assert proxy.lost == 1
+            assert_error(response, 503, "storage_unavailable")
+        finally:
+            proxy.close()

@@ -29,6 +29,9 @@ def test_a_killed_primary_loses_no_acknowledged_write(tmp_path):
 def test_without_min_replicas_the_window_is_there(tmp_path):
     """The same run acknowledged by the primary alone: what it took while its replica lagged
     dies with it. This is what the test above would see without WAIT."""
-    figures = run(PORT, min_replicas=0, threads=6, before=2, after=3, directory=tmp_path)
+    figures = run(PORT, min_replicas=0, threads=6, before=2, after=3, freeze=1.5,
+                  directory=tmp_path)
     assert figures.errors == 0, figures
+    if figures.acknowledged_while_lagging < 20:  # a starved machine: too few to tell
+        pytest.skip(f"only {figures.acknowledged_while_lagging} writes while the replica lagged")
     assert figures.lost > 0, figures

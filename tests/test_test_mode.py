@@ -437,3 +437,20 @@ def test_webhooks_of_test_mode_survive_their_stream_expiring(app, client, redis_
     while worker.run_round():
         pass
     assert [json.loads(r.body)["account_id"] for r in receiver.requests] == ["acc-later"]
+
+
+def test_a_test_tokens_unreplicated_write_counts_in_no_live_metric(config, clock):
+    """AGEGATE_REDIS_MIN_REPLICAS with no replica: every write is a 503; a test token's is
+    counted in agegate_test_requests_total only, not in the live WAIT timeouts."""
+    app = create_app(config.with_overrides(api_keys=API_KEYS + TEST_KEYS, redis_min_replicas=1,
+                                           redis_wait_ms=50, load_model=False), clock=clock)
+    client = app.test_client()
+    timeouts = {}
+    body = {"date_of_birth": "2000-01-01", "country": "US"}
+    before = _sample("agegate_redis_wait_timeouts_total", timeouts)
+    response = client.post("/v1/age-checks", headers=sandbox("registration"), json=body)
+    assert response.status_code == 503 and response.json["test"] is True
+    assert _sample("agegate_redis_wait_timeouts_total", timeouts) == before
+    response = client.post("/v1/age-checks", headers=auth("registration"), json=body)
+    assert response.status_code == 503 and "test" not in response.json
+    assert _sample("agegate_redis_wait_timeouts_total", timeouts) == before + 1

@@ -36,18 +36,16 @@ from agegate.services.audit import AuditTrail, transact
 from agegate.services.jurisdictions import METHOD_CATEGORY, JurisdictionTable
 from agegate.storage import keys
 from agegate.storage.accounts import AccountStore
-from agegate.storage.assurance import AssuranceStore
+from agegate.storage.assurance import (
+    ASSURED_FIELD,
+    PENDING,
+    PENDING_JURISDICTION_FIELD,
+    AssuranceStore,
+)
 from agegate.storage.unit import watch
 
 OUTCOMES = ("over_threshold", "under_threshold", "inconclusive")
 ACTIONS = ("none", "admitted", "restricted", "case_opened")
-PENDING = "pending_assurance"
-# Account meta field: the jurisdiction whose age check answered `verify` (a result that names
-# none is judged against it).
-PENDING_JURISDICTION_FIELD = "assurance_jurisdiction"
-# Account meta field: when a highly effective over_threshold result last counted (a later age
-# check does not send that account back to pending_assurance).
-ASSURED_FIELD = "assured_at"
 # The source and methods a result that counts is stored under as an age signal.
 SIGNAL_SOURCE = "age_assurance_vendor"
 SIGNAL_METHOD = {"verification": "confirmed", "estimation": "estimated"}

@@ -19,6 +19,20 @@ import redis
 from agegate.storage import keys
 from agegate.storage.keys import Retention
 
+# Account meta fields: the jurisdiction whose age check answered `verify` (the account waits as
+# pending_assurance; a result that names none is judged against it), and when a highly
+# effective over_threshold result last counted (a later check does not send it back to wait).
+PENDING_JURISDICTION_FIELD = "assurance_jurisdiction"
+ASSURED_FIELD = "assured_at"
+PENDING = "pending_assurance"
+
+
+def status_after_restriction(meta: dict[str, str]) -> str:
+    """What a lifted restriction returns an account to: still waiting for assurance when an age
+    check asked for it and no result has admitted it yet, else active."""
+    waiting = meta.get(PENDING_JURISDICTION_FIELD) and not meta.get(ASSURED_FIELD)
+    return PENDING if waiting else "active"
+
 
 class AssuranceStore:
     """Reads take a client or a WATCHing pipeline; writes join a caller's MULTI pipeline."""

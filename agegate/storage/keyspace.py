@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
+from typing import Any
 
 TEST_TTL_SECONDS = 86_400
 
@@ -70,6 +71,31 @@ def enter(space: Keyspace) -> Token[Keyspace]:
 def leave(token: Token[Keyspace]) -> None:
     """Back to the keyspace before the matching `enter`."""
     _current.reset(token)
+
+
+class _Uncounted:
+    """What a LiveOnly counter hands out in the test keyspace: counts nothing."""
+
+    def labels(self, *_: Any, **__: Any) -> _Uncounted:
+        return self
+
+    def inc(self, amount: float = 1) -> None:
+        return None
+
+
+class LiveOnly:
+    """A Prometheus counter that counts in the live keyspace only: a test token's requests
+    count in `agegate_test_requests_total` and nowhere else (API.md "Test mode")."""
+
+    def __init__(self, counter: Any) -> None:
+        self.counter = counter
+
+    def labels(self, *values: str) -> Any:
+        return self.counter.labels(*values) if current().live else _Uncounted()
+
+    def inc(self, amount: float = 1) -> None:
+        if current().live:
+            self.counter.inc(amount)
 
 
 @contextmanager

@@ -2,16 +2,19 @@
 
 Redis replicates asynchronously, so a primary that dies right after answering can take an
 acknowledged write with it. With `AGEGATE_REDIS_MIN_REPLICAS` at 1 or more, every write path
-ends with `WAIT numreplicas timeout` on the connection that wrote (WAIT counts the replicas that
-have everything *that connection* wrote, so it must be the same connection, on the slot's
-primary) and refuses to acknowledge otherwise: `NotReplicated`, a 503 `storage_unavailable`
-with Retry-After, whose retry is safe because every write is idempotent.
+ends with `WAIT numreplicas timeout` on the primary that owns the written slot, on the
+connection that made the last write there (WAIT counts what *that connection* wrote), and
+refuses to acknowledge otherwise: `NotReplicated`, a 503 `storage_unavailable` with
+Retry-After, whose retry is safe because every write is idempotent.
 
-The write paths that use it: storage/unit.py's transact() (every unit of work: WAIT right
-after its EXEC, before anything learns it was applied), and `confirmed()` for the writes
-outside a unit (the outbox's steps, the signal stream's acknowledgements and dead letters, the
-stores' Lua scripts), which runs a non-transactional pipeline on the key's node with WAIT as
-its last command.
+- Units of work (storage/unit.py, `known_applied`: the one place a unit is known applied, by
+  a MULTI/EXEC or a slot's script) are confirmed through their applied-once markers
+  (`confirm_units`): PEXPIRE on the marker, then WAIT, in one round trip to the slot's primary.
+  The marker must be there (so the unit is on that node, even after a failover moved the slot)
+  and the PEXPIRE is a write replicated after the unit, so the WAIT confirms the unit too.
+- Writes outside a unit (the outbox's steps, the signal stream's acknowledgements and dead
+  letters, the stores' Lua scripts) run through `confirmed()`: a non-transactional pipeline on
+  the key's primary with WAIT as its last command.
 """
 
 from __future__ import annotations
@@ -26,12 +29,14 @@ from prometheus_client import Counter
 from redis.cluster import RedisCluster
 
 from agegate.errors import StorageUnavailable
+from agegate.storage.keyspace import LiveOnly
 
-WAIT_TIMEOUTS = Counter(
+# Live writes only: test mode's requests count in agegate_test_requests_total alone.
+WAIT_TIMEOUTS = LiveOnly(Counter(
     "agegate_redis_wait_timeouts_total",
     "Writes that fewer than AGEGATE_REDIS_MIN_REPLICAS replicas confirmed within "
     "AGEGATE_REDIS_WAIT_MS (each answered 503, or left for a later retry)",
-)
+))
 
 
 @dataclass(frozen=True)
@@ -79,6 +84,39 @@ def check(acked: Any, wanted: Policy) -> None:
     if isinstance(acked, Exception) or int(acked) < wanted.replicas:
         WAIT_TIMEOUTS.inc()
         raise NotReplicated()
+
+
+def confirm_units(client: Any, markers: Sequence[str], ttl_ms: int) -> None:
+    """Units of work known applied (by a MULTI/EXEC or a slot's script, each with its
+    applied-once marker): NotReplicated unless each one's primary has it on enough replicas.
+
+    Per primary, one round trip: PEXPIRE on each unit's marker (keeping its TTL), then WAIT.
+    The PEXPIRE answers 1 only where the unit really is (after a failover, the new primary may
+    not have it: never acknowledged then) and is itself a write, replicated after the unit, so
+    the WAIT that follows on the same connection confirms the unit too, whichever connection
+    applied it.
+    """
+    wanted = policy(client)
+    if not wanted.replicas or not markers:
+        return
+    by_node: dict[Any, list[str]] = {}
+    for marker in markers:
+        node = client.get_node_from_key(marker).name if isinstance(client, RedisCluster) else ""
+        by_node.setdefault(node, []).append(marker)
+    for group in by_node.values():
+
+        def touch(pipe: Any, group: list[str] = group) -> None:
+            for marker in group:
+                pipe.pexpire(marker, ttl_ms)
+
+        try:
+            replies = confirmed(client, group[0], touch)
+        except redis.RedisError as error:
+            WAIT_TIMEOUTS.inc()
+            raise NotReplicated() from error
+        if not all(replies):  # a unit missing where its slot now lives
+            WAIT_TIMEOUTS.inc()
+            raise NotReplicated()
 
 
 def node_pipeline(client: Any, key: str) -> Any:

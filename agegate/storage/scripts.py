@@ -15,8 +15,6 @@ from typing import Any
 import redis
 from redis.exceptions import NoScriptError
 
-from agegate.storage import replicas
-
 
 class Script:
     """One Lua script: its source, its SHA1, and loading it."""
@@ -36,9 +34,6 @@ class Calls:
     def __init__(self, client: redis.Redis) -> None:
         self.client: Any = client
         self.calls: list[tuple[Script | None, tuple[Any, ...]]] = []
-        # Replicas that must confirm the calls' writes (storage/replicas.py): every call must
-        # then live on one primary, and a WAIT follows them on the same connection.
-        self.wait: replicas.Policy | None = None
 
     def __len__(self) -> int:
         return len(self.calls)
@@ -70,8 +65,6 @@ class Calls:
         return replies
 
     def _send(self, which: list[int]) -> list[Any]:
-        if self.wait is not None:
-            return self._send_confirmed(which, self.wait)
         pipe = self.client.pipeline(transaction=False)
         # redis-py's cluster pipeline asks a node for an EVALSHA's keys (COMMAND GETKEYS, one
         # round trip per call) unless it is told the node: the node of the call's first key
@@ -87,21 +80,3 @@ class Calls:
                 # execute_command: redis-py's cluster pipeline has no evalsha() method.
                 pipe.execute_command("EVALSHA", script.sha, *args, target_nodes=node_of(args[1]))
         return list(pipe.execute(raise_on_error=False))
-
-    def _send_confirmed(self, which: list[int], wanted: replicas.Policy) -> list[Any]:
-        """The calls over one connection to their primary, then WAIT on it."""
-        first = self.calls[which[0]][1]
-        pipe = replicas.node_pipeline(self.client, first[1] if first[0] else first[0])
-        try:
-            for i in which:
-                script, args = self.calls[i]
-                if script is None:
-                    pipe.execute_command(*args)
-                else:
-                    pipe.execute_command("EVALSHA", script.sha, *args)
-            pipe.execute_command("WAIT", wanted.replicas, wanted.timeout_ms)
-            replies = list(pipe.execute(raise_on_error=False))
-        finally:
-            pipe.reset()
-        replicas.check(replies.pop(), wanted)
-        return replies

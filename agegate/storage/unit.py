@@ -20,11 +20,11 @@ The batch-first paths (many accounts' signals at once) use `apply_scripted` inst
 share of the batch is one server-side script that checks what was read is unchanged and applies
 the slot's writes atomically, with the same kind of marker, all slots in one pipeline.
 
-Durable acknowledgements (storage/replicas.py): with AGEGATE_REDIS_MIN_REPLICAS set, the attempt
-whose EXEC applied WAITs for the replicas on its own connection before anything learns it was
-applied; too few in time is a 503 for the caller (`NotReplicated`), whose participants abandon
-as for any unknown outcome and whose follow-up steps are left to `agegate worker`. Slot scripts
-are confirmed the same way, with a WAIT after them on each primary they went to.
+Durable acknowledgements (storage/replicas.py): with AGEGATE_REDIS_MIN_REPLICAS set, a unit known
+applied (`known_applied`, the one place) is confirmed by the replicas of its slot's primary
+before anything learns it was applied; too few in time is a 503 for the caller
+(`NotReplicated`), whose participants abandon as for any unknown outcome and whose follow-up
+steps are left to `agegate worker`.
 """
 
 from __future__ import annotations
@@ -38,7 +38,6 @@ from typing import Any, Protocol
 
 import redis
 from redis.backoff import NoBackoff
-from redis.cluster import RedisCluster
 from redis.exceptions import WatchError
 from redis.retry import Retry
 
@@ -115,6 +114,13 @@ def watch(pipe: Any, *names: str) -> None:
     pipe.watch(*names)
 
 
+def known_applied(client: Any, markers: Sequence[str]) -> None:
+    """The one place where units of work are known applied (each named by its applied-once
+    marker), before anyone learns so: with AGEGATE_REDIS_MIN_REPLICAS, their replicas must
+    confirm them first (storage/replicas.py), else NotReplicated (a 503 for the caller)."""
+    replicas.confirm_units(client, markers, MARKER_SECONDS * 1000)
+
+
 def transact(client: redis.Redis, build: Callable[[Any], Any], *watch: str,
              tag: str | None = None, shard: int | None = None, reads: bool = True) -> Any:
     """Run `build(pipe)` as WATCH(*watch) ... MULTI ... EXEC, at most once; return its value.
@@ -151,6 +157,7 @@ def transact(client: redis.Redis, build: Callable[[Any], Any], *watch: str,
                         landed = pipe.get(marker)
                         if landed is not None:  # an earlier attempt landed; its reply did not
                             pipe.reset()
+                            known_applied(client, [marker])
                             value = _applied(unit, sent, int(landed))
                             applied = True
                             return value
@@ -168,7 +175,8 @@ def transact(client: redis.Redis, build: Callable[[Any], Any], *watch: str,
                         pipe.multi()
                     pipe.set(marker, number, ex=MARKER_SECONDS)
                     sent.append((number, value))
-                    _execute(pipe, wanted)
+                    pipe.execute()
+                    known_applied(client, [marker])
                     value = _applied(unit, sent, number)
                     applied = True
                     return value
@@ -204,61 +212,6 @@ def _after_commit(unit: UnitOfWork) -> None:
         except (redis.RedisError, replicas.NotReplicated) as error:
             # The unit is applied (and confirmed): its outbox keeps the step for the worker.
             log.warning("follow-up step left to the worker: %s", type(error).__name__)
-
-
-def _execute(pipe: Any, wanted: replicas.Policy) -> None:
-    """EXEC; then, when replicas must confirm, WAIT on the connection the EXEC went over.
-
-    Both pipeline kinds hand that connection back to their pool as EXEC returns, where another
-    thread could take it, so their reset() is made to keep it until the WAIT has answered.
-    """
-    if not wanted.replicas:
-        pipe.execute()
-        return
-    held: list[tuple[Any, Any]] = []
-    reset = pipe.reset
-
-    def holding_reset() -> None:
-        taken = _take_connection(pipe)
-        if taken is not None:
-            held.append(taken)
-        reset()
-
-    pipe.reset = holding_reset
-    try:
-        pipe.execute()
-    except BaseException:
-        for connection, pool in held:
-            pool.release(connection)
-        raise
-    finally:
-        del pipe.reset
-    if not held:  # cannot happen after an EXEC that answered; never acknowledge unconfirmed
-        raise replicas.NotReplicated()
-    connection, pool = held[0]
-    try:
-        replicas.wait_on(connection, wanted)
-    finally:
-        pool.release(connection)
-
-
-def _take_connection(pipe: Any) -> tuple[Any, Any] | None:
-    """Take the connection a pipeline is about to release after its EXEC (watching nothing any
-    more), with the pool it belongs to."""
-    strategy = getattr(pipe, "_execution_strategy", None)
-    if strategy is not None:  # a cluster pipeline
-        connection = strategy._transaction_connection
-        if connection is None or strategy._watching:
-            return None
-        node = strategy._nodes_manager.find_connection_owner(connection)
-        if node is None or node.redis_connection is None:
-            return None
-        strategy._transaction_connection = None
-        return connection, node.redis_connection.connection_pool
-    if pipe.connection is None or pipe.watching:
-        return None
-    connection, pipe.connection = pipe.connection, None
-    return connection, pipe.connection_pool
 
 
 def _in_multi(pipe: Any) -> bool:
@@ -313,36 +266,25 @@ def apply_scripted(client: Any, script: Script, units: Sequence[SlotScript]) -> 
     reads were stale (nothing written: the caller reads again and builds a new unit).
 
     A lost connection resends the same calls: a script whose marker exists answers "applied"
-    without writing again, so each unit is applied at most once either way. When replicas must
-    confirm (storage/replicas.py), the scripts go per primary, each batch with a WAIT after it
-    on the same connection; too few replicas in time raises NotReplicated (a retry is safe).
+    without writing again, so each unit is applied at most once either way. The applied ones
+    are `known_applied` together (confirmed by replicas there when that is required).
     """
     if not units:
         return []
-    wanted = replicas.policy(client)
-    groups: dict[str, list[int]] = {}
-    for i, work in enumerate(units):
-        node = client.get_node_from_key(work.marker).name \
-            if isinstance(client, RedisCluster) and wanted.replicas else ""
-        groups.setdefault(node, []).append(i)
-    replies: list[Any] = [None] * len(units)
-    for members in groups.values():
-        calls = Calls(client)
-        for i in members:
-            work = units[i]
-            calls.script(script, [work.marker, *work.keys], [MARKER_SECONDS, *work.args])
-        if wanted.replicas:
-            calls.wait = wanted
-        for lost in range(MAX_LOST_CONNECTIONS + 1):
-            try:
-                found = calls.execute()
-                break
-            except (redis.ConnectionError, redis.TimeoutError):
-                if lost == MAX_LOST_CONNECTIONS:
-                    raise
-        for i, reply in zip(members, found, strict=True):
-            replies[i] = reply
+    calls = Calls(client)
+    for work in units:
+        calls.script(script, [work.marker, *work.keys], [MARKER_SECONDS, *work.args])
+    for lost in range(MAX_LOST_CONNECTIONS + 1):
+        try:
+            replies = calls.execute()
+            break
+        except (redis.ConnectionError, redis.TimeoutError):
+            if lost == MAX_LOST_CONNECTIONS:
+                raise
+    applied = [not isinstance(reply, Exception) and int(reply) == 1 for reply in replies]
     for reply in replies:
         if isinstance(reply, Exception):
             raise reply  # a script error: its slot wrote nothing
-    return [int(reply) == 1 for reply in replies]
+    known_applied(client, [work.marker for work, done in zip(units, applied, strict=True)
+                           if done])
+    return applied
