@@ -55,9 +55,9 @@ def post_signals(data, account_id):
             "Use 1-256 printable ASCII characters, no spaces."]})
     # The stream's idempotency keys and these are one namespace: one batch, one application,
     # whichever door it came in by, however often it is retried.
-    return services().accounts.record_signals(
+    return services().accounts.record_signal(
         account_id, data["signals"], actor=actor(),
-        entry=f"id:{key}" if key is not None else None)
+        key=f"id:{key}" if key is not None else None)
 
 
 @blp.route("/<string:account_id>", methods=["GET"])

@@ -187,7 +187,7 @@ class AgeCheckService:
         # shard's outbox, applied right after it (and by `agegate worker` after a crash).
         shard = (keys.shard_of(account_hash or identifiers[0][1]) if identifiers
                  else secrets.randbelow(keys.SHARDS))
-        transact(self.identities.r, write, shard=shard)
+        transact(self.identities.r, write, shard=shard, reads=False)
         decision = _decision(reason)
         result = AgeCheckResult(
             check_id=check_id, decision=decision, reason=reason, message=MESSAGES[decision],

@@ -132,7 +132,7 @@ class AuditTrail:
         # Beside the account's own records when there is one, else in any shard.
         shard = (keys.shard_of(self.hasher.account(account_id)) if account_id
                  else secrets.randbelow(keys.SHARDS))
-        return transact(self.log.r, write, shard=shard)
+        return transact(self.log.r, write, shard=shard, reads=False)
 
     def entries(self, account_id: str | None, limit: int) -> list[dict[str, Any]]:
         """Newest first, for one account or for all."""
