@@ -111,3 +111,19 @@ def test_chat_rows_score_each_line_as_one_message_signal(model):
     assert rows["nus_16_20_vs_26_plus"]["n"] == 2
     assert rows["nus_21_plus_flagged"]["n"] == 2
     assert rows["nus_flagged_by_age"].keys() == {"16-20", "21-25", "31-35"}
+
+
+def test_a_model_without_the_lexicon_holds_the_same_state_without_the_lexicon_sum(model):
+    # The card's --no-lexicon figures score the lexicon model's states without the lexicon's
+    # sum: exactly the state a model of the same text models without the lexicon builds.
+    from agegate.model import AgeModel
+    from training.recalibrate import read_artifact
+    from training.train import without_lexicon
+
+    _, artifact, _ = read_artifact(MODEL_DIR)
+    bare = AgeModel({**artifact, "lexicon_terms": [], "lexicon_weights": np.zeros(0),
+                     "text_version": model.text_version})
+    lines = ["omg my mom took my phone", "lol", "<empty>", "see u at school tmrw :)"]
+    with_lex, without = D.service_state(model, lines), D.service_state(bare, lines)
+    assert with_lex["lx"] != 0.0 and without["lx"] == 0.0
+    assert without_lexicon(with_lex) == without

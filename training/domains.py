@@ -38,9 +38,15 @@ DEFAULT_NUS = _shared_data("chat", "nus_sms.jsonl.gz")
 NPS_ENV = "AGEGATE_NPS_DATA"
 NUS_ENV = "AGEGATE_NUS_DATA"
 NPS_MIN_LINES = 5
-NUS_YOUNG = ("16-20",)
-NUS_OLD = ("26-30", "31-35", "36-40", "41+")
 NUS_NO_AGE = ("No response", "", None)
+
+
+def nus_lower_age(age_range: str) -> int | None:
+    """The lower end of a NUS age range ("16-20" -> 16, "41+" -> 41); None if unstated."""
+    head = str(age_range).split("-")[0].rstrip("+").strip()
+    return int(head) if head.isdigit() else None
+
+
 BOOTSTRAP = 1000
 LEVEL = 0.90
 SEED = 19
@@ -93,6 +99,14 @@ def load_nps(path: str | os.PathLike[str] | None = None) -> list[dict[str, Any]]
 def load_nus(path: str | os.PathLike[str] | None = None) -> list[dict[str, Any]]:
     """NUS SMS senders ({"author_id", "age_range", "country", "messages"})."""
     return _read(_path(path, NUS_ENV, DEFAULT_NUS))
+
+
+def load_optional(nps: str | os.PathLike[str] | None = None,
+                  nus: str | os.PathLike[str] | None = None,
+                  ) -> tuple[list[dict[str, Any]] | None, list[dict[str, Any]] | None]:
+    """Both chat sets, each None when its file is absent (its rows are then not measured)."""
+    p, q = _path(nps, NPS_ENV, DEFAULT_NPS), _path(nus, NUS_ENV, DEFAULT_NUS)
+    return (_read(p) if p.is_file() else None), (_read(q) if q.is_file() else None)
 
 
 # ------------------------------------------------------------------------------ scoring
@@ -228,15 +242,16 @@ def nps_rows(model: AgeModel, records: list[dict[str, Any]], **kw: Any) -> dict[
 
 def nus_rows(model: AgeModel, senders: list[dict[str, Any]], **kw: Any) -> dict[str, Any]:
     """NUS SMS senders with a stated age range, scored through the service path."""
-    recs = [r for r in senders if r.get("age_range") not in NUS_NO_AGE]
+    recs = [r for r in senders if nus_lower_age(r.get("age_range") or "") is not None]
     scores, flags = service_scores(model, [r["messages"] for r in recs])
     ages = np.asarray([str(r["age_range"]) for r in recs])
+    lower = np.asarray([nus_lower_age(a) for a in ages])
     ids = [str(r["author_id"]) for r in recs]
-    ranked = np.isin(ages, NUS_YOUNG + NUS_OLD)
-    adult = ~np.isin(ages, NUS_YOUNG)
-    young = np.isin(ages, NUS_YOUNG)
+    young = lower < 21  # 16-20
+    ranked = young | (lower >= 26)
+    adult = lower >= 21
     return {
-        "nus_16_20_vs_26_plus": auc_row(np.isin(ages[ranked], NUS_YOUNG), scores[ranked],
+        "nus_16_20_vs_26_plus": auc_row(young[ranked], scores[ranked],
                                         [i for i, k in zip(ids, ranked, strict=True) if k], **kw),
         "nus_21_plus_flagged": share_row(flags[adult],
                                          [i for i, k in zip(ids, adult, strict=True) if k], **kw),
@@ -265,8 +280,12 @@ def blog_rows(y: np.ndarray, z: np.ndarray, authors: Sequence[Any], prevalence_t
 
     def row(value: float | None, k: int) -> dict[str, Any]:
         lo, hi = bootstrap(stat(k), authors, **kw)
-        return {"value": None if value is None else round(value, 4), "interval": [lo, hi],
-                "n": int(y.size), "positives": int(y.sum()), "people": len(set(authors))}
+        out: dict[str, Any] = {"value": None if value is None else round(value, 4),
+                               "interval": [lo, hi],
+               "n": int(y.size), "positives": int(y.sum()), "people": len(set(authors))}
+        if value is None:
+            out["note"] = "no account flagged at the defaults"
+        return out
 
     return {"blog_roc_auc": auc_row(y, z, authors, **kw),
             "blog_precision_2pct": row(prec, 0), "blog_recall_2pct": row(rec, 1)}
@@ -284,7 +303,7 @@ def check(rows: dict[str, Any]) -> list[dict[str, Any]]:
         row = rows.get(key) or {}
         value = row.get("value")
         if value is None:
-            met = None
+            met = False if row.get("note") else None  # e.g. precision with nothing flagged
         else:
             met = value >= target if direction == ">=" else value <= target
         out.append({"key": key, "target": f"{name} {direction} {target}", "value": value,
@@ -297,8 +316,8 @@ def format_rows(checked: list[dict[str, Any]]) -> str:
     """One line per domain row: met / NOT met / not measured, value and 90% interval."""
     lines = []
     for t in checked:
-        if t["met"] is None:
-            status = "not measured"
+        if t["met"] is None or t["value"] is None:
+            status = "not measured" if t["met"] is None else "NOT met"
             detail = t["note"] or "no value"
         else:
             status = "met" if t["met"] else "NOT met"
