@@ -38,9 +38,11 @@ def create_app(config: Config | None = None, *, clock: Clock | None = None) -> F
         age_checks,
         age_signals,
         appeals,
+        assurance,
         audit,
         body,
         content_removals,
+        credentials,
         enforcement,
         ingest,
         jurisdictions,
@@ -89,9 +91,10 @@ def create_app(config: Config | None = None, *, clock: Clock | None = None) -> F
     limits.init_app(app)
     for module in (service, age_checks, accounts, review, enforcement, audit, parent_requests,
                    content_removals, jurisdictions, age_signals, appeals, ingest, webhooks,
-                   model_admin):
+                   model_admin, credentials, assurance):
         api.register_blueprint(module.blp)
     service.init_docs(app)
+    auth.document_test_field(api.spec)
     register_error_handlers(app)
     console.init_app(app)
     return app

@@ -1,4 +1,9 @@
-"""Roles and bearer tokens. Every route declares who may call it; undeclared routes fail closed."""
+"""Roles and bearer tokens. Every route declares who may call it; undeclared routes fail closed.
+
+The token also chooses the request's keyspace (storage/keyspace.py), once: a test token's
+request (API.md "Test mode") reads and writes only test mode's keys and streams, and its every
+JSON object response, errors included, carries `"test": true`.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +11,12 @@ import hashlib
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
-from flask import Flask, current_app, g, request
+from flask import Flask, Response, current_app, g, request
 from flask_smorest import Blueprint
 
 from agegate.config import ApiKey
 from agegate.errors import Forbidden, Unauthorized
+from agegate.storage import keyspace
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -82,6 +88,8 @@ def authenticate() -> None:
     key = current_app.extensions["agegate"].tokens.find(token.strip())
     if key is None:
         raise Unauthorized()
+    # Chosen here and nowhere else; even a 403 for a test token is answered as a test.
+    g.keyspace_token = keyspace.enter(keyspace.TEST if key.test else keyspace.LIVE)
     granted = {key.role} | IMPLIED_ROLES.get(key.role, set())
     if not granted & needed:
         raise Forbidden()
@@ -89,6 +97,51 @@ def authenticate() -> None:
     g.role = key.role
 
 
+def mark_test(response: Response) -> Response:
+    """after_request: `"test": true` in every JSON object a test token's request gets."""
+    if keyspace.current().live or not response.is_json:
+        return response
+    body = response.get_json(silent=True)
+    if isinstance(body, dict):
+        response.set_data(current_app.json.dumps({**body, "test": True}))
+    return response
+
+
+TEST_FIELD = {"type": "boolean", "enum": [True], "description":
+              "Present, and true, only in answers to a test token (`name:role:token:test`): "
+              "the request ran in test mode's own keyspace (API.md, \"Test mode\")."}
+
+
+def document_test_field(spec: Any) -> None:
+    """Add the optional `test` property to every object schema a documented response of a
+    token's route (errors included) refers to, as mark_test adds it for test tokens."""
+    names = set()
+    for operations in spec._paths.values():
+        for operation in operations.values():
+            if not isinstance(operation, dict) or "security" not in operation:
+                continue  # a public route: no token, so never a test
+            for response in (operation.get("responses") or {}).values():
+                if not isinstance(response, dict):
+                    continue
+                for media in (response.get("content") or {}).values():
+                    ref = (media.get("schema") or {}).get("$ref", "")
+                    if ref.startswith("#/components/schemas/"):
+                        names.add(ref.rsplit("/", 1)[1])
+    schemas = spec.components.schemas
+    for name in names:
+        if schemas.get(name, {}).get("type") == "object":
+            schemas[name].setdefault("properties", {})["test"] = TEST_FIELD
+
+
+def leave_keyspace(_: BaseException | None) -> None:
+    """teardown_request: the next request on this thread starts in the live keyspace again."""
+    token = g.pop("keyspace_token", None)
+    if token is not None:
+        keyspace.leave(token)
+
+
 def init_app(app: Flask) -> None:
-    """Install the one authentication hook for every blueprint."""
+    """Install the one authentication hook for every blueprint, and test mode's keyspace."""
     app.before_request(authenticate)
+    app.after_request(mark_test)
+    app.teardown_request(leave_keyspace)

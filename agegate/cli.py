@@ -87,6 +87,11 @@ def worker(consumer: str | None) -> None:
     from agegate.extensions import Agegate
     from agegate.worker import Worker
 
+    # The default local run, as `agegate serve`: without REDIS_URL both use the embedded
+    # redis-server and the dev secret under AGEGATE_DATA_DIR (a worker started beside serve
+    # shares its server). With REDIS_URL set the default stays production.
+    if not os.environ.get("REDIS_URL"):
+        os.environ.setdefault("AGEGATE_ENV", "development")
     config = from_env()
     if config.development:
         config = development_defaults(config)

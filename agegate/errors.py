@@ -85,6 +85,9 @@ class RateLimited(AgegateError):
 class StorageUnavailable(AgegateError):
     status, code, message = 503, "storage_unavailable", "Storage is unavailable; try again shortly."
 
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message, headers={"Retry-After": "5"})
+
 
 class MailUnavailable(AgegateError):
     status, code, message = 503, "mail_unavailable", "The code could not be mailed; try again."
@@ -190,6 +193,7 @@ STORAGE_ERRORS: tuple[type[Exception], ...] = (
     redis_errors.MasterDownError,
     redis_errors.TryAgainError,
     redis_errors.SlotNotCoveredError,
+    redis_errors.ClusterError,  # redirections exhausted while a failover moves slots
 )
 UNAVAILABLE_REPLIES = frozenset({
     "READONLY", "OOM", "CLUSTERDOWN", "MASTERDOWN", "TRYAGAIN", "LOADING", "MISCONF",
@@ -231,10 +235,15 @@ def handle_storage_error(error: Exception):
 
 def handle_unexpected(error: Exception):
     """The last resort: log the type only (messages may hold user data) and answer a generic 500."""
-    # Frames only: an exception's text can carry request data (a date of birth, an email).
-    frames = "".join(traceback.format_tb(error.__traceback__))
-    log.error("unhandled error: %s\n%s", type(error).__name__, frames)
+    log_unexpected(log, "unhandled error", error)
     return _response(500, error_body(500, "internal_error", HTTP_MESSAGES[500]))
+
+
+def log_unexpected(logger: logging.Logger, what: str, error: BaseException) -> None:
+    """Log an unexpected error's type and frames, never its text: an exception's message can
+    carry request data (a date of birth, an email, message text)."""
+    frames = "".join(traceback.format_tb(error.__traceback__))
+    logger.error("%s: %s\n%s", what, type(error).__name__, frames)
 
 
 def register_error_handlers(app: Flask) -> None:

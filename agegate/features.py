@@ -273,26 +273,45 @@ def is_winter_break(d: date) -> bool:
     return (d.month == 12 and d.day >= 20) or (d.month == 1 and d.day <= 3)
 
 
+# Days before the latest active day whose counting is remembered (a bitmask, bit i = latest - i),
+# so that a message arriving out of order counts its day once, whatever the order: the counters
+# are then the same set of days folded in any order, for messages up to this many days late.
+ACTIVITY_WINDOW_DAYS = 64
+_WINDOW_MASK = (1 << ACTIVITY_WINDOW_DAYS) - 1
+
+
 def new_activity() -> dict[str, Any]:
-    """Active-day counters: days, weekend days, summer days, winter-break days, last day."""
-    return {"nd": 0, "we": 0, "su": 0, "wi": 0, "dl": None}
+    """Active-day counters: days, weekend days, summer days, winter-break days, the latest
+    day, and which of the days before it (within ACTIVITY_WINDOW_DAYS) are counted."""
+    return {"nd": 0, "we": 0, "su": 0, "wi": 0, "dl": None, "rb": 0}
 
 
 def fold_activity(act: dict[str, Any], day: date | None) -> dict[str, Any]:
     """Return a new activity dict with one text message written on ``day``. A day counts once
-    while messages keep arriving on it (messages arrive in time order; a message dated before
-    the last counted day is not counted again either)."""
+    however many messages it has, and in whatever order they arrive: a day within the window
+    before the latest one is looked up in the window's bitmask (a day older than the window
+    cannot be told apart from a counted one, and is not counted)."""
     if day is None:
         return dict(act)
-    o = day.toordinal()
-    if act["dl"] is not None and o <= act["dl"]:
-        return dict(act)
+    o, last = day.toordinal(), act["dl"]
+    # States from before the window: every day up to the latest counted one counts as seen.
+    seen = act.get("rb", _WINDOW_MASK if last is not None else 0)
+    if last is None or o > last:
+        shift = o - last if last is not None else ACTIVITY_WINDOW_DAYS
+        seen = ((seen << min(shift, ACTIVITY_WINDOW_DAYS)) | 1) & _WINDOW_MASK
+        last = o
+    else:
+        bit = 1 << (last - o) if last - o < ACTIVITY_WINDOW_DAYS else 0
+        if not bit or seen & bit:
+            return dict(act)
+        seen |= bit
     return {
         "nd": act["nd"] + 1,
         "we": act["we"] + (day.weekday() >= 5),
         "su": act["su"] + is_summer(day),
         "wi": act["wi"] + is_winter_break(day),
-        "dl": o,
+        "dl": last,
+        "rb": seen,
     }
 
 

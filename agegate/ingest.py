@@ -18,7 +18,7 @@ from marshmallow import ValidationError
 
 from agegate.errors import AgegateError, MalformedRequest, ValidationFailed
 from agegate.schemas.accounts import SignalStreamEntrySchema
-from agegate.services.accounts import AccountService
+from agegate.services.accounts import AccountService, SignalEntry
 from agegate.services.ingest import IngestService
 from agegate.storage.signal_stream import Entry
 
@@ -74,7 +74,8 @@ class SignalStreamJob:
         self.accounts = accounts
 
     def run_once(self, consumer: str) -> int:
-        """Apply one batch as `consumer`; settle what was applied or dead-lettered."""
+        """Apply one batch as `consumer` through one `record_signals` call; settle what was
+        applied or dead-lettered."""
         if self.accounts.model() is None:
             return 0  # cannot score: leave every entry in the stream for a worker that can
         entries, worn = self.ingest.next_batch(consumer)
@@ -88,9 +89,31 @@ class SignalStreamJob:
                     "code": "delivery_limit",
                     "message": f"Not applied after {entry.deliveries} deliveries."})
                 settled.append(entry.entry_id)
+            parsed: list[tuple[Entry, dict[str, Any], str]] = []
             for entry in entries:
-                if self.apply(entry, spent):
+                try:
+                    data = parse(entry.fields)
+                except AgegateError as error:
+                    self._dead_letter(entry, error)
                     settled.append(entry.entry_id)
+                    continue
+                # The platform's idempotency key, else the entry itself: a redelivery after a
+                # crash is then recognised as well as a producer's retry.
+                key = f"id:{data['id']}" if "id" in data else f"stream:{entry.entry_id}"
+                parsed.append((entry, data, key))
+            if parsed:
+                outcomes = self.accounts.record_signals(
+                    [SignalEntry(data["account_id"], data["signals"], key)
+                     for _, data, key in parsed], actor=ACTOR)
+                for (entry, data, key), outcome in zip(parsed, outcomes, strict=True):
+                    if self._settles(entry, outcome):
+                        settled.append(entry.entry_id)
+                        if "id" not in data and not isinstance(outcome, Exception):
+                            spent.append((data["account_id"], key))
+        except AgegateError as error:
+            if error.status < 500:
+                raise
+            # Transient (the model not loaded, the store too contended): a later delivery.
         finally:
             # Everything settled so far, even when Redis failed part-way: the rest stays
             # pending and another round (or worker) takes it over after the claim time.
@@ -99,32 +122,24 @@ class SignalStreamJob:
         self.accounts.settle_entries(spent)
         return len(entries) + len(worn)
 
-    def apply(self, entry: Entry, spent: list[tuple[str, str]]) -> bool:
-        """Apply one entry; True when it is settled (applied, a replay, or dead-lettered),
-        False to leave it pending for a later delivery. An applied entry without the
-        platform's id adds its (account, key) to `spent`."""
-        try:
-            data = parse(entry.fields)
-            # The platform's idempotency key, else the entry itself: a redelivery after a crash
-            # is then recognised as well as a producer's retry.
-            key = f"id:{data['id']}" if "id" in data else f"stream:{entry.entry_id}"
-            self.accounts.record_signals(data["account_id"], data["signals"], actor=ACTOR,
-                                         entry=key)
-            if "id" not in data:
-                spent.append((data["account_id"], key))
-        except AgegateError as error:
-            if error.status >= 500:
-                # Transient (the model not loaded, the store too contended): a later delivery.
-                return False
-            # Unparsable, invalid, or refused for good (a terminated account, a parent's
-            # objection): retrying cannot help, and the entry must not be lost.
-            self.ingest.dead_letter(entry, error_body(error))
-            log.info("signal stream entry %s dead-lettered: %s", entry.entry_id, error.code)
+    def _settles(self, entry: Entry, outcome: dict[str, Any] | Exception) -> bool:
+        """Whether an entry's outcome settles it (applied, a replay, or dead-lettered here);
+        False leaves it pending for a later delivery."""
+        if not isinstance(outcome, Exception):
             return True
-        except redis.RedisError:
-            raise  # Redis is unreachable: stop the batch; the entry stays pending
-        except Exception as error:  # noqa: BLE001 - one bad entry must not stop the stream
-            log.error("signal stream entry %s failed: %s", entry.entry_id,
-                      type(error).__name__)
-            return False
-        return True
+        if isinstance(outcome, AgegateError):
+            if outcome.status >= 500:
+                return False  # transient: the store too contended
+            # Refused for good (a terminated account, a parent's objection): retrying cannot
+            # help, and the entry must not be lost.
+            self._dead_letter(entry, outcome)
+            return True
+        if isinstance(outcome, redis.RedisError):
+            raise outcome  # Redis is unreachable: stop the batch; the entry stays pending
+        log.error("signal stream entry %s failed: %s", entry.entry_id, type(outcome).__name__)
+        return False
+
+    def _dead_letter(self, entry: Entry, error: AgegateError) -> None:
+        """Keep an entry that cannot be applied with the error the HTTP route would answer."""
+        self.ingest.dead_letter(entry, error_body(error))
+        log.info("signal stream entry %s dead-lettered: %s", entry.entry_id, error.code)

@@ -1,5 +1,11 @@
 """Prometheus metrics: request counters in-process (multi-process aware under gunicorn) and
-gauges read from Redis at scrape time, so every worker reports the same queue figures."""
+gauges read from Redis at scrape time, so every worker reports the same queue figures.
+
+Test mode (API.md): a test token's requests count only in `agegate_test_requests_total`. The
+request counters below see that from the keyspace; every counter a service increments is a
+`LiveOnly` (define new ones with `live_counter`), which counts nothing in the test keyspace;
+the gauges are read at scrape time, a public request, so from the live keyspace only.
+"""
 
 from __future__ import annotations
 
@@ -20,6 +26,9 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from agegate.storage import keyspace
+from agegate.storage.keyspace import LiveOnly
+
 REQUESTS = Counter(
     "agegate_http_requests_total", "HTTP requests by route and status", ["endpoint", "status"]
 )
@@ -33,8 +42,23 @@ LATENCY = Histogram(
 # status tokens), the query string or the client address.
 ACCESS_LOG = logging.getLogger("agegate.access")
 
-AGE_CHECKS = Counter("agegate_age_checks_total", "Age-check decisions", ["decision", "reason"])
-STATE_RESETS = Counter(
+TEST_REQUESTS = Counter(
+    "agegate_test_requests_total", "HTTP requests made with test tokens, by route and status",
+    ["endpoint", "status"],
+)
+
+
+def live_counter(name: str, help_text: str, labels: Iterable[str] = ()) -> LiveOnly:
+    """A service's counter: what test tokens do never shows in it."""
+    return LiveOnly(Counter(name, help_text, list(labels)))
+
+
+AGE_CHECKS = live_counter("agegate_age_checks_total", "Age-check decisions",
+                          ["decision", "reason"])
+CREDENTIAL_CHECKS = live_counter("agegate_credential_checks_total",
+                                 "Digital-credential answers by result and rejection reason",
+                                 ["result", "reason"])
+STATE_RESETS = live_counter(
     "agegate_account_state_resets_total",
     "Account states whose text evidence was reset: another text model (a full retrain) wrote it",
 )
@@ -80,15 +104,19 @@ def init_app(app: Flask) -> None:
     @app.after_request
     def _record(response: Response) -> Response:
         endpoint = request.endpoint or "unmatched"
-        REQUESTS.labels(endpoint, str(response.status_code)).inc()
         started = g.get("started")
         elapsed = time.perf_counter() - started if started is not None else 0.0
-        if started is not None:
-            LATENCY.labels(endpoint).observe(elapsed)
+        if not keyspace.current().live:
+            TEST_REQUESTS.labels(endpoint, str(response.status_code)).inc()
+        else:
+            REQUESTS.labels(endpoint, str(response.status_code)).inc()
+            if started is not None:
+                LATENCY.labels(endpoint).observe(elapsed)
         route = request.url_rule.rule if request.url_rule is not None else "(unmatched)"
         ACCESS_LOG.info("%s %s %s %.1fms", request.method, route, response.status_code,
                         elapsed * 1000)
         return response
 
 
-__all__ = ["AGE_CHECKS", "CONTENT_TYPE_LATEST", "gauge", "init_app", "render"]
+__all__ = ["AGE_CHECKS", "CONTENT_TYPE_LATEST", "LiveOnly", "gauge", "init_app", "live_counter",
+           "render"]

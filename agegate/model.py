@@ -400,10 +400,12 @@ class AgeModel:
     ) -> None:
         """Add one scored text message to ``state`` (in place; callers pass their own copy)."""
         state["n"] += 1
-        state["sd"] = round(state["sd"] + float(decision), 6)
-        state["sa"] = round(state["sa"] + float(sums[0]), 6)
-        state["sl"] = round(state["sl"] + float(sums[1]), 6)
-        state["lx"] = round(state["lx"] + float(sums[2]), 4)
+        # Each term is rounded before it is added, so the sums come out the same whatever
+        # order the messages arrive in (two workers may take one account's out of order).
+        state["sd"] = round(state["sd"] + round(float(decision), 6), 6)
+        state["sa"] = round(state["sa"] + round(float(sums[0]), 6), 6)
+        state["sl"] = round(state["sl"] + round(float(sums[1]), 6), 6)
+        state["lx"] = round(state["lx"] + round(float(sums[2]), 4), 4)
         state["lw"] = int(state["lw"] + int(sums[3]))
         if top:
             merged = {int(i): float(c) for i, c in state["top"]}

@@ -6,6 +6,10 @@ briefly when all of them were idle, and stops between batches on SIGTERM or SIGI
 that was started is finished (or, for the stream, left pending for another worker) rather than
 cut in half. Jobs are wired by the service container (`Agegate.worker_jobs`): the worker is just
 another caller of the same services as the HTTP routes.
+
+Test mode (API.md): a job runs in the live keyspace unless it is wrapped in `InKeyspace`, which
+runs it in another (storage/keyspace.py): the container wires a second, separate instance of
+each job the test keyspace needs (its outbox, its webhook deliveries).
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ import signal
 import threading
 from collections.abc import Sequence
 from typing import Protocol
+
+from agegate.storage import keyspace
 
 log = logging.getLogger("agegate.worker")
 
@@ -27,6 +33,19 @@ class Job(Protocol):
     def run_once(self, consumer: str) -> int:
         """Do one bounded batch of work as `consumer`; return how many items were handled."""
         ...
+
+
+class InKeyspace:
+    """A job that works in one keyspace, e.g. the test keyspace's own outbox."""
+
+    def __init__(self, space: keyspace.Keyspace, job: Job) -> None:
+        self.space = space
+        self.job = job
+        self.name = f"{job.name}:{space.name}"
+
+    def run_once(self, consumer: str) -> int:
+        with keyspace.using(self.space):
+            return self.job.run_once(consumer)
 
 
 class Worker:

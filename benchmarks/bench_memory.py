@@ -104,7 +104,7 @@ def main() -> None:
             for i in range(0, len(posts), args.per_post):
                 signals = [{"type": "message", "at": start + timedelta(hours=7 * (i + j)),
                             "text": text} for j, text in enumerate(posts[i:i + args.per_post])]
-                result = state.accounts.record_signals(account_id, signals, actor="bench")
+                result = state.accounts.record_signal(account_id, signals, actor="bench")
             if result and result["case_id"]:
                 flagged += 1
                 flagged_ids.add(account_id)

@@ -19,9 +19,16 @@ from agegate.storage.embedded import EmbeddedRedis
 SECRET = "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz"
 TOKENS = {role: f"{role}-token-0123456789abcdef" for role in ROLES}
 TOKENS["reviewer2"] = "reviewer2-token-0123456789abcdef"
-API_KEYS = tuple(ApiKey(name=f"{role}-bot", role=role, token=TOKENS[role]) for role in ROLES) + (
+# A downstream token's name is the system it acknowledges for: `downstream` speaks for chat,
+# `downstream:<system>` for each other deletion system.
+OTHER_SYSTEMS = ("payments", "message_boards", "profiles")
+TOKENS.update({f"downstream:{system}": f"downstream-{system}-token-0123456789abcdef"
+               for system in OTHER_SYSTEMS})
+API_KEYS = tuple(ApiKey(name="chat" if role == "downstream" else f"{role}-bot", role=role,
+                        token=TOKENS[role]) for role in ROLES) + (
     ApiKey(name="reviewer-bob", role="reviewer", token=TOKENS["reviewer2"]),
-)
+) + tuple(ApiKey(name=system, role="downstream", token=TOKENS[f"downstream:{system}"])
+          for system in OTHER_SYSTEMS)
 MODEL_DIR = Path(__file__).resolve().parent.parent / "model"
 
 
@@ -74,6 +81,10 @@ def make_config(url: str, tmp_path: Path, **overrides: object) -> Config:
         data_dir=tmp_path / "data",
         model_dir=MODEL_DIR,
         load_model=(MODEL_DIR / "card.json").exists(),
+        # On a cluster with replicas (scripts/redis-cluster.sh ... 1), the suite can run with
+        # every write confirmed by a replica (docs/operations.md).
+        redis_min_replicas=int(os.environ.get("AGEGATE_REDIS_MIN_REPLICAS", "0"))
+        if url == os.environ.get("REDIS_URL") else 0,
     )
     return base.with_overrides(**overrides)
 
@@ -96,3 +107,8 @@ def client(app):
 def auth(role: str) -> dict[str, str]:
     """Authorization header for one of the test tokens."""
     return {"Authorization": f"Bearer {TOKENS[role]}"}
+
+
+def ack_auth(system: str) -> dict[str, str]:
+    """Authorization header of the downstream token that speaks for `system`."""
+    return auth("downstream" if system == "chat" else f"downstream:{system}")

@@ -3,6 +3,8 @@
 The proxy forwards bytes both ways. Armed with `lose_exec_replies(n)`, the next n connections
 that send an EXEC have it delivered to Redis, wait until Redis has answered, and are then cut
 without passing the answer on: the transaction was applied, the client never heard so.
+Armed with `hold_exec_reply()`, the next connection that sends an EXEC has it applied and then
+hears nothing more, with `held` set: the moment to kill the process that sent it.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ class ReplyLosingProxy:
         self.port = self.listener.getsockname()[1]
         self.lost = 0  # EXEC replies lost so far
         self._to_lose = 0
+        self._hold = False
+        self.held = threading.Event()  # an EXEC was applied and its reply is being held
         self._lock = threading.Lock()
         self._closed = False
         threading.Thread(target=self._accept, daemon=True).start()
@@ -46,6 +50,18 @@ class ReplyLosingProxy:
     def lose_exec_replies(self, count: int) -> None:
         with self._lock:
             self._to_lose = count
+
+    def hold_exec_reply(self) -> None:
+        with self._lock:
+            self._hold = True
+            self.held.clear()
+
+    def _take_hold(self) -> bool:
+        with self._lock:
+            if not self._hold:
+                return False
+            self._hold = False
+            return True
 
     def _take_one(self) -> bool:
         with self._lock:
@@ -78,6 +94,13 @@ class ReplyLosingProxy:
                     if EXEC in data and self._take_one():
                         self._drain(server)
                         return  # cut the client off: Redis applied it, the reply is lost
+                    if EXEC in data and self._take_hold():
+                        self._drain(server)
+                        self.held.set()
+                        # Say nothing more until the client goes away (it is being killed).
+                        while client.recv(65536):
+                            pass
+                        return
                 if server in readable:
                     data = server.recv(65536)
                     if not data:

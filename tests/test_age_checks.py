@@ -84,7 +84,8 @@ def test_messages_are_neutral_and_never_hint_at_the_cutoff(client):
 @pytest.mark.parametrize(
     ("rules", "country", "region", "born", "decision"),
     [
-        ({}, "FR", None, "2008-11-24", "allow"),  # default 18 everywhere
+        ({}, "CA", None, "2008-11-24", "allow"),  # default 18 everywhere
+        ({}, "FR", None, "2008-11-25", "deny"),  # ... in the EU too, where an adult verifies
         ({"US-AL": 19}, "US", "AL", "2008-11-24", "deny"),  # region rule applies
         ({"US-AL": 19}, "US", "US-AL", "2008-11-24", "deny"),  # full ISO 3166-2 form accepted
         ({"US-AL": 19}, "US", "al", "2007-11-24", "allow"),  # 19 on the day, lower-case region
@@ -273,7 +274,7 @@ def test_one_request_leaves_nothing_behind_for_the_next(client):
     bad = check(client, date_of_birth="2000-01-01", email="not-an-email", region="Cal!")
     assert bad.status_code == 422
     assert set(bad.json["error"]["fields"]) == {"email", "region"}
-    again = check(client, date_of_birth="2000-01-01", country="GB")
+    again = check(client, date_of_birth="2000-01-01", country="CA")
     assert again.status_code == 200
     assert again.json["decision"] == "allow"
 

@@ -137,3 +137,39 @@ def test_no_checkpoint_of_a_broken_chain(redis_url, redis_client, tmp_path, cloc
     result = _cli(monkeypatch, redis_url, "checkpoint", "--output", str(tmp_path / "c.json"))
     assert result.exit_code == 1 and "does not verify" in result.output
     assert not (tmp_path / "c.json").exists()
+
+
+def test_deleting_a_chains_oldest_entries_is_detected_with_and_without_a_checkpoint(
+        redis_url, redis_client, tmp_path, clock, monkeypatch):
+    """Issue 21, item 12: the first surviving entry must start its chain or follow one older
+    than the retention cut-off; the checkpoint's entry counts must still hold."""
+    _two_chains(redis_url, tmp_path, clock)
+    path = _checkpoint(monkeypatch, redis_url, tmp_path)
+    entries = _entries(redis_client)
+    chain = entries[0][1]["chain"]
+    mine = [(sid, e) for sid, e in entries if e["chain"] == chain]
+    redis_client.xdel(_stream(redis_client), *(sid for sid, _ in mine[:2]))
+    plain = _cli(monkeypatch, redis_url, "verify")
+    assert plain.exit_code == 1, plain.output
+    assert f"{mine[2][1]['id']}: the chain's earlier entries are gone" in plain.output
+    anchored = _cli(monkeypatch, redis_url, "verify", "--checkpoint", str(path))
+    assert anchored.exit_code == 1
+    assert f"{chain}: 1 entries up to the checkpoint's head, which had 3" in anchored.output
+
+
+def test_entries_that_aged_out_under_the_retention_table_are_fine(
+        redis_url, redis_client, tmp_path, clock, monkeypatch):
+    from datetime import timedelta
+
+    app = create_app(make_config(redis_url, tmp_path, load_model=False), clock=clock)
+    now = clock.instant
+    clock.instant = now - timedelta(days=6 * 365 + 30)  # older than the audit retention
+    _checks(app.test_client(), 2)
+    clock.instant = now
+    _checks(app.test_client(), 2)
+    path = _checkpoint(monkeypatch, redis_url, tmp_path)
+    old = [sid for sid, e in _entries(redis_client) if e["at"] < "2021"]
+    assert len(old) == 2
+    redis_client.xdel(_stream(redis_client), *old)  # what XADD's MINID trimming does
+    result = _cli(monkeypatch, redis_url, "verify", "--checkpoint", str(path))
+    assert result.exit_code == 0, result.output

@@ -83,3 +83,117 @@ def test_prevalence_at_or_over_the_threshold_refuses_to_boot():
     with pytest.raises(ConfigError, match="AGEGATE_MINOR_PREVALENCE must be below"):
         from_env({"AGEGATE_SECRET_KEY": GOOD_SECRET, "AGEGATE_MINOR_PREVALENCE": "0.3",
                   "AGEGATE_REVIEW_THRESHOLD": "0.3"}).validate()
+
+
+# One out-of-range (or malformed) value per variable Config reads. A new setting needs a row:
+# test_every_variable_has_an_out_of_range_case fails until it has one.
+OUT_OF_RANGE = {
+    "AGEGATE_ENV": "staging",
+    "AGEGATE_SECRET_KEY": "short",
+    "AGEGATE_API_KEYS": "alice:reviewer:short",
+    "REDIS_URL": "http://redis:6379/0",
+    "AGEGATE_REDIS_CLUSTER": "maybe",
+    "AGEGATE_REDIS_MIN_REPLICAS": "6",
+    "AGEGATE_REDIS_WAIT_MS": "5000",
+    "AGEGATE_DATA_DIR": __file__,
+    "AGEGATE_MODEL_DIR": __file__,
+    "AGEGATE_RETRY_BLOCK_DAYS": "0",
+    "AGEGATE_DELETION_SYSTEMS": "chat, pay ments",
+    "AGEGATE_DELETION_DUE_DAYS": "-1",
+    "AGEGATE_EVENTS_STREAM": "agegate events",
+    "AGEGATE_SIGNALS_STREAM": "x" * 201,
+    "AGEGATE_SIGNALS_BATCH": "1001",
+    "AGEGATE_SIGNALS_CLAIM_IDLE_SECONDS": "0",
+    "AGEGATE_SMTP_URL": "mail.example.com:25",
+    "AGEGATE_SMTP_SENDER": "nobody",
+    "AGEGATE_MINIMUM_AGES": "US:12",
+    "AGEGATE_DEFAULT_MINIMUM_AGE": "0",
+    "AGEGATE_JURISDICTIONS_FILE": "/nonexistent/rows.json",
+    "AGEGATE_AGE_SIGNAL_TTL_DAYS": "0",
+    "AGEGATE_APPEAL_DUE_DAYS": "91",
+    "AGEGATE_ASSURANCE_RETENTION_DAYS": "29",
+    "AGEGATE_CONTENT_REMOVAL_ALL_REGIONS": "maybe",
+    "AGEGATE_PARENT_REQUEST_RATE_LIMIT": "often",
+    "AGEGATE_PARENT_REQUEST_EMAIL_RATE_LIMIT": "0 per day",
+    "AGEGATE_TRUSTED_PROXIES": "-1",
+    "AGEGATE_REVIEW_LEASE_SECONDS": "0",
+    "AGEGATE_LOG_LEVEL": "LOUD",
+    "AGEGATE_MINOR_PREVALENCE": "1",
+    "AGEGATE_REVIEW_THRESHOLD": "0",
+    "AGEGATE_METRICS_PORT": "70000",
+    "AGEGATE_FEEDBACK_MAX_EXAMPLES": "0",
+    "AGEGATE_CREDENTIAL_ORIGINS": "https://signup.example/path",
+    "AGEGATE_CREDENTIAL_TRUST_ANCHORS": "/nonexistent/anchors.pem",
+    "AGEGATE_WEBHOOK_ALLOW_HTTP": "maybe",
+    "AGEGATE_WEBHOOK_ALLOWED_NETWORKS": "10.0.0.0/8, 10.0.0.0/33",
+}
+
+
+def _variables() -> list[str]:
+    from dataclasses import fields
+
+    from agegate.config import Config
+
+    return [item.metadata["env"] for item in fields(Config) if item.metadata.get("env")]
+
+
+def test_every_variable_has_an_out_of_range_case():
+    assert sorted(_variables()) == sorted(OUT_OF_RANGE)
+
+
+@pytest.mark.parametrize(("name", "value"), sorted(OUT_OF_RANGE.items()))
+def test_an_out_of_range_value_refuses_to_boot_naming_its_variable(name, value):
+    env = {"AGEGATE_SECRET_KEY": GOOD_SECRET, name: value}
+    with pytest.raises(ConfigError, match=f"^{name}|[^_]{name}"):
+        from_env(env).validate()
+
+
+@pytest.mark.parametrize(("field", "value", "name"), [
+    ("review_lease_seconds", 0, "AGEGATE_REVIEW_LEASE_SECONDS"),
+    ("deletion_due_days", -1, "AGEGATE_DELETION_DUE_DAYS"),
+    ("trusted_proxies", -1, "AGEGATE_TRUSTED_PROXIES"),
+    ("default_minimum_age", 0, "AGEGATE_DEFAULT_MINIMUM_AGE"),
+    ("max_body_bytes", 0, "max_body_bytes")])
+def test_a_config_built_directly_is_range_checked_too(field, value, name):
+    from agegate.config import Config
+
+    built = Config(secret_key=GOOD_SECRET, **{field: value})
+    with pytest.raises(ConfigError, match=name):
+        built.validate()
+    with pytest.raises(ConfigError, match=name):
+        Config(secret_key=GOOD_SECRET).with_overrides(**{field: value}).validate()
+
+
+def test_every_variable_is_in_the_readme_configuration_table():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    table = readme.split("## Configuration", 1)[1].split("\n\n", 1)[0]
+    missing = [name for name in [*_variables(), "AGEGATE_BIND"] if f"| `{name}` |" not in table]
+    assert not missing
+
+
+@pytest.mark.parametrize("origins", ["http://signup.example", "https://Signup.example",
+                                     "signup.example", "https://signup.example/x"])
+def test_credential_origins_are_serialized_web_origins(origins):
+    with pytest.raises(ConfigError, match="AGEGATE_CREDENTIAL_ORIGINS"):
+        from_env({"AGEGATE_SECRET_KEY": GOOD_SECRET,
+                  "AGEGATE_CREDENTIAL_ORIGINS": origins}).validate()
+
+
+def test_credential_trust_anchors_from_a_file_or_inline(tmp_path):
+    from tests.mdoc_helpers import make_pki
+
+    pem = make_pki().anchors_pem()
+    bundle = tmp_path / "anchors.pem"
+    bundle.write_bytes(pem)
+    for value in (str(bundle), pem.decode()):
+        config = from_env({"AGEGATE_SECRET_KEY": GOOD_SECRET,
+                           "AGEGATE_CREDENTIAL_ORIGINS": "https://a.example, http://localhost:8701/",
+                           "AGEGATE_CREDENTIAL_TRUST_ANCHORS": value}).validate()
+        assert config.credential_anchor_pem().strip() == pem.strip()
+        assert config.credential_origins == ("https://a.example", "http://localhost:8701")
+    bundle.write_text("not a certificate")
+    with pytest.raises(ConfigError, match="AGEGATE_CREDENTIAL_TRUST_ANCHORS"):
+        from_env({"AGEGATE_SECRET_KEY": GOOD_SECRET,
+                  "AGEGATE_CREDENTIAL_TRUST_ANCHORS": str(bundle)}).validate()

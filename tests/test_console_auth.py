@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
+import pytest
 from flask.sessions import SecureCookieSessionInterface
 
 from tests.conftest import TOKENS
@@ -106,16 +108,59 @@ def test_next_cannot_redirect_off_the_console(client):
     client.post("/console/logout")  # no CSRF: refused, harmless here
 
 
-def test_login_is_rate_limited_per_client_address(client):
+def test_login_is_rate_limited_per_client_address_and_token(client):
     page = client.get("/console/login").get_data(as_text=True)
     token = csrf_from(page)
     for _ in range(10):
         client.post("/console/login", data={"token": "wrong-token-0123456789", "csrf_token": token})
     blocked = client.post("/console/login",
-                          data={"token": TOKENS["reviewer"], "csrf_token": token})
+                          data={"token": "wrong-token-0123456789", "csrf_token": token})
     assert blocked.status_code == 429
     assert int(blocked.headers["Retry-After"]) > 0
     assert "Too many failed sign-ins" in blocked.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("proxies", [0, 1])
+def test_one_attacker_cannot_lock_every_reviewer_out(config, clock, redis_client, proxies):
+    """Behind a proxy every reviewer may share one address (or, with AGEGATE_TRUSTED_PROXIES,
+    each has their own): an attacker's wrong guesses lock only what the attacker tried."""
+    from agegate import create_app
+
+    app = create_app(config.with_overrides(trusted_proxies=proxies), clock=clock)
+    attacker, reviewer = app.test_client(), app.test_client()
+    attacker.environ_base["HTTP_X_FORWARDED_FOR"] = "203.0.113.66"
+    reviewer.environ_base["HTTP_X_FORWARDED_FOR"] = "198.51.100.7"
+    page = attacker.get("/console/login").get_data(as_text=True)
+    for guess in range(20):
+        attacker.post("/console/login", data={"token": f"guess-{guess % 2}-0123456789abcdef",
+                                              "csrf_token": csrf_from(page)})
+    assert attacker.post("/console/login", data={
+        "token": "guess-0-0123456789abcdef", "csrf_token": csrf_from(page)}).status_code == 429
+    assert sign_in(reviewer, "reviewer").status_code == 303
+    assert sign_in(attacker, "admin").status_code == 303  # another token: not locked either
+    stored = " ".join(redis_client.scan_iter("*"))
+    assert "203.0.113" not in stored and "guess-" not in stored
+
+
+def test_an_unexpected_console_error_logs_no_text(app, client, caplog):
+    """The README promises no PII in logs: the console logs a failure's type and frames."""
+    from agegate.auth import public
+
+    secret = "kid@" + "example.com was born on " + "2011-03-02"
+
+    @public
+    def broken():
+        raise ValueError(secret)  # the frame's source line names the variable only
+
+    sign_in(client, "reviewer")
+    app.view_functions["console.queue"] = broken
+    with caplog.at_level(logging.ERROR):
+        response = client.get("/console/queue")
+    assert response.status_code == 500
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    assert "ValueError" in logged and "broken" in logged
+    assert "kid@example.com" not in logged and "2011" not in logged
+    assert not any(record.exc_info for record in caplog.records)
 
 
 def test_a_success_resets_the_failure_count(client):

@@ -6,9 +6,11 @@ from datetime import timedelta
 
 import pytest
 
+from agegate import create_app
+from agegate.config import ApiKey
 from agegate.storage import keys
 from agegate.storage.embedded import EmbeddedRedis
-from tests.conftest import auth, make_config
+from tests.conftest import ack_auth, auth, make_config
 from tests.helpers import audit_verify, dump_keyspace, keys_without_ttl
 from tests.signals_helpers import (
     claim,
@@ -109,23 +111,40 @@ def test_after_termination_only_the_deletion_blocks_and_audit_remain(client, app
 def test_acks_complete_the_deletion(client, app):
     deletion_id = terminate(client, "acc-1").json["deletion_id"]
     url = f"/v1/deletions/{deletion_id}/acks"
-    bad = client.post(url, json={"system": "fax"}, headers=auth("downstream"))
-    assert bad.status_code == 422 and "system" in bad.json["error"]["fields"]
     assert client.post(url, json={"system": "chat"}, headers=auth("admin")).status_code == 403
     assert client.post("/v1/deletions/del_x/acks", json={"system": "chat"},
                        headers=auth("downstream")).status_code == 404
     for system in SYSTEMS[:-1]:
-        response = client.post(url, json={"system": system}, headers=auth("downstream"))
+        response = client.post(url, json={"system": system}, headers=ack_auth(system))
         assert response.status_code == 200 and response.json["status"] == "pending"
     repeat = client.post(url, json={"system": "chat"}, headers=auth("downstream"))
     assert repeat.status_code == 200 and repeat.json["systems"]["chat"] == "done"
-    last = client.post(url, json={"system": "profiles"}, headers=auth("downstream")).json
+    last = client.post(url, json={"system": "profiles"}, headers=ack_auth("profiles")).json
     assert last["status"] == "completed" and last["completed_at"] == "2026-11-24T13:30:00Z"
     events = [e["type"] for e in app.extensions["agegate"].events.read_all()]
     assert events[-1] == "account.deletion_completed"
     actions = [e["action"] for e in client.get("/v1/audit?account_id=acc-1",
                                                 headers=auth("admin")).json["events"]]
     assert actions.count("deletion_acknowledged") == 4
+
+
+def test_a_downstream_token_acknowledges_only_its_own_system(client, app):
+    deletion_id = terminate(client, "acc-1").json["deletion_id"]
+    url = f"/v1/deletions/{deletion_id}/acks"
+    for system in ("payments", "profiles", "fax"):  # the chat token speaks for chat only
+        refused = client.post(url, json={"system": system}, headers=auth("downstream"))
+        assert refused.status_code == 403 and refused.json["error"]["code"] == "forbidden"
+    record = client.get(f"/v1/deletions/{deletion_id}", headers=auth("admin")).json
+    assert set(record["systems"].values()) == {"pending"}
+    assert client.post(url, json={"system": "payments"},
+                       headers=ack_auth("payments")).json["systems"]["payments"] == "done"
+    # A system this deletion does not wait for is still a 422 for its own token.
+    fax = create_app(app.extensions["agegate"].config.with_overrides(api_keys=(
+        *app.extensions["agegate"].config.api_keys,
+        ApiKey(name="fax", role="downstream", token="fax-token-0123456789abcdef"))))
+    bad = fax.test_client().post(url, json={"system": "fax"},
+                                 headers={"Authorization": "Bearer fax-token-0123456789abcdef"})
+    assert bad.status_code == 422 and "system" in bad.json["error"]["fields"]
 
 
 def test_overdue_deletions_are_listed_and_gauged(client, clock):
@@ -135,7 +154,7 @@ def test_overdue_deletions_are_listed_and_gauged(client, clock):
     done = terminate(client, "acc-done").json["deletion_id"]
     for system in SYSTEMS:
         client.post(f"/v1/deletions/{done}/acks", json={"system": system},
-                    headers=auth("downstream"))
+                    headers=ack_auth(system))
     query = "/v1/deletions?status=pending&overdue=true"
     assert client.get(query, headers=auth("admin")).json["deletions"] == []
     clock.instant += timedelta(days=21)

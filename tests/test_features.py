@@ -133,3 +133,30 @@ def test_lexicon_age_is_shrunk_for_few_words():
 def test_lexicon_tokens_are_lower_cased_words_emoticons_and_punctuation():
     assert F.lexicon_tokens("OMG my mom's t-shirt :) lol!!") == [
         "omg", "my", "mom's", "t-shirt", ":)", "lol", "!", "!"]
+
+
+def test_fold_activity_counts_the_same_days_in_any_order():
+    # Two workers may take one account's messages out of order: the counters must not care.
+    import random
+
+    start = date(2026, 6, 20)
+    days = [start.fromordinal(start.toordinal() + k) for k in (0, 0, 1, 3, 3, 7, 12, 30, 31)]
+    in_order = F.new_activity()
+    for d in days:
+        in_order = F.fold_activity(in_order, d)
+    assert in_order["nd"] == 7
+    rng = random.Random(5)
+    for _ in range(20):
+        shuffled = days[:]
+        rng.shuffle(shuffled)
+        act = F.new_activity()
+        for d in shuffled:
+            act = F.fold_activity(act, d)
+        assert act == in_order, shuffled
+
+
+def test_fold_activity_keeps_a_state_from_before_the_window():
+    # A state stored before the window existed: every day up to its latest counts as seen.
+    old = {"nd": 2, "we": 1, "su": 0, "wi": 0, "dl": date(2026, 3, 10).toordinal()}
+    assert F.fold_activity(old, date(2026, 3, 9))["nd"] == 2
+    assert F.fold_activity(old, date(2026, 3, 11))["nd"] == 3

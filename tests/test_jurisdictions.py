@@ -52,9 +52,12 @@ def test_every_shipped_row_cites_its_law_and_says_when_it_is_uncertain(client, c
 def test_unknown_places_fall_back_to_the_most_specific_row(client):
     new_york = get(client, "us-ny").json
     assert (new_york["jurisdiction"], new_york["resolved_from"]) == ("US-NY", "US")
-    france = get(client, "FR").json
-    assert france["resolved_from"] == "*" and france["uncertain"] is True
-    assert france["minimum_age"] == 18 and france["age_signal"]["required"] is False
+    japan = get(client, "JP").json
+    assert japan["resolved_from"] == "*" and japan["uncertain"] is True
+    assert japan["minimum_age"] == 18 and japan["age_signal"]["required"] is False
+    # An EU member state without a row of its own resolves to the EU row, not to `*`.
+    france = get(client, "fr").json
+    assert (france["jurisdiction"], france["resolved_from"]) == ("FR", "EU")
 
 
 @pytest.mark.parametrize("code", ["USA", "XX", "U1", "US-CALIF", "US_CA", "ZZ-CA"])
@@ -106,9 +109,85 @@ def test_an_operator_file_overrides_and_adds_rows_and_the_age_check_follows(
     {"US-CA": {"colour": "blue"}},
     {"US-CA": {"age_signal": {"when": ["sometimes"]}}},
     {"NOT A CODE": {"minimum_age": 18}},
+    {"GB": {"assurance": {"accepted_methods": ["self_declaration"]}}},
+    {"GB": {"assurance": {"accepted_methods": ["palm_reading"]}}},
+    {"GB": {"assurance": {"accepted_methods": []}}},
+    {"GB": {"assurance": {"estimation_challenge_age": None}}},
+    {"GB": {"assurance": {"liveness_required": "yes"}}},
+    {"US": {"assurance": {"colour": "blue"}}},
 ])
 def test_a_bad_operator_file_stops_the_service_at_start(redis_url, redis_client, tmp_path, rows):
     path = tmp_path / "rows.json"
     path.write_text(json.dumps(rows))
     with pytest.raises(ConfigError, match="AGEGATE_JURISDICTIONS_FILE"):
         create_app(make_config(redis_url, tmp_path, load_model=False, jurisdictions_file=path))
+
+
+# -- age assurance (issue 22) ----------------------------------------------------------------
+ALL_METHODS = ["digital_identity", "photo_id_matching", "facial_age_estimation", "open_banking",
+               "mobile_network_operator", "credit_card", "email_age_estimation"]
+VERIFICATION = ["digital_identity", "photo_id_matching", "open_banking",
+                "mobile_network_operator", "credit_card"]
+EU_MEMBERS = ("AT BE BG HR CY CZ DK EE FI FR DE GR HU IE IT LV LT LU MT NL PL PT RO SK SI ES "
+              "SE").split()
+
+
+@pytest.mark.parametrize(("code", "methods", "effective", "law", "uncertain"), [
+    ("GB", ALL_METHODS, "2025-07-25", "Online Safety Act 2023", False),
+    ("EU", VERIFICATION, "2025-07-14", "Digital Services Act", True),
+    ("AU", ALL_METHODS, "2025-12-10", "Social Media Minimum Age", True),
+])
+def test_where_a_declared_age_is_not_enough_the_row_says_which_methods_count(
+        client, code, methods, effective, law, uncertain):
+    body = get(client, code).json
+    rule = body["assurance"]
+    assert body["resolved_from"] == code
+    assert rule["self_declaration_sufficient"] is False
+    assert rule["accepted_methods"] == methods
+    assert rule["estimation_challenge_age"] == 25 and rule["liveness_required"] is True
+    assert law in rule["law"] and rule["effective"] == effective
+    assert rule["sources"] and all(s.startswith("https://") for s in rule["sources"])
+    assert rule["uncertain"] is uncertain and rule["note"]
+    assert body["policy_version"]
+
+
+def test_the_eu_guidelines_and_ofcom_codes_are_cited():
+    from agegate.services.jurisdictions import JurisdictionTable
+
+    table = JurisdictionTable.build()
+    assert "14 July 2025" in table.rows["EU"]["assurance"]["law"]
+    assert "Protection of Children Codes" in table.rows["GB"]["assurance"]["law"]
+    assert "Online Safety Amendment (Social Media Minimum Age) Act 2024" in \
+        table.rows["AU"]["assurance"]["law"]
+
+
+@pytest.mark.parametrize("code", EU_MEMBERS)
+def test_every_eu_member_state_resolves_to_the_eu_row(client, code):
+    body = get(client, code).json
+    assert body["resolved_from"] == "EU", code
+    assert body["assurance"]["self_declaration_sufficient"] is False
+
+
+@pytest.mark.parametrize("code", ["US", "US-CA", "US-UT", "US-TX", "US-LA", "US-NY"])
+def test_us_rows_say_a_declared_age_still_suffices(client, code):
+    rule = get(client, code).json["assurance"]
+    assert rule["self_declaration_sufficient"] is True
+    assert rule["accepted_methods"] == [] and rule["law"]
+
+
+def test_an_operator_gives_a_member_state_its_own_row_and_the_version_changes(
+        redis_url, redis_client, tmp_path, clock, client):
+    shipped_version = get(client, "GB").json["policy_version"]
+    rows = {"DE": {"name": "Germany", "assurance": {"accepted_methods": ["digital_identity"]}}}
+    path = tmp_path / "rows.json"
+    path.write_text(json.dumps(rows))
+    app = create_app(make_config(redis_url, tmp_path, load_model=False, jurisdictions_file=path),
+                     clock=clock)
+    germany = get(app.test_client(), "DE").json
+    assert germany["resolved_from"] == "DE"
+    # Started from the EU row: only the field given changed.
+    assert germany["assurance"]["accepted_methods"] == ["digital_identity"]
+    assert germany["assurance"]["self_declaration_sufficient"] is False
+    assert "Digital Services Act" in germany["assurance"]["law"]
+    assert get(app.test_client(), "FR").json["resolved_from"] == "EU"
+    assert germany["policy_version"].startswith(shipped_version + "+")

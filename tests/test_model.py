@@ -84,7 +84,7 @@ def test_artifact_with_a_non_allowlisted_type_is_refused(model_copy, monkeypatch
 
 _STATE_KEYS = {
     "v", "m", "n", "sd", "sa", "sl", "lx", "lw", "top", "act", "plat",
-    "nd", "we", "su", "wi", "dl",
+    "nd", "we", "su", "wi", "dl", "rb",
     "sessions", "session_s", "payment", "reports", "dob_change", "redeclaration",
     "card", "prepaid_card", "gift_card", "wallet", "none", "suspected_minor", "other",
 }

@@ -5,9 +5,14 @@ from __future__ import annotations
 
 import pytest
 
+from agegate.services.parent_requests import NO_ACTION
 from tests.conftest import auth, make_config
 from tests.parents_helpers import smtp_server  # noqa: F401
 from tests.signals_helpers import signals_app
+
+# The parent journeys write the request, its case and the child's account, often in different
+# shards: also run on a real 3-primary Redis Cluster.
+pytestmark = pytest.mark.cluster
 
 PARENT = "guardian@example.net"
 
@@ -140,6 +145,13 @@ def test_rectification_is_recorded_with_the_note(client, mail):
 
 
 def test_objection_stops_processing(client, mail):
+    # The objection acts on a child's account: an under-18 age signal established it.
+    client.post("/v1/age-checks", headers=auth("registration"), json={
+        "date_of_birth": "1990-01-01", "country": "US", "account_id": "kid-1"})
+    signal = client.post("/v1/accounts/kid-1/age-signals", headers=auth("signals"), json={
+        "source": "google_play_age_signals", "method": "self_declared",
+        "observed_at": "2026-11-24T12:00:00Z", "age_lower": 13, "age_upper": 15})
+    assert signal.status_code == 200, signal.get_json()
     request_id, token = start(client, mail, "objection", {"account_id": "kid-1"})
     assert decide(client, request_id, "fulfill").status_code == 200
     assert status(client, request_id, token)["outcome"] == "processing_stopped"
@@ -153,8 +165,10 @@ def test_reject(client, mail):
     request_id, token = start(client, mail, "deletion", {"account_id": "kid-1"})
     assert decide(client, request_id, "reject", note="Not the parent.").status_code == 200
     assert status(client, request_id, token) | {"due_at": None} == {
-        "request_id": request_id, "status": "rejected", "request_type": "deletion",
-        "due_at": None, "outcome": "rejected", "reason": None}
+        "request_id": request_id, "status": "closed", "request_type": "deletion",
+        "due_at": None, "outcome": "no_action", "reason": NO_ACTION[2]}
+    review = client.get(f"/v1/parent-requests/{request_id}/review", headers=auth("reviewer"))
+    assert review.get_json()["outcome"] == "rejected"
     deletions = client.get("/v1/deletions", headers=auth("admin")).get_json()["deletions"]
     assert deletions == []
 

@@ -11,6 +11,7 @@ from datetime import timedelta
 
 import pytest
 
+from agegate.services.parent_requests import NO_ACTION
 from tests import test_parent_journeys as journeys
 from tests.conftest import auth
 from tests.helpers import dump_keyspace
@@ -19,6 +20,8 @@ from tests.test_parent_journeys import age_check, case_for, decide, start, statu
 
 # The journeys' fixtures: the trained model and a real SMTP server for the parents' codes.
 app, config, mail = journeys.app, journeys.config, journeys.mail
+# Request, case and account often live in different shards: also run on a Redis Cluster.
+pytestmark = pytest.mark.cluster
 
 REPORT = {"signals": [{"type": "report", "at": "2026-11-24T13:00:00Z",
                        "reason": "suspected_minor"}]}
@@ -38,7 +41,7 @@ def account(client, account_id):
     return client.get(f"/v1/accounts/{account_id}", headers=auth("reviewer"))
 
 
-@pytest.mark.parametrize("request_type", ["deletion", "access"])
+@pytest.mark.parametrize("request_type", ["deletion", "access", "objection"])
 def test_a_stranger_cannot_have_a_never_seen_account_created_or_deleted(
         client, mail, redis_client, request_type):
     request_id, token = start(client, mail, request_type, {"account_id": "someone-else"})
@@ -46,8 +49,8 @@ def test_a_stranger_cannot_have_a_never_seen_account_created_or_deleted(
     before = {k for k in dump_keyspace(redis_client) if ":acct:" in k}
     assert decide(client, request_id, "fulfill").status_code == 200
     body = status(client, request_id, token)
-    assert (body["status"], body["outcome"]) == ("fulfilled", "nothing_held")
-    assert "holds no data" in body["reason"]
+    assert (body["status"], body["outcome"], body["reason"]) == NO_ACTION
+    assert review_view(client, request_id)["outcome"] == "nothing_held"
     assert deletions(client) == []
     assert account(client, "someone-else").status_code == 404
     after = {k for k in dump_keyspace(redis_client) if ":acct:" in k}
@@ -71,8 +74,8 @@ def test_an_adult_account_is_restricted_verified_and_the_request_refused(client,
     assert "verifying" in waiting["reason"]
     verify_age(client, "adult-1", "adult")
     body = status(client, request_id, token)
-    assert (body["status"], body["outcome"]) == ("rejected", "refused_adult")
-    assert "verified as an adult" in body["reason"]
+    assert (body["status"], body["outcome"], body["reason"]) == NO_ACTION
+    assert review_view(client, request_id)["outcome"] == "refused_adult"
     assert account(client, "adult-1").get_json()["status"] == "active"
     assert deletions(client) == []
     # A later request against the verified adult is refused at once, with the same reason.
@@ -81,7 +84,8 @@ def test_an_adult_account_is_restricted_verified_and_the_request_refused(client,
     assert age["established"] == "adult"
     assert [e["source"] for e in age["evidence"]] == ["verification_adult"]
     assert decide(client, second, "fulfill").status_code == 200
-    assert status(client, second, token2)["outcome"] == "refused_adult"
+    assert status(client, second, token2)["outcome"] == "no_action"
+    assert review_view(client, second)["outcome"] == "refused_adult"
     assert client.get(f"/v1/parent-requests/{second}/export",
                       query_string={"status_token": token2}).status_code == 404
 
@@ -197,3 +201,63 @@ def test_an_id_checked_adult_signal_refuses_a_deletion(client, mail):
     body = status(client, request_id, token)
     assert body["status"] != "fulfilled"
     assert account(client, "adult-3").get_json()["status"] == "active"
+
+
+def test_a_child_named_by_email_is_answered_across_shards(client, mail):
+    """The request lives in a random shard, its case under a placeholder, the child's account
+    in its own: waiting, verifying and answering each write one slot (issue 21, item 6)."""
+    age_check(client, "kid7@example.com", account_id="kid-7")
+    request_id, token = start(client, mail, "access", {"email": " Kid7@Example.com"})
+    case_id = case_for(client, request_id)["case_id"]
+    resolved = client.post(f"/v1/parent-requests/{request_id}/child", headers=auth("reviewer"),
+                           json={"account_id": "kid-7", "identifier": "kid7@example.com"})
+    assert resolved.status_code == 200
+    assert decide(client, request_id, "fulfill").status_code == 200
+    assert status(client, request_id, token)["status"] == \
+        "awaiting_age_verification"
+    assert account(client, "kid-7").get_json()["status"] == "restricted"
+    verify_age(client, "kid-7", "adult")
+    assert status(client, request_id, token)["status"] != "awaiting_age_verification"
+    history = client.get(f"/v1/review/cases/{case_id}", headers=auth("reviewer")).get_json()
+    assert [h["event"] for h in history["history"]].count("verified") == 1
+    assert account(client, "kid-7").get_json()["status"] == "active"
+
+
+def test_every_ending_without_action_looks_the_same_to_the_parent(client, mail):
+    """Never seen, verified adult, terminated before its age was known, or rejected by the
+    reviewer: the parent's status is byte-for-byte the same; the reviewer sees why."""
+    age_check(client, "grown@example.com", account_id="adult-4")
+    _age_signal(client, "adult-4", 18, None, method="id_checked")
+    client.post("/v1/accounts/gone-1/termination", headers=auth("admin"),
+                json={"reason": "spam"})
+    endings = {}
+    for why, request_type, child, decision in [
+            ("nothing_held", "access", "never-seen", "fulfill"),
+            ("refused_adult", "deletion", "adult-4", "fulfill"),
+            ("age_unverifiable", "access", "gone-1", "fulfill"),
+            ("rejected", "objection", "adult-4", "reject")]:
+        request_id, token = start(client, mail, request_type, {"account_id": child})
+        assert decide(client, request_id, decision).status_code == 200
+        body = status(client, request_id, token)
+        endings[why] = {k: v for k, v in body.items() if k not in ("request_id", "request_type")}
+        assert review_view(client, request_id)["outcome"] == why
+    assert len({repr(sorted(e.items())) for e in endings.values()}) == 1, endings
+    assert endings["nothing_held"]["outcome"] == "no_action"
+
+
+def test_a_strangers_objection_does_not_stop_processing(client, mail):
+    """An objection needs minority established: on an account of unknown age it restricts
+    and waits, and the classifier and reports keep working meanwhile; an adult's is refused."""
+    age_check(client, "someone@example.com", account_id="adult-5")
+    request_id, token = start(client, mail, "objection", {"account_id": "adult-5"})
+    assert review_view(client, request_id)["account_age"]["established"] == "unknown"
+    assert decide(client, request_id, "fulfill").status_code == 200
+    assert status(client, request_id, token)["status"] == "awaiting_age_verification"
+    report = client.post("/v1/accounts/adult-5/signals", headers=auth("signals"), json=REPORT)
+    assert report.status_code == 200  # still processed
+    assert account(client, "adult-5").get_json().get("processing_stopped") is not True
+    verify_age(client, "adult-5", "adult")
+    assert status(client, request_id, token)["outcome"] == "no_action"
+    assert review_view(client, request_id)["outcome"] == "refused_adult"
+    again = client.post("/v1/accounts/adult-5/signals", headers=auth("signals"), json=REPORT)
+    assert again.status_code == 200

@@ -246,3 +246,43 @@ def test_client_address_respects_trusted_proxies(redis_url, redis_client, tmp_pa
     assert submit(client).status_code == 429
     keys = list(redis_client.scan_iter("agegate:rl:*"))
     assert keys and not any("203.0.113" in k for k in keys)  # addresses kept only hashed
+
+
+def test_an_ipv6_client_is_limited_by_its_64(redis_url, redis_client, tmp_path, clock, config):
+    """One host picks any address of its /64: the budget is the /64's, not each address's."""
+    app = create_app(config.with_overrides(trusted_proxies=1,
+                                           parent_request_rate_limit="2 per hour"), clock=clock)
+    client = app.test_client()
+    statuses = []
+    for n, address in enumerate(("2001:db8:1:2::1", "2001:db8:1:2::ffff", "2001:db8:1:2:a:b:c:d")):
+        client.environ_base["HTTP_X_FORWARDED_FOR"] = address
+        statuses.append(submit(client, parent_email=f"p{n}@example.org").status_code)
+    assert statuses == [202, 202, 429]
+    client.environ_base["HTTP_X_FORWARDED_FOR"] = "2001:db8:1:3::1"  # another /64
+    assert submit(client, parent_email="other@example.org").status_code == 202
+    # An IPv4-mapped IPv6 address is its IPv4 address.
+    client.environ_base["HTTP_X_FORWARDED_FOR"] = "::ffff:203.0.113.7"
+    assert submit(client, parent_email="a@example.org").status_code == 202
+    client.environ_base["HTTP_X_FORWARDED_FOR"] = "203.0.113.7"
+    assert submit(client, parent_email="b@example.org").status_code == 202
+    assert submit(client, parent_email="c@example.org").status_code == 429
+
+
+def test_one_parent_email_is_limited_whatever_the_address(redis_url, redis_client, tmp_path,
+                                                          clock, config):
+    app = create_app(config.with_overrides(
+        trusted_proxies=1, parent_request_email_rate_limit="2 per day"), clock=clock)
+    client = app.test_client()
+    statuses = []
+    for n, email in enumerate(("Sam@Example.org", " sam@example.org", "SAM@EXAMPLE.ORG")):
+        client.environ_base["HTTP_X_FORWARDED_FOR"] = f"198.51.100.{n + 1}"
+        statuses.append(submit(client, parent_email=email).status_code)
+    assert statuses == [202, 202, 429]
+    limited = submit(client, parent_email="sam@example.org")
+    assert limited.status_code == 429 and limited.json["error"]["code"] == "rate_limited"
+    assert submit(client, parent_email="someone.else@example.org").status_code == 202
+    stored = " ".join(redis_client.scan_iter("agegate:rl:*"))
+    assert stored and "sam" not in stored.lower() and "example" not in stored
+    # A body without an email is a 422, counted per address only.
+    client.environ_base["HTTP_X_FORWARDED_FOR"] = "198.51.100.50"
+    assert client.post("/v1/parent-requests", json={"parent_name": "x"}).status_code == 422

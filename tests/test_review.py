@@ -172,7 +172,7 @@ def test_not_minor_clears_and_a_new_flag_opens_a_new_case(client):
 def test_request_verification_restricts_until_adult_result(client, app):
     case_id = flag(client, "acc-1")["case_id"]
     body = {"outcome": "adult", "method": "id_document"}
-    early = client.post("/v1/accounts/acc-1/verification", json=body, headers=auth("reviewer"))
+    early = client.post("/v1/accounts/acc-1/verification", json=body, headers=auth("admin"))
     assert early.status_code == 409
     claim(client)
     assert decide(client, case_id, "request_verification").status_code == 200
@@ -180,15 +180,31 @@ def test_request_verification_restricts_until_adult_result(client, app):
     assert account["status"] == "restricted" and account["case_id"] == case_id
     # More signals while restricted do not open a second case.
     assert flag(client, "acc-1")["case_id"] == case_id
+    # Another reviewer does not hold this account's case.
+    other = client.post("/v1/accounts/acc-1/verification", json=body, headers=auth("reviewer2"))
+    assert other.status_code == 403 and other.json["error"]["code"] == "forbidden"
     done = client.post("/v1/accounts/acc-1/verification", json=body, headers=auth("reviewer"))
     assert done.status_code == 200 and done.json["status"] == "active"
     assert done.json["case_id"] is None
     events = [e["type"] for e in services(app).events.read_all()]
     assert "account.restricted" in events and "account.unrestricted" in events
-    again = client.post("/v1/accounts/acc-1/verification", json=body, headers=auth("reviewer"))
+    again = client.post("/v1/accounts/acc-1/verification", json=body, headers=auth("admin"))
     assert again.status_code == 409
     assert client.post("/v1/accounts/ghost/verification", json=body,
                        headers=auth("reviewer")).status_code == 404
+
+
+def test_verification_is_for_the_reviewer_holding_the_case_or_an_admin(client):
+    case_id = flag(client, "acc-1")["case_id"]
+    body = {"outcome": "adult", "method": "id_document"}
+    url = "/v1/accounts/acc-1/verification"
+    # An open case nobody claimed: no reviewer holds it.
+    assert client.post(url, json=body, headers=auth("reviewer")).status_code == 403
+    claim(client)  # reviewer-bot claims it
+    assert client.post(url, json=body, headers=auth("reviewer2")).status_code == 403
+    decide(client, case_id, "request_verification")
+    assert client.post(url, json=body, headers=auth("reviewer2")).status_code == 403
+    assert client.post(url, json=body, headers=auth("admin")).status_code == 200
 
 
 def test_request_verification_then_minor_terminates(client, app, redis_client, clock):
@@ -274,7 +290,7 @@ def test_review_routes_need_the_reviewer_role(client):
 def test_minor_verification_on_an_unrestricted_account_is_409(client):
     flag(client, "acc-1")
     body = {"outcome": "minor", "method": "card"}
-    response = client.post("/v1/accounts/acc-1/verification", json=body, headers=auth("reviewer"))
+    response = client.post("/v1/accounts/acc-1/verification", json=body, headers=auth("admin"))
     assert response.status_code == 409
     assert client.get("/v1/accounts/acc-1", headers=auth("reviewer")).json["status"] == "active"
     bad = client.post("/v1/accounts/acc-1/verification", json={"outcome": "teen", "method": "card"},
@@ -294,3 +310,33 @@ def test_openapi_documents_the_queue_and_enforcement_routes(client):
     assert "409" in spec["paths"]["/v1/review/cases/{case_id}/decision"]["post"]["responses"]
     assert client.post("/v1/review/claims?kind=nonsense",
                        headers=auth("reviewer")).status_code == 422
+
+
+def test_a_restriction_an_objection_and_adult_evidence_outlive_an_idle_year(client, app,
+                                                                            redis_client):
+    """Issue 21, item 11: they rode the account's 365-day TTL and vanished with an idle year;
+    the meta hash now keeps them for Retention.account_standing_days."""
+    state = services(app)
+    year = state.retention.seconds("account")
+    standing = state.retention.seconds("account_standing")
+    assert standing > year
+
+    def ttl(account_id):
+        return redis_client.ttl(keys.account(state.hasher.account(account_id)))
+
+    case_id = flag(client, "acc-r")["case_id"]
+    assert abs(ttl("acc-r") - year) < 5  # an ordinary account
+    claim(client)
+    decide(client, case_id, "request_verification")
+    assert abs(ttl("acc-r") - standing) < 5  # restricted pending verification
+    verified = client.post("/v1/accounts/acc-r/verification", headers=auth("reviewer"),
+                           json={"outcome": "adult", "method": "id_document"})
+    assert verified.status_code == 200
+    assert abs(ttl("acc-r") - standing) < 5  # verified adult: the evidence stays
+    flag(client, "acc-o")
+    state.accounts.stop_processing("acc-o", actor="parents-bot")
+    assert abs(ttl("acc-o") - standing) < 5  # a parent's objection
+    # Later writes never shorten it back to a year while the standing holds.
+    post_signals(client, "acc-r", [{"type": "session", "at": "2026-11-24T13:00:00Z",
+                                    "duration_s": 60}])
+    assert abs(ttl("acc-r") - standing) < 5

@@ -240,7 +240,8 @@ def test_ingest_is_for_admins_and_documented(client):
     schema = operation["responses"]["200"]["content"]["application/json"]["schema"]
     name = schema["$ref"].rsplit("/", 1)[-1]
     assert set(spec["components"]["schemas"][name]["properties"]) == {
-        "stream", "group", "length", "lag", "pending", "dead", "consumers"}
+        "stream", "group", "length", "lag", "pending", "dead", "consumers",
+        "test"}  # only in answers to a test token (API.md "Test mode")
 
 
 # -- real worker processes -----------------------------------------------------------------
@@ -419,3 +420,38 @@ def test_a_worker_that_dies_before_the_case_step_has_it_done_by_the_next(config,
     cases = healthy.test_client().get("/v1/review/cases", headers=auth("reviewer")).json["cases"]
     assert [c["kind"] for c in cases] == ["report"]
     assert ingest(healthy.test_client())["pending"] == 0
+
+
+def test_the_same_messages_score_the_same_in_order_and_shuffled_over_two_workers(
+        app, redis_client):
+    # Six messages each over several days, for several accounts: once in order through one
+    # worker, once shuffled and taken by two workers in small batches (the issue-20 case).
+    import random
+
+    texts = [adult_text(0), minor_text(0), adult_text(1), minor_text(1), minor_text(2),
+             adult_text(2)]
+    days = ["2026-11-02", "2026-11-05", "2026-11-03", "2026-11-07", "2026-11-07", "2026-11-08"]
+    entries = [(a, {"type": "message", "at": f"{day}T1{k}:00:00Z", "text": text})
+               for a in range(6) for k, (text, day) in enumerate(zip(texts, days, strict=True))]
+    for a, message in entries:
+        publish(redis_client, f"ordered-{a}", [message])
+    assert drain(app, "w-one") == len(entries)
+    shuffled = entries[:]
+    random.Random(20).shuffle(shuffled)
+    for a, message in shuffled:
+        publish(redis_client, f"shuffled-{a}", [message])
+    stream_job = job(app)
+    stream_job.ingest.batch = 4
+    handled, turn = 0, 0
+    while handled < len(entries):
+        handled += stream_job.run_once(f"w-{turn % 2}")
+        turn += 1
+    state = app.extensions["agegate"]
+    for a in range(6):
+        ordered = state_of(app, redis_client, f"ordered-{a}")
+        mixed = state_of(app, redis_client, f"shuffled-{a}")
+        # The top-k of explaining n-grams is a bounded summary, not part of the score.
+        assert {k: v for k, v in ordered.items() if k != "top"} == \
+            {k: v for k, v in mixed.items() if k != "top"}
+        assert state.accounts.get(f"ordered-{a}")["score"] == \
+            state.accounts.get(f"shuffled-{a}")["score"]

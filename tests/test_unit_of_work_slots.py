@@ -44,7 +44,7 @@ def proxied(redis_url: str, redis_client) -> Iterator[tuple[redis.Redis, list[Re
 @pytest.mark.parametrize("shard", [0, 21, 42, 63])
 def test_a_lost_exec_reply_applies_the_unit_once(proxied, redis_client, shard):
     client, proxies = proxied
-    counter = f"{keys.PREFIX}:test:{keys.shard_tag(shard)}:counter"
+    counter = f"{keys.prefix()}:test:{keys.shard_tag(shard)}:counter"
 
     def build(pipe) -> str:
         pipe.multi()

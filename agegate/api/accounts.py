@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from flask import g, request
 from flask_smorest import Blueprint
 
 from agegate.api import actor, services
 from agegate.auth import roles
-from agegate.errors import ValidationFailed
+from agegate.errors import Forbidden, ValidationFailed
 from agegate.schemas.accounts import (
     ACCOUNT_ID,
     ACCOUNT_ID_ERROR,
@@ -15,7 +16,7 @@ from agegate.schemas.accounts import (
     SignalsRequestSchema,
     VerificationRequestSchema,
 )
-from agegate.schemas.common import ErrorSchema
+from agegate.schemas.common import IDENTIFIER, ErrorSchema
 
 blp = Blueprint("accounts", __name__, url_prefix="/v1/accounts", description="Signals and scores")
 
@@ -26,17 +27,37 @@ def check_account_id(account_id: str) -> None:
         raise ValidationFailed(fields={"account_id": [ACCOUNT_ID_ERROR]})
 
 
+IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key", "in": "header", "required": False,
+    "description": "The platform's key for this batch of signals (1-256 printable ASCII "
+                   "characters): a retry with the same key is applied once and answered as "
+                   "the first time. The signal stream's `id` is the same key.",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 256, "pattern": "^[!-~]+$"},
+}
+
+
 @blp.route("/<string:account_id>/signals", methods=["POST"])
 @blp.arguments(SignalsRequestSchema)
+@blp.doc(parameters=[IDEMPOTENCY_KEY])
 @blp.response(200, ScoreSchema)
 @blp.alt_response(409, schema=ErrorSchema,
                   description="account_terminated or processing_stopped")
-@blp.alt_response(503, schema=ErrorSchema, description="The model is not loaded")
+@blp.alt_response(503, schema=ErrorSchema, description="model_unavailable, or "
+                  "storage_unavailable (Redis, or too few replicas confirmed the write: retry "
+                  "with the same Idempotency-Key after Retry-After)")
 @roles("signals")
 def post_signals(data, account_id):
     """Score an account from its signals. Text is used to score and never stored."""
     check_account_id(account_id)
-    return services().accounts.record_signals(account_id, data["signals"], actor=actor())
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not IDENTIFIER.match(key):
+        raise ValidationFailed(fields={"Idempotency-Key": [
+            "Use 1-256 printable ASCII characters, no spaces."]})
+    # The stream's idempotency keys and these are one namespace: one batch, one application,
+    # whichever door it came in by, however often it is retried.
+    return services().accounts.record_signal(
+        account_id, data["signals"], actor=actor(),
+        key=f"id:{key}" if key is not None else None)
 
 
 @blp.route("/<string:account_id>", methods=["GET"])
@@ -54,10 +75,17 @@ def get_account(account_id):
 @blp.arguments(VerificationRequestSchema)
 @blp.response(200, AccountSchema)
 @blp.alt_response(404, schema=ErrorSchema, description="An account never seen")
+@blp.alt_response(403, schema=ErrorSchema,
+                  description="A reviewer who does not hold this account's case")
 @blp.alt_response(409, schema=ErrorSchema, description="The account is not restricted")
 @roles("reviewer")
 def post_verification(data, account_id):
-    """An age-assurance result: adult unrestricts, minor terminates. The date is never stored."""
+    """An age-assurance result: adult unrestricts, minor terminates. The date is never stored.
+    For the reviewer holding the account's case (claimed, or the one it is restricted under)
+    or an admin."""
     check_account_id(account_id)
+    if g.role != "admin" and services().accounts.holds_case(account_id, actor()) is False:
+        raise Forbidden("Only the reviewer holding this account's case, or an admin, may record "
+                        "its verification.")
     return services().accounts.verify(account_id, data["outcome"], data["method"],
                                       data.get("date_of_birth"), actor=actor())

@@ -7,6 +7,7 @@ from flask_smorest import Blueprint
 from agegate.api import actor, services
 from agegate.api.accounts import check_account_id
 from agegate.auth import roles
+from agegate.errors import Forbidden
 from agegate.schemas.common import ErrorSchema
 from agegate.schemas.enforcement import (
     AckSchema,
@@ -53,9 +54,15 @@ def get_deletion(deletion_id):
 @blp.route("/deletions/<string:deletion_id>/acks", methods=["POST"])
 @blp.arguments(AckSchema)
 @blp.response(200, DeletionSchema)
+@blp.alt_response(403, schema=ErrorSchema,
+                  description="The token speaks for another system (its name is its system)")
 @blp.alt_response(404, schema=ErrorSchema, description="No such deletion")
 @blp.alt_response(422, schema=ErrorSchema, description="Not a system this deletion waits for")
 @roles("downstream")
 def ack_deletion(data, deletion_id):
-    """A downstream system confirms it deleted the account."""
+    """A downstream system confirms it deleted the account; it acknowledges only for itself
+    (the token's name in AGEGATE_API_KEYS is the system it speaks for)."""
+    if data["system"] != actor():
+        raise Forbidden("A downstream token acknowledges only for its own system "
+                        "(the token's name).")
     return services().enforcement.ack(deletion_id, data["system"], actor=actor())

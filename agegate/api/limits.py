@@ -1,27 +1,73 @@
-"""Rate limits (Flask-Limiter, its Redis storage, a moving window), keyed on the client address.
+"""Rate limits (Flask-Limiter, its Redis storage, a moving window), keyed on the client address
+and, for parent requests, on the parent's email too.
 
 The address is `request.remote_addr`, which ProxyFix corrects from X-Forwarded-For when the
 operator declares its proxies (AGEGATE_TRUSTED_PROXIES): behind a load balancer every parent
-would otherwise share the balancer's one budget. It is kept in Redis only as a keyed hash.
+would otherwise share the balancer's one budget. An IPv6 client is counted by its /64 (one
+subscriber's prefix: a single host can pick any of its 2^64 addresses). The address and the
+email are kept in Redis only as keyed hashes.
 """
 
 from __future__ import annotations
+
+import ipaddress
 
 from flask import Flask, request
 from flask_limiter import Limiter
 
 from agegate.api import services
+from agegate.services.age_checks import normalise_email
 from agegate.storage import keys
+
+IPV6_PREFIX = 64
+
+
+def client_network(address: str | None) -> str:
+    """What one client is counted as: an IPv4 address, or an IPv6 address's /64 (an
+    IPv4-mapped IPv6 address counts as its IPv4 address)."""
+    try:
+        parsed = ipaddress.ip_address((address or "").strip())
+    except ValueError:
+        return "unknown"
+    if isinstance(parsed, ipaddress.IPv6Address):
+        if parsed.ipv4_mapped is not None:
+            return str(parsed.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{parsed}/{IPV6_PREFIX}", strict=False))
+    return str(parsed)
 
 
 def client_key() -> str:
-    """The client address as a keyed hash (Redis never holds the address itself)."""
-    return services().hasher.short("client", request.remote_addr or "unknown")
+    """The client (address, or IPv6 /64) as a keyed hash (Redis never holds the address)."""
+    return services().hasher.short("client", client_network(request.remote_addr))
+
+
+def _parent_email() -> str | None:
+    """The submitted parent email, normalised, if the body has one (before validation)."""
+    body = request.get_json(silent=True)
+    email = body.get("parent_email") if isinstance(body, dict) else None
+    if not isinstance(email, str) or not normalise_email(email):
+        return None
+    return normalise_email(email)
+
+
+def parent_email_key() -> str:
+    """The parent's email as a keyed hash (never the email itself)."""
+    return services().hasher.short("parent_email_limit", _parent_email() or "")
+
+
+def no_parent_email() -> bool:
+    """A body without an email is not counted per email (it is a 422, counted per address)."""
+    return _parent_email() is None
 
 
 def parent_request_limit() -> str:
     """AGEGATE_PARENT_REQUEST_RATE_LIMIT, e.g. "5 per hour"."""
     return str(services().config.parent_request_rate_limit)
+
+
+def parent_email_limit() -> str:
+    """AGEGATE_PARENT_REQUEST_EMAIL_RATE_LIMIT, e.g. "10 per day"."""
+    return str(services().config.parent_request_email_rate_limit)
 
 
 limiter = Limiter(

@@ -5,7 +5,13 @@ from __future__ import annotations
 from flask_smorest import Blueprint
 
 from agegate.api import actor, services
-from agegate.api.limits import limiter, parent_request_limit
+from agegate.api.limits import (
+    limiter,
+    no_parent_email,
+    parent_email_key,
+    parent_email_limit,
+    parent_request_limit,
+)
 from agegate.auth import public, roles
 from agegate.schemas.common import ErrorSchema
 from agegate.schemas.parent_requests import (
@@ -30,10 +36,14 @@ blp = Blueprint("parent_requests", __name__, url_prefix="/v1",
 @blp.route("/parent-requests", methods=["POST"])
 # Outside @blp.arguments: every submission counts, valid or not, before its body is parsed.
 @limiter.limit(parent_request_limit)
+@limiter.limit(parent_email_limit, key_func=parent_email_key, exempt_when=no_parent_email,
+               scope="parent-email")
 @blp.arguments(ParentRequestSchema)
 @blp.response(202, ParentRequestCreatedSchema)
 @blp.alt_response(422, schema=ErrorSchema, description="Invalid request")
-@blp.alt_response(429, schema=ErrorSchema, description="Too many requests from this address")
+@blp.alt_response(429, schema=ErrorSchema,
+                  description="Too many requests from this address (IPv6: its /64) or for this "
+                              "parent email")
 @blp.alt_response(503, schema=ErrorSchema, description="The code could not be mailed")
 @public
 def create_parent_request(data):

@@ -24,8 +24,9 @@ blp = Blueprint("webhooks", __name__, url_prefix="/v1/admin/webhooks", descripti
 @blp.arguments(WebhookRequestSchema)
 @blp.response(201, WebhookCreatedSchema)
 @blp.alt_response(422, schema=ErrorSchema,
-                  description="Not http(s), credentials in the URL, this service itself, "
-                              "or an unknown event type")
+                  description="Not https (or allowed http), credentials in the URL, a "
+                              "host that does not resolve only to public (or allowed) "
+                              "addresses, this service itself, or an unknown event type")
 @roles("admin")
 def create_webhook(data):
     """Register a webhook; the signing secret is shown once."""

@@ -29,7 +29,7 @@ from werkzeug.exceptions import HTTPException
 from agegate.api import services
 from agegate.auth import public
 from agegate.console import present
-from agegate.errors import AgegateError, RateLimited, Unauthorized
+from agegate.errors import AgegateError, RateLimited, Unauthorized, log_unexpected
 
 log = logging.getLogger("agegate.console")
 HERE = Path(__file__).resolve().parent
@@ -150,7 +150,7 @@ def storage_error(error: RedisError):
 @bp.errorhandler(Exception)
 def unexpected(error: Exception):
     """Anything else: log the type, show a generic page."""
-    log.exception("console error: %s", type(error).__name__)
+    log_unexpected(log, "console error", error)
     return render_page("error.html", 500, title="Something went wrong",
                        message="Something went wrong on our side. The error was logged.")
 
@@ -286,6 +286,8 @@ def _case_page(case_id: str, status: int = 200, error: str | None = None, note: 
         deadline=present.deadline(case.get("due_at"), moment),
         decisions=present.DECISIONS.get(case.get("kind", ""), []),
         age_signals=services().age_signals.signals(case["account_id"])
+        if case.get("account_id") else [],
+        assurance=services().assurance.for_account(case["account_id"])
         if case.get("account_id") else [],
         statement=services().appeals.statement(case),
         mine=case.get("status") == "claimed" and case.get("claimed_by") == g.console.name,

@@ -84,7 +84,10 @@ class ScoreSchema(StrictSchema):
 class AccountSchema(StrictSchema):
     account_id = fields.String(required=True)
     status = fields.String(required=True,
-                           validate=validate.OneOf(["active", "restricted", "terminated"]))
+                           validate=validate.OneOf(["active", "pending_assurance", "restricted",
+                                                    "terminated"]), metadata={
+        "description": "pending_assurance: an age check answered verify; an assurance result "
+                       "admits the account."})
     score = fields.Float(allow_none=True, required=True)
     band = fields.String(allow_none=True, required=True)
     case_id = fields.String(allow_none=True, required=True)

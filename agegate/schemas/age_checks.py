@@ -5,7 +5,7 @@ from __future__ import annotations
 from marshmallow import ValidationError, fields, pre_load, validate, validates
 
 from agegate.schemas.common import StrictSchema, identifier
-from agegate.services.jurisdictions import COUNTRIES
+from agegate.services.jurisdictions import ASSURANCE_METHODS, COUNTRIES
 
 
 class AgeCheckRequestSchema(StrictSchema):
@@ -51,11 +51,16 @@ class AgeCheckRequestSchema(StrictSchema):
 
 class AgeCheckResponseSchema(StrictSchema):
     check_id = fields.String(required=True)
-    decision = fields.String(required=True, validate=validate.OneOf(["allow", "deny"]))
+    decision = fields.String(required=True, validate=validate.OneOf(["allow", "deny", "verify"]),
+                             metadata={"description": "verify: a declared age is not enough "
+                                       "here; an age-assurance result must admit the person."})
     reason = fields.String(
         required=True,
         validate=validate.OneOf(
-            ["of_age", "under_minimum_age", "previous_underage_attempt", "identity_blocked"]
+            ["of_age", "under_minimum_age", "previous_underage_attempt", "identity_blocked",
+             "assurance_required"]
         ),
     )
     message = fields.String(required=True, metadata={"description": "Neutral; safe to show."})
+    methods = fields.List(fields.String(validate=validate.OneOf(ASSURANCE_METHODS)), metadata={
+        "description": "verify only: the methods the jurisdiction accepts."})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from marshmallow import RAISE, Schema, fields, validate
 
 
@@ -10,6 +12,10 @@ class StrictSchema(Schema):
 
     class Meta:
         unknown = RAISE
+
+
+# The same rule as a regular expression, for values that come from headers.
+IDENTIFIER = re.compile(r"^[\x21-\x7e]{1,256}$")
 
 
 def identifier(**kwargs) -> fields.String:

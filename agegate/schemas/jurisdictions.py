@@ -5,7 +5,7 @@ from __future__ import annotations
 from marshmallow import fields, validate
 
 from agegate.schemas.common import StrictSchema
-from agegate.services.jurisdictions import STATUSES, WHEN
+from agegate.services.jurisdictions import ASSURANCE_METHODS, STATUSES, WHEN
 
 
 class AgeSignalRuleSchema(StrictSchema):
@@ -15,6 +15,26 @@ class AgeSignalRuleSchema(StrictSchema):
         "description": "YYYY-MM-DD the obligation starts; null when there is none."})
     when = fields.List(fields.String(validate=validate.OneOf(WHEN)), required=True)
     law = fields.String(required=True, metadata={"description": "The law cited."})
+
+
+class AssuranceRuleSchema(StrictSchema):
+    self_declaration_sufficient = fields.Boolean(required=True, metadata={
+        "description": "False: a declared age does not admit anyone; an assurance result must."})
+    accepted_methods = fields.List(fields.String(validate=validate.OneOf(ASSURANCE_METHODS)),
+                                   required=True, metadata={
+        "description": "The methods that can be highly effective here (none where a declared "
+                       "age suffices)."})
+    estimation_challenge_age = fields.Integer(allow_none=True, required=True, metadata={
+        "description": "An estimation counts only with at least this challenge age."})
+    liveness_required = fields.Boolean(required=True, metadata={
+        "description": "An estimation counts only with a liveness check."})
+    law = fields.String(required=True)
+    effective = fields.String(allow_none=True, required=True, metadata={
+        "description": "YYYY-MM-DD the obligation started; null when there is none."})
+    sources = fields.List(fields.String(), required=True)
+    uncertain = fields.Boolean(required=True, metadata={
+        "description": "True when the rule's scope, dates or methods must be checked."})
+    note = fields.String(required=True)
 
 
 class JurisdictionSchema(StrictSchema):
@@ -32,3 +52,6 @@ class JurisdictionSchema(StrictSchema):
     uncertain = fields.Boolean(required=True, metadata={
         "description": "True when the row's dates or enforceability must be checked."})
     note = fields.String(required=True)
+    assurance = fields.Nested(AssuranceRuleSchema, required=True)
+    policy_version = fields.String(required=True, metadata={
+        "description": "The table's version, recorded on every assurance record."})

@@ -86,21 +86,21 @@ class ParentRequestStatusSchema(StrictSchema):
     status = fields.String(
         required=True,
         metadata={"description": "pending_verification, verified, locked, "
-                                 "awaiting_age_verification (a deletion or access request "
+                                 "awaiting_age_verification (a deletion, access or objection "
                                  "waits until the account holder's age is verified), "
-                                 "fulfilled, rejected"})
+                                 "fulfilled, closed (nothing could be done)"})
     request_type = fields.String(required=True)
     due_at = fields.String(required=True)
     outcome = fields.String(
         allow_none=True,
         metadata={"description": "account_deleted, export_ready, rectified, "
-                                 "processing_stopped, rejected, refused_adult (the account "
-                                 "holder was verified adult), age_unverifiable, nothing_held "
-                                 "(this service holds no data on that account); null until "
-                                 "decided"})
+                                 "processing_stopped, or no_action: one neutral outcome "
+                                 "whenever nothing could be done, whatever the cause (only "
+                                 "the reviewer sees it); null until decided"})
     reason = fields.String(
         allow_none=True,
-        metadata={"description": "Why the request waits or was refused, in words for the parent."})
+        metadata={"description": "Why the request waits, or the one neutral sentence of a "
+                                 "request closed without action, in words for the parent."})
 
 
 class ExportSchema(StrictSchema):
@@ -141,7 +141,9 @@ class ReviewViewSchema(StrictSchema):
     created_at = fields.String(required=True)
     due_at = fields.String(required=True)
     case_id = fields.String(allow_none=True)
-    outcome = fields.String(allow_none=True)
+    outcome = fields.String(allow_none=True, metadata={
+        "description": "The outcome, or why nothing was done: nothing_held, refused_adult, "
+                       "age_unverifiable, rejected (the parent sees only no_action)."})
     note = fields.String(allow_none=True)
     account_age = fields.Nested(
         AccountAgeSchema, allow_none=True,

@@ -10,7 +10,9 @@ from agegate.services.webhooks import EVENT_TYPES
 
 class WebhookRequestSchema(StrictSchema):
     url = fields.String(required=True, validate=validate.Length(min=1, max=2048), metadata={
-        "description": "http:// or https://; not this service itself; no credentials."})
+        "description": "https:// (http:// when AGEGATE_WEBHOOK_ALLOW_HTTP=true); its host must "
+        "resolve only to public addresses (or AGEGATE_WEBHOOK_ALLOWED_NETWORKS); no "
+        "credentials."})
     events = fields.List(fields.String(validate=validate.OneOf(EVENT_TYPES)), required=True,
                          validate=validate.Length(min=1, max=len(EVENT_TYPES)))
 
@@ -48,7 +50,10 @@ class DeliverySchema(StrictSchema):
     status = fields.String(required=True,
                            validate=validate.OneOf(["delivered", "retrying", "failed"]))
     http_status = fields.Integer(allow_none=True, required=True)
-    error = fields.String(allow_none=True, required=True)
+    error = fields.String(allow_none=True, required=True, metadata={
+        "description": "The failure's reason class only: timeout, refused, not_http, status, "
+                       "blocked (the host now resolves to an address not allowed), unsigned "
+                       "(no secret can be opened with the configured keys)."})
     at = fields.String(required=True)
     next_attempt_at = fields.String(allow_none=True, required=True)
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
@@ -11,7 +12,14 @@ import redis
 
 from agegate.clock import Clock, iso
 from agegate.crypto import Hasher
-from agegate.errors import AgegateError, Conflict, ModelUnavailable, NotFound, ValidationFailed
+from agegate.errors import (
+    AgegateError,
+    Conflict,
+    ModelUnavailable,
+    NotFound,
+    StorageUnavailable,
+    ValidationFailed,
+)
 from agegate.metrics import STATE_RESETS
 from agegate.services.age_checks import age_on
 from agegate.services.age_signals import stated_rules
@@ -19,12 +27,13 @@ from agegate.services.audit import AuditTrail, transact
 from agegate.services.enforcement import ADULT_AGE, EnforcementService, TerminationPlan
 from agegate.services.feedback import FeedbackService
 from agegate.services.review import ReviewService
-from agegate.storage import keys
-from agegate.storage.accounts import AccountStore
+from agegate.storage import keys, replicas
+from agegate.storage.accounts import RECORD_SCRIPT, AccountStore, AccountWrite, SignalView
 from agegate.storage.cases import CaseStore
 from agegate.storage.deletions import DeletionStore
 from agegate.storage.events import EventStream
-from agegate.storage.unit import watch
+from agegate.storage.scripts import Calls
+from agegate.storage.unit import MAX_ATTEMPTS, apply_scripted, watch
 
 log = logging.getLogger("agegate.accounts")
 
@@ -32,6 +41,48 @@ log = logging.getLogger("agegate.accounts")
 # A stream entry's applied-marker: its effects are written, and its case step is done too
 # (APPLIED) or was still due when the marker was written (CASE_DUE).
 APPLIED, CASE_DUE = "1", "case"
+
+
+@dataclass(frozen=True)
+class SignalEntry:
+    """One account's signals to record: a request's body, or one signal-stream entry with its
+    idempotency key (`key`, applied at most once)."""
+
+    account_id: str
+    signals: list[dict[str, Any]]
+    key: str | None = None
+
+
+@dataclass
+class _Result:
+    """One entry's fold: its score, whether its case step is due, whether a report made it."""
+
+    score: Any
+    due: bool
+    reported: bool
+    copy_of: int | None = None  # a repeat of an earlier entry's key in the same batch
+
+
+@dataclass
+class _Fold:
+    """One account's entries in a batch, and their fold on the state last read."""
+
+    account_id: str
+    account_hash: str
+    items: list[tuple[int, SignalEntry, str | None]] = field(default_factory=list)
+    view: SignalView | None = None
+    write: AccountWrite | None = None
+    results: dict[int, _Result] = field(default_factory=dict)
+    last: Any = None
+    error: Exception | None = None
+    reset_from: str | None | bool = False  # the text model of a state reset, if one was
+
+    def entry_hashes(self) -> list[str]:
+        """The entries' keys (hashed), each once, in order: the markers read and written."""
+        return list(dict.fromkeys(h for _, _, h in self.items if h is not None))
+
+    def fail(self, error: Exception) -> None:
+        self.error, self.write = error, None
 
 
 def terminated() -> Conflict:
@@ -103,82 +154,183 @@ class AccountService:
         self.age_known_hooks: list[AgeKnownHook] = []
         # Model feedback (issue 12): a de-identified example per verification result.
         self.feedback: FeedbackService | None = None
+        # More of what this service holds on an account, for its export: name -> reader
+        # (e.g. its age-assurance records, issue 22).
+        self.export_sections: dict[str, Callable[[str], Any]] = {}
 
     # -- signals -------------------------------------------------------------------------
-    def record_signals(self, account_id: str, signals: list[dict[str, Any]], *,
-                       actor: str, entry: str | None = None) -> dict[str, Any]:
-        """Fold signals into the account's bounded state, score it, open or raise its case.
+    def record_signals(self, entries: Sequence[SignalEntry], *,
+                       actor: str) -> list[dict[str, Any] | Exception]:
+        """Fold many accounts' signals into their bounded states, score them, open or raise
+        their cases: one outcome per entry, in order (the score, or the error that refused it).
 
-        `entry` (the signal stream's idempotency key) is applied at most once: its marker is
-        written in the same MULTI as the state and says whether a case step is still due. A
-        replay writes nothing; it runs the case step only if the applying call died before it
-        (a reviewer may have decided the case since a completed one), and answers the score.
+        The one write path for signals: a request passes one entry, `agegate worker` its whole
+        batch. Entries are grouped by account (an account's entries fold in the order given)
+        and accounts by slot. One pipelined round trip reads every account; one more applies
+        each slot's share as one script that first checks those reads are unchanged (else that
+        slot is read and folded again). A case step follows for the entries that call for one.
+
+        An entry's `key` (the signal stream's idempotency key) is applied at most once: its
+        marker is written with the state and says whether its case step is still due. A replay
+        writes nothing; it runs the case step only if the applying call died before it (a
+        reviewer may have decided the case since a completed one), and answers the score.
         """
         model = self.model()
         if model is None:
             raise ModelUnavailable()
-        account_hash = self.hasher.account(account_id)
-        entry_hash = self._entry_hash(entry) if entry is not None else None
-        watched = [keys.account_applied(account_hash, entry_hash)] if entry_hash else []
-        reported = any(s["type"] == "report" and s.get("reason") == "suspected_minor"
-                       for s in signals)
+        outcomes: list[dict[str, Any] | Exception | None] = [None] * len(entries)
+        folds: dict[str, _Fold] = {}
+        for index, entry in enumerate(entries):
+            account_hash = self.hasher.account(entry.account_id)
+            fold = folds.get(account_hash)
+            if fold is None:
+                fold = folds[account_hash] = _Fold(entry.account_id, account_hash)
+            fold.items.append((index, entry, self._entry_hash(entry.key)
+                               if entry.key is not None else None))
+        by_shard: dict[int, list[_Fold]] = {}
+        for fold in folds.values():
+            by_shard.setdefault(keys.shard_of(fold.account_hash), []).append(fold)
 
-        # The text model a stored state was scored by, when it is not the loaded one.
-        off_scale: list[str | None] = []
+        pending = set(by_shard)
+        for _ in range(MAX_ATTEMPTS):
+            calls = Calls(self.r)
+            asked = [(fold, self.accounts.queue_signal_view(calls, fold.account_hash,
+                                                            fold.entry_hashes()))
+                     for shard in pending for fold in by_shard[shard]]
+            replies = calls.execute() if asked else []
+            for fold, (found, meta) in asked:
+                for reply in (replies[found], replies[meta]):
+                    if isinstance(reply, Exception):
+                        raise reply
+                view = self.accounts.signal_view_of(replies[found], replies[meta])
+                if fold.view is None or fold.view.fingerprint != view.fingerprint:
+                    self._fold(model, fold, view)
+            # With replicas to confirm, a slot with nothing new (replays) still sends its
+            # marker: the WAIT after it covers an earlier, unconfirmed application too.
+            confirm = replicas.policy(self.r).replicas > 0
+            units = {shard: self.accounts.record_unit(keys.shard_tag(shard)[1:-1], writes)
+                     for shard in pending
+                     if (writes := [f.write for f in by_shard[shard] if f.write is not None])
+                     or confirm}
+            applied = apply_scripted(self.r, RECORD_SCRIPT, list(units.values()))
+            pending = {shard for shard, done in zip(units, applied, strict=True) if not done}
+            if not pending:
+                break
+        else:
+            busy = StorageUnavailable("The store is too busy to apply this change; try again.")
+            for shard in pending:
+                for fold in by_shard[shard]:
+                    fold.fail(busy)
 
-        def build(pipe: Any) -> tuple[Any, str | None, bool, str | None]:
-            deletion_id, state, case_id, processing, case_score, adult_until, seen = \
-                self.accounts.signal_view(pipe, account_hash, entry_hash)
-            if deletion_id:
-                raise terminated()
-            if processing == "stopped":
-                raise processing_stopped()
-            off_scale.clear()
-            if state is not None and not model.on_scale(state):
-                # Its sums are on another text model's scale (a full retrain): model.update
-                # keeps its platform counters and starts its text evidence again.
-                off_scale.append(str(state.get("m")) if isinstance(state, dict) else None)
-            if seen:
-                pipe.multi()  # a replayed stream entry: nothing to write
-                result = model.score(state or model.new_state())
-                return result, case_id, seen == CASE_DUE, adult_until
-            state = model.update(state if state is not None else model.new_state(), signals)
-            result = model.score(state)
-            # The open case already carries this score or a higher one: nothing to raise.
-            settled = (case_id is not None and case_score is not None
-                       and float(result.score) <= float(case_score))
-            due = reported or (bool(result.flagged) and not settled)
-            pipe.multi()
-            if entry_hash:
-                self.accounts.queue_applied(pipe, account_hash, entry_hash,
-                                            CASE_DUE if due else APPLIED)
-            self.accounts.queue_state(pipe, account_hash, state)
-            self.accounts.queue_meta(pipe, account_hash, account_id, {
-                "score": repr(float(result.score)), "band": str(result.band),
-                "flagged": "1" if result.flagged else "0", "updated_at": iso(self.clock.now()),
-            })
-            return result, case_id, due, adult_until
+        for fold in folds.values():
+            if fold.reset_from is not False:
+                STATE_RESETS.inc()
+                log.info("account state of text model %s reset for text model %s",
+                         fold.reset_from, model.text_version)
+            self._follow_up(fold, actor, outcomes)
+        return [StorageUnavailable() if outcome is None else outcome for outcome in outcomes]
 
-        # WATCH the state, the meta, the case pointer and the termination marker: a concurrent
-        # post retries on the newer state, and a termination in between turns this into a 409.
-        result, case_id, due, adult_until = transact(
-            self.r, build, keys.account_state(account_hash), keys.account(account_hash),
-            keys.account_open_case(account_hash), keys.account_deletion(account_hash), *watched)
-        if off_scale:
-            STATE_RESETS.inc()
-            log.info("account state of text model %s reset for text model %s", off_scale[0],
-                     model.text_version)
-        score, top = float(result.score), _top(result.top_signals)
-        # Stated rules beside the model's signals; they never change the score or the flag.
-        top = stated_rules(adult_until, self.clock.now()) + top
-        if due:
-            case = self.review.open_or_raise(account_id, "report" if reported else "classifier",
-                                             actor=actor, score=score, top_signals=top)
-            case_id = case["case_id"]
-            if entry_hash:
-                self.accounts.mark_applied(account_hash, entry_hash, APPLIED)
-        return {"account_id": account_id, "score": score, "band": str(result.band),
-                "flagged": bool(result.flagged), "case_id": case_id, "top_signals": top}
+    def record_signal(self, account_id: str, signals: list[dict[str, Any]], *,
+                      actor: str, key: str | None = None) -> dict[str, Any]:
+        """`record_signals` for one account's signals (a request, with its idempotency key if
+        it has one): its score, or its error."""
+        outcome = self.record_signals([SignalEntry(account_id, signals, key)], actor=actor)[0]
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    def _fold(self, model: Any, fold: _Fold, view: SignalView) -> None:
+        """Fold the account's entries, in order, into the state `view` read: per entry its
+        score and whether a case step is due; the write (if any) the slot's script applies."""
+        fold.view, fold.write, fold.reset_from = view, None, False
+        fold.results, fold.last, fold.error = {}, None, None
+        if view.deletion_id or view.processing == "stopped":
+            fold.fail(terminated() if view.deletion_id else processing_stopped())
+            return
+        state = view.state
+        if state is not None and not model.on_scale(state):
+            # Its sums are on another text model's scale (a full retrain): model.update
+            # keeps its platform counters and starts its text evidence again.
+            fold.reset_from = str(state.get("m")) if isinstance(state, dict) else None
+        case_open, case_score = view.case_id is not None, view.case_score
+        applied_of = dict(zip(fold.entry_hashes(), view.applied, strict=True))
+        written: dict[str, str] = {}
+        seen: dict[str, int] = {}  # entry hash -> the index that applied it in this batch
+        try:
+            for index, entry, entry_hash in fold.items:
+                if entry_hash is not None and entry_hash in seen:
+                    fold.results[index] = _Result(fold.results[seen[entry_hash]].score, False,
+                                                  False, copy_of=seen[entry_hash])
+                    continue
+                reported = any(s["type"] == "report" and s.get("reason") == "suspected_minor"
+                               for s in entry.signals)
+                applied = applied_of.get(entry_hash) if entry_hash is not None else None
+                if applied:  # a replayed stream entry: nothing to write
+                    result = model.score(state or model.new_state())
+                    fold.results[index] = _Result(result, applied == CASE_DUE, reported)
+                    continue
+                state = model.update(state if state is not None else model.new_state(),
+                                     entry.signals)
+                result = model.score(state)
+                # The open case already carries this score or a higher one: nothing to raise.
+                settled = (case_open and case_score is not None
+                           and float(result.score) <= float(case_score))
+                due = reported or (bool(result.flagged) and not settled)
+                if due:  # the case step below opens or raises the case to this score
+                    case_open, case_score = True, repr(float(result.score))
+                fold.results[index] = _Result(result, due, reported)
+                if entry_hash is not None:
+                    seen[entry_hash] = index
+                    written[entry_hash] = CASE_DUE if due else APPLIED
+                fold.last = result
+        except AgegateError as error:
+            fold.fail(error)
+            return
+        except Exception as error:  # noqa: BLE001 - one bad entry must not fail the others
+            log.error("signals for one account failed: %s", type(error).__name__)
+            fold.fail(error)
+            return
+        if fold.last is not None:
+            result = fold.last
+            fold.write = AccountWrite(fold.account_hash, view, state, {
+                "account_id": fold.account_id, "score": repr(float(result.score)),
+                "band": str(result.band), "flagged": "1" if result.flagged else "0",
+                "updated_at": iso(self.clock.now())},
+                [(h, written.get(h, "")) for h in fold.entry_hashes()])
+
+    def _follow_up(self, fold: _Fold, actor: str,
+                   outcomes: list[dict[str, Any] | Exception | None]) -> None:
+        """Each entry's outcome, after its case step when one is due."""
+        if fold.error is not None:
+            for index, _, _ in fold.items:
+                outcomes[index] = fold.error
+            return
+        assert fold.view is not None
+        case_id = fold.view.case_id
+        now = self.clock.now()
+        for index, _, entry_hash in fold.items:
+            result = fold.results[index]
+            if result.copy_of is not None:
+                outcomes[index] = outcomes[result.copy_of]
+                continue
+            score, top = float(result.score.score), _top(result.score.top_signals)
+            # Stated rules beside the model's signals; they never change the score or the flag.
+            top = stated_rules(fold.view.adult_until, now) + top
+            if result.due:
+                try:
+                    case = self.review.open_or_raise(
+                        fold.account_id, "report" if result.reported else "classifier",
+                        actor=actor, score=score, top_signals=top)
+                except AgegateError as error:
+                    outcomes[index] = error
+                    continue
+                case_id = case["case_id"]
+                if entry_hash:
+                    self.accounts.mark_applied(fold.account_hash, entry_hash, APPLIED)
+            outcomes[index] = {"account_id": fold.account_id, "score": score,
+                               "band": str(result.score.band),
+                               "flagged": bool(result.score.flagged), "case_id": case_id,
+                               "top_signals": top}
 
     def _entry_hash(self, entry: str) -> str:
         """A stream entry's key under the account's tag (64 bits: unique within one account)."""
@@ -194,7 +346,7 @@ class AccountService:
     def on_redeclaration(self, account_id: str, at: datetime, actor: str) -> None:
         """Age-check hook: a retry with another birth date is a signal on the account."""
         try:
-            self.record_signals(account_id, [{"type": "age_redeclaration", "at": at}], actor=actor)
+            self.record_signal(account_id, [{"type": "age_redeclaration", "at": at}], actor=actor)
         except AgegateError as error:
             # A terminated or objected account, or no model: the age check itself still stands.
             log.info("age_redeclaration not recorded: %s", error.code)
@@ -295,6 +447,26 @@ class AccountService:
                              *keys.account_keys(account_hash)))
 
     # -- verification --------------------------------------------------------------------
+    def holds_case(self, account_id: str, reviewer: str) -> bool | None:
+        """Whether `reviewer` holds this account's case: a case of the account they have
+        claimed (lease still running), or the case the account is restricted under, claimed
+        and decided by them. None for an account never seen (there is nothing to hold)."""
+        account_hash = self.hasher.account(account_id)
+        meta = self.accounts.meta(self.r, account_hash)
+        if not meta:
+            return None
+        restricted = meta.get("restricted_case")
+        now = self.clock.now().timestamp()
+        for case_id in {*self.accounts.case_ids(self.r, account_hash), restricted} - {None, ""}:
+            case = self.cases.read(self.r, str(case_id))
+            if case is None or case.get("claimed_by") != reviewer:
+                continue
+            if case["status"] == "claimed" and (case.get("lease_until") or 0) > now:
+                return True
+            if case_id == restricted and case["status"] in ("claimed", "decided"):
+                return True
+        return False
+
     def verify(self, account_id: str, outcome: str, method: str, born: date | None, *,
                actor: str) -> dict[str, Any]:
         """Apply an age-assurance result to a restricted account. `born` times the identity
@@ -343,10 +515,7 @@ class AccountService:
                 raise Conflict("The account is not awaiting verification.")
             if self.feedback is not None:
                 captured[0] = self.feedback.capture(pipe, account_hash)
-            case = None
-            if meta.get("restricted_case"):
-                watch(pipe, keys.case(meta["restricted_case"]))
-                case = self.cases.read(pipe, meta["restricted_case"])
+            restricted_case = meta.get("restricted_case")
             now = self.clock.now()
             chain = self.audit.begin(pipe)
             pipe.multi()
@@ -358,11 +527,12 @@ class AccountService:
                                      drop=("restricted_case",))
             self.accounts.queue_pointer(pipe, account_hash, None)
             self.accounts.queue_pointer(pipe, account_hash, None, kind="age_signal")
-            if case is not None:
-                case["history"] = [*case["history"], {"at": iso(now), "event": "verified",
-                                                      "outcome": outcome, "method": method,
-                                                      "actor": actor}]
-                self.cases.queue_update(pipe, case)
+            if restricted_case:
+                # The case may live in another shard (a parent request's case opened before
+                # its child was known): its history line goes through this unit's outbox.
+                self.cases.queue_history(pipe, restricted_case, {
+                    "at": iso(now), "event": "verified", "outcome": outcome, "method": method,
+                    "actor": actor})
             self.events.queue_emit(pipe, "account.unrestricted", account_id=account_id, at=now)
             chain.append(pipe, actor=actor, action="account_verified", account_id=account_id,
                          details={**details, "case_id": meta.get("restricted_case")})
@@ -415,4 +585,5 @@ class AccountService:
             "cases": cases,
             "deletions": deletions,
             "audit": self.audit.entries(account_id, 1000),
+            **{name: read(account_id) for name, read in self.export_sections.items()},
         }

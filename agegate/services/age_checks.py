@@ -12,8 +12,9 @@ from agegate.clock import Clock
 from agegate.crypto import Hasher, new_id
 from agegate.errors import ValidationFailed
 from agegate.metrics import AGE_CHECKS
+from agegate.services import test_mode
 from agegate.services.audit import AuditTrail, transact
-from agegate.services.jurisdictions import MinimumAgePolicy
+from agegate.services.jurisdictions import ASSURANCE_METHODS, MinimumAgePolicy
 from agegate.storage import keys
 from agegate.storage.identities import Identifier, IdentityStore
 
@@ -23,8 +24,17 @@ MAX_PLAUSIBLE_AGE = 130
 # so the screen does not coach anyone into typing an older birth date.
 ALLOW_MESSAGE = "Thank you. You can continue."
 DENY_MESSAGE = "Sorry, we can't create an account for you."
+# Where a declared age is not enough (API.md "Age assurance"): the same words for everyone.
+VERIFY_MESSAGE = "Please confirm your age to continue."
+MESSAGES = {"allow": ALLOW_MESSAGE, "deny": DENY_MESSAGE, "verify": VERIFY_MESSAGE}
 
 RedeclarationHook = Callable[[str, datetime, str], None]
+# Reads (under WATCH, before MULTI) whether the account of a `verify` answer is to wait as
+# pending_assurance: (pipe, account_hash, account_id, jurisdiction) -> a writer for the MULTI,
+# or None. Set by the assurance service (services/assurance.py).
+PendingHook = Callable[[Any, str, str, str], "Callable[[Any], None] | None"]
+# (pipe, session hash, identifiers) of a check answered `verify`, inside its unit of work.
+VerifySessionHook = Callable[[Any, str, list[Identifier]], None]
 
 
 def age_on(born: date, today: date) -> int:
@@ -34,7 +44,7 @@ def age_on(born: date, today: date) -> int:
 
 
 def _decision(reason: str) -> str:
-    return "allow" if reason == "of_age" else "deny"
+    return {"of_age": "allow", "assurance_required": "verify"}.get(reason, "deny")
 
 
 def normalise_email(email: str) -> str:
@@ -48,10 +58,15 @@ class AgeCheckResult:
     decision: str
     reason: str
     message: str
+    # The accepted assurance methods, for a `verify` answer only.
+    methods: tuple[str, ...] | None = None
 
-    def as_dict(self) -> dict[str, str]:
-        return {"check_id": self.check_id, "decision": self.decision, "reason": self.reason,
-                "message": self.message}
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"check_id": self.check_id, "decision": self.decision,
+                               "reason": self.reason, "message": self.message}
+        if self.methods is not None:
+            out["methods"] = list(self.methods)
+        return out
 
 
 class AgeCheckService:
@@ -71,6 +86,11 @@ class AgeCheckService:
         self.policy = policy
         self.clock = clock
         self.redeclaration_hooks: list[RedeclarationHook] = []
+        self.pending: PendingHook | None = None
+        # Digital credentials (services/credentials.py): whether a wallet proved over 18 for
+        # this session or account lately, and what a `verify` answer leaves for a later deny.
+        self.credential_passed: Callable[[list[Identifier]], bool] = lambda lookups: False
+        self.verify_session_hooks: list[VerifySessionHook] = []
 
     def identifiers(self, data: dict[str, Any]) -> list[Identifier]:
         """Keyed hashes of whichever identifiers the check carried."""
@@ -114,7 +134,10 @@ class AgeCheckService:
         region = data.get("region")
         identifiers = self.identifiers(data)
         lookups = self.lookups(data)
-        under_age = age < self.policy.minimum_age(country, region)
+        # A test token's `@allow.test` / `@deny.test` email decides instead of the date.
+        forced = test_mode.forced_decision(data.get("email"))
+        under_age = forced == "deny" if forced else age < self.policy.minimum_age(country, region)
+        place, assurance = self.policy.assurance(country, region)
         check_id = new_id("chk")
         account_id = data.get("account_id")
         account_hash = dict(identifiers).get("account")  # hashed once, with the others
@@ -128,16 +151,33 @@ class AgeCheckService:
             reason = "identity_blocked"
         elif retry_blocked:
             reason = "previous_underage_attempt"
+        elif under_age:
+            reason = "under_minimum_age"
+        elif forced == "verify" or (not forced and not assurance["self_declaration_sufficient"]):
+            reason = "assurance_required"  # a declared adult age does not admit anyone here
         else:
-            reason = "under_minimum_age" if under_age else "of_age"
+            reason = "of_age"
+        if reason in ("under_minimum_age", "assurance_required") and not forced \
+                and self.credential_passed(lookups):
+            reason = "of_age"  # the wallet's issuer-signed word beats a typed date
 
         def write(pipe: Any) -> None:
+            pending = None
+            if (reason == "assurance_required" and account_hash and account_id
+                    and self.pending is not None):
+                pending = self.pending(pipe, account_hash, account_id, place)
             chain = self.audit.begin(pipe)
             pipe.multi()
             if reason == "under_minimum_age":
                 self.identities.queue_retry_blocks(pipe, identifiers)
             if account_hash:
                 self.identities.queue_link(pipe, account_hash, identifiers)
+            if pending is not None:
+                pending(pipe)
+            session_hash = dict(identifiers).get("session")
+            if reason == "assurance_required" and session_hash:
+                for hook in self.verify_session_hooks:
+                    hook(pipe, session_hash, identifiers)
             chain.append(pipe, actor=actor, action="age_check", account_id=account_id,
                          details={"check_id": check_id, "decision": _decision(reason),
                                   "reason": reason, "country": country, "region": region})
@@ -147,11 +187,12 @@ class AgeCheckService:
         # shard's outbox, applied right after it (and by `agegate worker` after a crash).
         shard = (keys.shard_of(account_hash or identifiers[0][1]) if identifiers
                  else secrets.randbelow(keys.SHARDS))
-        transact(self.identities.r, write, shard=shard)
+        transact(self.identities.r, write, shard=shard, reads=False)
         decision = _decision(reason)
         result = AgeCheckResult(
-            check_id=check_id, decision=decision, reason=reason,
-            message=ALLOW_MESSAGE if decision == "allow" else DENY_MESSAGE,
+            check_id=check_id, decision=decision, reason=reason, message=MESSAGES[decision],
+            methods=tuple(assurance["accepted_methods"] or ASSURANCE_METHODS)
+            if decision == "verify" else None,
         )
         AGE_CHECKS.labels(decision, reason).inc()
         if reason == "previous_underage_attempt" and account_id:

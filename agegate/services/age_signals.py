@@ -151,52 +151,89 @@ class AgeSignalService:
         return None
 
     # -- writing -------------------------------------------------------------------------
-    def _check(self, data: dict[str, Any], now: datetime) -> datetime:
-        """Cross-field rules the schema cannot state; returns when the signal expires."""
+    def _check(self, data: dict[str, Any], now: datetime) -> None:
+        """Cross-field rules the schema cannot state."""
         errors: dict[str, list[str]] = {}
         lower, upper = data["age_lower"], data.get("age_upper")
         if upper is not None and upper < lower:
             errors["age_upper"] = ["Must not be below age_lower."]
-        observed: datetime = data["observed_at"]
-        expires = observed + self.ttl
-        if observed > now + CLOCK_SKEW:
-            errors["observed_at"] = ["Must not be in the future."]
-        elif expires <= now:
-            errors["observed_at"] = [f"Older than {self.ttl.days} days: the signal has expired."]
+        problem = self.observed_problem(data["observed_at"], now)
+        if problem:
+            errors["observed_at"] = [problem]
         if errors:
             raise ValidationFailed(fields=errors)
-        return expires
+
+    def observed_problem(self, observed: datetime, now: datetime) -> str | None:
+        """Why a signal seen at `observed` cannot count now (in the future, or expired)."""
+        if observed > now + CLOCK_SKEW:
+            return "Must not be in the future."
+        if observed + self.ttl <= now:
+            return f"Older than {self.ttl.days} days: the signal has expired."
+        return None
 
     def record(self, account_id: str, data: dict[str, Any], *, actor: str) -> dict[str, Any]:
         """Store one signal; an under-18 range restricts the account and opens its case."""
         now = self.clock.now()
-        expires = self._check(data, now)
+        self._check(data, now)
         account_hash = self.hasher.account(account_id)
-        signal = {
-            "signal_id": new_id("sig"), "source": data["source"], "method": data["method"],
-            "assurance": METHOD_LEVEL[data["method"]], "lower": data["age_lower"],
-            "upper": data.get("age_upper"), "observed_at": iso(data["observed_at"]),
-            "received_at": iso(now), "expires_at": iso(expires),
-            "jurisdiction": data.get("jurisdiction"),
-            "parental_approval": data.get("parental_approval"),
-            "install_hash": self._install_hash(data["source"], data["install_id"])
-            if data.get("install_id") else None,
+        signal = self.new_signal(
+            source=data["source"], method=data["method"], lower=data["age_lower"],
+            upper=data.get("age_upper"), observed_at=data["observed_at"], now=now,
+            jurisdiction=data.get("jurisdiction"),
+            parental_approval=data.get("parental_approval"),
+            install_hash=self._install_hash(data["source"], data["install_id"])
+            if data.get("install_id") else None)
+
+        def build(pipe: Any) -> str:
+            action, write = self.stage(pipe, account_id, account_hash, signal, now, actor=actor)
+            chain = self.audit.begin(pipe)
+            pipe.multi()
+            write(pipe, chain)
+            return action
+
+        action = transact(self.r, build, *self.watched(account_hash))
+        if under_18(signal):
+            for hook in self.age_known_hooks:
+                hook(account_id, "minor", actor)
+        return {"account_id": account_id, "age": self.age(account_id), "action": action}
+
+    def new_signal(self, *, source: str, method: str, lower: int, upper: int | None,
+                   observed_at: datetime, now: datetime, **provenance: Any) -> dict[str, Any]:
+        """One signal as stored: its level from the method, its expiry from when it was seen.
+        `provenance`: jurisdiction, parental_approval, install_hash, assurance_id (optional)."""
+        return {
+            "signal_id": new_id("sig"), "source": source, "method": method,
+            "assurance": METHOD_LEVEL[method], "lower": lower, "upper": upper,
+            "observed_at": iso(observed_at), "received_at": iso(now),
+            "expires_at": iso(observed_at + self.ttl),
+            "jurisdiction": None, "parental_approval": None, "install_hash": None,
+            **provenance,
         }
+
+    def stage(self, pipe: Any, account_id: str, account_hash: str, signal: dict[str, Any],
+              now: datetime, *, actor: str, reason: str = "under_18_signal"
+              ) -> tuple[str, Callable[[Any, Any], None]]:
+        """The one way a signal joins an account's evidence, inside a caller's unit of work.
+
+        Reads what storing `signal` needs (under the WATCH of `watched(account_hash)`; call
+        before `pipe.multi()`) and returns (action, write): `write(pipe, chain)` queues the
+        signal, the verified-adult rule, its audit entry and, for an under-18 range, the
+        restriction and the account's one age_signal case (`reason` names why, in the case's
+        ref). A terminated account is a Conflict (account_terminated).
+        """
+        action = "none"
+        restrict = None
+        adult_until = verified_adult_until([*self.store.live(pipe, account_hash, now), signal])
+        if under_18(signal):
+            action, restrict = self._prepare_restriction(pipe, account_hash)
+        elif self.store.terminated(pipe, account_hash):
+            raise Conflict("The account has been terminated.", code="account_terminated")
         details = {"signal_id": signal["signal_id"], "source": signal["source"],
                    "method": signal["method"], "assurance": signal["assurance"],
                    "range": _range(signal)}
+        expires = parse_iso(signal["expires_at"])
 
-        def build(pipe: Any) -> str:
-            action = "none"
-            restrict = None
-            adult_until = verified_adult_until(
-                [*self.store.live(pipe, account_hash, now), signal])
-            if under_18(signal):
-                action, restrict = self._prepare_restriction(pipe, account_hash)
-            elif self.store.terminated(pipe, account_hash):
-                raise Conflict("The account has been terminated.", code="account_terminated")
-            chain = self.audit.begin(pipe)
-            pipe.multi()
+        def write(pipe: Any, chain: Any) -> None:
             self.store.queue_add(pipe, account_hash, account_id, signal, expires, now)
             if adult_until is None:
                 self.accounts.queue_meta(pipe, account_hash, account_id,
@@ -207,15 +244,9 @@ class AgeSignalService:
             chain.append(pipe, actor=actor, action="age_signal_recorded", account_id=account_id,
                          details=details)
             if restrict is not None:
-                restrict(pipe, chain, account_id, {**details, "reason": "under_18_signal"},
-                         actor, now)
-            return action
+                restrict(pipe, chain, account_id, {**details, "reason": reason}, actor, now)
 
-        action = transact(self.r, build, *self._watched(account_hash))
-        if under_18(signal):
-            for hook in self.age_known_hooks:
-                hook(account_id, "minor", actor)
-        return {"account_id": account_id, "age": self.age(account_id), "action": action}
+        return action, write
 
     def revoke(self, source: str, install_ids: list[str], reason: str, *,
                actor: str) -> dict[str, int]:
@@ -242,12 +273,13 @@ class AgeSignalService:
                 restrict(pipe, chain, account_id, details, actor, self.clock.now())
                 return True
 
-            if transact(self.r, build, *self._watched(account_hash)):
+            if transact(self.r, build, *self.watched(account_hash)):
                 matched += 1
         return {"matched": matched}
 
     # -- the restriction, shared by both doors ------------------------------------------
-    def _watched(self, account_hash: str) -> tuple[str, ...]:
+    def watched(self, account_hash: str) -> tuple[str, ...]:
+        """What a unit of work that stages a signal must WATCH (all in the account's slot)."""
         return (keys.account_deletion(account_hash), keys.account(account_hash),
                 keys.account_open_age_case(account_hash), keys.age_signals(account_hash))
 

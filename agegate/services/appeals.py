@@ -23,6 +23,7 @@ from agegate.services.review import new_case
 from agegate.storage import keys
 from agegate.storage.accounts import AccountStore
 from agegate.storage.appeals import AppealStore
+from agegate.storage.assurance import status_after_restriction
 from agegate.storage.cases import HISTORY_LIMIT, CaseStore
 from agegate.storage.deletions import DeletionStore
 from agegate.storage.events import EventStream
@@ -161,8 +162,10 @@ class AppealService:
                              details={"appeal_id": appeal_id, "deletion_id": deletion_id,
                                       "blocks_lifted": len(blocked)})
             elif meta.get("status") == "restricted":
+                # Back to waiting, for an account an age check sent to step-up assurance.
                 self.accounts.queue_meta(pipe, account_hash, account_id,
-                                         {"status": "active", "updated_at": iso(now)},
+                                         {"status": status_after_restriction(meta),
+                                          "updated_at": iso(now)},
                                          drop=("restricted_case",))
                 self.events.queue_emit(pipe, "account.unrestricted", account_id=account_id,
                                        at=now, appeal_id=appeal_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -72,15 +73,25 @@ class ConsoleAuth:
         return self.hasher.short("console_session", session_id)
 
     def sign_in(self, token: str, client_address: str) -> ConsoleSession:
-        """Exchange a reviewer/admin token for a session; refuse after too many failures."""
-        client = self.hasher.short("console_client", client_address or "unknown")
+        """Exchange a reviewer/admin token for a session; refuse after too many failures.
+
+        Failures are counted per client address AND token fingerprint: ten wrong tries of one
+        token from one address lock that pair only, so an attacker (or many reviewers behind
+        one proxy address) can never lock another reviewer's token out. Guessing a token is
+        bounded by its length (16+ characters, checked at start-up), not by this counter. The
+        address is ProxyFix's (AGEGATE_TRUSTED_PROXIES); both are kept only as a keyed hash.
+        """
+        fingerprint = hashlib.sha256(token.strip().encode()).hexdigest()
+        client = self.hasher.short("console_client",
+                                   f"{client_address or 'unknown'}|{fingerprint}")
         # Every attempt is counted before its token is looked at, in one atomic step: parallel
         # guesses cannot all slip in under the limit before any of them is counted.
         attempt, retry_after = self.store.count_attempt(client, self.window)
         if attempt > self.max_failures:
             raise RateLimited(retry_after, "Too many failed sign-ins; try again later.")
         key = self.tokens.find(token.strip()) if token and token.strip() else None
-        if key is None or key.role not in CONSOLE_ROLES:
+        # The console shows live cases: a test token (API.md "Test mode") never signs in.
+        if key is None or key.role not in CONSOLE_ROLES or key.test:
             raise Unauthorized("That token was not accepted.")
         self.store.clear_failures(client)
         now = self.clock.now()

@@ -1,12 +1,17 @@
 """Jurisdictions: one table in the repository (agegate/data/jurisdictions.json) that says, per
 country or subdivision, the minimum age, whether an operating-system or app-store age signal is
-required and since when, under which law, and how sure we are. The age check reads its minimum
-age from the same table. Operators add or override rows with AGEGATE_JURISDICTIONS_FILE.
+required and since when, whether a declared age is enough or which age-assurance methods count
+(`assurance`), under which law, and how sure we are. The age check reads its minimum age and its
+step-up rule from the same table. Operators add or override rows with AGEGATE_JURISDICTIONS_FILE.
+
+The table has a version (`_version` in the file, plus a digest of the operator's changes when
+there are any): every assurance record keeps the `policy_version` it was judged under.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import re
 from importlib import resources
@@ -35,22 +40,90 @@ CODE = re.compile(r"^[A-Z]{2}(-[A-Z0-9]{1,3})?$")
 STATUSES = ("in_force", "enacted", "in_litigation", "none_recorded")
 WHEN = ("download", "launch", "purchase", "significant_change", "account_creation")
 ROW_FIELDS = {"name", "minimum_age", "status", "uncertain", "note", "age_signal", "rerequest",
-              "sources"}
+              "assurance", "sources"}
 SIGNAL_FIELDS = {"required", "effective", "when", "law"}
+ASSURANCE_FIELDS = {"self_declaration_sufficient", "accepted_methods", "estimation_challenge_age",
+                    "liveness_required", "law", "effective", "sources", "uncertain", "note"}
+# Age-assurance methods (API.md "Age assurance", Ofcom's list) and their category.
+# `self_declaration` is never highly effective, so no row may accept it.
+METHOD_CATEGORY = {
+    "digital_identity": "verification", "photo_id_matching": "verification",
+    "open_banking": "verification", "mobile_network_operator": "verification",
+    "credit_card": "verification",
+    "facial_age_estimation": "estimation", "email_age_estimation": "estimation",
+    "self_declaration": "declaration",
+}
+METHODS = tuple(METHOD_CATEGORY)
+ASSURANCE_METHODS = tuple(m for m, c in METHOD_CATEGORY.items() if c != "declaration")
 
 
 class JurisdictionError(ValueError):
     """A jurisdiction table (shipped or an operator's file) that cannot be used."""
 
 
+def _shipped() -> dict[str, Any]:
+    text = resources.files("agegate.data").joinpath("jurisdictions.json").read_text("utf-8")
+    loaded: dict[str, Any] = json.loads(text)
+    return loaded
+
+
 def shipped_rows() -> dict[str, dict[str, Any]]:
     """The table kept in the repository (package data)."""
-    text = resources.files("agegate.data").joinpath("jurisdictions.json").read_text("utf-8")
-    return {k: v for k, v in json.loads(text).items() if not k.startswith("_")}
+    return {k: v for k, v in _shipped().items() if not k.startswith("_")}
 
 
-def _parent(code: str) -> str:
-    return code.split("-", 1)[0] if "-" in code else DEFAULT_ROW
+def shipped_groups() -> dict[str, str]:
+    """Country -> the group row it resolves to without a row of its own (FR -> EU)."""
+    return {country: group for group, members in _shipped().get("_groups", {}).items()
+            for country in members}
+
+
+def _parent(code: str, groups: dict[str, str] | None = None) -> str:
+    if "-" in code:
+        return code.split("-", 1)[0]
+    return (groups or {}).get(code, DEFAULT_ROW)
+
+
+def _chain(code: str, groups: dict[str, str]) -> list[str]:
+    """The rows `code` falls back on, most specific first: US-CA, US, *; FR, EU, *."""
+    found = [code]
+    while found[-1] != DEFAULT_ROW:
+        found.append(_parent(found[-1], groups))
+    return found
+
+
+def _check_assurance(where: str, rule: Any) -> None:
+    """The `assurance` block: complete, typed, and consistent with itself."""
+    if not isinstance(rule, dict) or set(rule) != ASSURANCE_FIELDS:
+        raise JurisdictionError(f"{where}: assurance needs exactly {sorted(ASSURANCE_FIELDS)}")
+    for name in ("self_declaration_sufficient", "liveness_required", "uncertain"):
+        if not isinstance(rule[name], bool):
+            raise JurisdictionError(f"{where}: assurance.{name} must be true or false")
+    methods = rule["accepted_methods"]
+    if not isinstance(methods, list) or not set(methods) <= set(ASSURANCE_METHODS) \
+            or len(set(methods)) != len(methods):
+        raise JurisdictionError(f"{where}: assurance.accepted_methods takes each of "
+                                f"{', '.join(ASSURANCE_METHODS)} at most once")
+    if not rule["self_declaration_sufficient"] and not methods:
+        raise JurisdictionError(f"{where}: assurance must accept a method when a declared age "
+                                "is not sufficient")
+    age = rule["estimation_challenge_age"]
+    if age is not None and (not isinstance(age, int) or isinstance(age, bool)
+                            or not 18 <= age <= 30):
+        raise JurisdictionError(f"{where}: assurance.estimation_challenge_age must be null or "
+                                "18..30")
+    if age is None and any(METHOD_CATEGORY[m] == "estimation" for m in methods):
+        raise JurisdictionError(f"{where}: assurance.estimation_challenge_age is needed when an "
+                                "estimation method is accepted")
+    effective = rule["effective"]
+    if effective is not None and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", str(effective)):
+        raise JurisdictionError(f"{where}: assurance.effective must be null or YYYY-MM-DD")
+    if not isinstance(rule["sources"], list) or not all(isinstance(s, str)
+                                                        for s in rule["sources"]):
+        raise JurisdictionError(f"{where}: assurance.sources must be a list of strings")
+    for name in ("law", "note"):
+        if not isinstance(rule[name], str) or not rule[name]:
+            raise JurisdictionError(f"{where}: assurance.{name} must be text")
 
 
 def _check_row(code: str, row: dict[str, Any]) -> None:
@@ -87,6 +160,7 @@ def _check_row(code: str, row: dict[str, Any]) -> None:
             raise JurisdictionError(f"{where}: {name} must be text")
     if not isinstance(signal["law"], str) or not signal["law"]:
         raise JurisdictionError(f"{where}: age_signal.law must cite the law (or say none)")
+    _check_assurance(where, row["assurance"])
 
 
 class JurisdictionTable:
@@ -97,9 +171,12 @@ class JurisdictionTable:
     fields it changes. Every row is checked at start-up: a bad file stops the service.
     """
 
-    def __init__(self, rows: dict[str, dict[str, Any]], default_minimum_age: int = 18) -> None:
+    def __init__(self, rows: dict[str, dict[str, Any]], default_minimum_age: int = 18,
+                 groups: dict[str, str] | None = None, version: str = "unversioned") -> None:
         self.rows = rows
         self.default_minimum_age = default_minimum_age
+        self.groups = groups or {}
+        self.version = version
         if DEFAULT_ROW not in rows:
             raise JurisdictionError("the table needs a '*' row for places without one")
         for code, row in rows.items():
@@ -110,6 +187,8 @@ class JurisdictionTable:
               default_minimum_age: int = 18) -> JurisdictionTable:
         """The table the service runs with."""
         rows = shipped_rows()
+        groups = shipped_groups()
+        version = str(_shipped().get("_version", "unversioned"))
         extra: dict[str, Any] = {}
         if overrides_file is not None:
             try:
@@ -121,6 +200,10 @@ class JurisdictionTable:
         extra = {k.upper(): v for k, v in extra.items() if not k.startswith("_")}
         for code, age in (minimum_ages or {}).items():
             extra[code] = {**extra.get(code, {}), "minimum_age": age}
+        if extra:
+            # The operator's changes are part of the policy a record was judged under.
+            canonical = json.dumps(extra, sort_keys=True, separators=(",", ":"), default=str)
+            version += "+" + hashlib.sha256(canonical.encode()).hexdigest()[:12]
         # Countries before subdivisions, so US-NY inherits an overridden US.
         for code in sorted(extra, key=lambda c: (c != DEFAULT_ROW, "-" in c, c)):
             change = extra[code]
@@ -128,29 +211,41 @@ class JurisdictionTable:
                 raise JurisdictionError(f"jurisdiction {code}: a row must be a JSON object")
             base = rows.get(code)
             if base is None:
-                parent = _parent(code)
-                base = rows.get(parent) or rows[DEFAULT_ROW]
+                base = next(rows[c] for c in _chain(code, groups)[1:] if c in rows)
             merged = {**copy.deepcopy(base), **change}
-            if isinstance(change.get("age_signal"), dict):
-                merged["age_signal"] = {**base["age_signal"], **change["age_signal"]}
+            for block in ("age_signal", "assurance"):
+                if isinstance(change.get(block), dict) and isinstance(base.get(block), dict):
+                    merged[block] = {**base[block], **change[block]}
             rows[code] = merged
-        return cls(rows, default_minimum_age)
+        return cls(rows, default_minimum_age, groups, version)
 
     def resolve(self, code: str) -> tuple[str, dict[str, Any]]:
-        """The most specific row for `code`: itself, its country, or `*`."""
-        for candidate in (code, _parent(code), DEFAULT_ROW):
+        """The most specific row for `code`: itself, its country, its group (EU), or `*`."""
+        for candidate in _chain(code, self.groups):
             if candidate in self.rows:
                 return candidate, self.rows[candidate]
         raise KeyError(code)  # unreachable: the '*' row is required
 
+    def assurance_of(self, code: str) -> tuple[str, dict[str, Any]]:
+        """(the row that answered, its `assurance` block) for `code` (`FR` -> `EU`)."""
+        used, row = self.resolve(code.strip().upper())
+        return used, row["assurance"]
+
     def minimum_age_of(self, code: str) -> int:
         """The minimum age where `code` is; a row's null inherits its country's, then the
         default (the platform's own 18+ terms)."""
-        for candidate in (code, _parent(code), DEFAULT_ROW):
+        for candidate in _chain(code, self.groups):
             row = self.rows.get(candidate)
             if row is not None and row["minimum_age"] is not None:
                 return int(row["minimum_age"])
         return self.default_minimum_age
+
+    def known(self, code: str) -> bool:
+        """A well-formed code of a real country (US, US-CA), or a group's own row (EU)."""
+        code = code.strip().upper()
+        if code in self.groups.values() and code in self.rows:
+            return True
+        return bool(CODE.match(code)) and code.split("-", 1)[0] in COUNTRIES
 
     def lookup(self, code: str) -> dict[str, Any]:
         """The API's answer for `code` (`GET /v1/jurisdictions/{code}`).
@@ -160,7 +255,7 @@ class JurisdictionTable:
         NotFound, since there is no place to describe.
         """
         code = code.strip().upper()
-        if not CODE.match(code) or code.split("-", 1)[0] not in COUNTRIES:
+        if not self.known(code):
             raise NotFound("No such jurisdiction: use an ISO 3166 code such as US or US-CA.")
         used, row = self.resolve(code)
         return {
@@ -174,6 +269,8 @@ class JurisdictionTable:
             "status": row["status"],
             "uncertain": row["uncertain"],
             "note": row["note"],
+            "assurance": copy.deepcopy(row["assurance"]),
+            "policy_version": self.version,
         }
 
 
@@ -186,3 +283,8 @@ class MinimumAgePolicy:
 
     def minimum_age(self, country: str, region: str | None) -> int:
         return self.table.minimum_age_of(f"{country}-{region}" if region else country)
+
+    def assurance(self, country: str, region: str | None) -> tuple[str, dict[str, Any]]:
+        """(the place's code, its `assurance` block): whether a declared age is enough there."""
+        code = f"{country}-{region}" if region else country
+        return code, self.table.assurance_of(code)[1]

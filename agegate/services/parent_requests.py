@@ -53,21 +53,21 @@ OUTCOMES = {
     "rectification": "rectified",
     "objection": "processing_stopped",
 }
-# A parent may delete or export a child's account, never an adult's: these need the account's
-# minority established first (an under-18 age signal, a reviewer's confirm_minor, or an
-# age-assurance result `minor`). Until then the account is restricted pending verification
-# and the request waits, its due date still counting.
-MINORITY_REQUIRED = frozenset({"deletion", "access"})
+# A parent may delete, export or stop the processing of a child's account, never an adult's
+# (nor a stranger's: an objection switches off the classifier and user reports): these need
+# the account's minority established first (an under-18 age signal, a reviewer's
+# confirm_minor, or an age-assurance result `minor`). Until then the account is restricted
+# pending verification and the request waits, its due date still counting.
+MINORITY_REQUIRED = frozenset({"deletion", "access", "objection"})
 WAITING = "awaiting_age_verification"
-# Outcomes a parent request can end with other than OUTCOMES, and what the parent is told.
-REFUSALS = {
-    "refused_adult": ("rejected", "The account holder has been verified as an adult, so a "
-                      "parent's request cannot delete or export this account."),
-    "age_unverifiable": ("rejected", "The account was closed before its holder's age could be "
-                         "verified, so it cannot be exported to a parent."),
-    "nothing_held": ("fulfilled", "This service holds no data on that account: there was "
-                     "nothing here to delete or export."),
-}
+# Every ending in which nothing is done looks the same to the parent (API.md, "Parent
+# requests"): whether the service never saw the account, found its holder adult, could not
+# establish the age, or a reviewer rejected the request is for the reviewer only (the
+# request's `refusal`, the review view's `outcome`, the audit trail).
+NO_ACTION = ("closed", "no_action",
+             "We have reviewed this request and cannot take any action on it. If you believe "
+             "this is wrong, you may submit a new request with more detail.")
+REFUSALS = frozenset({"refused_adult", "age_unverifiable", "nothing_held", "rejected"})
 
 CODE_MAIL = """Hello {name},
 
@@ -288,7 +288,8 @@ class ParentRequestService:
             "created_at": record["created_at"],
             "due_at": record["due_at"],
             "case_id": record.get("case_id"),
-            "outcome": record.get("outcome") or None,
+            # The reviewer sees why nothing was done (the parent sees only `no_action`).
+            "outcome": record.get("refusal") or record.get("outcome") or None,
             "note": record.get("note") or None,
             "account_age": (self.accounts.age_knowledge(record["child_account_id"])
                             if record.get("child_account_id") and self.accounts else None),
@@ -335,14 +336,14 @@ class ParentRequestService:
         if not request_id:
             raise Conflict("This case does not refer to a parent request.")
         record = self._load(request_id)
-        if record["status"] in ("fulfilled", "rejected", WAITING) \
+        if record["status"] in ("fulfilled", "rejected", NO_ACTION[0], WAITING) \
                 and record.get("decision") == decision:
             return  # a retry after the case itself failed to close: the outcome already stands
         if record["status"] != "verified":
             raise Conflict("This request is not awaiting a decision.")
         account_id = record.get("child_account_id") or None
         if decision == "reject":
-            self._finish(record, "rejected", "rejected", decision, note, actor)
+            self._refuse(record, "rejected", note, actor, decision="reject")
             return
         if decision != "fulfill":
             raise ValidationFailed(fields={"decision": ["Use fulfill or reject."]})
@@ -368,13 +369,15 @@ class ParentRequestService:
                     return
         self._fulfil(record, account_id, decision, note, actor)
 
-    def _refuse(self, record: dict[str, str], outcome: str, note: str | None, actor: str,
-                audit_actor: str | None = None) -> None:
-        """End a fulfilment the account's age (or absence) does not allow, telling the parent
-        why."""
-        status, reason = REFUSALS[outcome]
-        self._finish(record, status, outcome, "fulfill", note, actor, reason,
-                     audit_actor=audit_actor)
+    def _refuse(self, record: dict[str, str], refusal: str, note: str | None, actor: str,
+                audit_actor: str | None = None, decision: str = "fulfill") -> None:
+        """End a request with nothing done: the parent sees the one neutral outcome, the
+        reviewer (and the audit trail) why."""
+        if refusal not in REFUSALS:
+            raise ValueError(f"unknown refusal {refusal!r}")
+        status, outcome, reason = NO_ACTION
+        self._finish(record, status, outcome, decision, note, actor, reason,
+                     extra={"refusal": refusal}, audit_actor=audit_actor)
 
     def _fulfil(self, record: dict[str, str], account_id: str, decision: str,
                 note: str | None, actor: str) -> None:
@@ -418,6 +421,11 @@ class ParentRequestService:
                                   "request_type": record["request_type"]})
 
         transact(self.r, write, *self.store.watched_keys(request_id))
+        # An age result that landed between the decision and this wait being noted on the
+        # account would never reach the request: answer it now instead.
+        established = self.accounts.age_knowledge(account_id)["established"]
+        if established in ("minor", "adult"):
+            self.on_age_known(account_id, established, actor)
 
     def on_age_known(self, account_id: str, verdict: str, actor: str) -> None:
         """Hook: the account's age is now established; answer the requests waiting for it."""

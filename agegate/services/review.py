@@ -19,6 +19,7 @@ from agegate.services.enforcement import EnforcementService
 from agegate.services.feedback import FEEDBACK_KINDS, VERDICTS, FeedbackService
 from agegate.storage import keys
 from agegate.storage.accounts import AccountStore
+from agegate.storage.assurance import status_after_restriction
 from agegate.storage.cases import HISTORY_LIMIT, KINDS, CaseStore
 from agegate.storage.deletions import DeletionStore
 from agegate.storage.events import EventStream
@@ -327,8 +328,9 @@ class ReviewService:
             watch(pipe, pointer, keys.account(account_hash))
             current = self.accounts.open_case(pipe, account_hash, kind)
             # An age_signal case restricted the account when it opened: clearing it lifts that.
+            meta = self.accounts.meta(pipe, account_hash)
             lift = (decision == "not_minor" and kind == "age_signal"
-                    and self.accounts.meta(pipe, account_hash).get("restricted_case") == case_id)
+                    and meta.get("restricted_case") == case_id)
             chain = self.audit.begin(pipe)
             pipe.multi()
             self.cases.queue_decided(pipe, decided, now)
@@ -336,8 +338,11 @@ class ReviewService:
                 if current == case_id:
                     self.accounts.queue_pointer(pipe, account_hash, None, kind=kind)
                 if lift:
+                    # Not a minor is not an adult proven: an account an age check sent to
+                    # step-up assurance goes back to waiting for its result.
                     self.accounts.queue_meta(pipe, account_hash, account_id,
-                                             {"status": "active", "updated_at": iso(now)},
+                                             {"status": status_after_restriction(meta),
+                                              "updated_at": iso(now)},
                                              drop=("restricted_case",))
                     self.events.queue_emit(pipe, "account.unrestricted", account_id=account_id,
                                            at=now, case_id=case_id)

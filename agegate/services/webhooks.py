@@ -1,23 +1,30 @@
-"""Signed webhooks for downstream systems that cannot read the Redis Stream.
+"""Webhooks (Standard Webhooks) for downstream systems that cannot read the Redis Stream.
 
-Admins register a URL and the event types it wants; `agegate worker` (never a web request) reads
-the events stream with a consumer group of its own, queues one delivery per event and subscribed
-webhook in the same MULTI as it acknowledges the events (so a crash loses none and duplicates
-none), and POSTs each delivery signed with every live secret (agegate/webhooks.py). A 2xx is
-delivered; anything else is retried with exponential backoff (5 s, 10 s, 20 s, ... at most an
-hour apart) for 24 hours, then recorded as failed. A worker that dies mid-delivery leaves the
-delivery claimed for LEASE seconds; then another worker retries it (at-least-once: receivers
-deduplicate on Agegate-Event-Id).
+Admins register a URL and the event types it wants; the URL must pass the outbound policy
+(agegate/outbound.py: https, public addresses only, or networks the operator allowed). `agegate
+worker` (never a web request) reads the events stream with a consumer group of its own, queues
+one delivery per event and subscribed webhook, acknowledges the events, and POSTs each delivery
+signed with every live secret (agegate/webhooks.py). The URL is vetted again at every delivery
+and the request goes to the address vetted, with one 5-second limit for all of it.
+
+Deliveries run on the job's own threads, at most PER_WEBHOOK at a time for one webhook, so a
+receiver that hangs holds up neither other receivers nor the worker's other jobs (signal ingest,
+the outbox): `run_once` only starts deliveries, it never waits for a receiver. Every attempt,
+whatever went wrong (a status, a timeout, a reply that is not HTTP, a reset), is counted and
+logged with its reason class; a 2xx is delivered, anything else is retried with exponential
+backoff (5 s, 10 s, 20 s, ... at most an hour apart) for 24 hours, then recorded as failed. A
+worker that dies mid-delivery leaves the delivery claimed for LEASE seconds; then another worker
+retries it (at-least-once: receivers deduplicate on webhook-id).
 """
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
-import secrets
+import threading
 import time
-import urllib.error
-import urllib.request
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -27,13 +34,14 @@ import redis
 from agegate.clock import Clock, iso, parse_iso
 from agegate.crypto import new_id
 from agegate.errors import NotFound, ValidationFailed
+from agegate.outbound import OutboundPolicy, Reply, UnsafeUrl
 from agegate.secret_box import SecretBox
 from agegate.services.audit import AuditTrail, transact
 from agegate.storage import keys
 from agegate.storage.events import EventStream
 from agegate.storage.keys import WEBHOOK_GROUP
 from agegate.storage.webhooks import WebhookStore
-from agegate.webhooks import EVENT_ID, SIGNATURE, TIMESTAMP, sign
+from agegate.webhooks import EVENT_ID, SIGNATURE, TIMESTAMP, new_secret, sign
 
 log = logging.getLogger("agegate.webhooks")
 
@@ -45,11 +53,24 @@ RETRY_FOR = timedelta(hours=24)
 FIRST_RETRY_SECONDS = 5
 MAX_RETRY_SECONDS = 3600
 LEASE = timedelta(seconds=30)
-HTTP_TIMEOUT_SECONDS = 5
+# One delivery, all of it: resolving, connecting, TLS, sending, the reply's status and headers.
+DELIVERY_SECONDS = 5.0
 # An entry another worker read but left unacknowledged this long is taken over (it died).
 STALE_MS = 30_000
 EVENTS_PER_BATCH = 100
-DELIVERIES_PER_BATCH = 20
+# Deliveries one worker process attempts at once, in all and to one webhook.
+DELIVERY_THREADS = 8
+PER_WEBHOOK = 2
+TRIM_EVERY_SECONDS = 60
+# How long one round waits for deliveries in flight before it returns to the worker's other jobs.
+ROUND_WAIT = 0.1
+# No live secret opens (sealed under a key no longer configured): never sent unsigned.
+UNSIGNED = "unsigned"
+
+
+def _stream_id(entry_id: str) -> tuple[int, int]:
+    milliseconds, _, sequence = entry_id.partition("-")
+    return int(milliseconds), int(sequence or 0)
 
 
 def backoff(attempt: int) -> timedelta:
@@ -66,18 +87,12 @@ def _host_port(netloc: str, scheme: str) -> tuple[str, int]:
     return (parsed.hostname or "").lower(), parsed.port or _default_port(scheme)
 
 
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    """A redirect is not a delivery: report the 3xx and retry, never follow it elsewhere."""
-
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None
-
-
 class WebhookService:
     """Register, list, rotate and delete webhooks; read their delivery log."""
 
     def __init__(self, client: redis.Redis, store: WebhookStore, events: EventStream,
-                 box: SecretBox, audit: AuditTrail, clock: Clock) -> None:
+                 box: SecretBox, audit: AuditTrail, clock: Clock,
+                 policy: OutboundPolicy) -> None:
         # decode_responses=True: every reply is str, which redis-py's stubs cannot know.
         self.r: Any = client
         self.store = store
@@ -85,27 +100,20 @@ class WebhookService:
         self.box = box
         self.audit = audit
         self.clock = clock
+        self.policy = policy
 
     def check_url(self, url: str, service_host: str | None) -> None:
-        """http(s) with a host, no credentials, and not this service itself."""
-        parts = urlsplit(url)
-        problem = None
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            problem = "Use an http:// or https:// URL with a host."
-        elif parts.username or parts.password:
-            problem = "Put no credentials in the URL; verify the signature instead."
-        else:
-            try:
-                target = (parts.hostname.lower(), parts.port or _default_port(parts.scheme))
-            except ValueError:
-                target = None
-                problem = "The port is not valid."
-            if target is not None and service_host and (
-                    target == _host_port(service_host, "http")
-                    or target == _host_port(service_host, "https")):
-                problem = "A webhook must not point at this service itself."
-        if problem:
-            raise ValidationFailed(fields={"url": [problem]})
+        """https (or allowed http) with a host, no credentials, not this service itself, and
+        resolving only to addresses the outbound policy allows."""
+        try:
+            scheme, host, port, _ = self.policy.parse(url)
+            if service_host and (
+                    (host, port) == _host_port(service_host, "http")
+                    or (host, port) == _host_port(service_host, "https")):
+                raise UnsafeUrl("A webhook must not point at this service itself.")
+            self.policy.vet(url, DELIVERY_SECONDS)
+        except UnsafeUrl as problem:
+            raise ValidationFailed(fields={"url": [str(problem)]}) from None
 
     def create(self, url: str, events: list[str], *, service_host: str | None,
                actor: str) -> dict[str, str]:
@@ -113,7 +121,7 @@ class WebhookService:
         self.check_url(url, service_host)
         # Deliveries start with the events emitted from now on, even before a worker runs.
         self.events.ensure_group(WEBHOOK_GROUP)
-        secret = "whsec_" + secrets.token_urlsafe(32)
+        secret = new_secret()
         webhook: dict[str, Any] = {
             "webhook_id": new_id("wh"), "url": url, "events": sorted(set(events)),
             "created_at": iso(self.clock.now()),
@@ -164,7 +172,7 @@ class WebhookService:
 
     def rotate(self, webhook_id: str, *, actor: str) -> dict[str, Any]:
         """A new secret; the current one keeps signing for 24 hours beside it."""
-        secret = "whsec_" + secrets.token_urlsafe(32)
+        secret = new_secret()
 
         def build(pipe: Any) -> dict[str, Any]:
             webhook = self.store.read(pipe, webhook_id)
@@ -193,9 +201,31 @@ class WebhookService:
         opened = [self.box.open(s["sealed"]) for s in self._live(webhook, now)]
         return [s for s in opened if s]
 
+    def reseal(self) -> int:
+        """Seal again under the first AGEGATE_SECRET_KEY every webhook secret sealed under an
+        older one (after a key rotation), so the old key can be dropped without leaving a
+        webhook unable to sign; the number of webhooks changed."""
+        changed = 0
+        for webhook_id in [w["webhook_id"] for w in self.store.all()]:
+            def build(pipe: Any, webhook_id: str = webhook_id) -> bool:
+                webhook = self.store.read(pipe, webhook_id)
+                if webhook is None:
+                    return False
+                fresh = [self.box.reseal(s["sealed"]) for s in webhook["secrets"]]
+                if not any(fresh):
+                    return False
+                webhook["secrets"] = [{**s, "sealed": new or s["sealed"]}
+                                      for s, new in zip(webhook["secrets"], fresh, strict=True)]
+                pipe.multi()
+                self.store.queue_write(pipe, webhook)
+                return True
+
+            changed += bool(transact(self.r, build, keys.webhook(webhook_id)))
+        return changed
+
 
 class WebhookDeliveryJob:
-    """The `agegate worker` job: fan events out to deliveries, then attempt the due ones."""
+    """The `agegate worker` job: fan events out to deliveries, then start the due ones."""
 
     name = "webhooks"
 
@@ -207,9 +237,35 @@ class WebhookDeliveryJob:
         self.events = events
         self.clock = clock
         self._group_ready = False
+        self._resealed = False
+        self._pool = ThreadPoolExecutor(DELIVERY_THREADS, thread_name_prefix="agegate-webhook")
+        self._lock = threading.Lock()
+        self._running: dict[Future[None], str] = {}  # delivery -> its webhook id
+        self._finished_count = 0
+        self._next_trim = 0.0
 
     def run_once(self, consumer: str) -> int:
-        return self.fan_out(consumer) + self.deliver()
+        """Fan out new events and start due deliveries; then give the deliveries in flight a
+        moment (ROUND_WAIT) to finish. Counts events, deliveries started and deliveries
+        finished since the last round, so a worker idles only once nothing moves."""
+        if not self._resealed:
+            # AGEGATE_SECRET_KEY is read at start-up: one pass per worker process suffices.
+            resealed = self.service.reseal()
+            if resealed:
+                log.info("re-sealed the secrets of %d webhook(s) under the first key", resealed)
+            self._resealed = True
+        if time.monotonic() >= self._next_trim:
+            # The events stream has no TTL (it carries consumer groups): trimmed by age here.
+            self.events.trim(self.clock.now())
+            self._next_trim = time.monotonic() + TRIM_EVERY_SECONDS
+        handled = self.fan_out(consumer) + self.deliver()
+        with self._lock:
+            running = list(self._running)
+        if running:
+            wait(running, timeout=ROUND_WAIT, return_when=FIRST_COMPLETED)
+        with self._lock:
+            finished, self._finished_count = self._finished_count, 0
+        return handled + finished
 
     def fan_out(self, consumer: str) -> int:
         """Queue one delivery per (event, subscribed webhook), then acknowledge the events (the
@@ -217,9 +273,12 @@ class WebhookDeliveryJob:
         event) and one already queued is left alone, so a batch fanned out again after a crash
         before its acknowledgement never doubles."""
         if not self._group_ready:
-            self.events.ensure_group(WEBHOOK_GROUP)
+            self.events.ensure_group(WEBHOOK_GROUP, self.store.cursor(self.r) or "$")
             self._group_ready = True
-        entries = self.events.read_group(WEBHOOK_GROUP, consumer, EVENTS_PER_BATCH, STALE_MS)
+        # Should the stream (or the group) vanish, it is taken up again after the last event
+        # fanned out, so what was emitted since is delivered and nothing twice.
+        entries = self.events.read_group(WEBHOOK_GROUP, consumer, EVENTS_PER_BATCH, STALE_MS,
+                                         recover_from=self.store.cursor(self.r) or "0")
         if not entries:
             return 0
         webhooks = self.store.all()
@@ -228,7 +287,10 @@ class WebhookDeliveryJob:
                                       for entry_id, _ in entries])
 
         def build(pipe: Any) -> None:
+            newest = max([self.store.cursor(pipe) or "0-0", *(e for e, _ in entries)],
+                         key=_stream_id)
             pipe.multi()
+            self.store.queue_cursor(pipe, newest)
             for entry_id, fields in entries:
                 for webhook in webhooks:
                     if fields.get("type") not in webhook["events"]:
@@ -243,17 +305,52 @@ class WebhookDeliveryJob:
                         "event_type": fields["type"], "body": body, "attempt": 0,
                         "status": "pending", "first_at": now.timestamp()}, now)
 
-        transact(self.r, build, shard=keys.WEBHOOK_SHARD)
+        transact(self.r, build, keys.webhook_cursor())
         self.events.ack(WEBHOOK_GROUP, [entry_id for entry_id, _ in entries])
         return len(entries)
 
     def deliver(self) -> int:
-        """Attempt every due delivery (up to a batch)."""
+        """Start due deliveries on the job's threads, as many as are free and at most
+        PER_WEBHOOK per webhook at once; returns how many were started (never waits)."""
+        with self._lock:
+            free = DELIVERY_THREADS - len(self._running)
+            busy: dict[str, int] = {}
+            for webhook_id in self._running.values():
+                busy[webhook_id] = busy.get(webhook_id, 0) + 1
+        if free <= 0:
+            return 0
         now = self.clock.now()
-        ids = self.store.claim_due(now, now + LEASE, DELIVERIES_PER_BATCH)
+        ids = self.store.claim_due(now, now + LEASE, free, PER_WEBHOOK, busy)
         for delivery_id in ids:
-            self._attempt(delivery_id)
+            with self._lock:
+                # In the caller's context: the keyspace (live or test mode's) goes along.
+                future = self._pool.submit(contextvars.copy_context().run,
+                                           self._attempt_logged, delivery_id)
+                self._running[future] = delivery_id.split(".", 1)[0]
+            future.add_done_callback(self._finished)
         return len(ids)
+
+    def _finished(self, future: Future[None]) -> None:
+        with self._lock:
+            self._running.pop(future, None)
+            self._finished_count += 1
+
+    def wait(self, timeout: float = DELIVERY_SECONDS + 5) -> bool:
+        """Wait for the deliveries in flight (tests, shutdown); True when none is left."""
+        with self._lock:
+            running = list(self._running)
+        done, pending = wait(running, timeout=timeout)
+        return not pending
+
+    def close(self) -> None:
+        """Let the deliveries in flight finish (each within DELIVERY_SECONDS), start none."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def _attempt_logged(self, delivery_id: str) -> None:
+        try:
+            self._attempt(delivery_id)
+        except Exception as error:  # noqa: BLE001 - Redis trouble: the lease retries it
+            log.error("webhook delivery not recorded: %s", type(error).__name__)
 
     def _attempt(self, delivery_id: str) -> None:
         raw = self.store.delivery(delivery_id)
@@ -267,16 +364,9 @@ class WebhookDeliveryJob:
             return
         now = self.clock.now()
         attempt = int(raw["attempt"]) + 1
-        body = raw["body"].encode()
-        # Signed with the wall clock: receivers compare it with theirs.
-        stamp = int(time.time())
-        headers = {"Content-Type": "application/json", EVENT_ID: raw["event_id"],
-                   TIMESTAMP: str(stamp),
-                   SIGNATURE: sign(self.service.live_secrets(webhook, now), stamp, body),
-                   "User-Agent": "agegate-webhooks/1"}
-        status, error = self.send(webhook["url"], body, headers)
+        reply = self.send(webhook, raw["event_id"], raw["body"].encode(), now)
         next_at: datetime | None = None
-        if status is not None and 200 <= status < 300:
+        if reply.ok:
             outcome = "delivered"
         else:
             next_at = now + backoff(attempt)
@@ -286,7 +376,7 @@ class WebhookDeliveryJob:
                 outcome = "retrying"
         entry = {"delivery_id": delivery_id, "event_id": raw["event_id"],
                  "event_type": raw["event_type"], "attempt": attempt, "status": outcome,
-                 "http_status": status, "error": error, "at": iso(now),
+                 "http_status": reply.status, "error": reply.reason, "at": iso(now),
                  "next_attempt_at": iso(next_at) if next_at else None}
         delivery = {"delivery_id": delivery_id, "webhook_id": raw["webhook_id"],
                     "attempt": attempt, "status": outcome}
@@ -297,18 +387,16 @@ class WebhookDeliveryJob:
 
         transact(self.r, build, shard=keys.WEBHOOK_SHARD)
 
-    @staticmethod
-    def send(url: str, body: bytes, headers: dict[str, str]) -> tuple[int | None, str | None]:
-        """POST once: (HTTP status, None) or (None, the kind of failure). Never follows
-        redirects; logs no URL or body."""
-        request = urllib.request.Request(url, data=body, headers=headers, method="POST")
-        opener = urllib.request.build_opener(_NoRedirect)
-        try:
-            with opener.open(request, timeout=HTTP_TIMEOUT_SECONDS) as response:
-                response.read(1024)
-                return int(response.status), None
-        except urllib.error.HTTPError as error:
-            error.close()
-            return int(error.code), None
-        except (TimeoutError, urllib.error.URLError, OSError, ValueError) as error:
-            return None, type(error).__name__
+    def send(self, webhook: dict[str, Any], event_id: str, body: bytes,
+             now: datetime) -> Reply:
+        """Sign and POST once (Standard Webhooks headers); never unsigned, never redirected,
+        DELIVERY_SECONDS in all. Logs no URL or body."""
+        secrets_ = self.service.live_secrets(webhook, now)
+        if not secrets_:
+            return Reply(None, UNSIGNED)
+        # Signed with the wall clock: receivers compare it with theirs.
+        stamp = int(time.time())
+        headers = {"Content-Type": "application/json", EVENT_ID: event_id,
+                   TIMESTAMP: str(stamp), SIGNATURE: sign(secrets_, event_id, stamp, body),
+                   "User-Agent": "agegate-webhooks/2"}
+        return self.service.policy.post(webhook["url"], body, headers, DELIVERY_SECONDS)

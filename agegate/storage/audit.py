@@ -79,6 +79,10 @@ HASHED_FIELDS = ("id", "chain", "at", "actor", "action", "account_id", "details"
 # Entries written since key rotation came in name the key that hashed them (hashed too, so it
 # cannot be swapped); older entries have no key_id and verify under whichever live key fits.
 KEY_ID_FIELD = "key_id"
+# Entries after a chain's first name their predecessor's time (hashed too): when a chain's
+# oldest surviving entry does not start it, `verify` checks that what came before it was older
+# than the retention cut-off, i.e. aged out rather than deleted.
+PREV_AT_FIELD = "prev_at"
 
 
 _dumps = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode
@@ -87,8 +91,9 @@ _dumps = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=Tr
 def canonical(entry: dict[str, Any]) -> bytes:
     """The bytes a hash covers: every field but the hashes, sorted, no whitespace."""
     body = {k: entry.get(k) for k in HASHED_FIELDS}
-    if KEY_ID_FIELD in entry:
-        body[KEY_ID_FIELD] = entry[KEY_ID_FIELD]
+    for optional in (KEY_ID_FIELD, PREV_AT_FIELD):
+        if optional in entry:
+            body[optional] = entry[optional]
     return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
 
 
@@ -139,6 +144,7 @@ class AuditLog:
         chain_id: str,
         prev_hash: str,
         *,
+        prev_at: str = "",
         entry_id: str,
         at: datetime,
         actor: str,
@@ -153,6 +159,8 @@ class AuditLog:
             "account_id": account_id, "details": details, "prev_hash": prev_hash,
             KEY_ID_FIELD: self._primary,
         }
+        if prev_hash != GENESIS:
+            entry[PREV_AT_FIELD] = prev_at
         entry["hash"] = self.chain_hash(prev_hash, entry)
         ttl = self.retention.seconds("audit")
         millis = int(at.timestamp() * 1000)
@@ -263,47 +271,83 @@ class AuditLog:
         body = {"created_at": iso(now), "chains": chains, "key_id": self._primary}
         return {**body, "signature": self._signature(self._primary, body)}
 
-    def _checkpoint_problems(self, checkpoint: dict[str, Any], found: set[str],
-                             now: datetime) -> list[ChainProblem]:
+    def _checkpoint_problems(self, checkpoint: dict[str, Any], found: dict[str, int],
+                             aged_out: set[str], cutoff: float) -> list[ChainProblem]:
         body = {k: v for k, v in checkpoint.items() if k != "signature"}
         kid = str(body.get("key_id", ""))
         if kid not in self._keys or not hmac.compare_digest(
                 self._signature(kid, body), str(checkpoint.get("signature", ""))):
             return [ChainProblem("checkpoint", "its signature does not verify under a live key")]
         problems = []
-        oldest_kept = now.timestamp() - self.retention.seconds("audit")
         for chain_id, head in sorted(body.get("chains", {}).items()):
+            recorded = int(head.get("entries") or 0)
             if head.get("hash") in found:
+                # Entries up to the head it had: as many as then, unless the oldest aged out.
+                kept = found[str(head.get("hash"))]
+                if kept > recorded or (kept < recorded and chain_id not in aged_out):
+                    problems.append(ChainProblem(chain_id, (
+                        f"{kept} entries up to the checkpoint's head, which had {recorded}: "
+                        "entries were removed from the chain")))
                 continue
             if datetime.fromisoformat(str(head["at"]).replace("Z", "+00:00")).timestamp() \
-                    < oldest_kept:
+                    < cutoff:
                 continue  # aged out under the retention table, as it should
             problems.append(ChainProblem(chain_id, (
-                f"entry {head.get('entry_id')} (entry {head.get('entries')} of the chain at the "
+                f"entry {head.get('entry_id')} (entry {recorded} of the chain at the "
                 "checkpoint) is gone: the chain was truncated or dropped")))
         return problems
+
+    def _start_problem(self, entry: dict[str, Any], cutoff: float) -> str | None:
+        """Why a chain's oldest surviving entry cannot be where it starts, or None. It either
+        starts the chain (GENESIS), or what came before it was older than the retention
+        cut-off, so it aged out; otherwise the oldest entries were deleted."""
+        if entry.get("prev_hash") == GENESIS:
+            return None
+        before = entry.get(PREV_AT_FIELD)
+        if before is None:  # an entry from before PREV_AT_FIELD: only its own time is known
+            before = entry.get("at")
+        try:
+            when = datetime.fromisoformat(str(before).replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            return "names no valid time for the entry before it"
+        if when < cutoff:
+            return None
+        return ("the chain's earlier entries are gone although they were younger than the "
+                "retention cut-off: they were deleted")
 
     def verify(self, checkpoint: dict[str, Any] | None = None,
                now: datetime | None = None) -> tuple[int, list[ChainProblem]]:
         """Recompute every hash, oldest first, chain by chain; returns (checked, problems).
 
-        The first retained entry of a chain starts it (older ones may have been trimmed by the
-        retention table); after that every entry must link to the one before it in its chain,
-        and each chain must end at the head recorded for it. With a checkpoint, every head it
-        holds must still be in its chain (unless aged out by retention).
+        A chain's oldest surviving entry must start it (GENESIS) or follow an entry older than
+        the retention cut-off (one that aged out); after that every entry must link to the one
+        before it in its chain, and each chain must end at the head recorded for it. With a
+        checkpoint, every head it holds must still be in its chain (unless aged out by
+        retention), with as many entries up to it as the checkpoint counted (fewer only when
+        the chain's oldest entries aged out).
         """
         problems: list[ChainProblem] = []
+        cutoff = (now or datetime.now(UTC)).timestamp() - self.retention.seconds("audit")
         wanted = {(c, str(h.get("hash"))) for c, h in
                   ((checkpoint or {}).get("chains") or {}).items()}
-        found: set[str] = set()
+        found: dict[str, int] = {}  # checkpoint heads found: entries of their chain up to them
+        aged_out: set[str] = set()  # chains whose oldest entries aged out
         checked = 0
         for shard in keys.all_shards():
             last: dict[str, str] = {}
+            counts: dict[str, int] = {}
             for _, entry in self._entries(shard, reverse=False):
                 checked += 1
                 entry_id, chain_id = entry.get("id", "?"), entry.get("chain", "")
+                counts[chain_id] = counts.get(chain_id, 0) + 1
+                if chain_id not in last:
+                    why = self._start_problem(entry, cutoff)
+                    if why is not None:
+                        problems.append(ChainProblem(entry_id, why))
+                    elif entry.get("prev_hash") != GENESIS:
+                        aged_out.add(chain_id)
                 if (chain_id, entry.get("hash")) in wanted:
-                    found.add(str(entry.get("hash")))
+                    found[str(entry.get("hash"))] = counts[chain_id]
                 if chain_id in last and entry.get("prev_hash") != last[chain_id]:
                     problems.append(ChainProblem(entry_id, "prev_hash does not link"))
                 if not self.hash_verifies(entry):
@@ -316,7 +360,7 @@ class AuditLog:
                     problems.append(ChainProblem(chain_id,
                                                  "chain does not end at its recorded head"))
         if checkpoint is not None:
-            problems += self._checkpoint_problems(checkpoint, found, now or datetime.now(UTC))
+            problems += self._checkpoint_problems(checkpoint, found, aged_out, cutoff)
         return checked, problems
 
 

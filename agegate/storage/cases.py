@@ -16,13 +16,14 @@ thread). The time is passed in by the caller's clock, so tests can move it.
 from __future__ import annotations
 
 import json
+import secrets
 from datetime import datetime
 from typing import Any
 
 import redis
 
 from agegate.clock import iso
-from agegate.storage import keys
+from agegate.storage import keys, replicas
 from agegate.storage.keys import Retention
 
 HISTORY_LIMIT = 20
@@ -127,6 +128,24 @@ _REQUEUE = _LUA_COMMON + """
 return requeue()
 """
 
+# KEYS: the case hash. ARGV: common 1-5 (unused), the history item (JSON) with its `step` id.
+# Appends the item once (an outbox step may be applied twice); nothing for a case that is gone.
+PUSH_HISTORY = _LUA_COMMON + """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local item = cjson.decode(ARGV[6])
+local raw = redis.call('GET', KEYS[1] .. ':detail')
+if raw then
+  local h = cjson.decode(raw).history
+  if type(h) == 'table' then
+    for _, old in ipairs(h) do
+      if type(old) == 'table' and old.step == item.step then return 0 end
+    end
+  end
+end
+push_history(KEYS[1], item)
+return 1
+"""
+
 
 def _shard(case_id: str) -> int:
     """The shard a stored case's id names."""
@@ -202,8 +221,8 @@ class CaseStore:
         # decode_responses=True: every reply is str, which redis-py's stubs cannot know.
         self.r: Any = client
         self.retention = retention
-        self._claim = client.register_script(_CLAIM)
-        self._requeue = client.register_script(_REQUEUE)
+        self._claim = replicas.ConfirmedScript(client, _CLAIM)
+        self._requeue = replicas.ConfirmedScript(client, _REQUEUE)
 
     def _common_args(self, shard: int, now: datetime) -> list[Any]:
         return [keys.case_prefix(shard), keys.review_open_kind_prefix(shard), now.timestamp(),
@@ -382,6 +401,15 @@ class CaseStore:
         pipe.zadd(decided, {case_id: at.timestamp()})
         pipe.zremrangebyscore(decided, "-inf", at.timestamp() - ttl)
         pipe.expire(decided, ttl)
+
+    def queue_history(self, pipe: redis.client.Pipeline, case_id: str,
+                      item: dict[str, Any]) -> None:
+        """Append an item to a case's history from a unit of work in any shard: through that
+        unit's outbox (the case may live in another slot), applied once."""
+        from agegate.storage.outbox import Outbox
+
+        Outbox(self.r, self.retention).queue(pipe, "case_history", {
+            "key": keys.case(case_id), "item": {**item, "step": secrets.token_urlsafe(9)}})
 
     def queue_delete(self, pipe: redis.client.Pipeline, case_ids: list[str]) -> None:
         """Forget cases entirely (termination deletes everything about the account)."""

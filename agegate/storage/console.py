@@ -6,7 +6,7 @@ from typing import Any
 
 import redis
 
-from agegate.storage import keys
+from agegate.storage import keys, replicas
 
 # Count and (on the first count) start the window in one step, so parallel attempts each get
 # their own number and no key is ever left without an expiry.
@@ -22,7 +22,7 @@ class ConsoleStore:
 
     def __init__(self, client: redis.Redis) -> None:
         self.r = client
-        self._count = client.register_script(_COUNT_ATTEMPT)
+        self._count = replicas.ConfirmedScript(client, _COUNT_ATTEMPT)
 
     def create(self, session_id: str, record: dict[str, str], ttl_seconds: int) -> None:
         """Write a session record with its TTL in one transaction."""

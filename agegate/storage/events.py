@@ -1,6 +1,7 @@
 """The events stream downstream systems read with a consumer group.
 
-The contract names one stream (AGEGATE_EVENTS_STREAM). A unit of work writes one shard's slot,
+The contract names one stream (AGEGATE_EVENTS_STREAM); test mode has its own beside it
+(`<stream>:test`, storage/keyspace.py). A unit of work writes one shard's slot,
 so it queues its events in that shard's outbox (storage/outbox.py), which relays each to the
 stream exactly once, right after the unit and, after a crash, from `agegate worker`.
 """
@@ -12,6 +13,7 @@ from datetime import datetime
 import redis
 
 from agegate.clock import iso
+from agegate.storage import keys, keyspace
 from agegate.storage.keys import Retention
 from agegate.storage.outbox import Outbox
 
@@ -21,9 +23,15 @@ class EventStream:
 
     def __init__(self, client: redis.Redis, stream: str, retention: Retention) -> None:
         self.r = client
-        self.stream = stream
+        self.configured = stream
         self.retention = retention
         self.outbox = Outbox(client, retention)
+
+    @property
+    def stream(self) -> str:
+        """The stream of the current keyspace: AGEGATE_EVENTS_STREAM, or `<it>:test` for test
+        tokens (storage/keyspace.py), so live consumers never read a test event."""
+        return keys.stream(self.configured)
 
     def queue_emit(
         self,
@@ -44,25 +52,51 @@ class EventStream:
         }
         min_ms = int(at.timestamp() * 1000) - ttl * 1000
         self.outbox.queue(pipe, "event", {"stream": self.stream, "fields": fields,
-                                          "min_id": max(min_ms, 0), "ttl": ttl})
+                                          "min_id": max(min_ms, 0), "ttl": self._stream_ttl()})
+
+    def _stream_ttl(self) -> int:
+        """0 (no expiry) for the live stream, which carries consumer groups: trimmed by age
+        instead (keys.py, Retention.events_days). Test mode's stream expires as all its keys do."""
+        return 0 if keyspace.current().live else self.retention.seconds("events")
+
+    def trim(self, now: datetime) -> int:
+        """Drop entries older than the retention period (XTRIM MINID): what keeps a stream
+        that no longer expires from growing through a quiet month. Returns entries dropped."""
+        cutoff = int(now.timestamp() * 1000) - self.retention.seconds("events") * 1000
+        return int(self.r.xtrim(self.stream, minid=max(cutoff, 0), approximate=False))
 
     # -- consumer groups (agegate worker) ------------------------------------------------
-    def ensure_group(self, group: str) -> None:
-        """Create `group` reading from now on (idempotent); the stream keeps its TTL."""
+    def ensure_group(self, group: str, start: str = "$") -> None:
+        """Create `group` reading after `start` (now, by default; idempotent). The live stream
+        gets no TTL (and loses one an older version set): an expiry would delete the groups."""
         try:
-            self.r.xgroup_create(self.stream, group, id="$", mkstream=True)
+            self.r.xgroup_create(self.stream, group, id=start, mkstream=True)
         except redis.ResponseError as error:
             if "BUSYGROUP" not in str(error):
                 raise
-        if self.r.ttl(self.stream) < 0:
-            self.r.expire(self.stream, self.retention.seconds("events"))
+        ttl = self._stream_ttl()
+        if not ttl:
+            self.r.persist(self.stream)
+        elif self.r.ttl(self.stream) < 0:
+            self.r.expire(self.stream, ttl)
 
-    def read_group(self, group: str, consumer: str, count: int,
-                   stale_ms: int) -> list[tuple[str, dict[str, str]]]:
+    def read_group(self, group: str, consumer: str, count: int, stale_ms: int,
+                   recover_from: str = "$") -> list[tuple[str, dict[str, str]]]:
         """Up to `count` entries for `consumer`: first ones another consumer left unacknowledged
-        for `stale_ms` (it died), then new ones. Entries stay pending until acknowledged."""
-        claimed = self.r.xautoclaim(self.stream, group, consumer, min_idle_time=stale_ms,
-                                    start_id="0-0", count=count)
+        for `stale_ms` (it died), then new ones. Entries stay pending until acknowledged. A
+        group that vanished (NOGROUP) is created again reading after `recover_from` (the
+        caller's last entry handled, so nothing emitted in between is skipped)."""
+        try:
+            claimed = self.r.xautoclaim(self.stream, group, consumer, min_idle_time=stale_ms,
+                                        start_id="0-0", count=count)
+        except redis.ResponseError as error:
+            if "NOGROUP" not in str(error):
+                raise
+            # The stream expired, and its group with it, after a retention period without
+            # events (test mode's stream: a day without test traffic; the live one never
+            # expires, but may be deleted by hand): start it again where the caller left off.
+            self.ensure_group(group, recover_from)
+            return []
         entries = [(entry_id, fields or {}) for entry_id, fields in claimed[1]]
         if len(entries) < count:
             reply = self.r.xreadgroup(group, consumer, {self.stream: ">"},

@@ -15,7 +15,7 @@ from typing import Any
 
 import redis
 
-from agegate.storage import keys
+from agegate.storage import keys, keyspace, replicas
 from agegate.storage.keys import Retention
 
 # KEYS: examples, counts. ARGV: day ordinal, member, verdict, cap, oldest day ordinal kept, ttl.
@@ -58,10 +58,14 @@ class FeedbackStore:
         self.r: Any = client
         self.retention = retention
         self.cap = cap
-        self._add = client.register_script(_ADD)
+        self._add = replicas.ConfirmedScript(client, _ADD)
 
     def add(self, example: dict[str, Any], day: date) -> int:
         """Store one example of ``day``; returns how many are stored now."""
+        if not keyspace.current().live:
+            # A verdict on a test token's made-up account teaches the model nothing (API.md,
+            # "Test mode"): the test keyspace keeps no examples at all.
+            return 0
         verdict = example["verdict"]
         if verdict not in VERDICTS:
             raise ValueError(f"unknown verdict {verdict!r}")

@@ -9,6 +9,11 @@ Records with an id of their own (cases, deletions, parent requests) carry their 
 (`case_s7_...`), so the id alone names the slot. Identifier blocks are tagged by the
 identifier's own hash and written through the outbox (storage/outbox.py), as are events for the
 contract's one events stream. On a single Redis the tags are harmless.
+
+Keyspaces (storage/keyspace.py): every name starts with `prefix()` and every configured stream
+goes through `stream()`, both chosen once per request from the token, so a test token's
+writes land under `agegate-test:` (and `<events stream>:test`) whatever service wrote them;
+`Retention.seconds` caps every TTL at 24 hours there. A new key function must use `prefix()`.
 """
 
 from __future__ import annotations
@@ -17,8 +22,20 @@ import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 
-PREFIX = "agegate"
+from agegate.storage import keyspace
+
 DAY = 86_400
+
+
+def prefix() -> str:
+    """The first segment of every key: `agegate`, or `agegate-test` for a test token's request
+    (storage/keyspace.py). Every key name below starts with it; new ones must too."""
+    return keyspace.current().prefix
+
+
+def stream(name: str) -> str:
+    """The current keyspace's copy of a stream the configuration names (`<name>:test`)."""
+    return keyspace.current().stream(name)
 
 
 @dataclass(frozen=True)
@@ -31,10 +48,19 @@ class Retention:
     identity_block_max_days: int = 18 * 366
     # Aggregated score state is dropped a year after the last signal for the account.
     account_days: int = 365
+    # ... but an account's meta hash keeps what must not lapse with an idle year for this long
+    # after its last change: a restriction pending age verification, a parent's objection
+    # (processing stopped), verified-adult evidence (a verification, an ID-checked signal).
+    # Six years, as the deletion records and the audit trail that prove them.
+    account_standing_days: int = 6 * 365
     case_days: int = 730
     # Deletion records and the audit trail are the proof that a deletion happened.
     deletion_days: int = 6 * 365
     audit_days: int = 6 * 365
+    # Events older than this are trimmed from the events stream (XADD MINID on every event, and
+    # the webhook job's XTRIM MINID once a minute). The live stream itself has no TTL, by
+    # design: it carries consumer groups (agegate-webhooks, each downstream system's), and an
+    # expiry after a quiet month would delete them with it. Test mode's stream expires.
     events_days: int = 30
     parent_request_days: int = 730
     # A request whose parent never proves the mailbox is dropped soon after its code expires.
@@ -83,12 +109,26 @@ class Retention:
     # nothing that identifies an account): they outlive the account by design, for at most
     # this long after their day, and the store is capped (AGEGATE_FEEDBACK_MAX_EXAMPLES).
     feedback_example_days: int = 730
+    # Age-assurance records (the evidence of the steps taken, for a regulator): kept
+    # AGEGATE_ASSURANCE_RETENTION_DAYS after they were recorded, also after the account is
+    # terminated, since they hold nothing personal beyond a keyed account reference.
+    assurance_days: int = 730
+    # Digital credentials (API.md): a request is answered within 5 minutes or never; an
+    # over-18 result lets the same session's or account's age check through for 30 minutes,
+    # and an age check answered `verify` remembers its identifiers (keyed hashes) for as long,
+    # so that a not-over-18 answer can block them.
+    credential_request_seconds: int = 300
+    credential_pass_seconds: int = 1800
+    verify_session_seconds: int = 1800
 
     def seconds(self, kind: str) -> int:
         """TTL in seconds for a kind of record named in this table."""
         if hasattr(self, f"{kind}_seconds"):
-            return int(getattr(self, f"{kind}_seconds"))
-        return int(getattr(self, f"{kind}_days")) * DAY
+            seconds = int(getattr(self, f"{kind}_seconds"))
+        else:
+            seconds = int(getattr(self, f"{kind}_days")) * DAY
+        # The one place test mode's 24-hour ceiling is applied (storage/keyspace.py).
+        return keyspace.current().ttl(seconds)
 
     def delta(self, kind: str) -> timedelta:
         """The same period as a timedelta."""
@@ -159,27 +199,27 @@ def hash_tag(*names: str) -> str | None:
 
 def unit_marker(tag: str | None, token: str) -> str:
     """Marks one unit of work as applied (storage/unit.py); in the slot of what it writes."""
-    return f"{PREFIX}:uow:{{{tag}}}:{token}" if tag is not None else f"{PREFIX}:uow:{token}"
+    return f"{prefix()}:uow:{{{tag}}}:{token}" if tag is not None else f"{prefix()}:uow:{token}"
 
 
 def tag(account_hash: str) -> str:
     """The prefix of every key that belongs to one account (its shard's tag, then its hash)."""
-    return f"{PREFIX}:acct:{shard_tag(shard_of(account_hash))}:{account_hash}"
+    return f"{prefix()}:acct:{shard_tag(shard_of(account_hash))}:{account_hash}"
 
 
 def outbox(shard: int) -> str:
     """Stream of steps that leave the shard's slot (events, identifier blocks, audit index
     entries of another shard's account), applied after the unit and by `agegate worker`."""
-    return f"{PREFIX}:shard-outbox:{shard_tag(shard)}"
+    return f"{prefix()}:shard-outbox:{shard_tag(shard)}"
 
 
 # -- age checks ----------------------------------------------------------------------------
 def retry_block(kind: str, identifier_hash: str) -> str:
-    return f"{PREFIX}:retry:{shard_tag(shard_of(identifier_hash))}:{kind}:{identifier_hash}"
+    return f"{prefix()}:retry:{shard_tag(shard_of(identifier_hash))}:{kind}:{identifier_hash}"
 
 
 def identity_block(kind: str, identifier_hash: str) -> str:
-    return f"{PREFIX}:block:{shard_tag(shard_of(identifier_hash))}:{kind}:{identifier_hash}"
+    return f"{prefix()}:block:{shard_tag(shard_of(identifier_hash))}:{kind}:{identifier_hash}"
 
 
 # -- accounts ------------------------------------------------------------------------------
@@ -226,12 +266,12 @@ def account_open_case(account_hash: str) -> str:
 # One copy of the queue per shard; a case lives in its account's shard.
 def case_prefix(shard: int) -> str:
     """What a case's key is, less its id (the claim scripts build keys from it)."""
-    return f"{PREFIX}:case:{shard_tag(shard)}:"
+    return f"{prefix()}:case:{shard_tag(shard)}:"
 
 
 def case(case_id: str) -> str:
     """Hash: one review case."""
-    return f"{PREFIX}:case:{_id_tag(case_id)}:{case_id}"
+    return f"{prefix()}:case:{_id_tag(case_id)}:{case_id}"
 
 
 def case_detail(case_id: str) -> str:
@@ -244,37 +284,37 @@ def review_open(shard: int, kind: str | None = None) -> str:
     """Sorted set of open case ids by queue position (lowest first); one per kind plus all."""
     if kind:
         return review_open_kind_prefix(shard) + kind
-    return f"{PREFIX}:review:{shard_tag(shard)}:open"
+    return f"{prefix()}:review:{shard_tag(shard)}:open"
 
 
 def review_open_kind_prefix(shard: int) -> str:
-    return f"{PREFIX}:review:{shard_tag(shard)}:open:"
+    return f"{prefix()}:review:{shard_tag(shard)}:open:"
 
 
 def review_claimed(shard: int) -> str:
     """Sorted set of claimed case ids by lease end."""
-    return f"{PREFIX}:review:{shard_tag(shard)}:claimed"
+    return f"{prefix()}:review:{shard_tag(shard)}:claimed"
 
 
 def review_decided(shard: int) -> str:
     """Sorted set of decided case ids by decision time."""
-    return f"{PREFIX}:review:{shard_tag(shard)}:decided"
+    return f"{prefix()}:review:{shard_tag(shard)}:decided"
 
 
 # -- deletions -----------------------------------------------------------------------------
 def deletions_pending(shard: int) -> str:
     """Sorted set of pending deletion ids by due time."""
-    return f"{PREFIX}:deletions:{shard_tag(shard)}:pending"
+    return f"{prefix()}:deletions:{shard_tag(shard)}:pending"
 
 
 def deletions_all(shard: int) -> str:
     """Sorted set of every deletion id by request time."""
-    return f"{PREFIX}:deletions:{shard_tag(shard)}:all"
+    return f"{prefix()}:deletions:{shard_tag(shard)}:all"
 
 
 def deletion(deletion_id: str) -> str:
     """Hash: one deletion record (the proof of a termination)."""
-    return f"{PREFIX}:deletion:{_id_tag(deletion_id)}:{deletion_id}"
+    return f"{prefix()}:deletion:{_id_tag(deletion_id)}:{deletion_id}"
 
 
 def account_deletion(account_hash: str) -> str:
@@ -285,12 +325,12 @@ def account_deletion(account_hash: str) -> str:
 # -- audit and events ----------------------------------------------------------------------
 def audit_stream(shard: int) -> str:
     """The shard's audit entries (each writer process keeps one chain per shard)."""
-    return f"{PREFIX}:audit:{shard_tag(shard)}"
+    return f"{prefix()}:audit:{shard_tag(shard)}"
 
 
 def audit_heads(shard: int) -> str:
     """Hash: writer chain id -> the last hash appended to that chain, for one shard."""
-    return f"{PREFIX}:audit:{shard_tag(shard)}:heads"
+    return f"{prefix()}:audit:{shard_tag(shard)}:heads"
 
 
 def audit_index(account_hash: str) -> str:
@@ -306,34 +346,34 @@ def events_relayed(stream: str) -> str:
 # -- reviewer console ----------------------------------------------------------------------
 def console_session(session_id: str) -> str:
     """Hash: name, role, issued_at, expires_at of one signed-in console session."""
-    return f"{PREFIX}:console:session:{session_id}"
+    return f"{prefix()}:console:session:{session_id}"
 
 
 def console_login_failures(client_hash: str) -> str:
     """Counter of failed console sign-ins from one (hashed) client address."""
-    return f"{PREFIX}:console:login-failures:{client_hash}"
+    return f"{prefix()}:console:login-failures:{client_hash}"
 
 
 # -- parent requests -----------------------------------------------------------------------
 # A request lives in the shard its id names (its child's, when the parent gave an account id).
 def parent_request(request_id: str) -> str:
     """Hash: status, type, keyed hashes, hashed status token and code, timestamps, outcome."""
-    return f"{PREFIX}:preq:{_id_tag(request_id)}:{request_id}:meta"
+    return f"{prefix()}:preq:{_id_tag(request_id)}:{request_id}:meta"
 
 
 def parent_request_details(request_id: str) -> str:
     """The parent's bounded free text, for the reviewer only; dropped once decided."""
-    return f"{PREFIX}:preq:{_id_tag(request_id)}:{request_id}:details"
+    return f"{prefix()}:preq:{_id_tag(request_id)}:{request_id}:details"
 
 
 def parent_request_export(request_id: str) -> str:
     """JSON export for a fulfilled access request, read with the status token."""
-    return f"{PREFIX}:preq:{_id_tag(request_id)}:{request_id}:export"
+    return f"{prefix()}:preq:{_id_tag(request_id)}:{request_id}:export"
 
 
 def parent_requests_open(shard: int) -> str:
     """Sorted set of verified, undecided request ids scored by their due time."""
-    return f"{PREFIX}:preq:{shard_tag(shard)}:open"
+    return f"{prefix()}:preq:{shard_tag(shard)}:open"
 
 
 def parent_requests_waiting(account_hash: str) -> str:
@@ -345,17 +385,20 @@ def parent_requests_waiting(account_hash: str) -> str:
 # Mails awaiting an admin when no SMTP server is configured: each its own key, expiring on its
 # own day, and a newest-first list of their ids (ids only: it may outlive a mail). One hash tag
 # for all of them: a mail and the list change in one transaction (a fallback, low volume).
-OUTBOX_INDEX = f"{PREFIX}:outbox:{{mail}}:index"
+def outbox_index() -> str:
+    """List of the queued mails' ids, newest first."""
+    return f"{prefix()}:outbox:{{mail}}:index"
 
 
 def outbox_message(mail_id: str) -> str:
     """One queued mail (JSON: recipient, subject, body with the code)."""
-    return f"{PREFIX}:outbox:{{mail}}:{mail_id}"
+    return f"{prefix()}:outbox:{{mail}}:{mail_id}"
 
 
 # Flask-Limiter's moving windows (its Redis storage sets each key's expiry to its window; the
-# client address in them is a keyed hash).
-RATE_LIMIT_PREFIX = f"{PREFIX}:rl"
+# client address in them is a keyed hash). Fixed when the app starts, so always live: only
+# public routes (parents' requests) are rate-limited, and a public request is never a test.
+RATE_LIMIT_PREFIX = f"{keyspace.LIVE.prefix}:rl"
 
 
 # -- content removals ----------------------------------------------------------------------
@@ -388,13 +431,13 @@ def install_accounts(install_hash: str) -> str:
     Global: tagged by the install's own hash, not an account's (one install may serve several
     accounts), and written in the same MULTI as the account's signal.
     """
-    return f"{PREFIX}:install:{{{install_hash}}}"
+    return f"{prefix()}:install:{{{install_hash}}}"
 
 
 # -- appeals -------------------------------------------------------------------------------
 def appeal(appeal_id: str) -> str:
     """Hash: appeal_id, account_id, case_id, status, outcome, due_at, created_at, decided_at."""
-    return f"{PREFIX}:appeal:{_id_tag(appeal_id)}:{appeal_id}"
+    return f"{prefix()}:appeal:{_id_tag(appeal_id)}:{appeal_id}"
 
 
 def account_open_appeal(account_hash: str) -> str:
@@ -416,25 +459,40 @@ def terminated_identifiers(account_hash: str) -> str:
 # The registry of webhooks, the delivery queue (ids by next attempt time), deliveries and their
 # logs all live in one shard (an operator's few webhooks; each unit that changes them, and the
 # audit entry that records it, is then one slot).
+# Test mode has a registry and a queue of its own (its keyspace), fed from its own events stream.
 WEBHOOK_SHARD = 0
-WEBHOOKS = f"{PREFIX}:webhooks:{shard_tag(WEBHOOK_SHARD)}"
-WEBHOOK_DUE = f"{PREFIX}:webhooks:{shard_tag(WEBHOOK_SHARD)}:due"
 WEBHOOK_GROUP = "agegate-webhooks"
+
+
+def webhooks_index() -> str:
+    """Set of registered webhook ids."""
+    return f"{prefix()}:webhooks:{shard_tag(WEBHOOK_SHARD)}"
+
+
+def webhook_due() -> str:
+    """Sorted set of delivery ids by next attempt time."""
+    return f"{prefix()}:webhooks:{shard_tag(WEBHOOK_SHARD)}:due"
 
 
 def webhook(webhook_id: str) -> str:
     """Hash: url, events, created_at, sealed secrets (with their end of life while rotating)."""
-    return f"{PREFIX}:webhook:{shard_tag(WEBHOOK_SHARD)}:{webhook_id}"
+    return f"{prefix()}:webhook:{shard_tag(WEBHOOK_SHARD)}:{webhook_id}"
 
 
 def webhook_log(webhook_id: str) -> str:
     """List of the webhook's recent delivery attempts (JSON; newest first; bounded)."""
-    return f"{PREFIX}:webhook:{shard_tag(WEBHOOK_SHARD)}:{webhook_id}:log"
+    return f"{prefix()}:webhook:{shard_tag(WEBHOOK_SHARD)}:{webhook_id}:log"
 
 
 def webhook_delivery(delivery_id: str) -> str:
     """Hash: one event's delivery to one webhook (body, attempts, status)."""
-    return f"{PREFIX}:whd:{shard_tag(WEBHOOK_SHARD)}:{delivery_id}"
+    return f"{prefix()}:whd:{shard_tag(WEBHOOK_SHARD)}:{delivery_id}"
+
+
+def webhook_cursor() -> str:
+    """The newest events-stream id fanned out to deliveries: where the `agegate-webhooks`
+    group is created again if it vanished (NOGROUP), so nothing in between is skipped."""
+    return f"{prefix()}:webhooks:{shard_tag(WEBHOOK_SHARD)}:cursor"
 
 
 # -- signal stream -------------------------------------------------------------------------
@@ -455,9 +513,46 @@ FEEDBACK_TAG = "{feedback}"
 def feedback_examples() -> str:
     """Sorted set of de-identified examples scored by their day (date ordinal); within a day
     members sort by a random prefix, so the order says nothing about when each was taken."""
-    return f"{PREFIX}:feedback:{FEEDBACK_TAG}:examples"
+    return f"{prefix()}:feedback:{FEEDBACK_TAG}:examples"
 
 
 def feedback_counts() -> str:
     """Hash: verdict -> number of stored examples (kept with the set by the same script)."""
-    return f"{PREFIX}:feedback:{FEEDBACK_TAG}:counts"
+    return f"{prefix()}:feedback:{FEEDBACK_TAG}:counts"
+
+
+# -- digital credentials -------------------------------------------------------------------
+def credential_request(request_id: str) -> str:
+    """String (JSON): origin, nonce, account id, keyed session hash of one open request;
+    taken (GETDEL) by its one answer."""
+    return f"{prefix()}:credreq:{_id_tag(request_id)}:{request_id}"
+
+
+def credential_pass(kind: str, identifier_hash: str) -> str:
+    """Marker: this session's or account's wallet proved over 18 (an age check is `allow`)."""
+    return f"{prefix()}:credpass:{shard_tag(shard_of(identifier_hash))}:{kind}:{identifier_hash}"
+
+
+def verify_session(session_hash: str) -> str:
+    """Sorted set of `kind:hash` identifiers (device, email) of age checks answered `verify`
+    in one session, by time: what a not-over-18 credential answer in that session blocks."""
+    return f"{prefix()}:verify-session:{shard_tag(shard_of(session_hash))}:{session_hash}"
+
+
+# -- age-assurance records -----------------------------------------------------------------
+# A record lives in its account's shard (its id names it: `asr_s7_...`), beside the shard's
+# index by time (the regulator's export) and the account's own list of record ids. None of the
+# three is in account_keys: termination keeps them (they hold only keyed references).
+def assurance_record(assurance_id: str) -> str:
+    """String: one assurance record (JSON; no account id, document number, image or age)."""
+    return f"{prefix()}:assurance:{_id_tag(assurance_id)}:{assurance_id}"
+
+
+def assurance_index(shard: int) -> str:
+    """Sorted set of the shard's assurance record ids scored by the time each was recorded."""
+    return f"{prefix()}:assurance:{shard_tag(shard)}:index"
+
+
+def account_assurance(account_hash: str) -> str:
+    """Sorted set of one account's assurance record ids by time (outlives the account)."""
+    return f"{tag(account_hash)}:assurance"

@@ -30,19 +30,19 @@ class MailOutbox:
         ttl = self.retention.seconds("outbox")
         pipe = self.r.pipeline(transaction=True)
         pipe.set(keys.outbox_message(entry["id"]), json.dumps(entry), ex=ttl)
-        pipe.lpush(keys.OUTBOX_INDEX, entry["id"])
-        pipe.ltrim(keys.OUTBOX_INDEX, 0, OUTBOX_MAX - 1)
+        pipe.lpush(keys.outbox_index(), entry["id"])
+        pipe.ltrim(keys.outbox_index(), 0, OUTBOX_MAX - 1)
         # The index holds ids only, so keeping it as long as its newest mail leaks nothing.
-        pipe.expire(keys.OUTBOX_INDEX, ttl)
+        pipe.expire(keys.outbox_index(), ttl)
         pipe.execute()
 
     def recent(self, limit: int) -> list[dict[str, Any]]:
         """The newest mails still kept, newest first; ids whose mail expired leave the index."""
-        ids = self.r.lrange(keys.OUTBOX_INDEX, 0, limit - 1)
+        ids = self.r.lrange(keys.outbox_index(), 0, limit - 1)
         if not ids:
             return []
         raws = self.r.mget([keys.outbox_message(mail_id) for mail_id in ids])
         for mail_id, raw in zip(ids, raws, strict=True):
             if raw is None:
-                self.r.lrem(keys.OUTBOX_INDEX, 1, mail_id)
+                self.r.lrem(keys.outbox_index(), 1, mail_id)
         return [json.loads(raw) for raw in raws if raw is not None]

@@ -11,7 +11,13 @@ steps is repaired, not lost. Every step is idempotent, so two drainers may race 
   stream (same slot) and skips ids it has seen;
 - a block sets an absolute expiry and never shortens a longer one;
 - an index entry is a sorted-set member (adding it twice changes nothing);
-- lifting a block deletes its key (deleting twice changes nothing).
+- lifting a block deletes its key (deleting twice changes nothing);
+- a set member (a parent request waiting on an account) is added or removed (twice is once);
+- a case history item carries a step id and is appended only if that id is not there yet.
+
+A step is removed from the outbox only once its writes are confirmed by the replicas
+AGEGATE_REDIS_MIN_REPLICAS asks for (storage/replicas.py: WAIT on the node each key lives on);
+one that is not stays for the next drain.
 """
 
 from __future__ import annotations
@@ -23,7 +29,8 @@ from typing import Any
 
 import redis
 
-from agegate.storage import keys, unit
+from agegate.storage import keys, replicas, unit
+from agegate.storage.cases import PUSH_HISTORY
 from agegate.storage.keys import Retention
 
 log = logging.getLogger("agegate.storage")
@@ -34,12 +41,19 @@ BATCH = 100
 RELAY_MEMORY_SECONDS = 86_400
 
 # KEYS: events stream, relayed ids. ARGV: relay id, now (s), MINID, stream TTL, memory, fields...
+# A stream TTL of 0 means none: the live stream carries consumer groups (ours and downstream
+# systems'), which an expiry after a quiet month would delete with it, so it is trimmed by age
+# (MINID) instead, and a TTL an older version set is removed. Test mode's stream expires.
 _RELAY = """
 if redis.call('ZSCORE', KEYS[2], ARGV[1]) then return 0 end
 local fields = {}
 for i = 6, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('XADD', KEYS[1], 'MINID', '~', ARGV[3], '*', unpack(fields))
-redis.call('EXPIRE', KEYS[1], ARGV[4])
+if tonumber(ARGV[4]) > 0 then
+  redis.call('EXPIRE', KEYS[1], ARGV[4])
+else
+  redis.call('PERSIST', KEYS[1])
+end
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', tonumber(ARGV[2]) - tonumber(ARGV[5]))
 redis.call('EXPIRE', KEYS[2], ARGV[5])
@@ -76,6 +90,7 @@ class Outbox:
         self._relay = client.register_script(_RELAY)
         self._block = client.register_script(_BLOCK)
         self._capped_zadd = client.register_script(_CAPPED_ZADD)
+        self._push_history = client.register_script(PUSH_HISTORY)
 
     # -- inside a unit of work -----------------------------------------------------------
     def queue(self, pipe: redis.client.Pipeline, op: str, data: dict[str, Any]) -> None:
@@ -120,24 +135,45 @@ class Outbox:
         if op == "event":
             stream = data["stream"]
             fields = [item for pair in data["fields"].items() for item in pair]
-            self._relay(keys=[stream, keys.events_relayed(stream)],
-                        args=[f"{shard}:{entry_id}", now, data["min_id"], data["ttl"],
-                              RELAY_MEMORY_SECONDS, *fields])
+            self._confirmed(stream, lambda pipe: self._relay(
+                keys=[stream, keys.events_relayed(stream)],
+                args=[f"{shard}:{entry_id}", now, data["min_id"], data["ttl"],
+                      RELAY_MEMORY_SECONDS, *fields], client=pipe))
         elif op == "block":
             for key in data["keys"]:
-                self._block(keys=[key], args=[data["until"], int(now)])
+                self._confirmed(key, lambda pipe, key=key: self._block(
+                    keys=[key], args=[data["until"], int(now)], client=pipe))
         elif op == "unblock":
             for key in data["keys"]:
-                self.r.delete(key)
+                self._confirmed(key, lambda pipe, key=key: pipe.delete(key))
         elif op == "capped_zadd":
-            self._capped_zadd(keys=[data["key"]],
-                              args=[data["score"], data["member"], data["cap"], data["ttl"]])
+            self._confirmed(data["key"], lambda pipe: self._capped_zadd(
+                keys=[data["key"]], args=[data["score"], data["member"], data["cap"],
+                                          data["ttl"]], client=pipe))
+        elif op == "set_add":  # e.g. a parent request waiting on an account of another shard
+            key, ttl = data["key"], int(data["ttl"])
+            extend = self.r.ttl(key) < ttl  # never shortens a longer TTL
+
+            def add(pipe: Any) -> None:
+                pipe.sadd(key, data["member"])
+                if extend:
+                    pipe.expire(key, ttl)
+
+            self._confirmed(key, add)
+        elif op == "set_remove":
+            self._confirmed(data["key"], lambda pipe: pipe.srem(data["key"], data["member"]))
+        elif op == "case_history":  # a case of another shard (applied once: its step id)
+            self._confirmed(data["key"], lambda pipe: self._push_history(
+                keys=[data["key"]], args=["", "", 0, "", 0, json.dumps(data["item"])],
+                client=pipe))
         else:  # written by a newer version: leave it for that version's worker
             log.warning("unknown outbox step %r left in shard %s", op, shard)
             return False
         return True
 
-
+    def _confirmed(self, key: str, queue: Any) -> None:
+        """Apply one key's write on its node and WAIT for the replicas there."""
+        replicas.confirmed(self.r, key, queue)
 class OutboxJob:
     """`agegate worker` job: apply what units of work left in the shards' outboxes."""
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import redis
 
-from agegate.storage import keys
+from agegate.storage import keys, replicas
 from agegate.storage.keys import Retention
 
 # Check-and-count in one step, so parallel guesses can never exceed the allowed wrong codes.
@@ -55,7 +55,7 @@ class ParentRequestStore:
         # decode_responses=True: every reply is str, which redis-py's stubs cannot know.
         self.r: Any = client
         self.retention = retention
-        self._verify = client.register_script(_VERIFY)
+        self._verify = replicas.ConfirmedScript(client, _VERIFY)
 
     # -- reads ---------------------------------------------------------------------------
     def read(self, request_id: str) -> dict[str, str]:

@@ -15,7 +15,7 @@ from typing import Any
 
 import redis
 
-from agegate.storage import keys
+from agegate.storage import keys, replicas
 from agegate.storage.keys import Retention
 
 GROUP = "agegate"
@@ -39,10 +39,21 @@ class SignalStreamStore:
     def __init__(self, client: redis.Redis, stream: str, retention: Retention) -> None:
         # decode_responses=True: every reply is str, which redis-py's stubs cannot know.
         self.r: Any = client
-        self.stream = stream
-        self.dead = keys.signals_dead(stream)
+        self.configured = stream
         self.retention = retention
         self._group_ready = False
+        self._settle = replicas.ConfirmedScript(client, _SETTLE)
+
+    @property
+    def stream(self) -> str:
+        """The current keyspace's copy (storage/keyspace.py). Test mode has no stream door (the
+        stream is the platform's, not a token's) and no worker reads `<stream>:test`: a test
+        token's GET /v1/admin/ingest describes that empty stream, never the live one."""
+        return keys.stream(self.configured)
+
+    @property
+    def dead(self) -> str:
+        return keys.signals_dead(self.stream)
 
     def ensure_group(self) -> None:
         """Create the consumer group (and the stream) if missing; from the stream's start, so
@@ -104,14 +115,12 @@ class SignalStreamStore:
         return gone
 
     def settle(self, entry_ids: list[str]) -> None:
-        """Acknowledge applied (or dead-lettered) entries and delete them, in one MULTI: the
-        text they carry goes once its effects are written."""
+        """Acknowledge applied (or dead-lettered) entries and delete them, in one step: the
+        text they carry goes once its effects are written (and, with AGEGATE_REDIS_MIN_REPLICAS,
+        confirmed by the replicas: the units that applied them waited for that already)."""
         if not entry_ids:
             return
-        pipe = self.r.pipeline(transaction=True)
-        pipe.xack(self.stream, GROUP, *entry_ids)
-        pipe.xdel(self.stream, *entry_ids)
-        pipe.execute()
+        self._settle(keys=[self.stream], args=[GROUP, *entry_ids])
 
     def dead_letter(self, entry: Entry, error: dict[str, Any]) -> None:
         """Copy an entry that cannot be applied to the dead-letter stream with its error.
@@ -121,10 +130,12 @@ class SignalStreamStore:
         """
         fields = {"entry_id": entry.entry_id, "error": json.dumps(error, sort_keys=True),
                   **{f"entry.{name}": value for name, value in entry.fields.items()}}
-        pipe = self.r.pipeline(transaction=False)
-        pipe.xadd(self.dead, fields, maxlen=DEAD_LETTER_MAXLEN, approximate=True)
-        pipe.expire(self.dead, self.retention.seconds("signal_dead_letter"))
-        pipe.execute()
+
+        def queue(pipe: Any) -> None:
+            pipe.xadd(self.dead, fields, maxlen=DEAD_LETTER_MAXLEN, approximate=True)
+            pipe.expire(self.dead, self.retention.seconds("signal_dead_letter"))
+
+        replicas.confirmed(self.r, self.dead, queue)
 
     def dead_letters(self, count: int = 100) -> list[tuple[str, dict[str, str]]]:
         """The oldest dead letters (for operators and tests)."""
@@ -150,6 +161,14 @@ class SignalStreamStore:
         return {"stream": self.stream, "group": GROUP, "length": int(length), "lag": int(lag),
                 "pending": pending, "dead": int(dead), "consumers": int(group.get("consumers", 0))}
 
+
+# KEYS: the stream. ARGV: the group, then the entry ids: acknowledged and deleted together.
+_SETTLE = """
+local ids = {}
+for i = 2, #ARGV do ids[#ids + 1] = ARGV[i] end
+redis.call('XACK', KEYS[1], ARGV[1], unpack(ids))
+return redis.call('XDEL', KEYS[1], unpack(ids))
+"""
 
 # XGROUP DELCONSUMER drops the consumer's pending entries with it, so check and delete in one
 # step: a consumer that took an entry since XINFO was read is left alone.

@@ -15,6 +15,16 @@ The marker lives for `Retention.unit_marker_seconds`, far longer than the client
 Services see only `transact(client, build, *watch, tag=...)` and the pipeline storage methods
 queue writes on; what must follow the outcome (the audit chain's head) joins the unit through
 `current().join(...)`.
+
+The batch-first paths (many accounts' signals at once) use `apply_scripted` instead: each slot's
+share of the batch is one server-side script that checks what was read is unchanged and applies
+the slot's writes atomically, with the same kind of marker, all slots in one pipeline.
+
+Durable acknowledgements (storage/replicas.py): with AGEGATE_REDIS_MIN_REPLICAS set, a unit known
+applied (`known_applied`, the one place) is confirmed by the replicas of its slot's primary
+before anything learns it was applied; too few in time is a 503 for the caller
+(`NotReplicated`), whose participants abandon as for any unknown outcome and whose follow-up
+steps are left to `agegate worker`.
 """
 
 from __future__ import annotations
@@ -22,7 +32,8 @@ from __future__ import annotations
 import logging
 import secrets
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import redis
@@ -31,8 +42,9 @@ from redis.exceptions import WatchError
 from redis.retry import Retry
 
 from agegate.errors import StorageUnavailable
-from agegate.storage import keys
+from agegate.storage import keys, replicas
 from agegate.storage.keys import Retention
+from agegate.storage.scripts import Calls, Script
 
 # Conflicting writers retry; past this many conflicts in one call the store is too contended.
 MAX_ATTEMPTS = 100
@@ -102,8 +114,15 @@ def watch(pipe: Any, *names: str) -> None:
     pipe.watch(*names)
 
 
+def known_applied(client: Any, markers: Sequence[str]) -> None:
+    """The one place where units of work are known applied (each named by its applied-once
+    marker), before anyone learns so: with AGEGATE_REDIS_MIN_REPLICAS, their replicas must
+    confirm them first (storage/replicas.py), else NotReplicated (a 503 for the caller)."""
+    replicas.confirm_units(client, markers, MARKER_SECONDS * 1000)
+
+
 def transact(client: redis.Redis, build: Callable[[Any], Any], *watch: str,
-             tag: str | None = None, shard: int | None = None) -> Any:
+             tag: str | None = None, shard: int | None = None, reads: bool = True) -> Any:
     """Run `build(pipe)` as WATCH(*watch) ... MULTI ... EXEC, at most once; return its value.
 
     `build` reads first (the pipe is in immediate mode), calls `pipe.multi()`, then queues
@@ -111,7 +130,12 @@ def transact(client: redis.Redis, build: Callable[[Any], Any], *watch: str,
     writes must share one hash slot with the watched keys (`tag` names that slot's hash tag when
     nothing is watched, or `shard` the shard). A connection error before the outcome is known
     is answered by the marker: applied once, or retried, never both.
+
+    `reads=False` says `build` only writes (it calls `pipe.multi()` first): its first attempt
+    then sends MULTI ... EXEC in one round trip, without a WATCH that nothing could trip.
     """
+    if reads is False and watch:
+        raise ValueError("a unit that watches keys reads them")
     if shard is not None:
         tag = keys.shard_tag(shard)[1:-1]
     unit = UnitOfWork(tag if tag is not None else keys.hash_tag(*watch))
@@ -121,16 +145,19 @@ def transact(client: redis.Redis, build: Callable[[Any], Any], *watch: str,
     sent: list[tuple[int, Any]] = []  # attempts whose EXEC was sent: (number, build's value)
     lost = 0  # connections lost so far
     applied = False  # whether the call's writes are known to be in
+    wanted = replicas.policy(client)
     try:
         with client.pipeline(transaction=True) as pipe:
             _never_resend(pipe)
             for _ in range(MAX_ATTEMPTS):
                 try:
-                    pipe.watch(marker, *watch)
+                    if reads or sent:
+                        pipe.watch(marker, *watch)
                     if sent:
                         landed = pipe.get(marker)
                         if landed is not None:  # an earlier attempt landed; its reply did not
                             pipe.reset()
+                            known_applied(client, [marker])
                             value = _applied(unit, sent, int(landed))
                             applied = True
                             return value
@@ -138,13 +165,18 @@ def transact(client: redis.Redis, build: Callable[[Any], Any], *watch: str,
                     number = len(unit.attempts) - 1
                     value = build(pipe)
                     if not _in_multi(pipe):
-                        if not sent:  # it only read: nothing to apply
+                        if not sent and not wanted.replicas:  # it only read: nothing to apply
                             pipe.reset()
                             return _applied(unit, [(number, value)], number)
-                        pipe.multi()  # seal off any earlier attempt still in flight
+                        # Seal off any earlier attempt still in flight; or, when replicas
+                        # must confirm, write the marker anyway, so that the WAIT after it
+                        # covers what was read (a retry answering from an earlier, unconfirmed
+                        # application must not acknowledge it unconfirmed).
+                        pipe.multi()
                     pipe.set(marker, number, ex=MARKER_SECONDS)
                     sent.append((number, value))
                     pipe.execute()
+                    known_applied(client, [marker])
                     value = _applied(unit, sent, number)
                     applied = True
                     return value
@@ -177,7 +209,8 @@ def _after_commit(unit: UnitOfWork) -> None:
     for step in unit.after.values():
         try:
             step()
-        except redis.RedisError as error:
+        except (redis.RedisError, replicas.NotReplicated) as error:
+            # The unit is applied (and confirmed): its outbox keeps the step for the worker.
             log.warning("follow-up step left to the worker: %s", type(error).__name__)
 
 
@@ -207,3 +240,51 @@ def _applied(unit: UnitOfWork, sent: list[tuple[int, Any]], number: int) -> Any:
     for participant in unit.attempts[number].values():
         participant.commit()
     return dict(sent)[number]
+
+
+@dataclass
+class SlotScript:
+    """One slot's share of a batch: a script call that checks its reads and applies its writes.
+
+    The script gets its unit's applied-once marker as KEYS[1] and the marker's TTL as ARGV[1]
+    ahead of `keys` and `args`; it must answer 1 without writing when the marker exists (an
+    earlier send of the same call was applied), 0 without writing when what the caller read has
+    changed, else write everything, set the marker and answer 1.
+    """
+
+    tag: str
+    keys: list[str]
+    args: list[Any]
+    marker: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.marker = keys.unit_marker(self.tag, secrets.token_urlsafe(12))
+
+
+def apply_scripted(client: Any, script: Script, units: Sequence[SlotScript]) -> list[bool]:
+    """Run every slot's script in one pipeline; per unit, True when applied, False when its
+    reads were stale (nothing written: the caller reads again and builds a new unit).
+
+    A lost connection resends the same calls: a script whose marker exists answers "applied"
+    without writing again, so each unit is applied at most once either way. The applied ones
+    are `known_applied` together (confirmed by replicas there when that is required).
+    """
+    if not units:
+        return []
+    calls = Calls(client)
+    for work in units:
+        calls.script(script, [work.marker, *work.keys], [MARKER_SECONDS, *work.args])
+    for lost in range(MAX_LOST_CONNECTIONS + 1):
+        try:
+            replies = calls.execute()
+            break
+        except (redis.ConnectionError, redis.TimeoutError):
+            if lost == MAX_LOST_CONNECTIONS:
+                raise
+    applied = [not isinstance(reply, Exception) and int(reply) == 1 for reply in replies]
+    for reply in replies:
+        if isinstance(reply, Exception):
+            raise reply  # a script error: its slot wrote nothing
+    known_applied(client, [work.marker for work, done in zip(units, applied, strict=True)
+                           if done])
+    return applied

@@ -9,17 +9,34 @@ from typing import Any
 
 import redis
 
-from agegate.storage import keys
+from agegate.storage import keys, replicas
 from agegate.storage.keys import Retention
 
 LOG_LIMIT = 200
+# Due deliveries the claim looks through for ones of webhooks that are not at their share.
+CLAIM_SCAN = 1000
 
-# KEYS: the due set. ARGV: now, lease end, how many. Takes the due ids and pushes each one's
-# time to the lease end, so a worker that dies mid-delivery leaves it to be retried, never lost.
+# KEYS: the due set. ARGV: now, lease end, how many, at most this many per webhook, how many
+# due ids to look through, then (webhook id, deliveries in flight) pairs. Takes due ids oldest
+# first, skipping a webhook's once it has its share in flight (one slow receiver must not take
+# every slot), and pushes each taken one's time to the lease end, so a worker that dies
+# mid-delivery leaves it to be retried, never lost. A delivery id is `<webhook id>.<event id>`.
 _CLAIM_DUE = """
-local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
-for _, id in ipairs(ids) do redis.call('ZADD', KEYS[1], ARGV[2], id) end
-return ids
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[5]))
+local count, cap = tonumber(ARGV[3]), tonumber(ARGV[4])
+local busy, taken = {}, {}
+for i = 6, #ARGV, 2 do busy[ARGV[i]] = tonumber(ARGV[i + 1]) end
+for _, id in ipairs(ids) do
+  if #taken >= count then break end
+  local webhook = string.match(id, '^[^.]+')
+  local n = busy[webhook] or 0
+  if n < cap then
+    busy[webhook] = n + 1
+    redis.call('ZADD', KEYS[1], ARGV[2], id)
+    taken[#taken + 1] = id
+  end
+end
+return taken
 """
 
 
@@ -30,7 +47,7 @@ class WebhookStore:
         # decode_responses=True: every reply is str, which redis-py's stubs cannot know.
         self.r: Any = client
         self.retention = retention
-        self._claim_due = client.register_script(_CLAIM_DUE)
+        self._claim_due = replicas.ConfirmedScript(client, _CLAIM_DUE)
 
     # -- the registry --------------------------------------------------------------------
     def read(self, client: Any, webhook_id: str) -> dict[str, Any] | None:
@@ -43,7 +60,7 @@ class WebhookStore:
 
     def all(self) -> list[dict[str, Any]]:
         """Every registered webhook, oldest first."""
-        ids = sorted(self.r.smembers(keys.WEBHOOKS))
+        ids = sorted(self.r.smembers(keys.webhooks_index()))
         pipe = self.r.pipeline(transaction=False)
         for webhook_id in ids:
             pipe.hgetall(keys.webhook(webhook_id))
@@ -64,13 +81,13 @@ class WebhookStore:
                                 "created_at": webhook["created_at"],
                                 "secrets": json.dumps(webhook["secrets"])})
         pipe.expire(key, ttl)
-        pipe.sadd(keys.WEBHOOKS, webhook["webhook_id"])
-        pipe.expire(keys.WEBHOOKS, ttl)
+        pipe.sadd(keys.webhooks_index(), webhook["webhook_id"])
+        pipe.expire(keys.webhooks_index(), ttl)
 
     def queue_delete(self, pipe: redis.client.Pipeline, webhook_id: str) -> None:
         """Forget a webhook and its log; its queued deliveries are dropped when next due."""
         pipe.delete(keys.webhook(webhook_id), keys.webhook_log(webhook_id))
-        pipe.srem(keys.WEBHOOKS, webhook_id)
+        pipe.srem(keys.webhooks_index(), webhook_id)
 
     # -- deliveries ----------------------------------------------------------------------
     def queue_delivery(self, pipe: redis.client.Pipeline, delivery: dict[str, Any],
@@ -80,8 +97,15 @@ class WebhookStore:
         ttl = self.retention.seconds("webhook_delivery")
         pipe.hset(key, mapping={k: str(v) for k, v in delivery.items()})
         pipe.expire(key, ttl)
-        pipe.zadd(keys.WEBHOOK_DUE, {delivery["delivery_id"]: due.timestamp()})
-        pipe.expire(keys.WEBHOOK_DUE, ttl)
+        pipe.zadd(keys.webhook_due(), {delivery["delivery_id"]: due.timestamp()})
+        pipe.expire(keys.webhook_due(), ttl)
+
+    def cursor(self, client: Any) -> str | None:
+        """The newest event id fanned out so far (None before the first)."""
+        return client.get(keys.webhook_cursor())
+
+    def queue_cursor(self, pipe: redis.client.Pipeline, event_id: str) -> None:
+        pipe.set(keys.webhook_cursor(), event_id, ex=self.retention.seconds("webhook"))
 
     def existing(self, delivery_ids: list[str]) -> set[str]:
         """Which of these deliveries were already queued (a batch fanned out again)."""
@@ -90,9 +114,14 @@ class WebhookStore:
             pipe.exists(keys.webhook_delivery(delivery_id))
         return {d for d, found in zip(delivery_ids, pipe.execute(), strict=True) if found}
 
-    def claim_due(self, now: datetime, lease_until: datetime, count: int) -> list[str]:
-        return list(self._claim_due(keys=[keys.WEBHOOK_DUE],
-                                    args=[now.timestamp(), lease_until.timestamp(), count]))
+    def claim_due(self, now: datetime, lease_until: datetime, count: int,
+                  per_webhook: int, busy: dict[str, int]) -> list[str]:
+        """Up to `count` due deliveries, at most `per_webhook` per webhook counting the `busy`
+        ones already in flight; each is leased until `lease_until`."""
+        pairs = [item for webhook_id, n in busy.items() for item in (webhook_id, n)]
+        return list(self._claim_due(keys=[keys.webhook_due()],
+                                    args=[now.timestamp(), lease_until.timestamp(), count,
+                                          per_webhook, CLAIM_SCAN, *pairs]))
 
     def delivery(self, delivery_id: str) -> dict[str, str]:
         return self.r.hgetall(keys.webhook_delivery(delivery_id))
@@ -105,14 +134,14 @@ class WebhookStore:
         pipe.hset(key, mapping={"attempt": str(delivery["attempt"]),
                                 "status": delivery["status"]})
         if next_at is None:
-            pipe.zrem(keys.WEBHOOK_DUE, delivery_id)
+            pipe.zrem(keys.webhook_due(), delivery_id)
         else:
-            pipe.zadd(keys.WEBHOOK_DUE, {delivery_id: next_at.timestamp()})
+            pipe.zadd(keys.webhook_due(), {delivery_id: next_at.timestamp()})
         self.queue_log(pipe, delivery["webhook_id"], log_entry)
 
     def queue_drop(self, pipe: redis.client.Pipeline, delivery_id: str) -> None:
         """A delivery whose webhook is gone (or whose record expired)."""
-        pipe.zrem(keys.WEBHOOK_DUE, delivery_id)
+        pipe.zrem(keys.webhook_due(), delivery_id)
         pipe.delete(keys.webhook_delivery(delivery_id))
 
     def queue_log(self, pipe: redis.client.Pipeline, webhook_id: str,

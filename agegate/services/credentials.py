@@ -1,0 +1,155 @@
+"""Digital credentials: a wallet proves "over 18" and nothing else (docs/api.md).
+
+A request is made by the platform's backend for one of the configured origins and carries a
+fresh nonce; the page hands it to the browser's Digital Credentials API and the backend relays
+the wallet's answer here once. agegate/mdoc.py verifies it; this service records the result:
+an `over_18` is a highly effective `digital_identity` assurance result (it lets the same
+session's or account's age check through for 30 minutes), a `not_over_18` blocks like an
+under-age age check. Kept: the result, the issuer certificate's fingerprint and the doctype
+(in the audit trail), never the presentation.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Sequence
+from datetime import timedelta
+from typing import Any
+
+from cryptography import x509
+
+from agegate import mdoc
+from agegate.clock import Clock, iso
+from agegate.crypto import Hasher, new_id
+from agegate.errors import Conflict, NotFound, ValidationFailed
+from agegate.metrics import CREDENTIAL_CHECKS
+from agegate.services.assurance import OWN_PROVIDER
+from agegate.services.audit import AuditTrail, transact
+from agegate.storage import keys
+from agegate.storage.credentials import CredentialStore
+from agegate.storage.identities import Identifier, IdentityStore
+from agegate.storage.keys import Retention
+
+# The contract's DCQL query: an EU age verification attestation or a mobile driving licence,
+# asking for age_over_18 alone.
+DCQL_QUERY: dict[str, Any] = {
+    "credentials": [
+        {"id": query, "format": "mso_mdoc", "meta": {"doctype_value": doctype},
+         "claims": [{"path": [namespace, mdoc.ELEMENT]}]}
+        for query, (doctype, namespace) in mdoc.QUERIES.items()
+    ],
+    "credential_sets": [{"options": [[query] for query in mdoc.QUERIES]}],
+}
+NONCE_BYTES = 24  # 192 random bits (the contract asks for at least 128)
+
+# Called with (account_id or None, verdict, request_id, check_id, actor) for a verified answer:
+# records it as an assurance result (services/assurance.py, `assurance_recorder` below).
+AssuranceRecorder = Callable[[str | None, mdoc.Verdict, str, str, str], Any]
+
+
+def assurance_recorder(assurance: Any, clock: Clock) -> AssuranceRecorder:
+    """A verified answer as a `digital_identity` assurance result (a verification method):
+    `over_18` is `over_threshold`, which admits a pending_assurance account; `not_over_18` is
+    `under_threshold`, an under-18 finding (the account is restricted and a reviewer sees one
+    `age_signal` case). The evidence id is the request id; nothing of the credential goes in."""
+    def record(account_id: str | None, verdict: mdoc.Verdict, request_id: str, check_id: str,
+               actor: str) -> None:
+        try:
+            assurance.record(
+                account_id, method="digital_identity", provider=OWN_PROVIDER,
+                evidence_id=request_id, observed_at=clock.now(), actor=actor,
+                outcome="over_threshold" if verdict.result == "over_18" else "under_threshold")
+        except Conflict:  # a terminated account: its identity blocks answer its age checks
+            pass
+
+    return record
+
+
+class CredentialService:
+    def __init__(self, hasher: Hasher, store: CredentialStore, identities: IdentityStore,
+                 audit: AuditTrail, clock: Clock, retention: Retention,
+                 origins: Sequence[str], anchors: Sequence[x509.Certificate]) -> None:
+        self.hasher = hasher
+        self.store = store
+        self.identities = identities
+        self.audit = audit
+        self.clock = clock
+        self.retention = retention
+        self.origins = frozenset(origins)
+        self.anchors = list(anchors)
+        self.assurance_recorders: list[AssuranceRecorder] = []
+
+    def create(self, data: dict[str, Any]) -> dict[str, Any]:
+        """A new single-use request for one of the configured origins."""
+        origin = data["origin"]
+        if origin not in self.origins:
+            raise ValidationFailed(fields={"origin": [
+                "Not an origin this service accepts presentations for "
+                "(AGEGATE_CREDENTIAL_ORIGINS)."]})
+        account_id = data.get("account_id")
+        shard = (keys.shard_of(self.hasher.account(account_id)) if account_id
+                 else secrets.randbelow(keys.SHARDS))
+        request_id = keys.new_sharded_id("creq", shard)
+        nonce = mdoc.base64url(secrets.token_bytes(NONCE_BYTES))
+        expires_at = self.clock.now() + timedelta(
+            seconds=self.retention.seconds("credential_request"))
+        self.store.create(request_id, {
+            "origin": origin, "nonce": nonce, "account_id": account_id,
+            "session": self.hasher.short("session", data["session_id"])
+            if data.get("session_id") else None})
+        return {
+            "request_id": request_id,
+            "expires_at": iso(expires_at),
+            "protocol": mdoc.PROTOCOL,
+            "request": {"response_type": "vp_token", "response_mode": "dc_api",
+                        "nonce": nonce, "dcql_query": DCQL_QUERY},
+        }
+
+    def answer(self, request_id: str, vp_token: dict[str, list[str]],
+               actor: str) -> dict[str, Any]:
+        """Verify the wallet's answer to an open request, once, and act on the result."""
+        shard = keys.shard_of_id(request_id)
+        if shard is None or not request_id.startswith("creq_"):
+            raise NotFound("No such credential request.")
+        request = self.store.take(request_id)
+        if request is None:
+            raise Conflict("This credential request was already answered or has expired.")
+        [(query, presentations)] = vp_token.items()
+        verdict = mdoc.verify(presentations[0], query=query, origin=request["origin"],
+                              nonce=request["nonce"], anchors=self.anchors, now=self.clock.now())
+        check_id = new_id("chk")
+        account_id = request.get("account_id")
+        identifiers: list[Identifier] = []
+        if account_id:
+            identifiers.append(("account", self.hasher.account(account_id)))
+        if request.get("session"):
+            identifiers.append(("session", request["session"]))
+        blocked: list[Identifier] = []
+        if verdict.result == "not_over_18":
+            blocked = identifiers + (self.store.verify_session_identifiers(request["session"])
+                                     if request.get("session") else [])
+
+        def write(pipe: Any) -> None:
+            chain = self.audit.begin(pipe)
+            pipe.multi()
+            if verdict.result == "over_18":
+                self.store.queue_pass(pipe, identifiers)
+            elif blocked:
+                self.identities.queue_retry_blocks(pipe, blocked)
+            chain.append(pipe, actor=actor, action="credential_check", account_id=account_id,
+                         details={"request_id": request_id, "check_id": check_id,
+                                  "result": verdict.result, "reason": verdict.reason,
+                                  "doctype": verdict.doctype,
+                                  "issuer_fingerprint": verdict.issuer_fingerprint})
+
+        transact(self.identities.r, write, shard=shard)
+        CREDENTIAL_CHECKS.labels(verdict.result, verdict.reason or "").inc()
+        if verdict.result != "rejected":
+            for record in self.assurance_recorders:
+                record(account_id, verdict, request_id, check_id, actor)
+        return {"request_id": request_id, "result": verdict.result, "reason": verdict.reason,
+                "check_id": check_id}
+
+    def passed(self, lookups: Sequence[Identifier]) -> bool:
+        """Whether a wallet proved over 18 for this session or account (age checks)."""
+        return self.store.passed(lookups)
