@@ -57,16 +57,26 @@ def train(data: str | None, reddit: str | None, lexicon: str | None, no_lexicon:
               help="Blog authors of this split only (default: all with --data, test without).")
 @click.option("--reddit", type=click.Path(exists=True, dir_okay=False), default=None)
 @click.option("--lexicon", type=click.Path(dir_okay=False), default=None)
+@click.option("--nps", type=click.Path(dir_okay=False), default=None,
+              help="NPS Chat dev records (default: $AGEGATE_NPS_DATA or "
+                   "../shared/data/chat/nps_dev.jsonl.gz; not measured when absent).")
+@click.option("--nus", type=click.Path(dir_okay=False), default=None,
+              help="NUS SMS senders (default: $AGEGATE_NUS_DATA or "
+                   "../shared/data/chat/nus_sms.jsonl.gz; not measured when absent).")
 def evaluate(data: str | None, model_dir: str | None, split: str | None, reddit: str | None,
-             lexicon: str | None) -> None:
-    """Print metrics as JSON (stdout), and each target and whether it is met (stderr)."""
+             lexicon: str | None, nps: str | None, nus: str | None) -> None:
+    """Print metrics as JSON (stdout), and every domain's row with its 90% interval and
+    whether its target is met (stderr). Chat is scored at the service defaults (prevalence
+    0.02, review threshold 0.5), one message signal per line, through the state path."""
     from agegate.model import load_model
+    from training import domains as D
     from training import evaluate as E
     from training.data import iter_authors, load_reddit, read_lexicon, split_authors, split_of
     from training.train import DEFAULT_OUT, fit_directions
 
     model = load_model(model_dir or DEFAULT_OUT)
     head = {"model_version": model.version, "sha256": model.sha256}
+    nps_records, nus_records = D.load_optional(nps, nus)
     if data is not None:
         split = split or "all"
         authors = [a for a in iter_authors(data)
@@ -75,17 +85,18 @@ def evaluate(data: str | None, model_dir: str | None, split: str | None, reddit:
                                file=sys.stderr) as bar:
             scores = E.score_authors(model, authors, progress=bar.update)
         report: dict = {"blog": E.blog_report(model, scores)}
+        report["domains"] = E.domain_rows(model, scores, {}, nps_records, nus_records, _log)
         report["targets"] = E.check_targets(report)
         click.echo(json.dumps({**head, "authors": len(authors), "split": split,
-                               "metrics": report["blog"], "targets": report["targets"]},
-                              indent=2))
+                               "metrics": report["blog"], "domains": report["domains"],
+                               "targets": report["targets"]}, indent=2))
     else:
         authors = list(iter_authors())
         comments = load_reddit(reddit)
         lex = read_lexicon(lexicon) if model.uses_lexicon else None
         directions = fit_directions(authors, comments, lex, _log)
         report = E.evaluate_all(model, split_authors(authors), comments, directions, _log,
-                                split=split or "test")
+                                split=split or "test", nps=nps_records, nus=nus_records)
         click.echo(json.dumps({**head, **report}, indent=2))
     # stdout stays one JSON document (it holds the targets too); the verdicts go to stderr.
     click.echo(E.format_targets(report["targets"]), err=True)

@@ -83,9 +83,13 @@ ACTIVITY_FEATURES = (
 ACTIVITY_MIN_DAYS = 7
 # Account-level (second stage) features: the text model's mean decision over the account's
 # messages, its interaction with log(1 + words), log(1 + words), the account text model's
-# decision on the account's text pooled (and its interaction), the age lexicon's predicted
-# age deviation (shrunk for few words) and its interaction, and the activity shares. The amount
-# of text is measured in words, not messages: a blog post and a chat line differ 50-fold.
+# decision on the account's text pooled (and its interaction), and the age lexicon's predicted
+# age deviation (shrunk for few words). The amount of text is measured in words, not messages:
+# a blog post and a chat line differ 50-fold.
+# Chosen by the worst domain (issue 19; model card, "How it was chosen"): the activity shares
+# (weekend, summer, winter break) and the lexicon's interaction with the amount of text are no
+# longer features. The activity shares won only on blogs, whose posting days are no evidence on
+# a chat platform; the state still counts active days (its layout is unchanged).
 ACCOUNT_FEATURES = (
     "text_mean_decision",
     "text_mean_x_log_words",
@@ -93,8 +97,17 @@ ACCOUNT_FEATURES = (
     "account_text_decision",
     "account_text_x_log_words",
     "lexicon_age",
-    "lexicon_age_x_log_words",
-) + ACTIVITY_FEATURES
+)
+# The message-model features: the mean message decision times a factor of the amount of text
+# (see mean_factors); the service names n-gram reasons by this derivative.
+MEAN_FEATURES = ("text_mean_decision", "text_mean_x_log_words")
+
+
+def mean_factors(words: float, n: int) -> dict[str, float]:
+    """d(feature) / d(mean message decision) for each of :data:`MEAN_FEATURES`."""
+    return {"text_mean_decision": 1.0, "text_mean_x_log_words": math.log1p(max(words, 0.0))}
+
+
 # Laplace-style priors so that one or two active days do not give extreme shares.
 _SHARE_PRIORS = {"weekend": 2 / 7, "summer": 92 / 365, "winter": 15 / 365}
 _PRIOR_WEIGHT = 2.0
@@ -229,7 +242,7 @@ def account_vector(
     shrink = text_mass / (text_mass + ACCOUNT_TEXT_HALF_MASS) if text_mass > 0 else 0.0
     acc = account_decision * shrink
     lex = lexicon_sum / (max(words, 0.0) + LEXICON_PRIOR_WORDS)
-    return [mean, mean * log_w, log_w, acc, acc * log_w, lex, lex * log_w, *activity_vector(act)]
+    return [mean, mean * log_w, log_w, acc, acc * log_w, lex]
 
 
 # ---------------------------------------------------------------------------------------------

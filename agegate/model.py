@@ -287,7 +287,8 @@ class AgeModel:
     def reason_names(self) -> set[str]:
         """Every name ``top_signals`` can contain."""
         return ({f"text:{v}" for v in self.vocab_names} | {r.name for r in RULES}
-                | {f"activity:{f}" for f in F.ACTIVITY_FEATURES} | {LEXICON_REASON})
+                | {f"activity:{f}" for f in F.ACTIVITY_FEATURES if f in F.ACCOUNT_FEATURES}
+                | {LEXICON_REASON})
 
     # ------------------------------------------------------------------------------ state
 
@@ -483,20 +484,23 @@ class AgeModel:
         if n:
             feats = F.ACCOUNT_FEATURES
             c, sc = self._acc_coef, self._acc_scale
-            log_w = math.log1p(float(state["lw"]))
-            i_mean, i_mean_x = feats.index("text_mean_decision"), feats.index(
-                "text_mean_x_log_words")
-            slope = c[i_mean] / sc[i_mean] + c[i_mean_x] / sc[i_mean_x] * log_w
+            # d(log-odds) / d(mean message decision): the message-model features are that
+            # mean times a factor of the amount of text (F.MEAN_FEATURES).
+            factors = F.mean_factors(float(state["lw"]), int(n))
+            slope = sum(c[feats.index(f)] / sc[feats.index(f)] * factors[f]
+                        for f in F.MEAN_FEATURES if f in feats)
             for vid, cv in state["top"]:
                 if 0 <= int(vid) < len(self.vocab_names):
                     signals.append((f"text:{self.vocab_names[int(vid)]}", slope * cv / n))
             if self.uses_lexicon:
-                lex = sum(float(contrib[feats.index(f)]) for f in
-                          ("lexicon_age", "lexicon_age_x_log_words"))
+                lex = sum(float(contrib[i]) for i, f in enumerate(feats)
+                          if f.startswith("lexicon_"))
                 signals.append((LEXICON_REASON, lex))
             if state["act"]["nd"] >= F.ACTIVITY_MIN_DAYS:
                 for fname in F.ACTIVITY_FEATURES:
-                    signals.append((f"activity:{fname}", float(contrib[feats.index(fname)])))
+                    if fname in feats:
+                        signals.append((f"activity:{fname}",
+                                        float(contrib[feats.index(fname)])))
         for name, adj in rule_adjustments(state["plat"]):
             z += adj
             signals.append((name, adj))

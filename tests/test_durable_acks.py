@@ -5,6 +5,7 @@ Retry-After. Real redis-server processes: a primary and a replica, the replica f
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -190,3 +191,30 @@ def test_a_unit_whose_reply_was_lost_is_confirmed_like_any_other(tmp_path, clock
             assert_error(response, 503, "storage_unavailable")
         finally:
             proxy.close()
+
+
+def test_a_stream_entry_is_acknowledged_only_once_its_effects_are_confirmed(tmp_path, clock):
+    """The worker's XACK comes after the WAIT of the unit that applied the entry: unconfirmed,
+    the entry stays pending; taken over later, it is applied once."""
+    from agegate.ingest import SignalStreamJob
+    from tests.signals_helpers import adult_text, text_signal
+
+    with primary_and_replica(tmp_path) as (primary, replica):
+        app = app_on(primary, tmp_path, clock, redis_min_replicas=1, redis_wait_ms=200,
+                     load_model=True, signals_claim_idle_seconds=1)
+        state = app.extensions["agegate"]
+        job = next(j for j in state.worker_jobs if isinstance(j, SignalStreamJob))
+        writer = redis.Redis.from_url(primary, decode_responses=True)
+        writer.xadd("agegate:signals", {"account_id": "acc-w", "id": "m-1", "signals":
+                                        json.dumps([text_signal(adult_text(0))])})
+        with frozen(replica):
+            assert job.run_once("w-1") == 1
+        figures = state.ingest.status()
+        assert (figures["length"], figures["pending"]) == (1, 1)  # not acknowledged
+        time.sleep(1.1)  # past the claim time: another worker takes it over
+        assert job.run_once("w-2") == 1
+        figures = state.ingest.status()
+        assert (figures["length"], figures["pending"], figures["dead"]) == (0, 0, 0)
+        found = state.accounts.accounts.state(state.redis, state.hasher.account("acc-w"))
+        assert found["n"] == 1  # applied once
+        writer.close()

@@ -96,6 +96,19 @@ def test_account_vector_order_mean_and_words():
     assert F.account_vector(3.0, 0, act, words=99.0) == [0.0] * len(F.ACCOUNT_FEATURES)
 
 
+def test_posting_days_do_not_move_the_account_features():
+    # Activity shares won only on blogs (issue 19): the state still counts active days, but
+    # the second stage no longer sees them, so the days a member posts on change nothing.
+    weekend_summer = F.new_activity()
+    for day in (date(2004, 7, 3), date(2004, 7, 4), date(2004, 8, 7)):
+        weekend_summer = F.fold_activity(weekend_summer, day)
+    weekday = F.fold_activity(F.new_activity(), date(2004, 3, 3))
+    assert weekend_summer != weekday
+    assert F.account_vector(3.0, 3, weekend_summer, 1.0, 900.0, -4.0, 30.0) == \
+        F.account_vector(3.0, 3, weekday, 1.0, 900.0, -4.0, 30.0)
+    assert not set(F.ACTIVITY_FEATURES) & set(F.ACCOUNT_FEATURES)
+
+
 def test_pooled_decision_counts_by_amount_of_text_not_by_message_count():
     act = F.new_activity()
     i = F.ACCOUNT_FEATURES.index("account_text_decision")

@@ -9,6 +9,7 @@ from agegate import features as F
 from agegate import model as M
 from agegate.model import NO_ADJUSTMENT, RULES
 from training.evaluate import PREVALENCES
+from training.train import LEXICON_COEF, YOUNG_ADULT_SHIFT
 
 LICENCE_DATA = (
     "Trained on the Blog Authorship Corpus (Schler, Koppel, Argamon, Pennebaker, 2006), whose "
@@ -26,6 +27,14 @@ LICENCE_LEXICON = (
     "under the same licence. `agegate train --no-lexicon` builds a model that never reads "
     "the lexicon file, for operators who need other terms (the data terms above still apply "
     "unless they retrain on their own labelled data with `--data`/`--reddit`)."
+)
+LICENCE_CHAT = (
+    "Evaluation only (no model parameter was fitted on them): the NPS Chat Corpus, Release 1.0 "
+    "(Forsyth, Lin and Martell, Naval Postgraduate School, 2008, as distributed with NLTK's "
+    'data), "distributed solely for non-commercial, non-profit educational and research use"; '
+    "and the NUS SMS Corpus (T. Chen and M.-Y. Kan, \"Creating a Live, Public Short Message "
+    "Service Corpus: The NUS SMS Corpus\", Language Resources and Evaluation 47(2), 2013), "
+    "cited here for every figure reported on it."
 )
 LICENCE_NO_LEXICON = (
     "This model was built with `--no-lexicon`: it does not contain or use the Sap et al. "
@@ -134,6 +143,8 @@ def render(card: dict[str, Any]) -> str:
         "",
         LICENCE_LEXICON if lex else LICENCE_NO_LEXICON,
         "",
+        LICENCE_CHAT,
+        "",
         "## What the score means",
         "",
         "`score` is the probability that the account holder is under 18 **on the operator's "
@@ -180,13 +191,20 @@ def render(card: dict[str, Any]) -> str:
         "comments). Each kind of view weighs the same in total, split evenly between minors "
         "and adults, so no kind brings its own share of minors in as a prior (the training "
         f"prevalence is then 0.5): views {card.get('account_train_views')}. "
-        f"Coefficients (standardised features): {card.get('account_coef')}. "
-        + _weak(card.get("account_coef", {})),
-        "5. Activity: shares of the account's **active days** that fall on a weekend, in "
-        "June-August and in 20 Dec-3 Jan (a day counts once however many messages it has). "
-        "Posting rate and message length are no longer features: learned on blogs they "
-        "dominated chat scores, where a platform's rhythm and message length differ. The "
-        "amount of text enters as log(1 + words), not as a message count.",
+        f"**The lexicon's weight is fixed** at {LEXICON_COEF} (standardised), not fitted: "
+        "fitted on blogs and Reddit it got 0.03, because topic n-grams win there, and the "
+        "score on chat was close to a coin; the other weights are fitted around it. "
+        f"**The intercept is then moved by {YOUNG_ADULT_SHIFT}** log-odds so that the "
+        "defaults spare young adults (see *How it was chosen*); `agegate recalibrate` moves "
+        "it with the platform's verdicts. "
+        f"Coefficients (standardised features): {card.get('account_coef')}.",
+        "5. Activity: the state still counts the account's active days (weekend, June-August, "
+        "20 Dec-3 Jan), but they are **no longer scored**: the shares only won on blogs, whose "
+        "posting days say nothing about a chat platform's members. Posting rate and message "
+        "length are not features either. The amount of text enters as log(1 + words), not as "
+        "a message count.",
+        "",
+        *CHOICE,
         "",
         "**Assumed** (no labelled data; stated log-odds added after the prevalence shift; "
         "defined in `agegate/model.py` `RULES`):",
@@ -211,9 +229,7 @@ def render(card: dict[str, Any]) -> str:
         "against the message's own tokens); the state keeps at most "
         f"{M.TOP_K} (vocabulary id, contribution) pairs, never text. Char n-grams and the "
         "pooled account text count in the score but are not named.",
-        f"- `{M.LEXICON_REASON}`: the lexicon features' contribution.",
-        "- `activity:*`: only once the account has "
-        f"{F.ACTIVITY_MIN_DAYS} or more active days.",
+        f"- `{M.LEXICON_REASON}`: the lexicon feature's contribution.",
         "- platform rules by rule name.",
         "",
         "## State",
@@ -259,14 +275,11 @@ def render(card: dict[str, Any]) -> str:
         "communities only** (the shipped model has seen all five communities), each scored on "
         "every comment of the other group. Reddit accounts are stand-ins: 10 comments of one "
         "community by (almost certainly) different people; topics differ by community, which "
-        "makes them easier than real accounts. No figure here is measured on the project's "
-        "kept-back chat set.",
+        "makes them easier than real accounts. NPS Chat dev and NUS SMS figures: the shipped "
+        "model, through the service's state path at the defaults. No figure here is measured "
+        "on the project's kept-back chat set.",
         "",
-        "### Targets",
-        "",
-        *[f"- {t['target']}: **{_fmt(t['value'])}** — {'met' if t['met'] else 'NOT met'}"
-          for t in ev.get("targets", [])],
-        "",
+        *domain_section(ev, card.get("no_lexicon")),
         "### Blog test authors",
         "",
         *METRICS_HEAD,
@@ -323,9 +336,9 @@ def render(card: dict[str, Any]) -> str:
         "platform's chat: check the review queue's precision on reviewed cases and set "
         "`AGEGATE_MINOR_PREVALENCE` from the platform's own figures.",
         "- The blog corpus has no 18-22 year olds; only Reddit covers them, by community.",
-        "- Day-level dates only; the summer/winter-break shares assume the northern-hemisphere "
-        "school year. Messages that arrive out of time order are not counted as new active "
-        "days.",
+        "- The chat-medium sets are small (NPS Chat dev: 98 records of 5+ lines, 13 from the "
+        "teens' room, labelled by room, not by person; NUS SMS: 185 senders, age ranges): "
+        "read their intervals, not their points.",
         "- The state keeps no text, so the same message sent again counts as new evidence.",
         "- Few words are weak evidence whatever the score; the prevalence shift keeps a "
         "single message from flagging an account except in extreme cases.",
@@ -333,6 +346,113 @@ def render(card: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+CHOICE = [
+    "### How it was chosen (issue 19: by the worst domain)",
+    "",
+    "Candidates were compared on validation blog authors, both Reddit directions (10-comment "
+    "stand-in accounts, models fitted without the other group), NPS Chat dev (5+ lines) and "
+    "NUS SMS, each scored through the state path, with the same text models (the text "
+    "models are unchanged). ROC-AUC:",
+    "",
+    "| account model | blog | Reddit A->B | Reddit B->A | NPS all rooms | NPS teens vs 20s "
+    "| NUS 16-20 vs 26+ |",
+    "|---|---|---|---|---|---|---|",
+    "| fitted lexicon weight (previous model) | 0.969 | 0.973 | 0.980 | 0.505 | 0.419 | 0.815 |",
+    "| lexicon fixed at -0.5 | 0.969 | 0.971 | 0.975 | 0.689 | 0.577 | 0.845 |",
+    "| **lexicon fixed at -1.0 (shipped)** | 0.969 | 0.964 | 0.960 | 0.741 | 0.624 | 0.848 |",
+    "| lexicon fixed at -1.5 | 0.968 | 0.956 | 0.941 | 0.759 | 0.645 | 0.842 |",
+    "| lexicon fixed at -2.0 | 0.967 | 0.948 | 0.923 | 0.766 | 0.637 | 0.835 |",
+    "| lexicon -1.0, no message-model mean | 0.974 | 0.940 | 0.910 | 0.782 | 0.624 | 0.848 |",
+    "| the lexicon alone (with log words) | 0.905 | 0.788 | 0.614 | 0.764 | 0.577 | 0.779 |",
+    "",
+    "The chat rows rise with the lexicon's weight and the Reddit rows fall (on Reddit both "
+    "sides are young and the label is the community: the lexicon ranks it at 0.55-0.68). "
+    "-1.0 is the largest weight that keeps the Reddit floor (0.95) in both directions. "
+    "Features of words per message (the medium) and the lexicon's interaction with the amount "
+    "of text were no better on any domain; weighting blogs' youngest adults (23-26) three "
+    "times did not change where the threshold lands on NUS.",
+    "",
+    "**Where the threshold lands: sparing young adults over blog recall.** With the lexicon at "
+    "-1.0 the defaults flagged 6.5% of NUS senders aged 21+ (6 of them aged 21-25). Moving "
+    "the intercept by -0.5 / -1.0 / -1.5 log-odds: 3.6% / 2.9% / 2.2% of them flagged, and "
+    "blog validation recall at 2% 0.567 -> 0.539 / 0.494 / 0.471 (precision 0.556 -> 0.588 / "
+    "0.621 / 0.675). The shipped model moves it by -1.0, the smallest shift that keeps NUS "
+    "21+ at 3% or less: the blog recall target (0.6) is given up for it. This one number was "
+    "chosen on NUS, so the NUS 21+ figure below is not independent of it; the project's "
+    "kept-back check is.",
+]
+
+
+def _status(t: dict[str, Any]) -> str:
+    if t.get("met") is None:
+        return "not measured"
+    return "met" if t["met"] else "**NOT met**"
+
+
+def _interval(t: dict[str, Any]) -> str:
+    lo, hi = t.get("interval") or (None, None)
+    return "—" if lo is None else f"{lo} – {hi}"
+
+
+def domain_section(ev: dict[str, Any], no_lexicon: dict[str, Any] | None) -> list[str]:
+    """Every domain's row with its bootstrap interval, where the default threshold lands on the
+    chat sets, and the same rows for the model built without the lexicon."""
+    rows = ev.get("domains", {})
+    lines = [
+        "### Every domain, with bootstrap 90% intervals (the issue's targets)",
+        "",
+        "Chat-medium sets are scored **as the service scores them**: each line is one "
+        "`message` signal folded into the account's text-free state (`AgeModel.update`, one "
+        "signal per call), and the score and flag come from `AgeModel.score` on that state at "
+        "the defaults (`AGEGATE_MINOR_PREVALENCE` 0.02, `AGEGATE_REVIEW_THRESHOLD` 0.5). "
+        "Intervals resample people (blog authors, NPS posters, NUS senders; Reddit stand-in "
+        "accounts have no authors, so accounts) 1,000 times. Met / NOT met is decided on the "
+        "point estimate. No weight was fitted on the NPS and NUS sets; they were used to measure "
+        "and to choose between a few candidates (the lexicon's weight among five values, and "
+        "the intercept shift among four, the latter by the NUS 21+ row itself: see *How it "
+        "was chosen*), so their figures are not fully independent of the choice.",
+        "",
+        "| measure | target | this model | 90% interval | | without the lexicon | 90% interval |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    nolex = {t["key"]: t for t in (no_lexicon or {}).get("targets", [])}
+    for t in ev.get("targets", []):
+        n = nolex.get(t["key"], {})
+        name, target = t["target"].rsplit(" ", 2)[0], " ".join(t["target"].rsplit(" ", 2)[1:])
+        value = _fmt(t["value"]) if t.get("met") is not None else (t.get("note") or "—")
+        lines.append(f"| {name} | {target} | {value} | {_interval(t)} | {_status(t)} | "
+                     f"{_fmt(n.get('value'))} | {_interval(n) if n else '—'} |")
+    lines += ["", "Where the default threshold lands on the chat sets (accounts flagged at the "
+              "defaults, this model):", ""]
+    by_room = rows.get("nps_flagged_by_room") or {}
+    if by_room:
+        lines += ["| NPS Chat dev room (5+ lines) | records | flagged |", "|---|---|---|",
+                  *[f"| {k} | {v['records']} | {v['flagged']} |" for k, v in by_room.items()],
+                  ""]
+    by_age = rows.get("nus_flagged_by_age") or {}
+    if by_age:
+        lines += ["| NUS SMS age range | senders | flagged |", "|---|---|---|",
+                  *[f"| {k} | {v['senders']} | {v['flagged']} |" for k, v in by_age.items()],
+                  ""]
+    for key, what in (("nus_21_plus_flagged", "NUS senders aged 21+ flagged (every one an "
+                       "adult: a false flag)"),
+                      ("nus_16_20_flagged", "NUS senders aged 16-20 flagged (the range "
+                       "straddles 18)"),
+                      ("nps_teens_room_flagged", "NPS posters of the teens' room flagged"),
+                      ("nps_other_rooms_flagged", "NPS posters of the other rooms flagged")):
+        r = rows.get(key)
+        if r:
+            lines.append(f"- {what}: {r['value']} ({r['flagged']} of {r['n']}; 90% interval "
+                         f"{_interval(r)})")
+    ya = ev.get("young_adults") or {}
+    for name, r in ya.items():
+        lines.append(f"- Reddit {name} young-adult communities' 10-comment stand-in accounts "
+                     f"flagged at the defaults (cross-community model): {r['value']} "
+                     f"({r['flagged']} of {r['n']}; 90% interval {_interval(r)})")
+    lines.append("")
+    return lines
 
 
 CHUNKS = "very short ones joined, long ones cut near 200 characters; 2 random pieces per post"

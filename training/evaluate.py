@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from agegate import features as F
-from agegate.model import AgeModel, logit
+from agegate.model import DEFAULT_PREVALENCE, DEFAULT_REVIEW_THRESHOLD, AgeModel, logit
 from training.data import REDDIT_GROUPS, chunks, is_stack, label, reddit_group
 
 VIEW_KINDS = ("single_post", "snippet_3", "account", "lines_40")
@@ -24,20 +24,9 @@ LINES = 40
 REDDIT_ACCOUNT = 10
 Log = Callable[[str], None]
 
-# (name, where in the report, target). `agegate evaluate` prints each with met / NOT met.
-TARGETS = (
-    ("blog account ROC-AUC", ("blog", "account", "roc_auc"), 0.975),
-    ("Reddit A->B single comment ROC-AUC", ("reddit", "A->B", "single", "roc_auc"), 0.82),
-    ("Reddit B->A single comment ROC-AUC", ("reddit", "B->A", "single", "roc_auc"), 0.82),
-    ("Reddit A->B 10-comment account ROC-AUC", ("reddit", "A->B", "account_10", "roc_auc"),
-     0.97),
-    ("Reddit B->A 10-comment account ROC-AUC", ("reddit", "B->A", "account_10", "roc_auc"),
-     0.97),
-    ("blog account precision at 2% prevalence, default threshold",
-     ("blog", "account", "prevalence", "0.02", "precision"), 0.5),
-    ("blog account recall at 2% prevalence, default threshold",
-     ("blog", "account", "prevalence", "0.02", "recall"), 0.6),
-)
+# The issue's targets are the rows of training/domains.py (DOMAIN_TARGETS): every domain with a
+# bootstrap 90% interval; `agegate evaluate` prints each with met / NOT met. The Reddit
+# single-comment target is retired (it rewarded learning each community's topics).
 
 
 def _rng(key: str, purpose: str) -> random.Random:
@@ -136,22 +125,26 @@ def score_authors(
     model: AgeModel,
     authors: Iterable[dict[str, Any]],
     progress: Callable[[int], None] | None = None,
+    keep: list[dict[str, Any]] | None = None,
 ) -> dict[str, dict[str, np.ndarray]]:
     """Per view kind: {"y", "z" (log-odds at the training prevalence), "age", "gender",
     "chars", "contrib" (per account feature)} using the model's own state path."""
     base = model.with_calibration(model.prevalence_train)
     out: dict[str, dict[str, list[Any]]] = {
-        k: {"y": [], "z": [], "age": [], "gender": [], "chars": [], "contrib": []}
+        k: {"y": [], "z": [], "age": [], "gender": [], "chars": [], "contrib": [], "author": []}
         for k in VIEW_KINDS
     }
 
     def add(kind: str, author: dict[str, Any], state: dict[str, Any], chars: int) -> None:
+        if keep is not None and kind == "account":
+            keep.append(state)  # whole accounts' states, for another second stage
         d = out[kind]
         d["y"].append(label(author))
         d["z"].append(_log_odds(base, state))
         d["age"].append(int(author["age"]))
         d["gender"].append(author.get("gender") or "unknown")
         d["chars"].append(chars)
+        d["author"].append(str(author["author_id"]))
         d["contrib"].append(contributions(base, state))
 
     for author in authors:
@@ -177,8 +170,10 @@ def contributions(model: AgeModel, state: dict[str, Any]) -> list[float]:
     return (model._acc_coef * (x - model._acc_mean) / model._acc_scale).tolist()
 
 
-def score_reddit(model: AgeModel, comments: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Single comments and stand-in accounts of REDDIT_ACCOUNT comments of one community."""
+def score_reddit(model: AgeModel, comments: list[dict[str, Any]],
+                 keep: list[dict[str, Any]] | None = None) -> dict[str, dict[str, Any]]:
+    """Single comments and stand-in accounts of REDDIT_ACCOUNT comments of one community
+    (their states are appended to ``keep``)."""
     base = model.with_calibration(model.prevalence_train)
     recs = comment_records(base, comments)
     single = {"y": np.asarray([int(c["label_minor"]) for c in comments]),
@@ -188,6 +183,8 @@ def score_reddit(model: AgeModel, comments: list[dict[str, Any]]) -> dict[str, d
     ys, zs, cs = [], [], []
     for group, lab in reddit_accounts(comments, REDDIT_ACCOUNT):
         st = state_for(base, recs, [pos[id(c)] for c in group])
+        if keep is not None:
+            keep.append(st)
         ys.append(lab)
         zs.append(_log_odds(base, st))
         cs.append(contributions(base, st))
@@ -333,25 +330,37 @@ def evaluate_all(
     directions: dict[str, AgeModel],
     log: Log = lambda s: None,
     split: str = "test",
+    nps: list[dict[str, Any]] | None = None,
+    nus: list[dict[str, Any]] | None = None,
+    no_lexicon: dict[str, AgeModel] | None = None,
 ) -> dict[str, Any]:
     """Everything the card and ``agegate evaluate`` report. ``directions[g]`` is a model
-    whose Reddit training data came only from group g; it is scored on the other group."""
+    whose Reddit training data came only from group g; it is scored on the other group.
+    ``nps`` / ``nus``: the chat-medium sets (training/domains.py), scored by ``model``."""
     authors = parts[split]
     if split == "validation":  # the account model was fitted on the stack part of it
         authors = [a for a in authors if not is_stack(a["author_id"])]
     log(f"scoring {len(authors)} blog {split} authors")
-    blog = score_authors(model, authors)
-    report: dict[str, Any] = {"split": split, "blog": blog_report(model, blog), "reddit": {}}
+    kept: dict[str, list[dict[str, Any]]] = {"blog": []}
+    blog = score_authors(model, authors, keep=kept["blog"])
+    report: dict[str, Any] = {"split": split, "blog": blog_report(model, blog), "reddit": {},
+                              "young_adults": {}}
     contrib: dict[str, Any] = {
         "blog account (all posts)": _mean_contrib(blog["account"]["contrib"]),
         "blog single post": _mean_contrib(blog["single_post"]["contrib"]),
         "blog 40 chat lines": _mean_contrib(blog["lines_40"]["contrib"]),
     }
+    report_reddit: dict[str, dict[str, np.ndarray]] = {}
     for g, m in directions.items():
         others = [c for c in comments if reddit_group(c) not in ("other", g)]
         other = "+".join(x for x in REDDIT_GROUPS if x != g)
         log(f"scoring Reddit {g}->{other} ({len(others)} comments)")
-        r = score_reddit(m, others)
+        kept[g] = []
+        r = score_reddit(m, others, keep=kept[g])
+        report_reddit[f"{g}->{other}"] = r["account_10"]
+        young = r["account_10"]["y"] == 0
+        report["young_adults"][f"{g}->{other}"] = _flag_share(
+            m, [st for st, yo in zip(kept[g], young, strict=True) if yo])
         report["reddit"][f"{g}->{other}"] = {
             "train_communities": list(REDDIT_GROUPS[g]),
             "test_communities": sorted({c["subreddit"] for c in others}),
@@ -363,34 +372,87 @@ def evaluate_all(
         contrib[f"Reddit 10-comment accounts {g}->{other}"] = _mean_contrib(
             r["account_10"]["contrib"])
     report["mean_abs_contribution"] = contrib
+    report["domains"] = domain_rows(model, blog, report_reddit, nps, nus, log)
     report["targets"] = check_targets(report)
+    if no_lexicon is not None:
+        report["no_lexicon"] = no_lexicon_rows(
+            no_lexicon, blog["account"], kept, report_reddit, nps, nus, log)
     return report
 
 
-def _get(report: dict[str, Any], path: tuple[str, ...]) -> Any:
-    node: Any = report
-    for key in path:
-        if not isinstance(node, dict) or key not in node:
-            return None
-        node = node[key]
-    return node
+def _flag_share(model: AgeModel, states: list[dict[str, Any]]) -> dict[str, Any]:
+    """The share of ``states`` flagged at the service defaults (with a 90% interval)."""
+    from training import domains as D
+
+    at_defaults = model.with_calibration(DEFAULT_PREVALENCE, DEFAULT_REVIEW_THRESHOLD)
+    flags = np.asarray([at_defaults.score(st).flagged for st in states], dtype=bool)
+    return D.share_row(flags, list(range(len(states))))
+
+
+def no_lexicon_rows(
+    models: dict[str, AgeModel],
+    blog_account: dict[str, np.ndarray],
+    kept: dict[str, list[dict[str, Any]]],
+    reddit: dict[str, dict[str, np.ndarray]],
+    nps: list[dict[str, Any]] | None,
+    nus: list[dict[str, Any]] | None,
+    log: Log = lambda s: None,
+) -> dict[str, Any]:
+    """The domain rows of the models built without the lexicon (``models["shipped"]`` and
+    one per Reddit direction): the same text models, so the states they hold are the lexicon
+    model's states without the lexicon's sum (training.train.without_lexicon); chat is
+    scored through the service path again."""
+    from training.train import without_lexicon
+
+    model = models["shipped"]
+    base = model.with_calibration(model.prevalence_train)
+    blog = {**blog_account, "z": np.asarray(
+        [_log_odds(base, without_lexicon(st)) for st in kept["blog"]])}
+    red = {}
+    for name, r in reddit.items():
+        g = name.split("->")[0]
+        m = models[g].with_calibration(models[g].prevalence_train)
+        red[name] = {**r, "z": np.asarray([_log_odds(m, without_lexicon(st))
+                                           for st in kept[g]])}
+    rows = domain_rows(model, {"account": blog}, red, nps, nus, log)
+    return {"domains": rows, "targets": check_targets({"domains": rows})}
+
+
+def domain_rows(
+    model: AgeModel,
+    blog: dict[str, dict[str, np.ndarray]] | None,
+    reddit: dict[str, dict[str, np.ndarray]],
+    nps: list[dict[str, Any]] | None,
+    nus: list[dict[str, Any]] | None,
+    log: Log = lambda s: None,
+) -> dict[str, Any]:
+    """Every domain row of training/domains.py with its bootstrap interval: blog authors'
+    whole accounts (resampling authors), Reddit 10-comment stand-in accounts (resampling
+    accounts), NPS Chat dev and NUS SMS through the service's state path (resampling posters
+    and senders)."""
+    from training import domains as D
+
+    rows: dict[str, Any] = {}
+    if blog is not None:
+        acc = blog["account"]
+        rows.update(D.blog_rows(acc["y"], acc["z"], list(acc["author"]), model.prevalence_train,
+                                model.review_threshold))
+    for name, r in reddit.items():
+        rows[f"reddit_{name}_account_10"] = D.reddit_row(r["y"], r["z"])
+    rows.update(D.chat_domains(model, nps, nus, log))
+    return rows
 
 
 def check_targets(report: dict[str, Any]) -> list[dict[str, Any]]:
-    out = []
-    for name, path, target in TARGETS:
-        value = _get(report, path)
-        out.append({"target": f"{name} >= {target}", "value": value,
-                    "met": value is not None and value >= target})
-    return out
+    """Every domain row with its target, interval and met / NOT met (None: not measured)."""
+    from training import domains as D
+
+    return D.check(report.get("domains") or {})
 
 
 def format_targets(targets: list[dict[str, Any]]) -> str:
-    def status(t: dict[str, Any]) -> str:
-        if t["value"] is None:
-            return "not measured"
-        return "met" if t["met"] else "NOT met"
+    from training import domains as D
 
-    return "\n".join(f"{status(t):<12}  {t['target']}: {t['value']}" for t in targets)
+    return D.format_rows(targets)
 
 

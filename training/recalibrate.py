@@ -264,6 +264,10 @@ def recalibrate(
         "stored": dict(Counter(e.get("verdict") for e in examples)),
         "usable": dict(Counter(e["verdict"] for e in found)),
         "other_text_model": sum(1 for e in examples if e.get("text_model") != model.text_version),
+        # Same text model, but taken under an account model with other features (a retrain
+        # that kept the text models but changed the second stage's features, issue 19).
+        "other_features": sum(1 for e in examples if e.get("text_model") == model.text_version
+                              and len(e.get("x", ())) != len(F.ACCOUNT_FEATURES)),
     }
     fit, held = examples_split(found)
     counts.update(fit=fit.counts, held_back=held.counts)
@@ -338,7 +342,8 @@ def card_markdown(previous_md: str, card: dict[str, Any]) -> str:
         "version's account model differs from it as measured here.",
         "",
         f"- Examples stored: {ex['stored']}; on this text model: {ex['usable']}; "
-        f"from another text model (not used): {ex['other_text_model']}.",
+        f"from another text model (not used): {ex['other_text_model']}; with another account "
+        f"model's features (not used): {ex.get('other_features', 0)}.",
         f"- Fitted on: {ex['fit']} plus the training views {fb['training_views']}; held back "
         f"({fb['holdout']}): {ex['held_back']}.",
         f"- Accepted only when no worse than the previous version on both sets below by more "
