@@ -28,6 +28,7 @@ import time
 from typing import Any
 
 import redis
+from redis.cluster import RedisCluster
 
 from agegate.storage import keys, replicas, unit
 from agegate.storage.cases import PUSH_HISTORY
@@ -112,11 +113,33 @@ class Outbox:
         """Apply and remove up to `batch` steps of one shard, oldest first."""
         key = keys.outbox(shard)
         entries = self.r.xrange(key, count=batch)
-        done = [entry_id for entry_id, fields in entries
-                if self._apply(shard, entry_id, fields["op"], json.loads(fields["data"]))]
+        # Every step's writes, grouped by the node of their key: one pipeline per node (with
+        # its WAIT when replicas must confirm), not one round trip per step.
+        by_node: dict[str, list[tuple[str, Any]]] = {}
+        done = []
+        for entry_id, fields in entries:
+            steps = self._steps(shard, entry_id, fields["op"], json.loads(fields["data"]))
+            if steps is None:
+                continue
+            done.append(entry_id)
+            for step_key, queue in steps:
+                by_node.setdefault(self._node(step_key), []).append((step_key, queue))
+        for group in by_node.values():
+
+            def queue_all(pipe: Any, group: list[tuple[str, Any]] = group) -> None:
+                for _, queue in group:
+                    queue(pipe)
+
+            replicas.confirmed(self.r, group[0][0], queue_all)
         if done:
             self.r.xdel(key, *done)
         return len(done)
+
+    def _node(self, key: str) -> str:
+        """The name of the node holding `key` ("" on a single Redis)."""
+        if isinstance(self.r, RedisCluster):
+            return str(self.r.get_node_from_key(key).name)
+        return ""
 
     def pending(self) -> dict[int, int]:
         """Steps waiting per shard (only shards with any)."""
@@ -130,27 +153,28 @@ class Outbox:
         """One batch from every shard that has steps waiting (the worker's job)."""
         return sum(self.drain(shard) for shard in self.pending())
 
-    def _apply(self, shard: int, entry_id: str, op: str, data: dict[str, Any]) -> bool:
+    def _steps(self, shard: int, entry_id: str, op: str,
+               data: dict[str, Any]) -> list[tuple[str, Any]] | None:
+        """One outbox entry's writes, as (key, queue(pipe)) pairs; None for an unknown op."""
         now = time.time()
         if op == "event":
             stream = data["stream"]
             fields = [item for pair in data["fields"].items() for item in pair]
-            self._confirmed(stream, lambda pipe: self._relay(
+            return [(stream, lambda pipe: self._relay(
                 keys=[stream, keys.events_relayed(stream)],
                 args=[f"{shard}:{entry_id}", now, data["min_id"], data["ttl"],
-                      RELAY_MEMORY_SECONDS, *fields], client=pipe))
-        elif op == "block":
-            for key in data["keys"]:
-                self._confirmed(key, lambda pipe, key=key: self._block(
-                    keys=[key], args=[data["until"], int(now)], client=pipe))
-        elif op == "unblock":
-            for key in data["keys"]:
-                self._confirmed(key, lambda pipe, key=key: pipe.delete(key))
-        elif op == "capped_zadd":
-            self._confirmed(data["key"], lambda pipe: self._capped_zadd(
+                      RELAY_MEMORY_SECONDS, *fields], client=pipe))]
+        if op == "block":
+            return [(key, lambda pipe, key=key: self._block(
+                keys=[key], args=[data["until"], int(now)], client=pipe))
+                for key in data["keys"]]
+        if op == "unblock":
+            return [(key, lambda pipe, key=key: pipe.delete(key)) for key in data["keys"]]
+        if op == "capped_zadd":
+            return [(data["key"], lambda pipe: self._capped_zadd(
                 keys=[data["key"]], args=[data["score"], data["member"], data["cap"],
-                                          data["ttl"]], client=pipe))
-        elif op == "set_add":  # e.g. a parent request waiting on an account of another shard
+                                          data["ttl"]], client=pipe))]
+        if op == "set_add":  # e.g. a parent request waiting on an account of another shard
             key, ttl = data["key"], int(data["ttl"])
             extend = self.r.ttl(key) < ttl  # never shortens a longer TTL
 
@@ -159,21 +183,18 @@ class Outbox:
                 if extend:
                     pipe.expire(key, ttl)
 
-            self._confirmed(key, add)
-        elif op == "set_remove":
-            self._confirmed(data["key"], lambda pipe: pipe.srem(data["key"], data["member"]))
-        elif op == "case_history":  # a case of another shard (applied once: its step id)
-            self._confirmed(data["key"], lambda pipe: self._push_history(
+            return [(key, add)]
+        if op == "set_remove":
+            return [(data["key"], lambda pipe: pipe.srem(data["key"], data["member"]))]
+        if op == "case_history":  # a case of another shard (applied once: its step id)
+            return [(data["key"], lambda pipe: self._push_history(
                 keys=[data["key"]], args=["", "", 0, "", 0, json.dumps(data["item"])],
-                client=pipe))
-        else:  # written by a newer version: leave it for that version's worker
-            log.warning("unknown outbox step %r left in shard %s", op, shard)
-            return False
-        return True
+                client=pipe))]
+        # Written by a newer version: leave it for that version's worker.
+        log.warning("unknown outbox step %r left in shard %s", op, shard)
+        return None
 
-    def _confirmed(self, key: str, queue: Any) -> None:
-        """Apply one key's write on its node and WAIT for the replicas there."""
-        replicas.confirmed(self.r, key, queue)
+
 class OutboxJob:
     """`agegate worker` job: apply what units of work left in the shards' outboxes."""
 
