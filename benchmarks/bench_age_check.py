@@ -31,7 +31,7 @@ AGE_CHECK = "/v1/age-checks"
 ECHO = "/bench/echo"
 APP = "benchmarks.bench_app:build_app()"
 # Issue 14: the one documented route must stay at or above 0.30x the echo.
-RATIO_TARGET = 0.30
+RATIO_TARGET = 0.35
 P99_TARGET = 0.010
 RATE = 1000.0
 TIME_LIMIT = 178  # seconds for the whole run; the brief allows < 3 minutes

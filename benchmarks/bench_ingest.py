@@ -234,6 +234,12 @@ def main() -> None:
                           f"{two / one:.2f}x (goal >= 1.6x)"))
     print(harness.verdict("HTTP, 1 message a request vs echo", single.rate >= 0.35 * echo.rate,
                           f"{single.rate / echo.rate:.2f}x (goal >= 0.35x)"))
+    print(harness.verdict("HTTP, 50 messages a request vs library", batch_rate >= library,
+                          f"{batch_rate / library:.2f}x (goal >= 1.0x)"))
+    stream_cpu = one_cpu["worker"] + one_cpu["redis"]
+    print(harness.verdict("stream, one worker: worker+Redis CPU per message vs library",
+                          stream_cpu <= 1.25 * library_cpu,
+                          f"{stream_cpu / library_cpu:.2f}x (goal <= 1.25x; or the 0.8x rate)"))
     print(f"note: {os.cpu_count()} CPUs, shared with whatever else runs; figures are noisy.")
 
 if __name__ == "__main__":
