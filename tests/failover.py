@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -79,26 +80,57 @@ def run(base_port: int, min_replicas: int = 1, threads: int = 6, before: float =
         after: float = 3.0, freeze: float = 1.0, node_timeout_ms: int = 2000,
         wait_ms: int = 500, directory: Path | None = None) -> Figures:
     """One failover under load on a fresh cluster at base_port..base_port+5; its figures."""
-    work = Path(directory or tempfile.mkdtemp(prefix="agegate-failover-"))
+    # A directory of its own, not pytest's: pytest prunes old basetemp directories of other
+    # sessions on the same machine, and with them the pidfiles `stop` needs.
+    work = Path(tempfile.mkdtemp(prefix="agegate-failover-", dir=directory))
     env = {**os.environ, "NODE_TIMEOUT": str(node_timeout_ms)}
-    subprocess.run(["bash", str(CLUSTER), "start", str(work / "cluster"), str(base_port), "1"],
-                   check=True, env=env)
+    pids: set[int] = set()
     try:
+        subprocess.run(["bash", str(CLUSTER), "start", str(work / "cluster"), str(base_port),
+                        "1"], check=True, env=env)
         return _under_load(base_port, min_replicas, threads, before, after, freeze, wait_ms,
-                           node_timeout_ms, work)
+                           node_timeout_ms, work, pids)
     finally:
         subprocess.run(["bash", str(CLUSTER), "stop", str(work / "cluster")], check=False)
-        # SIGSTOPped or not, every node of this run goes.
+        # Every node this run started goes, SIGSTOPped or not, pidfile or not.
         for pidfile in (work / "cluster").glob("*/redis.pid"):
             try:
-                os.kill(int(pidfile.read_text()), signal.SIGCONT)
+                pids.add(int(pidfile.read_text()))
             except (OSError, ValueError):
                 pass
+        for pid in pids:
+            for signum in (signal.SIGCONT, signal.SIGTERM):
+                try:
+                    os.kill(pid, signum)
+                except OSError:
+                    pass
+        _wait_gone(pids)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _wait_gone(pids: set[int], seconds: float = 10.0) -> None:
+    """Until every node has exited (the next run needs their ports), SIGKILL after `seconds`."""
+    deadline = time.monotonic() + seconds
+    for pid in pids:
+        while _alive(pid):
+            if time.monotonic() > deadline:
+                os.kill(pid, signal.SIGKILL)
+            time.sleep(0.05)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
 
 
 def _under_load(base_port: int, min_replicas: int, threads: int, before: float, after: float,
-                freeze: float, wait_ms: int, node_timeout_ms: int, work: Path) -> Figures:
+                freeze: float, wait_ms: int, node_timeout_ms: int, work: Path,
+                pids: set[int]) -> Figures:
     url = f"redis://127.0.0.1:{base_port}/0"
+    ports = [base_port + i for i in range(6)]
+    pids.update(_pid(port) for port in ports)
     config = make_config(url, work, redis_cluster=True, load_model=False,
                          redis_min_replicas=min_replicas, redis_wait_ms=wait_ms)
     app = create_app(config)
@@ -137,7 +169,6 @@ def _under_load(base_port: int, min_replicas: int, threads: int, before: float, 
         worker.start()
     try:
         time.sleep(before)
-        ports = [base_port + i for i in range(6)]
         victim = base_port  # a primary when the cluster was created
         replica = _replica_of(victim, ports)
         replica_pid = _pid(replica)
@@ -164,6 +195,7 @@ def _under_load(base_port: int, min_replicas: int, threads: int, before: float, 
         subprocess.run(["bash", str(CLUSTER), "restart-node", str(work / "cluster"),
                         str(victim)], check=True, env={**os.environ,
                                                        "NODE_TIMEOUT": str(node_timeout_ms)})
+        pids.add(_pid(victim))
         # Load goes on until writes have been answered for `after` seconds without a refusal.
         while time.monotonic() - max(last_refused[0], killed_at[0]) < after:
             if time.monotonic() > deadline:
