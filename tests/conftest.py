@@ -109,6 +109,15 @@ def client(app):
     return app.test_client()
 
 
+@pytest.fixture(scope="session")
+def pki():
+    """The digital-credential tests' PKI: a trusted IACA root and document signer, and an
+    untrusted pair (tests/mdoc_helpers.py). Nothing changes it, so one serves the session."""
+    from tests.mdoc_helpers import make_pki
+
+    return make_pki()
+
+
 def auth(role: str) -> dict[str, str]:
     """Authorization header for one of the test tokens."""
     return {"Authorization": f"Bearer {TOKENS[role]}"}
