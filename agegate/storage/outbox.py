@@ -37,9 +37,6 @@ from agegate.storage.keys import Retention
 log = logging.getLogger("agegate.storage")
 
 BATCH = 100
-# How long a relayed entry's id is remembered beside the events stream (duplicates can only
-# come from entries still in an outbox, which lives minutes, not days).
-RELAY_MEMORY_SECONDS = 86_400
 
 # KEYS: events stream, relayed ids. ARGV: relay id, now (s), MINID, stream TTL, memory, fields...
 # A stream TTL of 0 means none: the live stream carries consumer groups (ours and downstream
@@ -163,7 +160,7 @@ class Outbox:
             return [(stream, lambda pipe: self._relay(
                 keys=[stream, keys.events_relayed(stream)],
                 args=[f"{shard}:{entry_id}", now, data["min_id"], data["ttl"],
-                      RELAY_MEMORY_SECONDS, *fields], client=pipe))]
+                      self.retention.seconds("events_relayed"), *fields], client=pipe))]
         if op == "block":
             return [(key, lambda pipe, key=key: self._block(
                 keys=[key], args=[data["until"], int(now)], client=pipe))
