@@ -381,19 +381,11 @@ def test_a_bad_account_id_is_422(client):
 # -- test mode's forced outcomes on the routes of this feature ---------------------------------
 def test_a_test_token_forces_verify_and_a_highly_effective_result_apart_from_live_data(
         redis_url, redis_client, tmp_path, clock):
-    from agegate.config import ROLES, ApiKey
-    from tests.conftest import API_KEYS
+    from tests.conftest import API_KEYS, TEST_KEYS, sandbox
 
-    tokens = {role: f"{role}-assure-test-token-0123456789" for role in ROLES}
-    test_keys = tuple(ApiKey(name=f"{role}-sandbox", role=role, token=tokens[role], test=True)
-                      for role in ROLES)
     app = create_app(make_config(redis_url, tmp_path, load_model=False,
-                                 api_keys=API_KEYS + test_keys), clock=clock)
+                                 api_keys=API_KEYS + TEST_KEYS), clock=clock)
     client = app.test_client()
-
-    def sandbox(role: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {tokens[role]}"}
-
     forced = client.post("/v1/age-checks", headers=sandbox("registration"), json={
         "date_of_birth": ADULT_DOB, "country": "US", "account_id": "acc-t",
         "email": "x@verify.test"}).json

@@ -11,15 +11,10 @@ import pytest
 
 from agegate import create_app
 from tests.conftest import auth, make_config
-from tests.mdoc_helpers import MDL, ORIGIN, Presentation, make_pki, salts
+from tests.mdoc_helpers import MDL, ORIGIN, Presentation, salts
 
 # Requests, markers and blocks live in several slots: run again on a Redis Cluster.
 pytestmark = pytest.mark.cluster
-
-
-@pytest.fixture(scope="module")
-def pki():
-    return make_pki()
 
 
 @pytest.fixture
@@ -27,11 +22,6 @@ def app(redis_url, redis_client, tmp_path, clock, pki):
     config = make_config(redis_url, tmp_path, credential_origins=(ORIGIN, "http://localhost:8701"),
                          credential_trust_anchors=pki.anchors_pem().decode(), load_model=False)
     return create_app(config, clock=clock)
-
-
-@pytest.fixture
-def client(app):
-    return app.test_client()
 
 
 def new_request(client, **ids) -> dict:

@@ -11,10 +11,9 @@ import pytest
 from prometheus_client import REGISTRY
 
 from agegate import create_app
-from agegate.config import ROLES, ApiKey
 from agegate.storage import keys, keyspace
 from agegate.worker import Worker
-from tests.conftest import API_KEYS, auth
+from tests.conftest import API_KEYS, TEST_KEYS, TEST_TOKENS, auth, sandbox
 from tests.console_helpers import csrf_from, sign_in
 from tests.helpers import audit_verify
 from tests.webhook_receiver import receiver  # noqa: F401
@@ -22,17 +21,8 @@ from tests.webhook_receiver import receiver  # noqa: F401
 # Storage across accounts and shards: also run on a real 3-primary Redis Cluster.
 pytestmark = pytest.mark.cluster
 
-TEST_TOKENS = {role: f"{role}-test-token-0123456789abcdef" for role in ROLES}
-# The downstream token speaks for one deletion system (its name), as a live one does.
-TEST_KEYS = tuple(ApiKey(name="chat" if role == "downstream" else f"{role}-sandbox", role=role,
-                         token=TEST_TOKENS[role], test=True) for role in ROLES)
 TEST_PREFIX = "agegate-test:"
 DAY = 86_400
-
-
-def sandbox(role: str) -> dict[str, str]:
-    """Authorization header for one of the test tokens."""
-    return {"Authorization": f"Bearer {TEST_TOKENS[role]}"}
 
 
 @pytest.fixture
