@@ -254,6 +254,38 @@ def test_deleting_a_webhook_drops_its_queued_deliveries(client, redis_client,
     assert keys_without_ttl(redis_client) == []
 
 
+def test_a_delivery_that_expired_in_flight_is_dropped_not_written_back_forever(
+        client, redis_client, receiver):  # noqa: F811
+    hook = register(client, receiver.url)
+    receiver.secrets.append(hook["secret"])
+    terminate(client, "acc-1")
+
+    def expire_the_record() -> None:
+        # The record reaches the end of its retention while the receiver answers (503).
+        for delivery in redis_client.scan_iter("agegate:whd:*"):
+            redis_client.delete(delivery)
+
+    receiver.during = expire_the_record
+    run(client)
+    assert len(receiver.requests) == 1
+    assert list(redis_client.scan_iter("agegate:whd:*")) == []
+    assert redis_client.zcard(keys.webhook_due()) == 0
+    assert keys_without_ttl(redis_client) == []
+
+
+def test_a_webhook_deleted_while_a_delivery_is_in_flight_gets_no_log_back(
+        client, redis_client, receiver):  # noqa: F811
+    hook = register(client, receiver.url)
+    receiver.secrets.append(hook["secret"])
+    terminate(client, "acc-1")
+    receiver.during = lambda: client.delete(f"{URL}/{hook['webhook_id']}", headers=auth("admin"))
+    run(client)
+    assert len(receiver.requests) == 1
+    # "Forget a webhook and its log": nothing of it is left, nor queued.
+    assert list(redis_client.scan_iter(f"*{hook['webhook_id']}*")) == []
+    assert redis_client.zcard(keys.webhook_due()) == 0
+
+
 # -- Standard Webhooks ------------------------------------------------------------------------
 def test_deliveries_follow_standard_webhooks_and_verify_with_its_library(client, receiver):  # noqa: F811
     from standardwebhooks import Webhook
