@@ -51,6 +51,28 @@ def test_deep_nesting_is_400_on_every_route_with_no_traceback_logged(app, client
     assert "Traceback" not in caplog.text
 
 
+def test_a_number_with_too_many_digits_is_400_on_every_route_with_no_traceback_logged(
+        app, client, caplog):
+    """Python refuses to read an integer of more than 4,300 digits (a ValueError that is no
+    JSONDecodeError, which the parser let through as a 500). Where 5,000 digits are over the
+    route's size limit (the age check's 4 KB) it is a 413, unread."""
+    caplog.set_level(logging.INFO)
+    body = '{"n": ' + "9" * 5000 + "}"
+    for path, endpoint in _json_posts(app):
+        response = client.post(path, data=body, headers=_token_for(app, endpoint) | JSON)
+        if len(body) > _limit(app, endpoint):
+            assert_error(response, 413, "payload_too_large")
+        else:
+            assert_error(response, 400, "malformed_json")
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
+    assert "Traceback" not in caplog.text
+    # The same digits in a string are text like any other: judged on the fields.
+    response = client.post("/v1/accounts/acc-1/signals", headers=auth("signals") | JSON,
+                           data='{"signals": [{"type": "message", "at": "2026-11-24T13:00:00Z",'
+                                ' "text": "' + "9" * 5000 + '"}], "n": 1}')
+    assert_error(response, 422, "validation_error")
+
+
 def _limit(app, endpoint: str) -> int:
     from agegate.api.body import body_limit
 
