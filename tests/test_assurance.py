@@ -354,6 +354,8 @@ def test_a_bad_export_query_is_422(client, query, field):
     ({"jurisdiction": "XX"}, "jurisdiction"),
     ({"jurisdiction": "Great Britain"}, "jurisdiction"),
     ({"liveness_checked": "yes"}, "liveness_checked"),
+    ({"liveness_checked": 1}, "liveness_checked"),  # JSON's true/false only, as documented
+    ({"liveness_checked": 0}, "liveness_checked"),
     ({"evidence_id": None}, "evidence_id"),
     ({"provider": ""}, "provider"),
     ({"document_number": "123456789"}, "document_number"),

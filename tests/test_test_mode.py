@@ -212,6 +212,26 @@ def _sample(name: str, labels: dict[str, str]) -> float:
     return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
+def test_a_test_tokens_mistyped_path_or_method_is_answered_as_a_test(client):
+    """Routing answers a path no route has (404) or a method the route lacks (405) before any
+    route's roles are known; the token still chose test mode, so the answer says so and counts
+    only in the test counter. A live token's, or no token's, stays an ordinary one."""
+    unmatched = {"endpoint": "unmatched", "status": "404"}
+    live_before = _sample("agegate_http_requests_total", unmatched)
+    test_before = _sample("agegate_test_requests_total", unmatched)
+    missing = client.get("/v1/no-such-route", headers=sandbox("admin"))
+    assert missing.status_code == 404 and missing.json["test"] is True
+    assert missing.json["error"]["code"] == "not_found"
+    wrong_method = client.get("/v1/age-checks", headers=sandbox("registration"))
+    assert wrong_method.status_code == 405 and wrong_method.json["test"] is True
+    assert _sample("agegate_test_requests_total", unmatched) == test_before + 1
+    assert _sample("agegate_http_requests_total", unmatched) == live_before
+    assert "test" not in client.get("/v1/no-such-route", headers=auth("admin")).json
+    assert "test" not in client.get("/v1/no-such-route").json
+    assert "test" not in client.get("/v1/no-such-route", headers={
+        "Authorization": "Bearer not-a-token"}).json
+
+
 def test_a_test_tokens_requests_count_only_in_the_test_requests_counter(client):
     endpoint = {"endpoint": "age_checks.create_age_check", "status": "200"}
     deny = {"decision": "deny", "reason": "under_minimum_age"}
