@@ -42,6 +42,30 @@ def _long_digit_run(data: bytes) -> bool:
     return bool(_MAX_DIGITS) and b"0" * (_MAX_DIGITS + 1) in data.translate(_DIGITS_AS_ZERO)
 
 
+# JSON may escape half of a UTF-16 pair (`\ud800`); the string that decodes to is no text (UTF-8
+# has no such character; RFC 7493 forbids it) and Redis could not be sent it. Only a body with
+# an escape in D800-DFFF (emoji from an ASCII-only encoder, in pairs) is parsed to look.
+_SURROGATE_ESCAPES = (b"\\ud", b"\\uD")
+
+
+def _lone_surrogate(value: Any) -> bool:
+    """True when a string (key or value) anywhere in `value` holds an unpaired surrogate."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
 # Routes whose limit is not the default for their kind (public or authenticated).
 ROUTE_BYTES = {
     "age_checks.create_age_check": AGE_CHECK_BYTES,
@@ -77,22 +101,27 @@ def _depth_exceeds(value: Any, limit: int) -> bool:
 
 
 def check_json_shape(data: bytes) -> None:
-    """Refuse JSON nested deeper than MAX_JSON_DEPTH, or holding an integer too long for
-    Python to read, as malformed, before the route's parser meets it.
+    """Refuse JSON nested deeper than MAX_JSON_DEPTH, holding an integer too long for Python
+    to read, or a lone UTF-16 surrogate, as malformed, before the route's parser meets it.
 
-    A body with no more openers than the limit cannot nest deeper, and one without a long run
-    of digits holds no such integer, so ordinary requests cost two byte counts and one scan;
-    the rest are parsed once here, where RecursionError and ValueError are a plain 400.
+    A body with no more openers than the limit cannot nest deeper, one without a long run of
+    digits holds no such integer, and one without a surrogate escape no lone surrogate, so
+    ordinary requests cost a few byte scans; the rest are parsed once here, where
+    RecursionError and ValueError are a plain 400.
     """
     too_deep = data.count(b"[") + data.count(b"{") > MAX_JSON_DEPTH
-    if not too_deep and not _long_digit_run(data):
+    surrogates = any(escape in data for escape in _SURROGATE_ESCAPES)
+    if not too_deep and not surrogates and not _long_digit_run(data):
         return
     try:
         value = json.loads(data.decode("utf-8"))
     except (ValueError, RecursionError):  # ValueError: also an integer past Python's limit
         raise MalformedRequest() from None
-    if _depth_exceeds(value, MAX_JSON_DEPTH):
+    if too_deep and _depth_exceeds(value, MAX_JSON_DEPTH):
         raise MalformedRequest(f"JSON nests deeper than {MAX_JSON_DEPTH} levels.")
+    if surrogates and _lone_surrogate(value):
+        raise MalformedRequest("The request body holds half of a UTF-16 surrogate pair "
+                               "(\\ud800-\\udfff alone), which is not text.")
 
 
 def guard_body() -> None:
