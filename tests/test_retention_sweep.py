@@ -8,32 +8,24 @@ from __future__ import annotations
 
 import pytest
 
-from agegate.config import ApiKey
-from tests.conftest import API_KEYS, auth
+from tests.conftest import API_KEYS, TEST_KEYS, auth, sandbox
 from tests.console_helpers import csrf_from
 from tests.helpers import assert_nowhere, keys_without_ttl
-from tests.mdoc_helpers import ORIGIN, Presentation, make_pki
+from tests.mdoc_helpers import ORIGIN, Presentation
 from tests.signals_helpers import minor_text, signals_app, text_signal
 from tests.webhook_receiver import receiver  # noqa: F401
 
 # Keys of many slots: also run on a real 3-primary Redis Cluster.
 pytestmark = pytest.mark.cluster
 
-TEST_TOKEN = "sweep-test-token-0123456789abcdef"
 BORN = "1991-07-23"
 DEVICE, EMAIL, SESSION = "dev-sweep-5521", "sweep.person@example.com", "sess-sweep-8812"
-
-
-@pytest.fixture(scope="module")
-def pki():
-    return make_pki()
 
 
 @pytest.fixture
 def app(config, clock, pki):
     return signals_app(config.with_overrides(
-        api_keys=API_KEYS + tuple(ApiKey(name=f"{role}-sandbox", role=role, token=TEST_TOKEN,
-                                         test=True) for role in ("registration",)),
+        api_keys=API_KEYS + TEST_KEYS,
         webhook_allow_http=True, webhook_allowed_networks=("127.0.0.0/8",),
         credential_origins=(ORIGIN,), credential_trust_anchors=pki.anchors_pem().decode()),
         clock)
@@ -75,7 +67,7 @@ def drive_every_new_feature(client, pki, receiver) -> str:  # noqa: F811
         ok(client.post("/v1/accounts/acc-sig/signals", json={"signals": [text_signal(text)]},
                        headers={**auth("signals"), "Idempotency-Key": "sweep-batch-1"}))
     # Test mode: an under-age age check (blocks) in the test keyspace.
-    ok(client.post("/v1/age-checks", headers={"Authorization": f"Bearer {TEST_TOKEN}"},
+    ok(client.post("/v1/age-checks", headers=sandbox("registration"),
                    json={"date_of_birth": "2015-01-01", "country": "US", "device_id": DEVICE,
                          "email": EMAIL, "session_id": SESSION}))
     # Webhooks: a termination fanned out, delivered (the receiver refuses the first attempt,

@@ -577,8 +577,9 @@ def test_a_lost_group_is_created_again_without_losing_or_repeating_events(
     terminate(client, "acc-3")
     for _ in range(3):
         run(client)
-    assert [json.loads(r.body)["account_id"] for r in receiver.requests] == [
-        "acc-1", "acc-2", "acc-3"]
+    # Each once (the two new ones go out side by side: PER_WEBHOOK, so in either order).
+    got = [json.loads(r.body)["account_id"] for r in receiver.requests]
+    assert got[0] == "acc-1" and sorted(got[1:]) == ["acc-2", "acc-3"]
     assert all(r.verified_with == [hook["secret"]] for r in receiver.requests)
 
 

@@ -111,27 +111,34 @@ class CredentialService:
         shard = keys.shard_of_id(request_id)
         if shard is None or not request_id.startswith("creq_"):
             raise NotFound("No such credential request.")
-        request = self.store.take(request_id)
-        if request is None:
-            raise Conflict("This credential request was already answered or has expired.")
         [(query, presentations)] = vp_token.items()
-        verdict = mdoc.verify(presentations[0], query=query, origin=request["origin"],
-                              nonce=request["nonce"], anchors=self.anchors, now=self.clock.now())
         check_id = new_id("chk")
-        account_id = request.get("account_id")
-        identifiers: list[Identifier] = []
-        if account_id:
-            identifiers.append(("account", self.hasher.account(account_id)))
-        if request.get("session"):
-            identifiers.append(("session", request["session"]))
-        blocked: list[Identifier] = []
-        if verdict.result == "not_over_18":
-            blocked = identifiers + (self.store.verify_session_identifiers(request["session"])
-                                     if request.get("session") else [])
 
-        def write(pipe: Any) -> None:
+        # The request is used up in the same unit of work as the answer's effects and its
+        # audit entry (one slot: the request's shard): a unit that did not apply (a lost
+        # connection, too few replicas confirming it) leaves the request open for a retry
+        # instead of used up with nothing recorded.
+        def write(pipe: Any) -> tuple[str | None, mdoc.Verdict]:
+            request = self.store.read(pipe, request_id)
+            if request is None:
+                raise Conflict("This credential request was already answered or has expired.")
+            verdict = mdoc.verify(presentations[0], query=query, origin=request["origin"],
+                                  nonce=request["nonce"], anchors=self.anchors,
+                                  now=self.clock.now())
+            account_id = request.get("account_id")
+            identifiers: list[Identifier] = []
+            if account_id:
+                identifiers.append(("account", self.hasher.account(account_id)))
+            if request.get("session"):
+                identifiers.append(("session", request["session"]))
+            blocked: list[Identifier] = []
+            if verdict.result == "not_over_18":
+                blocked = identifiers + (
+                    self.store.verify_session_identifiers(request["session"])
+                    if request.get("session") else [])
             chain = self.audit.begin(pipe)
             pipe.multi()
+            self.store.queue_take(pipe, request_id)
             if verdict.result == "over_18":
                 self.store.queue_pass(pipe, identifiers)
             elif blocked:
@@ -141,8 +148,10 @@ class CredentialService:
                                   "result": verdict.result, "reason": verdict.reason,
                                   "doctype": verdict.doctype,
                                   "issuer_fingerprint": verdict.issuer_fingerprint})
+            return account_id, verdict
 
-        transact(self.identities.r, write, shard=shard)
+        account_id, verdict = transact(self.identities.r, write,
+                                       keys.credential_request(request_id))
         CREDENTIAL_CHECKS.labels(verdict.result, verdict.reason or "").inc()
         if verdict.result != "rejected":
             for record in self.assurance_recorders:
