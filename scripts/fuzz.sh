@@ -20,6 +20,7 @@ AGEGATE_ENV=development AGEGATE_DATA_DIR="$DATA" AGEGATE_API_KEYS="$KEYS" \
   AGEGATE_SECRET_KEY="fuzz-secret-0123456789-abcdefghijklmnopqrstuvwxyz" \
   AGEGATE_PARENT_REQUEST_RATE_LIMIT="100000 per hour" \
   AGEGATE_PARENT_REQUEST_EMAIL_RATE_LIMIT="100000 per hour" AGEGATE_LOG_LEVEL=WARNING \
+  AGEGATE_CREDENTIAL_ORIGINS="https://signup.example" \
   .venv/bin/agegate serve --port "$PORT" > "$DATA/serve.log" 2>&1 &
 SERVER=$!
 trap 'kill "$SERVER" 2>/dev/null; wait "$SERVER" 2>/dev/null; rm -rf "$DATA"' EXIT
