@@ -109,3 +109,24 @@ def test_an_entry_relayed_days_ago_and_still_in_its_outbox_is_not_relayed_again(
     assert state.outbox.drain(6) == 1
     assert [e["account_id"] for e in state.events.read_all()] == ["acc-late", "acc-other"]
     assert 0 < redis_client.ttl(memory) == state.retention.seconds("events_relayed")
+
+
+def test_scripts_a_redis_forgot_are_loaded_again(app, client, redis_client):
+    """A restarted or failed-over node, or SCRIPT FLUSH, answers NOSCRIPT: the outbox's steps
+    and the stores' scripts load theirs there and go through, never a 500."""
+    denied = {"date_of_birth": "2012-01-01", "country": "US", "device_id": "dev-flush"}
+    redis_client.script_flush()
+    assert client.post("/v1/age-checks", json=denied,
+                       headers=auth("registration")).json["decision"] == "deny"
+    assert across_shards(redis_client, "xlen", keys.outbox) == 0  # its retry block was applied
+    again = client.post("/v1/age-checks", json={**denied, "date_of_birth": "1990-01-01"},
+                        headers=auth("registration")).json
+    assert again["reason"] == "previous_underage_attempt"
+    # A store's own script (the review queue's claim) after the scripts are gone again.
+    assert client.post("/v1/accounts/acc-flush/age-signals", headers=auth("signals"), json={
+        "source": "google_play_age_signals", "observed_at": "2026-11-24T13:00:00Z",
+        "age_lower": 13, "age_upper": 15, "method": "guardian_declared"}).json["action"] == \
+        "case_opened"
+    redis_client.script_flush()
+    claimed = client.post("/v1/review/claims", headers=auth("reviewer"))
+    assert claimed.status_code == 200, claimed.json
