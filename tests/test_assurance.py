@@ -328,6 +328,16 @@ def test_the_export_is_ndjson_keyed_by_account_ref_filtered_by_place_and_day(cli
     assert export(client, "2026-11-24", "2026-11-26", role="reviewer").status_code == 403
 
 
+@pytest.mark.parametrize(("start", "end"), [("9999-12-30", "9999-12-31"),
+                                             ("0001-01-01", "0001-01-02")])
+def test_an_export_at_the_calendars_ends_is_empty_not_a_500(client, start, end):
+    """The day after `to` ends the range; the calendar has none after 9999-12-31."""
+    post(client, "acc-gb", result(jurisdiction="GB"))
+    response = export(client, start, end)
+    assert response.status_code == 200, response.text
+    assert response.text == ""
+
+
 @pytest.mark.parametrize(("query", "field"), [
     ("from=2026-11-30&to=2026-11-01", "to"),
     ("from=2026-02-30&to=2026-11-01", "from"),

@@ -365,7 +365,10 @@ class AssuranceService:
         if errors:
             raise ValidationFailed(fields=errors)
         begin = datetime.combine(start, time(), UTC)
-        finish = datetime.combine(end, time(), UTC) + timedelta(days=1)
+        # [begin, finish) ends where the day after `to` starts; the calendar's last day has no
+        # day after it (nothing is recorded that late, so its end will do).
+        finish = (datetime.combine(end + timedelta(days=1), time(), UTC) if end < date.max
+                  else datetime.max.replace(tzinfo=UTC))
         for record in self.store.between(begin, finish):
             if code is None or self._within(record.get("jurisdiction"), code):
                 yield json.dumps(record, sort_keys=True, separators=(",", ":")) + "\n"
