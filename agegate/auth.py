@@ -71,21 +71,33 @@ def required_roles(app: Flask, endpoint: str | None) -> frozenset[str] | None:
     return getattr(view, ROLE_ATTR, None)
 
 
+def _bearer_key() -> ApiKey | None:
+    """The configured key the request's bearer token names, or None."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    found: ApiKey | None = current_app.extensions["agegate"].tokens.find(token.strip())
+    return found
+
+
 def authenticate() -> None:
     """before_request: resolve the bearer token and check the route's roles."""
     needed = required_roles(current_app, request.endpoint)
     g.actor = None
     g.role = None
     if needed is PUBLIC:
+        if request.endpoint is None:
+            # A mistyped path or method: routing answers 404/405, and a test token's answer
+            # still says test (API.md "Test mode": every response to it). Nothing is served.
+            key = _bearer_key()
+            if key is not None and key.test:
+                g.keyspace_token = keyspace.enter(keyspace.TEST)
         return
     if needed is None:
         # A route nobody declared roles for is a bug; refuse rather than serve it openly.
         raise Forbidden("This route has no access rule.")
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise Unauthorized()
-    key = current_app.extensions["agegate"].tokens.find(token.strip())
+    key = _bearer_key()
     if key is None:
         raise Unauthorized()
     # Chosen here and nowhere else; even a 403 for a test token is answered as a test.

@@ -16,6 +16,7 @@ from typing import Any
 import redis
 from marshmallow import ValidationError
 
+from agegate.api.body import check_json_shape
 from agegate.errors import AgegateError, MalformedRequest, ValidationFailed
 from agegate.schemas.accounts import SignalStreamEntrySchema
 from agegate.services.accounts import AccountService, SignalEntry
@@ -36,8 +37,11 @@ def parse(fields: dict[str, str]) -> dict[str, Any]:
     raw = dict(fields)
     if "signals" in raw:
         try:
+            # The HTTP body guard's checks first (nesting, huge integers, lone surrogates), so
+            # the stream refuses what the route refuses instead of failing the batch on it.
+            check_json_shape(raw["signals"].encode("utf-8"))
             raw["signals"] = json.loads(raw["signals"])
-        except ValueError:
+        except (ValueError, MalformedRequest):
             raise MalformedRequest("The entry's signals field is not valid JSON.") from None
     try:
         return ENTRY_SCHEMA.load(raw)

@@ -29,6 +29,11 @@ API_KEYS = tuple(ApiKey(name="chat" if role == "downstream" else f"{role}-bot", 
     ApiKey(name="reviewer-bob", role="reviewer", token=TOKENS["reviewer2"]),
 ) + tuple(ApiKey(name=system, role="downstream", token=TOKENS[f"downstream:{system}"])
           for system in OTHER_SYSTEMS)
+# Test mode's tokens (`name:role:token:test`, API.md "Test mode"): every role once; the
+# downstream one speaks for one deletion system (its name), as a live one does.
+TEST_TOKENS = {role: f"{role}-test-token-0123456789abcdef" for role in ROLES}
+TEST_KEYS = tuple(ApiKey(name="chat" if role == "downstream" else f"{role}-sandbox", role=role,
+                         token=TEST_TOKENS[role], test=True) for role in ROLES)
 MODEL_DIR = Path(__file__).resolve().parent.parent / "model"
 
 
@@ -104,9 +109,23 @@ def client(app):
     return app.test_client()
 
 
+@pytest.fixture(scope="session")
+def pki():
+    """The digital-credential tests' PKI: a trusted IACA root and document signer, and an
+    untrusted pair (tests/mdoc_helpers.py). Nothing changes it, so one serves the session."""
+    from tests.mdoc_helpers import make_pki
+
+    return make_pki()
+
+
 def auth(role: str) -> dict[str, str]:
     """Authorization header for one of the test tokens."""
     return {"Authorization": f"Bearer {TOKENS[role]}"}
+
+
+def sandbox(role: str) -> dict[str, str]:
+    """Authorization header for one of test mode's tokens."""
+    return {"Authorization": f"Bearer {TEST_TOKENS[role]}"}
 
 
 def ack_auth(system: str) -> dict[str, str]:

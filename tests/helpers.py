@@ -34,8 +34,9 @@ def dump_keyspace(client: redis.Redis) -> dict[str, str]:
 
 
 # The live events stream carries consumer groups, so it is trimmed by age, never expired
-# (keys.py, Retention.events_days).
-NO_TTL_BY_DESIGN = {"agegate:events"}
+# (keys.py, Retention.events_days); so does the signal stream, the platform's input queue, whose
+# entries are deleted as soon as they are applied (keys.py, "signal stream").
+NO_TTL_BY_DESIGN = {"agegate:events", "agegate:signals"}
 
 
 def keys_without_ttl(client: redis.Redis) -> list[str]:

@@ -1,5 +1,6 @@
 """Fixtures for parent requests: a real SMTP server (aiosmtpd) and a real gunicorn with two
-workers; helpers that read the code out of the received mail."""
+workers (`gunicorn`, which tests/test_process_kills.py runs with one); helpers that read the code
+out of the received mail."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from email import message_from_bytes
 from pathlib import Path
 
@@ -81,13 +83,15 @@ def http(method: str, url: str, body: bytes | None = None, headers: dict | None 
             return error.code, dict(error.headers), error.read()
 
 
-@pytest.fixture
-def gunicorn_server(redis_url: str, redis_client, tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    """`gunicorn -w 2` on a free loopback port against the test Redis; yields (base URL, log).
-
-    The access log holds only the worker pid and the status of each request."""
+@contextmanager
+def gunicorn(redis_url: str, tmp_path: Path, *args: str,
+             **env: str) -> Iterator[tuple[str, subprocess.Popen]]:
+    """`python -m gunicorn *args tests.parents_wsgi:app` on a free loopback port against
+    `redis_url`, with the tests' secret, tokens and model (and `env` on top); yields (base URL,
+    the master process) once /healthz answers, and stops it afterwards. Its output goes to
+    tmp_path/gunicorn.log, shown if it dies before it answers."""
     port = free_port()
-    env = {
+    full_env = {
         **os.environ,
         "REDIS_URL": redis_url,
         "AGEGATE_SECRET_KEY": SECRET,
@@ -95,35 +99,47 @@ def gunicorn_server(redis_url: str, redis_client, tmp_path: Path) -> Iterator[tu
         "AGEGATE_ENV": "test",
         "AGEGATE_MODEL_DIR": str(MODEL_DIR),
         "AGEGATE_DATA_DIR": str(tmp_path / "data"),
-        "AGEGATE_PARENT_REQUEST_RATE_LIMIT": "3 per hour",
+        **env,
     }
-    env.pop("AGEGATE_SMTP_URL", None)
-    log = open(tmp_path / "gunicorn.log", "wb")  # noqa: SIM115 - closed below
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-w", "2", "-b", f"127.0.0.1:{port}",
-         "--graceful-timeout", "5", "--access-logfile", str(tmp_path / "access.log"),
-         "--access-logformat", "%(p)s %(s)s", "tests.parents_wsgi:app"],
-        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
+    full_env.pop("AGEGATE_SMTP_URL", None)
+    log_path = tmp_path / "gunicorn.log"
+    with log_path.open("wb") as log:
+        master = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-b", f"127.0.0.1:{port}", "--graceful-timeout",
+             "5", *args, "tests.parents_wsgi:app"],
+            cwd=REPO, env=full_env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise RuntimeError((tmp_path / "gunicorn.log").read_text())
-            try:
-                if http("GET", f"{base}/healthz")[0] == 200:
-                    break
-            except OSError:
-                time.sleep(0.1)
-        else:
-            raise RuntimeError("gunicorn did not start")
-        yield base, tmp_path / "access.log"
+        deadline = time.monotonic() + 60
+        while not healthy(base):
+            if master.poll() is not None:
+                raise AssertionError(log_path.read_text())
+            assert time.monotonic() < deadline, "gunicorn did not start"
+            time.sleep(0.1)
+        yield base, master
     finally:
-        process.terminate()
+        master.terminate()
         try:
-            process.wait(timeout=15)
+            master.wait(timeout=15)
         except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
+            master.kill()
+            master.wait()
+
+
+def healthy(base: str) -> bool:
+    try:
+        return http("GET", f"{base}/healthz")[0] == 200
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def gunicorn_server(redis_url: str, redis_client, tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """`gunicorn -w 2` on a free loopback port against the test Redis; yields (base URL, log).
+
+    The access log holds only the worker pid and the status of each request."""
+    access_log = tmp_path / "access.log"
+    with gunicorn(redis_url, tmp_path, "-w", "2", "--access-logfile", str(access_log),
+                  "--access-logformat", "%(p)s %(s)s",
+                  AGEGATE_PARENT_REQUEST_RATE_LIMIT="3 per hour") as (base, _):
+        yield base, access_log

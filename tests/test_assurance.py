@@ -328,6 +328,16 @@ def test_the_export_is_ndjson_keyed_by_account_ref_filtered_by_place_and_day(cli
     assert export(client, "2026-11-24", "2026-11-26", role="reviewer").status_code == 403
 
 
+@pytest.mark.parametrize(("start", "end"), [("9999-12-30", "9999-12-31"),
+                                             ("0001-01-01", "0001-01-02")])
+def test_an_export_at_the_calendars_ends_is_empty_not_a_500(client, start, end):
+    """The day after `to` ends the range; the calendar has none after 9999-12-31."""
+    post(client, "acc-gb", result(jurisdiction="GB"))
+    response = export(client, start, end)
+    assert response.status_code == 200, response.text
+    assert response.text == ""
+
+
 @pytest.mark.parametrize(("query", "field"), [
     ("from=2026-11-30&to=2026-11-01", "to"),
     ("from=2026-02-30&to=2026-11-01", "from"),
@@ -354,6 +364,8 @@ def test_a_bad_export_query_is_422(client, query, field):
     ({"jurisdiction": "XX"}, "jurisdiction"),
     ({"jurisdiction": "Great Britain"}, "jurisdiction"),
     ({"liveness_checked": "yes"}, "liveness_checked"),
+    ({"liveness_checked": 1}, "liveness_checked"),  # JSON's true/false only, as documented
+    ({"liveness_checked": 0}, "liveness_checked"),
     ({"evidence_id": None}, "evidence_id"),
     ({"provider": ""}, "provider"),
     ({"document_number": "123456789"}, "document_number"),
@@ -381,19 +393,11 @@ def test_a_bad_account_id_is_422(client):
 # -- test mode's forced outcomes on the routes of this feature ---------------------------------
 def test_a_test_token_forces_verify_and_a_highly_effective_result_apart_from_live_data(
         redis_url, redis_client, tmp_path, clock):
-    from agegate.config import ROLES, ApiKey
-    from tests.conftest import API_KEYS
+    from tests.conftest import API_KEYS, TEST_KEYS, sandbox
 
-    tokens = {role: f"{role}-assure-test-token-0123456789" for role in ROLES}
-    test_keys = tuple(ApiKey(name=f"{role}-sandbox", role=role, token=tokens[role], test=True)
-                      for role in ROLES)
     app = create_app(make_config(redis_url, tmp_path, load_model=False,
-                                 api_keys=API_KEYS + test_keys), clock=clock)
+                                 api_keys=API_KEYS + TEST_KEYS), clock=clock)
     client = app.test_client()
-
-    def sandbox(role: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {tokens[role]}"}
-
     forced = client.post("/v1/age-checks", headers=sandbox("registration"), json={
         "date_of_birth": ADULT_DOB, "country": "US", "account_id": "acc-t",
         "email": "x@verify.test"}).json

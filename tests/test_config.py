@@ -197,3 +197,50 @@ def test_credential_trust_anchors_from_a_file_or_inline(tmp_path):
     with pytest.raises(ConfigError, match="AGEGATE_CREDENTIAL_TRUST_ANCHORS"):
         from_env({"AGEGATE_SECRET_KEY": GOOD_SECRET,
                   "AGEGATE_CREDENTIAL_TRUST_ANCHORS": str(bundle)}).validate()
+
+
+def _bounds(annotation) -> str | None:
+    """A numeric field's range as the README writes it: `lo..hi`, or `(lo, hi)` when open (the
+    bounds on the field, on its value when it is optional, or on a table's values)."""
+    from typing import get_args
+
+    found = {}
+    for item in getattr(annotation, "__metadata__", ()):
+        for bound in getattr(item, "metadata", [item]):  # pydantic's Field(...) holds a list
+            found |= {name: getattr(bound, name) for name in ("ge", "le", "gt", "lt")
+                      if hasattr(bound, name)}
+    if {"ge", "le"} <= set(found):
+        return f"{found['ge']}..{found['le']}"
+    if {"gt", "lt"} <= set(found):
+        return f"({found['gt']:g}, {found['lt']:g})"
+    return next(filter(None, map(_bounds, get_args(annotation))), None)
+
+
+def test_the_readme_rows_give_each_settings_range_and_default():
+    from dataclasses import MISSING, fields
+    from pathlib import Path
+    from typing import get_type_hints
+
+    from agegate.config import Config
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    table = readme.split("## Configuration", 1)[1].split("\n\n", 1)[0]
+    rows = {line.split("|")[1].strip(" `"): line.split("|")[2:4]
+            for line in table.splitlines() if line.startswith("| `")}
+    hints = get_type_hints(Config, include_extras=True)
+    wrong = []
+    for item in fields(Config):
+        name = item.metadata.get("env")
+        if not name:
+            continue
+        meaning, default = rows[name]
+        bounds = _bounds(hints[item.name])
+        if bounds and bounds not in meaning:
+            wrong.append(f"{name}: range {bounds}")
+        value = item.default
+        if value is not MISSING and isinstance(value, (bool, int, float, str)) and value != "":
+            shown = str(value).lower() if isinstance(value, bool) else f"{value:g}" \
+                if isinstance(value, float) else str(value)
+            if f"`{shown}`" not in default:
+                wrong.append(f"{name}: default {shown}")
+    assert wrong == []

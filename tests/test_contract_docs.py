@@ -51,3 +51,14 @@ def test_readme_links_the_contract_and_the_licences_exist():
     assert "Apache License" in licence and "Version 2.0, January 2004" in licence
     assert "END OF TERMS AND CONDITIONS" in licence
     assert "CC BY-NC-SA 3.0" in readme and "non-commercial research" in readme
+
+
+def test_readme_says_what_every_runtime_dependency_is_for():
+    import tomllib
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    names = {re.match(r"[A-Za-z0-9_.-]+", requirement)[0]
+             for requirement in project["dependencies"]}
+    section = (REPO / "README.md").read_text().split("\n## Libraries\n", 1)[1].split("\n## ")[0]
+    named = {n.lower() for n in re.findall(r"`([A-Za-z0-9_.-]+)`", section)}
+    assert sorted(n for n in names if n.lower() not in named) == []

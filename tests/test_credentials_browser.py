@@ -17,7 +17,7 @@ from werkzeug.serving import make_server
 from agegate import create_app
 from tests.conftest import auth, make_config
 from tests.console_browser import browser  # noqa: F401
-from tests.mdoc_helpers import Presentation, make_pki
+from tests.mdoc_helpers import Presentation
 
 pytestmark = pytest.mark.browser
 
@@ -66,11 +66,6 @@ class Site:
         path = environ.get("PATH_INFO", "")
         app = self.platform if path.startswith("/signup") else self.agegate
         return app(environ, start_response)
-
-
-@pytest.fixture(scope="module")
-def pki():
-    return make_pki()
 
 
 @pytest.fixture

@@ -218,3 +218,73 @@ def test_a_stream_entry_is_acknowledged_only_once_its_effects_are_confirmed(tmp_
         found = state.accounts.accounts.state(state.redis, state.hasher.account("acc-w"))
         assert found["n"] == 1  # applied once
         writer.close()
+
+
+def test_a_credential_answer_that_was_not_confirmed_is_neither_lost_nor_half_applied(
+        tmp_path, clock, pki):
+    """A 503 answering a wallet's presentation: either the request can still be answered, or
+    the answer's effects went in with it (the audit entry now, the 30-minute pass once the
+    worker drains the outbox). Never a used-up request with nothing to show for it."""
+    from tests.mdoc_helpers import ORIGIN, Presentation
+
+    with primary_and_replica(tmp_path) as (primary, replica):
+        app = app_on(primary, tmp_path, clock, redis_min_replicas=1, redis_wait_ms=200,
+                     credential_origins=(ORIGIN,),
+                     credential_trust_anchors=pki.anchors_pem().decode())
+        client = app.test_client()
+        request = client.post("/v1/credential-requests", headers=auth("registration"),
+                              json={"origin": ORIGIN, "session_id": "sess-d"})
+        assert request.status_code == 201, request.json
+        request_id = request.json["request_id"]
+        answer = {"vp_token": {"age": [Presentation(pki, request.json["request"]["nonce"])
+                                       .encoded()]}}
+        path = f"/v1/credential-requests/{request_id}/response"
+        with frozen(replica):
+            response = client.post(path, json=answer, headers=auth("registration"))
+        assert_error(response, 503, "storage_unavailable")
+        retry = client.post(path, json=answer, headers=auth("registration"))
+        audited = client.get("/v1/audit", headers=auth("admin")).json["events"]
+        checks = [e for e in audited if e["action"] == "credential_check"]
+        if retry.status_code == 200:
+            assert retry.json["result"] == "over_18" and len(checks) == 1
+        else:
+            assert retry.status_code == 409
+            assert [c["details"]["request_id"] for c in checks] == [request_id]
+        for job in app.extensions["agegate"].worker_jobs:
+            if job.name == "outbox":
+                job.run_once("w-1")
+        allowed = client.post("/v1/age-checks", headers=auth("registration"),
+                              json={"date_of_birth": "2012-01-01", "country": "US",
+                                    "session_id": "sess-d"})
+        assert allowed.json["decision"] == "allow"
+
+
+def test_a_credential_answer_that_was_not_confirmed_still_admits_the_waiting_account(
+        tmp_path, clock, pki):
+    """The over-18 answer's assurance record and the admission of a pending_assurance account
+    go in with the answer itself: a 503 after it (too few replicas) leaves no used-up request
+    whose account waits for ever."""
+    from tests.mdoc_helpers import ORIGIN, Presentation
+
+    with primary_and_replica(tmp_path) as (primary, replica):
+        app = app_on(primary, tmp_path, clock, redis_min_replicas=1, redis_wait_ms=200,
+                     credential_origins=(ORIGIN,),
+                     credential_trust_anchors=pki.anchors_pem().decode())
+        client = app.test_client()
+        asked = client.post("/v1/age-checks", headers=auth("registration"),
+                            json={"date_of_birth": "1990-01-01", "country": "GB",
+                                  "account_id": "acc-gb"})
+        assert asked.json["decision"] == "verify"
+        request = client.post("/v1/credential-requests", headers=auth("registration"),
+                              json={"origin": ORIGIN, "account_id": "acc-gb"})
+        answer = {"vp_token": {"age": [Presentation(pki, request.json["request"]["nonce"])
+                                       .encoded()]}}
+        with frozen(replica):
+            response = client.post(f"/v1/credential-requests/{request.json['request_id']}"
+                                   "/response", json=answer, headers=auth("registration"))
+        assert_error(response, 503, "storage_unavailable")
+        status = client.get("/v1/accounts/acc-gb", headers=auth("reviewer")).json["status"]
+        assert status == "active"
+        records = client.get("/v1/accounts/acc-gb/assurance",
+                             headers=auth("reviewer")).json["records"]
+        assert [r["evidence_id"] for r in records] == [request.json["request_id"]]

@@ -54,6 +54,20 @@ def test_a_retried_idempotency_key_is_applied_once_and_answered_as_the_first_tim
     assert applied(app, "acc-other") == 6
 
 
+def test_a_replay_answers_the_account_as_it_stands_and_a_reused_key_applies_nothing(
+        app, client):
+    """docs/api.md: the replay is answered from the account's state (the first answer unless
+    other signals were applied in between), and its body is not compared with the first."""
+    first = post(client, "acc-r", [text_signal(adult_text(0))], key="batch-1")
+    assert post(client, "acc-r", [text_signal(adult_text(1))], key="batch-1").json == first.json
+    assert applied(app, "acc-r") == 1  # another body under the same key: not applied
+    later = post(client, "acc-r", [text_signal(minor_text(i)) for i in range(6)])
+    assert later.json["score"] != first.json["score"]
+    replay = post(client, "acc-r", [text_signal(adult_text(0))], key="batch-1")
+    assert replay.status_code == 200 and replay.json == later.json
+    assert applied(app, "acc-r") == 7
+
+
 def test_the_stream_id_and_the_header_are_one_key(app, client, redis_client):
     from tests.test_signal_stream import drain
 

@@ -115,6 +115,9 @@ def test_an_operator_file_overrides_and_adds_rows_and_the_age_check_follows(
     {"GB": {"assurance": {"estimation_challenge_age": None}}},
     {"GB": {"assurance": {"liveness_required": "yes"}}},
     {"US": {"assurance": {"colour": "blue"}}},
+    {"GB": {"assurance": {"accepted_methods": ["credit_card", "credit_card"]}}},
+    {"US-CA": {"minimum_age": True}},
+    {"US-CA": {"age_signal": {"effective": "1 Feb 2027"}}},
 ])
 def test_a_bad_operator_file_stops_the_service_at_start(redis_url, redis_client, tmp_path, rows):
     path = tmp_path / "rows.json"

@@ -10,14 +10,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from agegate import mdoc
-from tests.mdoc_helpers import AV, MDL, NOW, ORIGIN, Presentation, make_pki
+from tests.mdoc_helpers import AV, MDL, NOW, ORIGIN, Presentation
 
 NONCE = "n-0123456789abcdefghijAB"
-
-
-@pytest.fixture(scope="module")
-def pki():
-    return make_pki()
 
 
 def check(pki, presentation: str, query: str = "age", origin: str = ORIGIN,

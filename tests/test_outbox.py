@@ -83,3 +83,50 @@ def test_a_step_applied_twice_does_not_relay_twice_or_shorten_a_block(app, redis
     outbox.drain(5)
     assert [e["account_id"] for e in state.events.read_all()] == ["acc-twice"]
     assert redis_client.ttl(key) > 9_000
+
+
+def test_an_entry_relayed_days_ago_and_still_in_its_outbox_is_not_relayed_again(
+        app, redis_client):
+    """A step leaves its outbox only once its writes are confirmed (replicas may lag for days,
+    a worker may be down): the relay remembers an entry as long as an outbox keeps steps, and
+    that memory's TTL comes from the retention table."""
+    state = app.extensions["agegate"]
+    stream = state.config.events_stream
+    event = {"stream": stream, "fields": {"type": "account.terminated", "account_id": "acc-late",
+                                          "at": "2026-11-24T13:30:00Z"}, "min_id": 0, "ttl": 0}
+    leave_in_outbox(redis_client, 6, "event", event)
+    entry_id = redis_client.xrange(keys.outbox(6))[-1][0]
+    assert state.outbox.drain(6) == 1
+    memory = keys.events_relayed(stream)
+    # Two days on, after other events were relayed, the same entry is drained again (its
+    # deletion never got through).
+    redis_client.zadd(memory, {f"6:{entry_id}": time.time() - 2 * 86_400})
+    other = {**event, "fields": {**event["fields"], "account_id": "acc-other"}}
+    leave_in_outbox(redis_client, 7, "event", other)
+    assert state.outbox.drain(7) == 1
+    redis_client.delete(keys.outbox(6))
+    redis_client.xadd(keys.outbox(6), {"op": "event", "data": json.dumps(event)}, id=entry_id)
+    assert state.outbox.drain(6) == 1
+    assert [e["account_id"] for e in state.events.read_all()] == ["acc-late", "acc-other"]
+    assert 0 < redis_client.ttl(memory) == state.retention.seconds("events_relayed")
+
+
+def test_scripts_a_redis_forgot_are_loaded_again(app, client, redis_client):
+    """A restarted or failed-over node, or SCRIPT FLUSH, answers NOSCRIPT: the outbox's steps
+    and the stores' scripts load theirs there and go through, never a 500."""
+    denied = {"date_of_birth": "2012-01-01", "country": "US", "device_id": "dev-flush"}
+    redis_client.script_flush()
+    assert client.post("/v1/age-checks", json=denied,
+                       headers=auth("registration")).json["decision"] == "deny"
+    assert across_shards(redis_client, "xlen", keys.outbox) == 0  # its retry block was applied
+    again = client.post("/v1/age-checks", json={**denied, "date_of_birth": "1990-01-01"},
+                        headers=auth("registration")).json
+    assert again["reason"] == "previous_underage_attempt"
+    # A store's own script (the review queue's claim) after the scripts are gone again.
+    assert client.post("/v1/accounts/acc-flush/age-signals", headers=auth("signals"), json={
+        "source": "google_play_age_signals", "observed_at": "2026-11-24T13:00:00Z",
+        "age_lower": 13, "age_upper": 15, "method": "guardian_declared"}).json["action"] == \
+        "case_opened"
+    redis_client.script_flush()
+    claimed = client.post("/v1/review/claims", headers=auth("reviewer"))
+    assert claimed.status_code == 200, claimed.json

@@ -14,59 +14,19 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import API_KEYS, MODEL_DIR, SECRET, TOKENS, cluster_mode
+from tests.conftest import TOKENS, cluster_mode
 from tests.faults import ReplyLosingProxy
-from tests.parents_helpers import free_port, http
+from tests.parents_helpers import gunicorn, healthy, http
 from tests.test_signal_stream import start_worker, stop, wait_until
 
 pytestmark = pytest.mark.skipif(cluster_mode(), reason="one proxy in front of one Redis")
-REPO = Path(__file__).resolve().parent.parent
 EMAIL = "kid@example.com"
-
-
-@contextmanager
-def gunicorn(redis_url: str, tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen]]:
-    """`gunicorn -w 1` against `redis_url`; yields (base URL, the master process)."""
-    port = free_port()
-    env = {**os.environ, "REDIS_URL": redis_url, "AGEGATE_SECRET_KEY": SECRET,
-           "AGEGATE_API_KEYS": ",".join(f"{k.name}:{k.role}:{k.token}" for k in API_KEYS),
-           "AGEGATE_ENV": "test", "AGEGATE_MODEL_DIR": str(MODEL_DIR),
-           "AGEGATE_DATA_DIR": str(tmp_path / "data")}
-    env.pop("AGEGATE_REDIS_CLUSTER", None)
-    with open(tmp_path / "gunicorn.log", "wb") as log:
-        master = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-w", "1", "-b", f"127.0.0.1:{port}",
-             "--graceful-timeout", "5", "tests.parents_wsgi:app"],
-            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-        base = f"http://127.0.0.1:{port}"
-        try:
-            wait_until(lambda: _up(base, master, tmp_path), timeout=60)
-            yield base, master
-        finally:
-            master.terminate()
-            try:
-                master.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                master.kill()
-                master.wait()
-
-
-def _up(base: str, master: subprocess.Popen, tmp_path: Path) -> bool:
-    if master.poll() is not None:
-        raise AssertionError((tmp_path / "gunicorn.log").read_text())
-    try:
-        return http("GET", f"{base}/healthz")[0] == 200
-    except OSError:
-        return False
 
 
 def _workers(master: subprocess.Popen) -> list[int]:
@@ -101,7 +61,9 @@ def test_a_web_worker_killed_mid_write_has_its_follow_ups_done_by_the_worker(
     lookups = state.age_checks.lookups({"email": EMAIL})
     proxy = ReplyLosingProxy(redis_url)
     try:
-        with gunicorn(proxy.url, tmp_path) as (base, master):
+        # One worker, to kill; the proxy is one Redis, never a cluster node.
+        with gunicorn(proxy.url, tmp_path, "-w", "1",
+                      AGEGATE_REDIS_CLUSTER="false") as (base, master):
             # The account's age check links its email, which its termination then blocks.
             status, body = _post(base, "/v1/age-checks", "registration", {
                 "date_of_birth": "2000-01-01", "country": "US", "account_id": "acc-kill",
@@ -144,7 +106,7 @@ def test_a_web_worker_killed_mid_write_has_its_follow_ups_done_by_the_worker(
             assert len(_terminated_events(redis_client)) == 1
 
             # The platform retries (it never heard back): the same deletion, nothing twice.
-            wait_until(lambda: len(_workers(master)) == 1 and _up(base, master, tmp_path))
+            wait_until(lambda: len(_workers(master)) == 1 and healthy(base))
             status, body = _post(base, "/v1/accounts/acc-kill/termination", "admin",
                                  {"reason": "confirmed minor"})
             assert (status, body["deletion_id"]) == (202, deletion_id)

@@ -10,6 +10,7 @@ import pytest
 from agegate.api.body import AGE_CHECK_BYTES, MAX_JSON_DEPTH, PUBLIC_BYTES, SIGNALS_BYTES
 from agegate.auth import PUBLIC, required_roles
 from tests.conftest import auth
+from tests.helpers import dump_keyspace
 from tests.test_errors import assert_error
 
 JSON = {"Content-Type": "application/json"}
@@ -49,6 +50,63 @@ def test_deep_nesting_is_400_on_every_route_with_no_traceback_logged(app, client
         assert_error(response, 400, "malformed_json")
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
     assert "Traceback" not in caplog.text
+
+
+def test_a_number_with_too_many_digits_is_400_on_every_route_with_no_traceback_logged(
+        app, client, caplog):
+    """Python refuses to read an integer of more than 4,300 digits (a ValueError that is no
+    JSONDecodeError, which the parser let through as a 500). Where 5,000 digits are over the
+    route's size limit (the age check's 4 KB) it is a 413, unread."""
+    caplog.set_level(logging.INFO)
+    body = '{"n": ' + "9" * 5000 + "}"
+    for path, endpoint in _json_posts(app):
+        response = client.post(path, data=body, headers=_token_for(app, endpoint) | JSON)
+        if len(body) > _limit(app, endpoint):
+            assert_error(response, 413, "payload_too_large")
+        else:
+            assert_error(response, 400, "malformed_json")
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
+    assert "Traceback" not in caplog.text
+    # The same digits in a string are text like any other: judged on the fields.
+    response = client.post("/v1/accounts/acc-1/signals", headers=auth("signals") | JSON,
+                           data='{"signals": [{"type": "message", "at": "2026-11-24T13:00:00Z",'
+                                ' "text": "' + "9" * 5000 + '"}], "n": 1}')
+    assert_error(response, 422, "validation_error")
+
+
+LONE_SURROGATE = "\\ud800"  # as sent: a JSON escape of half a UTF-16 pair
+
+
+@pytest.mark.parametrize(("path", "role", "body"), [
+    ("/v1/accounts/acc-1/signals", "signals",
+     '{"signals": [{"type": "message", "at": "2026-11-24T13:00:00Z", "text": "hi %s"}]}'),
+    ("/v1/accounts/acc-1/termination", "admin", '{"reason": "%s"}'),
+    ("/v1/parent-requests", None,
+     '{"parent_name": "P %s", "parent_email": "p@example.com", "child": {"username": "kid"},'
+     ' "request_type": "access", "details": "d", "attestation": true}'),
+])
+def test_a_lone_surrogate_is_400_not_a_500_and_nothing_is_stored(client, redis_client, caplog,
+                                                                  path, role, body):
+    """JSON may spell half of a UTF-16 pair (`\\ud800`); the string it decodes to is no text
+    (UTF-8 has no such character: RFC 7493 forbids it), and writing it to Redis raised."""
+    caplog.set_level(logging.INFO)
+    before = dump_keyspace(redis_client)
+    response = client.post(path, data=body % LONE_SURROGATE,
+                           headers=(auth(role) if role else {}) | JSON)
+    assert_error(response, 400, "malformed_json")
+    assert dump_keyspace(redis_client) == before
+    assert "Traceback" not in caplog.text
+    # Both halves of a pair are a character like any other (an emoji, as json.dumps sends it).
+    if role == "signals":
+        paired = client.post(path, data=body % "\\ud83d\\ude00", headers=auth(role) | JSON)
+        assert paired.status_code == 200, paired.json
+
+
+def test_a_lone_surrogate_is_400_on_every_route(app, client):
+    for path, endpoint in _json_posts(app):
+        response = client.post(path, data='{"x": "a\\udc00"}',
+                               headers=_token_for(app, endpoint) | JSON)
+        assert_error(response, 400, "malformed_json")
 
 
 def _limit(app, endpoint: str) -> int:

@@ -153,6 +153,13 @@ def test_a_replayed_report_opens_no_case_after_a_decision(app, client, redis_cli
 
 @pytest.mark.parametrize(("fields", "code", "field"), [
     ({"account_id": "acc-d", "signals": "[{not json"}, "malformed_json", None),
+    # What the HTTP body guard refuses is malformed here too, not a crash of the batch:
+    # nesting past Python's recursion, an integer past its digit limit, a lone surrogate.
+    ({"account_id": "acc-d", "signals": "[" * 100_000}, "malformed_json", None),
+    ({"account_id": "acc-d", "signals": '[{"type": "session", "at": "2026-11-24T13:00:00Z", '
+      '"duration_s": ' + "9" * 5000 + "}]"}, "malformed_json", None),
+    ({"account_id": "acc-d", "signals": '[{"type": "message", "at": "2026-11-24T13:00:00Z", '
+      '"text": "hi \\ud800"}]'}, "malformed_json", None),
     ({"account_id": "acc-d", "signals": json.dumps([{"type": "selfie", "at": "x"}])},
      "validation_error", "signals"),
     ({"signals": json.dumps([text_signal("hello")])}, "validation_error", "account_id"),

@@ -11,10 +11,9 @@ import pytest
 from prometheus_client import REGISTRY
 
 from agegate import create_app
-from agegate.config import ROLES, ApiKey
 from agegate.storage import keys, keyspace
 from agegate.worker import Worker
-from tests.conftest import API_KEYS, auth
+from tests.conftest import API_KEYS, TEST_KEYS, TEST_TOKENS, auth, sandbox
 from tests.console_helpers import csrf_from, sign_in
 from tests.helpers import audit_verify
 from tests.webhook_receiver import receiver  # noqa: F401
@@ -22,17 +21,8 @@ from tests.webhook_receiver import receiver  # noqa: F401
 # Storage across accounts and shards: also run on a real 3-primary Redis Cluster.
 pytestmark = pytest.mark.cluster
 
-TEST_TOKENS = {role: f"{role}-test-token-0123456789abcdef" for role in ROLES}
-# The downstream token speaks for one deletion system (its name), as a live one does.
-TEST_KEYS = tuple(ApiKey(name="chat" if role == "downstream" else f"{role}-sandbox", role=role,
-                         token=TEST_TOKENS[role], test=True) for role in ROLES)
 TEST_PREFIX = "agegate-test:"
 DAY = 86_400
-
-
-def sandbox(role: str) -> dict[str, str]:
-    """Authorization header for one of the test tokens."""
-    return {"Authorization": f"Bearer {TEST_TOKENS[role]}"}
 
 
 @pytest.fixture
@@ -220,6 +210,26 @@ def test_every_response_to_a_test_token_says_test_and_no_live_one_does(client):
 
 def _sample(name: str, labels: dict[str, str]) -> float:
     return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def test_a_test_tokens_mistyped_path_or_method_is_answered_as_a_test(client):
+    """Routing answers a path no route has (404) or a method the route lacks (405) before any
+    route's roles are known; the token still chose test mode, so the answer says so and counts
+    only in the test counter. A live token's, or no token's, stays an ordinary one."""
+    unmatched = {"endpoint": "unmatched", "status": "404"}
+    live_before = _sample("agegate_http_requests_total", unmatched)
+    test_before = _sample("agegate_test_requests_total", unmatched)
+    missing = client.get("/v1/no-such-route", headers=sandbox("admin"))
+    assert missing.status_code == 404 and missing.json["test"] is True
+    assert missing.json["error"]["code"] == "not_found"
+    wrong_method = client.get("/v1/age-checks", headers=sandbox("registration"))
+    assert wrong_method.status_code == 405 and wrong_method.json["test"] is True
+    assert _sample("agegate_test_requests_total", unmatched) == test_before + 1
+    assert _sample("agegate_http_requests_total", unmatched) == live_before
+    assert "test" not in client.get("/v1/no-such-route", headers=auth("admin")).json
+    assert "test" not in client.get("/v1/no-such-route").json
+    assert "test" not in client.get("/v1/no-such-route", headers={
+        "Authorization": "Bearer not-a-token"}).json
 
 
 def test_a_test_tokens_requests_count_only_in_the_test_requests_counter(client):

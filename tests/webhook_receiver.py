@@ -36,6 +36,8 @@ class Receiver:
     secrets: list[str] = field(default_factory=list)
     refuse_first: bool = True
     always_fail: bool = False
+    # Called while a delivery is in flight, before it is answered (what happens meanwhile).
+    during: Callable[[], None] | None = None
     requests: list[Received] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -74,6 +76,8 @@ def start_receiver(host: str = "127.0.0.1", port: int = 0,
                 else:
                     status = 200
                 state.requests.append(Received(event_id, headers, body, status, verified))
+            if state.during is not None:
+                state.during()
             self.send_response(status)
             self.send_header("Content-Length", "0")
             self.end_headers()

@@ -8,6 +8,7 @@ the contract's 500 signals of 10,000 characters for signals, and a ceiling for t
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterable
 from typing import Any
 
@@ -28,6 +29,42 @@ SIGNALS_BYTES = 500 * (10_000 * 6 + 1024)
 # Objects and arrays nested deeper than this are no request of this contract (the deepest,
 # signals, is 3). Python's own parser fails with RecursionError at about a thousand.
 MAX_JSON_DEPTH = 32
+
+# Python reads no integer literal longer than this (sys.get_int_max_str_digits; 0: no limit)
+# and json.loads then raises a ValueError that is no JSONDecodeError. A body with a run of
+# digits that long is parsed here first. Found by mapping every digit to 0 and searching for
+# the run: linear, and a tenth of a second for the largest signals body.
+_MAX_DIGITS = sys.get_int_max_str_digits()
+_DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
+
+
+def _long_digit_run(data: bytes) -> bool:
+    return bool(_MAX_DIGITS) and b"0" * (_MAX_DIGITS + 1) in data.translate(_DIGITS_AS_ZERO)
+
+
+# JSON may escape half of a UTF-16 pair (`\ud800`); the string that decodes to is no text (UTF-8
+# has no such character; RFC 7493 forbids it) and Redis could not be sent it. Only a body with
+# an escape in D800-DFFF (emoji from an ASCII-only encoder, in pairs) is parsed to look.
+_SURROGATE_ESCAPES = (b"\\ud", b"\\uD")
+
+
+def _lone_surrogate(value: Any) -> bool:
+    """True when a string (key or value) anywhere in `value` holds an unpaired surrogate."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
 
 # Routes whose limit is not the default for their kind (public or authenticated).
 ROUTE_BYTES = {
@@ -64,19 +101,27 @@ def _depth_exceeds(value: Any, limit: int) -> bool:
 
 
 def check_json_shape(data: bytes) -> None:
-    """Refuse JSON nested deeper than MAX_JSON_DEPTH as malformed, before any parser recurses.
+    """Refuse JSON nested deeper than MAX_JSON_DEPTH, holding an integer too long for Python
+    to read, or a lone UTF-16 surrogate, as malformed, before the route's parser meets it.
 
-    A body with no more openers than the limit cannot nest deeper, so ordinary requests cost
-    two byte counts; the rest are parsed once here, where RecursionError is a plain 400.
+    A body with no more openers than the limit cannot nest deeper, one without a long run of
+    digits holds no such integer, and one without a surrogate escape no lone surrogate, so
+    ordinary requests cost a few byte scans; the rest are parsed once here, where
+    RecursionError and ValueError are a plain 400.
     """
-    if data.count(b"[") + data.count(b"{") <= MAX_JSON_DEPTH:
+    too_deep = data.count(b"[") + data.count(b"{") > MAX_JSON_DEPTH
+    surrogates = any(escape in data for escape in _SURROGATE_ESCAPES)
+    if not too_deep and not surrogates and not _long_digit_run(data):
         return
     try:
         value = json.loads(data.decode("utf-8"))
-    except (ValueError, RecursionError):
+    except (ValueError, RecursionError):  # ValueError: also an integer past Python's limit
         raise MalformedRequest() from None
-    if _depth_exceeds(value, MAX_JSON_DEPTH):
+    if too_deep and _depth_exceeds(value, MAX_JSON_DEPTH):
         raise MalformedRequest(f"JSON nests deeper than {MAX_JSON_DEPTH} levels.")
+    if surrogates and _lone_surrogate(value):
+        raise MalformedRequest("The request body holds half of a UTF-16 surrogate pair "
+                               "(\\ud800-\\udfff alone), which is not text.")
 
 
 def guard_body() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from marshmallow import ValidationError, fields, pre_load, validate, validates_schema
 
-from agegate.schemas.common import StrictSchema, identifier
+from agegate.schemas.common import StrictBoolean, StrictSchema, identifier
 from agegate.services.assurance import ACTIONS, OUTCOMES
 from agegate.services.jurisdictions import METHOD_CATEGORY, METHODS
 
@@ -36,8 +36,7 @@ class AssuranceResultRequestSchema(StrictSchema):
     challenge_age = fields.Integer(strict=True, allow_none=True, load_default=None,
                                    validate=validate.Range(min=13, max=30), metadata={
         "description": "Estimation only: the age the estimate had to exceed."})
-    liveness_checked = fields.Boolean(allow_none=True, load_default=None, truthy={True},
-                                      falsy={False}, metadata={
+    liveness_checked = StrictBoolean(allow_none=True, load_default=None, metadata={
         "description": "Estimation: whether a liveness (anti-spoofing) check was done."})
     observed_at = fields.AwareDateTime(required=True, format="iso", error_messages={
         "invalid": "Use an ISO-8601 timestamp.",

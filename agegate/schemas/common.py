@@ -14,6 +14,15 @@ class StrictSchema(Schema):
         unknown = RAISE
 
 
+class StrictBoolean(fields.Boolean):
+    """JSON's true or false only: marshmallow's Boolean also takes 1, 0, "yes", "on", ..."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, bool):
+            raise self.make_error("invalid", input=value)
+        return value
+
+
 # The same rule as a regular expression, for values that come from headers.
 IDENTIFIER = re.compile(r"^[\x21-\x7e]{1,256}$")
 

@@ -16,7 +16,16 @@ import json
 import re
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, get_args
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
 
 from agegate.errors import NotFound
 
@@ -37,22 +46,19 @@ COUNTRIES = frozenset(
 DEFAULT_ROW = "*"
 # ISO 3166-1 alpha-2, optionally with an ISO 3166-2 subdivision: `US`, `US-CA`, `JP-13`.
 CODE = re.compile(r"^[A-Z]{2}(-[A-Z0-9]{1,3})?$")
-STATUSES = ("in_force", "enacted", "in_litigation", "none_recorded")
-WHEN = ("download", "launch", "purchase", "significant_change", "account_creation")
-ROW_FIELDS = {"name", "minimum_age", "status", "uncertain", "note", "age_signal", "rerequest",
-              "assurance", "sources"}
-SIGNAL_FIELDS = {"required", "effective", "when", "law"}
-ASSURANCE_FIELDS = {"self_declaration_sufficient", "accepted_methods", "estimation_challenge_age",
-                    "liveness_required", "law", "effective", "sources", "uncertain", "note"}
-# Age-assurance methods (API.md "Age assurance", Ofcom's list) and their category.
+Status = Literal["in_force", "enacted", "in_litigation", "none_recorded"]
+When = Literal["download", "launch", "purchase", "significant_change", "account_creation"]
+# Age-assurance methods (API.md "Age assurance", Ofcom's list) by category.
+Verification = Literal["digital_identity", "photo_id_matching", "open_banking",
+                       "mobile_network_operator", "credit_card"]
+Estimation = Literal["facial_age_estimation", "email_age_estimation"]
+AssuranceMethod = Literal[Verification, Estimation]
+STATUSES: tuple[str, ...] = get_args(Status)
+WHEN: tuple[str, ...] = get_args(When)
 # `self_declaration` is never highly effective, so no row may accept it.
-METHOD_CATEGORY = {
-    "digital_identity": "verification", "photo_id_matching": "verification",
-    "open_banking": "verification", "mobile_network_operator": "verification",
-    "credit_card": "verification",
-    "facial_age_estimation": "estimation", "email_age_estimation": "estimation",
-    "self_declaration": "declaration",
-}
+METHOD_CATEGORY = {**dict.fromkeys(get_args(Verification), "verification"),
+                   **dict.fromkeys(get_args(Estimation), "estimation"),
+                   "self_declaration": "declaration"}
 METHODS = tuple(METHOD_CATEGORY)
 ASSURANCE_METHODS = tuple(m for m, c in METHOD_CATEGORY.items() if c != "declaration")
 
@@ -92,38 +98,64 @@ def _chain(code: str, groups: dict[str, str]) -> list[str]:
     return found
 
 
-def _check_assurance(where: str, rule: Any) -> None:
-    """The `assurance` block: complete, typed, and consistent with itself."""
-    if not isinstance(rule, dict) or set(rule) != ASSURANCE_FIELDS:
-        raise JurisdictionError(f"{where}: assurance needs exactly {sorted(ASSURANCE_FIELDS)}")
-    for name in ("self_declaration_sufficient", "liveness_required", "uncertain"):
-        if not isinstance(rule[name], bool):
-            raise JurisdictionError(f"{where}: assurance.{name} must be true or false")
-    methods = rule["accepted_methods"]
-    if not isinstance(methods, list) or not set(methods) <= set(ASSURANCE_METHODS) \
-            or len(set(methods)) != len(methods):
-        raise JurisdictionError(f"{where}: assurance.accepted_methods takes each of "
-                                f"{', '.join(ASSURANCE_METHODS)} at most once")
-    if not rule["self_declaration_sufficient"] and not methods:
-        raise JurisdictionError(f"{where}: assurance must accept a method when a declared age "
-                                "is not sufficient")
-    age = rule["estimation_challenge_age"]
-    if age is not None and (not isinstance(age, int) or isinstance(age, bool)
-                            or not 18 <= age <= 30):
-        raise JurisdictionError(f"{where}: assurance.estimation_challenge_age must be null or "
-                                "18..30")
-    if age is None and any(METHOD_CATEGORY[m] == "estimation" for m in methods):
-        raise JurisdictionError(f"{where}: assurance.estimation_challenge_age is needed when an "
-                                "estimation method is accepted")
-    effective = rule["effective"]
-    if effective is not None and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", str(effective)):
-        raise JurisdictionError(f"{where}: assurance.effective must be null or YYYY-MM-DD")
-    if not isinstance(rule["sources"], list) or not all(isinstance(s, str)
-                                                        for s in rule["sources"]):
-        raise JurisdictionError(f"{where}: assurance.sources must be a list of strings")
-    for name in ("law", "note"):
-        if not isinstance(rule[name], str) or not rule[name]:
-            raise JurisdictionError(f"{where}: assurance.{name} must be text")
+Text = Annotated[str, StringConstraints(min_length=1)]
+Day = Annotated[str, StringConstraints(pattern=r"^\d{4}-\d{2}-\d{2}$")] | None
+
+
+class _Block(BaseModel):
+    """Every field given and no other, each of its JSON type as it is (no "true" for true)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class AgeSignalRule(_Block):
+    """A row's `age_signal`: whether an OS or app-store age signal is required, and when."""
+
+    required: bool
+    effective: Day
+    when: list[When]
+    law: Text  # cites the law (or says none)
+
+
+class AssuranceRule(_Block):
+    """A row's `assurance`: whether a declared age is enough, else which methods count."""
+
+    self_declaration_sufficient: bool
+    accepted_methods: list[AssuranceMethod]
+    estimation_challenge_age: Annotated[int, Field(ge=18, le=30)] | None
+    liveness_required: bool
+    law: Text
+    effective: Day
+    sources: list[str]
+    uncertain: bool
+    note: Text
+
+    @model_validator(mode="after")
+    def _consistent(self) -> AssuranceRule:
+        methods = self.accepted_methods
+        if len(set(methods)) != len(methods):
+            raise ValueError("accepted_methods lists a method twice")
+        if not self.self_declaration_sufficient and not methods:
+            raise ValueError("a method must be accepted when a declared age is not sufficient")
+        if self.estimation_challenge_age is None and any(
+                METHOD_CATEGORY[m] == "estimation" for m in methods):
+            raise ValueError("estimation_challenge_age is needed when an estimation method is "
+                             "accepted")
+        return self
+
+
+class Row(_Block):
+    """One jurisdiction's row, complete (an operator's partial row is merged first)."""
+
+    name: Text
+    minimum_age: Annotated[int, Field(ge=13, le=25)] | None
+    status: Status
+    uncertain: bool
+    note: Text
+    age_signal: AgeSignalRule
+    rerequest: Text
+    assurance: AssuranceRule
+    sources: list[str]
 
 
 def _check_row(code: str, row: dict[str, Any]) -> None:
@@ -131,36 +163,13 @@ def _check_row(code: str, row: dict[str, Any]) -> None:
     where = f"jurisdiction {code}"
     if code != DEFAULT_ROW and not CODE.match(code):
         raise JurisdictionError(f"{where}: not an ISO 3166 code such as US or US-CA")
-    if set(row) != ROW_FIELDS:
-        missing, extra = ROW_FIELDS - set(row), set(row) - ROW_FIELDS
-        raise JurisdictionError(f"{where}: missing {sorted(missing)}, unknown {sorted(extra)}")
-    age = row["minimum_age"]
-    if age is not None and (not isinstance(age, int) or isinstance(age, bool)
-                            or not 13 <= age <= 25):
-        raise JurisdictionError(f"{where}: minimum_age must be null or 13..25")
-    if row["status"] not in STATUSES:
-        raise JurisdictionError(f"{where}: status must be one of {', '.join(STATUSES)}")
-    if not isinstance(row["uncertain"], bool):
-        raise JurisdictionError(f"{where}: uncertain must be true or false")
-    signal = row["age_signal"]
-    if not isinstance(signal, dict) or set(signal) != SIGNAL_FIELDS:
-        raise JurisdictionError(f"{where}: age_signal needs exactly {sorted(SIGNAL_FIELDS)}")
-    if not isinstance(signal["required"], bool):
-        raise JurisdictionError(f"{where}: age_signal.required must be true or false")
-    effective = signal["effective"]
-    if effective is not None and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", str(effective)):
-        raise JurisdictionError(f"{where}: age_signal.effective must be null or YYYY-MM-DD")
-    if not isinstance(signal["when"], list) or not set(signal["when"]) <= set(WHEN):
-        raise JurisdictionError(f"{where}: age_signal.when takes {', '.join(WHEN)}")
-    if not isinstance(row["sources"], list) or not all(isinstance(s, str)
-                                                       for s in row["sources"]):
-        raise JurisdictionError(f"{where}: sources must be a list of strings")
-    for name in ("name", "note", "rerequest"):
-        if not isinstance(row[name], str) or not row[name]:
-            raise JurisdictionError(f"{where}: {name} must be text")
-    if not isinstance(signal["law"], str) or not signal["law"]:
-        raise JurisdictionError(f"{where}: age_signal.law must cite the law (or say none)")
-    _check_assurance(where, row["assurance"])
+    try:
+        Row.model_validate(row)
+    except ValidationError as error:
+        problem = error.errors()[0]
+        field = ".".join(str(part) for part in problem["loc"])
+        raise JurisdictionError(f"{where}: {field + ': ' if field else ''}{problem['msg']}"
+                                ) from None
 
 
 class JurisdictionTable:

@@ -382,10 +382,18 @@ class WebhookDeliveryJob:
                     "attempt": attempt, "status": outcome}
 
         def build(pipe: Any) -> None:
+            # The record may have reached the end of its retention, or its webhook been
+            # deleted, while the POST was out: then the delivery is dropped, neither written
+            # back as a hash without a TTL nor logged for a webhook that is gone.
+            still = self.store.still_queued(pipe, delivery_id, raw["webhook_id"])
             pipe.multi()
-            self.store.queue_attempted(pipe, delivery, next_at, entry)
+            if still:
+                self.store.queue_attempted(pipe, delivery, next_at, entry)
+            else:
+                self.store.queue_drop(pipe, delivery_id)
 
-        transact(self.r, build, shard=keys.WEBHOOK_SHARD)
+        transact(self.r, build, keys.webhook_delivery(delivery_id),
+                 keys.webhook(raw["webhook_id"]))
 
     def send(self, webhook: dict[str, Any], event_id: str, body: bytes,
              now: datetime) -> Reply:

@@ -264,11 +264,6 @@ class AccountStore:
         pipe.execute_command("EVAL", _REFRESH_META, 1, key, self.retention.seconds("account"),
                              self.retention.seconds("account_standing"), VERIFIED_ADULT_FIELD)
 
-    def queue_state(self, pipe: redis.client.Pipeline, account_hash: str, state: Any) -> None:
-        """Store the model state (bounded; never text)."""
-        pipe.set(keys.account_state(account_hash), encode_state(state),
-                 ex=self.retention.seconds("account"))
-
     def queue_wait(self, pipe: redis.client.Pipeline, account_hash: str,
                    request_id: str) -> None:
         """Note a parent request waiting for this account's age to be established. The
@@ -291,12 +286,6 @@ class AccountStore:
     def waiting(self, client: Any, account_hash: str) -> list[str]:
         """Parent requests waiting for this account's age, oldest id first."""
         return sorted(client.smembers(keys.parent_requests_waiting(account_hash)))
-
-    def queue_applied(self, pipe: redis.client.Pipeline, account_hash: str,
-                      entry_hash: str, value: str) -> None:
-        """Mark a stream entry applied, in the MULTI that writes its effects on the state."""
-        pipe.set(keys.account_applied(account_hash, entry_hash), value,
-                 ex=self.retention.seconds("signal_entry"))
 
     def shorten_applied(self, pairs: list[tuple[str, str]]) -> None:
         """Give stream-entry markers, as (account hash, entry hash) pairs, the settled TTL."""

@@ -36,11 +36,16 @@ class CredentialStore:
             key, json.dumps(record, separators=(",", ":")),
             ex=self.retention.seconds("credential_request")))
 
-    def take(self, request_id: str) -> dict[str, Any] | None:
-        """The open request, removed in the same command: a second answer finds nothing."""
-        key = keys.credential_request(request_id)
-        raw = replicas.confirmed(self.r, key, lambda pipe: pipe.getdel(key))[0]
+    def read(self, client: Any, request_id: str) -> dict[str, Any] | None:
+        """The open request (None once answered or expired); read through the answering
+        unit's WATCHing pipeline, which takes it (`queue_take`) with the answer's effects."""
+        raw = client.get(keys.credential_request(request_id))
         return json.loads(raw) if raw else None
+
+    def queue_take(self, pipe: redis.client.Pipeline, request_id: str) -> None:
+        """Use the request up, in the unit that records its answer: a second answer (watched
+        out by the first) finds nothing, and a unit that did not apply leaves it open."""
+        pipe.delete(keys.credential_request(request_id))
 
     def passed(self, identifiers: Sequence[Identifier]) -> bool:
         """Whether a wallet proved over 18 for any of these (session, account) within the

@@ -76,6 +76,10 @@ class Retention:
     # Steps a unit of work left for outside its slot are applied within seconds; the outbox
     # stream outlives a worker outage of days.
     outbox_steps_days: int = 7
+    # The ids of outbox entries already relayed to an events stream, kept beside it: as long as
+    # an entry can wait in an outbox (a step stays there until its writes are confirmed), so a
+    # late drain of a relayed entry never emits its event twice.
+    events_relayed_days: int = 7
     # A unit of work's applied-once marker: only the call that wrote it ever reads it, within
     # its retries (socket timeout 5 s, at most 4 connections): a minute is ample, and keeps the
     # markers of a busy minute (not hours) in memory.

@@ -33,13 +33,11 @@ from redis.cluster import RedisCluster
 from agegate.storage import keys, replicas, unit
 from agegate.storage.cases import PUSH_HISTORY
 from agegate.storage.keys import Retention
+from agegate.storage.scripts import Script
 
 log = logging.getLogger("agegate.storage")
 
 BATCH = 100
-# How long a relayed entry's id is remembered beside the events stream (duplicates can only
-# come from entries still in an outbox, which lives minutes, not days).
-RELAY_MEMORY_SECONDS = 86_400
 
 # KEYS: events stream, relayed ids. ARGV: relay id, now (s), MINID, stream TTL, memory, fields...
 # A stream TTL of 0 means none: the live stream carries consumer groups (ours and downstream
@@ -88,10 +86,8 @@ class Outbox:
         # decode_responses=True: every reply is str, which redis-py's stubs cannot know.
         self.r: Any = client
         self.retention = retention
-        self._relay = client.register_script(_RELAY)
-        self._block = client.register_script(_BLOCK)
-        self._capped_zadd = client.register_script(_CAPPED_ZADD)
-        self._push_history = client.register_script(PUSH_HISTORY)
+        self._relay, self._block, self._capped_zadd, self._push_history = self._scripts = (
+            Script(_RELAY), Script(_BLOCK), Script(_CAPPED_ZADD), Script(PUSH_HISTORY))
 
     # -- inside a unit of work -----------------------------------------------------------
     def queue(self, pipe: redis.client.Pipeline, op: str, data: dict[str, Any]) -> None:
@@ -130,7 +126,7 @@ class Outbox:
                 for _, queue in group:
                     queue(pipe)
 
-            replicas.confirmed(self.r, group[0][0], queue_all)
+            replicas.confirmed(self.r, group[0][0], queue_all, self._scripts)
         if done:
             self.r.xdel(key, *done)
         return len(done)
@@ -160,20 +156,18 @@ class Outbox:
         if op == "event":
             stream = data["stream"]
             fields = [item for pair in data["fields"].items() for item in pair]
-            return [(stream, lambda pipe: self._relay(
-                keys=[stream, keys.events_relayed(stream)],
-                args=[f"{shard}:{entry_id}", now, data["min_id"], data["ttl"],
-                      RELAY_MEMORY_SECONDS, *fields], client=pipe))]
+            return [(stream, lambda pipe: self._relay.queue(
+                pipe, [stream, keys.events_relayed(stream)],
+                [f"{shard}:{entry_id}", now, data["min_id"], data["ttl"],
+                 self.retention.seconds("events_relayed"), *fields]))]
         if op == "block":
-            return [(key, lambda pipe, key=key: self._block(
-                keys=[key], args=[data["until"], int(now)], client=pipe))
-                for key in data["keys"]]
+            return [(key, lambda pipe, key=key: self._block.queue(
+                pipe, [key], [data["until"], int(now)])) for key in data["keys"]]
         if op == "unblock":
             return [(key, lambda pipe, key=key: pipe.delete(key)) for key in data["keys"]]
         if op == "capped_zadd":
-            return [(data["key"], lambda pipe: self._capped_zadd(
-                keys=[data["key"]], args=[data["score"], data["member"], data["cap"],
-                                          data["ttl"]], client=pipe))]
+            return [(data["key"], lambda pipe: self._capped_zadd.queue(
+                pipe, [data["key"]], [data["score"], data["member"], data["cap"], data["ttl"]]))]
         if op == "set_add":  # e.g. a parent request waiting on an account of another shard
             key, ttl = data["key"], int(data["ttl"])
             extend = self.r.ttl(key) < ttl  # never shortens a longer TTL
@@ -187,9 +181,8 @@ class Outbox:
         if op == "set_remove":
             return [(data["key"], lambda pipe: pipe.srem(data["key"], data["member"]))]
         if op == "case_history":  # a case of another shard (applied once: its step id)
-            return [(data["key"], lambda pipe: self._push_history(
-                keys=[data["key"]], args=["", "", 0, "", 0, json.dumps(data["item"])],
-                client=pipe))]
+            return [(data["key"], lambda pipe: self._push_history.queue(
+                pipe, [data["key"]], ["", "", 0, "", 0, json.dumps(data["item"])]))]
         # Written by a newer version: leave it for that version's worker.
         log.warning("unknown outbox step %r left in shard %s", op, shard)
         return None

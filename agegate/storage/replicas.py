@@ -27,9 +27,11 @@ from typing import Any
 import redis
 from prometheus_client import Counter
 from redis.cluster import RedisCluster
+from redis.exceptions import NoScriptError
 
 from agegate.errors import StorageUnavailable
 from agegate.storage.keyspace import LiveOnly
+from agegate.storage.scripts import Script
 
 # Live writes only: test mode's requests count in agegate_test_requests_total alone.
 WAIT_TIMEOUTS = LiveOnly(Counter(
@@ -119,45 +121,59 @@ def confirm_units(client: Any, markers: Sequence[str], ttl_ms: int) -> None:
             raise NotReplicated()
 
 
+def node_client(client: Any, key: str) -> Any:
+    """The client of the primary that owns `key`'s slot (the client itself on a single Redis)."""
+    if isinstance(client, RedisCluster):
+        return client.get_redis_connection(client.get_node_from_key(key))
+    return client
+
+
 def node_pipeline(client: Any, key: str) -> Any:
     """A non-transactional pipeline on the primary that owns `key`'s slot: every command it
     queues goes over one connection, so a WAIT queued last covers them all."""
-    if isinstance(client, RedisCluster):
-        node = client.get_node_from_key(key)
-        return client.get_redis_connection(node).pipeline(transaction=False)
-    return client.pipeline(transaction=False)
+    return node_client(client, key).pipeline(transaction=False)
 
 
-def confirmed(client: Any, key: str, queue: Callable[[Any], None]) -> list[Any]:
+def confirmed(client: Any, key: str, queue: Callable[[Any], None],
+              scripts: Sequence[Script] = ()) -> list[Any]:
     """Run what `queue(pipe)` queues (keys of `key`'s slot only) on that slot's primary, then
     WAIT there; the replies of the queued commands. Raises the first command error, or
-    NotReplicated."""
+    NotReplicated. A call of one of `scripts` (`Script.queue`) that the node refuses with
+    NOSCRIPT loads them there and sends the whole queue once more: every write sent this way
+    is idempotent (it is sent again after a lost reply too)."""
     wanted = policy(client)
-    pipe = node_pipeline(client, key)
-    try:
-        queue(pipe)
-        if wanted.replicas:
-            pipe.execute_command("WAIT", wanted.replicas, wanted.timeout_ms)
-        replies = pipe.execute()
-    finally:
-        pipe.reset()
+    for attempt in (1, 2):
+        pipe = node_pipeline(client, key)
+        try:
+            queue(pipe)
+            if wanted.replicas:
+                pipe.execute_command("WAIT", wanted.replicas, wanted.timeout_ms)
+            replies = pipe.execute()
+            break
+        except NoScriptError:
+            if attempt == 2 or not scripts:
+                raise
+            for script in scripts:
+                script.load(node_client(client, key))
+        finally:
+            pipe.reset()
     if wanted.replicas:
         check(replies.pop(), wanted)
     return replies
 
 
 class ConfirmedScript:
-    """A Lua script whose writes are confirmed like a unit of work's (replaces
-    `client.register_script` for a store's scripts that write). Every key must share a slot."""
+    """A store's Lua script that writes, called like redis-py's `register_script` object and
+    confirmed like a unit of work's writes. Every key must share a slot."""
 
     def __init__(self, client: Any, source: str) -> None:
         self.client = client
-        self.script = client.register_script(source)
+        self.script = Script(source)
 
     def __call__(self, keys: Sequence[str], args: Sequence[Any] = ()) -> Any:
         replies = confirmed(self.client, keys[0],
-                            lambda pipe: self.script(keys=list(keys), args=list(args),
-                                                     client=pipe))
+                            lambda pipe: self.script.queue(pipe, list(keys), list(args)),
+                            [self.script])
         return replies[0]
 
 

@@ -1,10 +1,12 @@
-"""Server-side scripts run by EVALSHA, and the pipeline that carries many calls at once.
+"""Server-side scripts run by EVALSHA: the one way the stores call their Lua scripts outside a
+MULTI (inside one, a unit of work sends EVAL, which cannot be refused with NOSCRIPT).
 
-A script is built once per process (its SHA1 computed once) and loaded on every primary when
-its store is built (`SCRIPT LOAD` goes to every primary of a cluster). Calls go out as
-`EVALSHA` through a pipeline, many in one round trip (one per cluster node); a reply of
-NOSCRIPT (a restarted or failed-over Redis, a `SCRIPT FLUSH`) loads the script again and sends
-those calls once more. A script that was refused with NOSCRIPT did nothing, so that is safe.
+A script is built once per process (its SHA1 computed once). Calls go out as `EVALSHA` in a
+pipeline, many in one round trip (`Calls`: one per cluster node; `replicas.confirmed`: one
+node, with its WAIT); a reply of NOSCRIPT (a node that never ran it, a restarted or
+failed-over Redis, a `SCRIPT FLUSH`) loads the script there and sends the calls once more. A
+call refused with NOSCRIPT did nothing, so that is safe. Unlike redis-py's `register_script`,
+no SCRIPT EXISTS round trip precedes a pipeline.
 """
 
 from __future__ import annotations
@@ -26,6 +28,10 @@ class Script:
     def load(self, client: Any) -> None:
         """SCRIPT LOAD on the client's server (every primary of a cluster)."""
         client.script_load(self.source)
+
+    def queue(self, pipe: Any, keys: list[str], args: list[Any]) -> None:
+        """Queue one call on a pipeline to one node (`replicas.node_pipeline`)."""
+        pipe.execute_command("EVALSHA", self.sha, len(keys), *keys, *args)
 
 
 class Calls:

@@ -126,6 +126,12 @@ class WebhookStore:
     def delivery(self, delivery_id: str) -> dict[str, str]:
         return self.r.hgetall(keys.webhook_delivery(delivery_id))
 
+    def still_queued(self, client: Any, delivery_id: str, webhook_id: str) -> bool:
+        """Whether the delivery's record and its webhook are both still there (a WATCHing
+        pipeline: a change before the unit's EXEC runs it again)."""
+        return bool(client.exists(keys.webhook_delivery(delivery_id))
+                    and client.exists(keys.webhook(webhook_id)))
+
     def queue_attempted(self, pipe: redis.client.Pipeline, delivery: dict[str, Any],
                         next_at: datetime | None, log_entry: dict[str, Any]) -> None:
         """Record an attempt: reschedule it (next_at) or take it off the queue; log it."""
