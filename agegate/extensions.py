@@ -240,7 +240,7 @@ class Agegate:
     def _wire_credentials(self) -> None:
         """Issue 23: digital credentials; an over-18 answer lets the age check through."""
         from agegate import mdoc
-        from agegate.services.credentials import CredentialService, assurance_recorder
+        from agegate.services.credentials import CredentialService, assurance_stager
         from agegate.storage.credentials import CredentialStore
 
         store = CredentialStore(self.redis, self.retention)
@@ -250,9 +250,9 @@ class Agegate:
             self.config.credential_origins, mdoc.load_anchors(pem) if pem else [])
         self.age_checks.credential_passed = store.passed
         self.age_checks.verify_session_hooks.append(store.queue_verify_session)
-        # An answer is an assurance result (issue 22's records): over_18 admits the account.
-        self.credentials.assurance_recorders.append(assurance_recorder(self.assurance,
-                                                                       self.clock))
+        # An answer is an assurance result (issue 22's records), recorded with the answer:
+        # over_18 admits the account.
+        self.credentials.assurance_stagers.append(assurance_stager(self.assurance, self.clock))
 
     def load_model(self) -> None:
         """Load and verify the classifier; a bad artifact leaves the service unready, not up."""

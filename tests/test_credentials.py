@@ -10,6 +10,7 @@ from datetime import timedelta
 import pytest
 
 from agegate import create_app
+from agegate.storage import keys
 from tests.conftest import auth, make_config
 from tests.mdoc_helpers import MDL, ORIGIN, Presentation, salts
 
@@ -320,3 +321,31 @@ def test_only_the_last_thirty_minutes_verify_checks_are_blocked(client, pki, red
     assert age_check(client, country="US", device_id="dev-old")["decision"] == "deny"
     assert not list(redis_client.scan_iter(f"*retry*{stale}*"))
     assert list(redis_client.scan_iter("*retry*device*"))
+
+
+def test_an_answer_after_a_key_rotation_names_the_new_account_in_its_own_slot(
+        redis_url, redis_client, tmp_path, clock, pki):
+    """A request made for an account not seen yet, answered after AGEGATE_SECRET_KEY gained a
+    new first key: the account is now named under that key, in another shard than the
+    request's, so its assurance record is written in a unit of its own (on a cluster, one unit
+    across the two slots would be refused)."""
+    old, new = "old-secret-0123456789-abcdefghijklmnopqrstuvwxyz", \
+        "new-secret-0123456789-abcdefghijklmnopqrstuvwxyz"
+
+    def app_with(secret: str):
+        return create_app(make_config(
+            redis_url, tmp_path, secret_key=secret, load_model=False, credential_origins=(ORIGIN,),
+            credential_trust_anchors=pki.anchors_pem().decode()), clock=clock)
+
+    before, after = app_with(old), app_with(f"{new},{old}")
+    shard = lambda app, account: keys.shard_of(  # noqa: E731
+        app.extensions["agegate"].hasher.short("account", account))
+    account = next(a for a in (f"acc-rot-{i}" for i in range(100))
+                   if shard(before, a) != shard(after, a))
+    request = new_request(before.test_client(), account_id=account)
+    presentation = Presentation(pki, request["request"]["nonce"]).encoded()
+    client = after.test_client()
+    assert answer(client, request["request_id"], presentation).json["result"] == "over_18"
+    [record] = client.get(f"/v1/accounts/{account}/assurance",
+                          headers=auth("reviewer")).json["records"]
+    assert record["evidence_id"] == request["request_id"]

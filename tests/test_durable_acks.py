@@ -257,3 +257,34 @@ def test_a_credential_answer_that_was_not_confirmed_is_neither_lost_nor_half_app
                               json={"date_of_birth": "2012-01-01", "country": "US",
                                     "session_id": "sess-d"})
         assert allowed.json["decision"] == "allow"
+
+
+def test_a_credential_answer_that_was_not_confirmed_still_admits_the_waiting_account(
+        tmp_path, clock, pki):
+    """The over-18 answer's assurance record and the admission of a pending_assurance account
+    go in with the answer itself: a 503 after it (too few replicas) leaves no used-up request
+    whose account waits for ever."""
+    from tests.mdoc_helpers import ORIGIN, Presentation
+
+    with primary_and_replica(tmp_path) as (primary, replica):
+        app = app_on(primary, tmp_path, clock, redis_min_replicas=1, redis_wait_ms=200,
+                     credential_origins=(ORIGIN,),
+                     credential_trust_anchors=pki.anchors_pem().decode())
+        client = app.test_client()
+        asked = client.post("/v1/age-checks", headers=auth("registration"),
+                            json={"date_of_birth": "1990-01-01", "country": "GB",
+                                  "account_id": "acc-gb"})
+        assert asked.json["decision"] == "verify"
+        request = client.post("/v1/credential-requests", headers=auth("registration"),
+                              json={"origin": ORIGIN, "account_id": "acc-gb"})
+        answer = {"vp_token": {"age": [Presentation(pki, request.json["request"]["nonce"])
+                                       .encoded()]}}
+        with frozen(replica):
+            response = client.post(f"/v1/credential-requests/{request.json['request_id']}"
+                                   "/response", json=answer, headers=auth("registration"))
+        assert_error(response, 503, "storage_unavailable")
+        status = client.get("/v1/accounts/acc-gb", headers=auth("reviewer")).json["status"]
+        assert status == "active"
+        records = client.get("/v1/accounts/acc-gb/assurance",
+                             headers=auth("reviewer")).json["records"]
+        assert [r["evidence_id"] for r in records] == [request.json["request_id"]]

@@ -91,9 +91,27 @@ def test_account_vector_order_mean_and_words():
     act = F.fold_activity(F.new_activity(), date(2004, 7, 3))
     v = F.account_vector(3.0, 2, act, words=99.0)
     assert len(v) == len(F.ACCOUNT_FEATURES)
-    assert v[F.ACCOUNT_FEATURES.index("text_mean_decision")] == pytest.approx(1.5)
+    # The mean decision (1.5) weighed by the words per message: 49.5 / (49.5 + 5).
+    assert v[F.ACCOUNT_FEATURES.index("text_mean_by_length")] == pytest.approx(
+        1.5 * 49.5 / 54.5)
     assert v[F.ACCOUNT_FEATURES.index("log_words")] == pytest.approx(4.6052, abs=1e-3)
     assert F.account_vector(3.0, 0, act, words=99.0) == [0.0] * len(F.ACCOUNT_FEATURES)
+
+
+def test_the_message_models_mean_counts_less_on_short_messages():
+    # Issue 19: the message model learned from blog posts and Reddit comments; on chat lines of
+    # a few words its mean is weighed down, by the words per message, not by the message count.
+    act = F.new_activity()
+    i = F.ACCOUNT_FEATURES.index("text_mean_by_length")
+    chat = F.account_vector(20.0, 10, act, words=40.0)[i]  # 10 lines of 4 words, mean 2.0
+    blog = F.account_vector(4.0, 2, act, words=400.0)[i]  # 2 posts of 200 words, mean 2.0
+    assert chat == pytest.approx(2.0 * 4 / (4 + F.MEAN_HALF_WORDS_PER_MESSAGE))
+    assert chat < 1.0 < 1.9 < blog < 2.0
+    assert F.account_vector(20.0, 10, act, words=0.0)[i] == 0.0  # empty lines: no weight
+    # The service names n-grams by d(log-odds)/d(mean): the same factors.
+    factors = F.mean_factors(40.0, 10)
+    assert factors["text_mean_by_length"] == pytest.approx(chat / 2.0)
+    assert set(factors) == set(F.MEAN_FEATURES) <= set(F.ACCOUNT_FEATURES)
 
 
 def test_posting_days_do_not_move_the_account_features():

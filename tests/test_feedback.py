@@ -22,7 +22,7 @@ from tests.feedback_helpers import (
 )
 from tests.helpers import assert_nowhere, dump_keyspace, keys_without_ttl
 
-EXAMPLE_FIELDS = {"x", "verdict", "model", "text_model", "day"}
+EXAMPLE_FIELDS = {"x", "verdict", "model", "text_model", "features", "day"}
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ from agegate.model import AgeModel, load_model
 from tests.model_fixtures import MODEL_DIR, first_authors
 from training import domains as D
 from training import evaluate as E
+from training import selection
 from training.data import (
     SPLIT_BOUNDS,
     bucket,
@@ -87,7 +88,8 @@ def test_small_model_from_real_data_beats_chance_on_held_out_authors_and_communi
     authors.append({"author_id": empty_id, "age": 30, "gender": "male", "posts": []})
     comments = _small_reddit()
     corpus = load_corpus(authors, comments, read_lexicon())
-    fitted = fit_models(corpus, vocab=False)
+    stacks: dict = {}
+    fitted = fit_models(corpus, vocab=False, stacks=stacks)
     model = AgeModel(fitted["shipped"][0])
     assert model.uses_lexicon and 0.3 < model.prevalence_train < 0.7
     # The lexicon's weight is fixed (it transfers to chat), not fitted on blogs and Reddit.
@@ -95,7 +97,8 @@ def test_small_model_from_real_data_beats_chance_on_held_out_authors_and_communi
     assert model._acc_coef[lex] == LEXICON_COEF
     assert (model._acc_coef[:lex] != 0).all()
     held_out = split_authors(authors)["test"]
-    scores = E.score_authors(model, held_out)
+    kept: list = []
+    scores = E.score_authors(model, held_out, keep=kept)
     acc = scores["account"]
     assert len(set(acc["y"].tolist())) == 2
     assert roc_auc_score(acc["y"], acc["z"]) > 0.75
@@ -103,8 +106,24 @@ def test_small_model_from_real_data_beats_chance_on_held_out_authors_and_communi
     assert roc_auc_score(single["y"], single["z"]) > 0.65
     # Across communities: trained with Reddit group A only, scored on group B.
     other = [c for c in comments if reddit_group(c) == "B"]
-    r = E.score_reddit(AgeModel(fitted["A"][0]), other)
+    kept_a: list = []
+    r = E.score_reddit(AgeModel(fitted["A"][0]), other, keep=kept_a)
     assert roc_auc_score(r["account_10"]["y"], r["account_10"]["z"]) > 0.7
+    # The card's table of candidate account models refits each on the same training states
+    # and scores the same states: its shipped row is the shipped models' own figures, and a
+    # candidate that differs gives other figures.
+    directions = {g: AgeModel(fitted[g][0]) for g in ("A", "B")}
+    rows = selection.compare(model, directions, stacks, (kept, acc["y"]),
+                             {"A->B": (kept_a, r["account_10"]["y"])}, None, None)
+    shipped = next(row for row in rows if "(shipped)" in row["name"])
+    assert shipped["blog"] == pytest.approx(D.roc_auc(acc["y"], acc["z"]), abs=1e-4)
+    assert shipped["reddit_A->B"] == pytest.approx(
+        D.roc_auc(r["account_10"]["y"], r["account_10"]["z"]), abs=1e-4)
+    prec, rec = D.at_prevalence(acc["y"].astype(bool), np.asarray(
+        [model.score(st).flagged for st in kept]), 0.02)
+    assert (shipped["blog_precision_2pct"], shipped["blog_recall_2pct"]) == (
+        pytest.approx(prec, abs=1e-4) if prec is not None else None, pytest.approx(rec, abs=1e-4))
+    assert len({row["blog"] for row in rows}) > 1
 
 
 def test_no_lexicon_model_builds_and_loads_without_reading_the_lexicon(tmp_path):

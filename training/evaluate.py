@@ -333,10 +333,13 @@ def evaluate_all(
     nps: list[dict[str, Any]] | None = None,
     nus: list[dict[str, Any]] | None = None,
     no_lexicon: dict[str, AgeModel] | None = None,
+    stacks: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Everything the card and ``agegate evaluate`` report. ``directions[g]`` is a model
     whose Reddit training data came only from group g; it is scored on the other group.
-    ``nps`` / ``nus``: the chat-medium sets (training/domains.py), scored by ``model``."""
+    ``nps`` / ``nus``: the chat-medium sets (training/domains.py), scored by ``model``.
+    ``stacks``: the account models' training states (training), to compare the candidate
+    account models on the same states (training/selection.py)."""
     authors = parts[split]
     if split == "validation":  # the account model was fitted on the stack part of it
         authors = [a for a in authors if not is_stack(a["author_id"])]
@@ -377,6 +380,13 @@ def evaluate_all(
     if no_lexicon is not None:
         report["no_lexicon"] = no_lexicon_rows(
             no_lexicon, blog["account"], kept, report_reddit, nps, nus, log)
+    if stacks is not None:
+        from training.selection import compare
+
+        report["selection"] = compare(
+            model, directions, stacks, (kept["blog"], blog["account"]["y"]),
+            {name: (kept[name.split("->")[0]], r["y"]) for name, r in report_reddit.items()},
+            nps, nus, log)
     return report
 
 

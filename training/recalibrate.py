@@ -213,11 +213,19 @@ def examples_split(examples: Sequence[dict[str, Any]], seed: int = 0) -> tuple[S
 
 
 def usable(model: M.AgeModel, examples: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Examples on this model's scale: taken under the same text model, of the right width."""
-    width = len(F.ACCOUNT_FEATURES)
+    """Examples on this model's scale: taken under the same text model and the same account
+    features (layout and width)."""
     return [e for e in examples
-            if e.get("text_model") == model.text_version and len(e.get("x", ())) == width
+            if e.get("text_model") == model.text_version and same_features(e)
             and e.get("verdict") in ("minor", "adult")]
+
+
+def same_features(example: dict[str, Any]) -> bool:
+    """Whether ``example`` holds this code's account features: its layout tag (examples from
+    before issue 19's length-weighted mean have none: their features differ though their
+    width may not) and its width."""
+    return (example.get("features") == F.ACCOUNT_LAYOUT
+            and len(example.get("x", ())) == len(F.ACCOUNT_FEATURES))
 
 
 # ------------------------------------------------------------------------------ metrics
@@ -267,7 +275,7 @@ def recalibrate(
         # Same text model, but taken under an account model with other features (a retrain
         # that kept the text models but changed the second stage's features, issue 19).
         "other_features": sum(1 for e in examples if e.get("text_model") == model.text_version
-                              and len(e.get("x", ())) != len(F.ACCOUNT_FEATURES)),
+                              and not same_features(e)),
     }
     fit, held = examples_split(found)
     counts.update(fit=fit.counts, held_back=held.counts)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
@@ -45,6 +46,17 @@ from agegate.storage.assurance import (
 from agegate.storage.unit import watch
 
 OUTCOMES = ("over_threshold", "under_threshold", "inconclusive")
+
+
+@dataclass(frozen=True)
+class Staged:
+    """An assurance result read and judged inside a unit of work (AssuranceService.stage):
+    `write(pipe, chain)` queues it after `pipe.multi()` and returns the record; `after(record)`
+    runs what follows the applied unit (parents' requests waiting on the account's age) and
+    returns `record`'s answer."""
+
+    write: Callable[[Any, Any], dict[str, Any]]
+    after: Callable[[dict[str, Any]], dict[str, Any]]
 ACTIONS = ("none", "admitted", "restricted", "case_opened")
 # The source and methods a result that counts is stored under as an age signal.
 SIGNAL_SOURCE = "age_assurance_vendor"
@@ -151,11 +163,35 @@ class AssuranceService:
         action `none` | `admitted` | `restricted` | `case_opened`. Raises ValidationFailed (422)
         on bad input and Conflict `account_terminated` (409) for a terminated account.
 
-        The digital-credentials check records a wallet's `over_18` as:
-            services().assurance.record(account_id_or_None, method="digital_identity",
-                provider="agegate_digital_credentials", evidence_id=request_id,
-                outcome="over_threshold", observed_at=clock.now(), actor=actor)
+        The digital-credentials check records a wallet's answer with the answer itself, in one
+        unit of work, through `stage` (services/credentials.py).
         """
+        account_hash = self.hasher.account(account_id) if account_id else None
+        shard = keys.shard_of(account_hash) if account_hash else secrets.randbelow(keys.SHARDS)
+
+        def build(pipe: Any) -> tuple[Staged, dict[str, Any]]:
+            staged = self.stage(
+                pipe, account_id, shard=shard, method=method, provider=provider,
+                outcome=outcome, observed_at=observed_at, actor=actor, jurisdiction=jurisdiction,
+                evidence_id=evidence_id, threshold_age=threshold_age,
+                challenge_age=challenge_age, liveness_checked=liveness_checked)
+            chain = self.audit.begin(pipe)
+            pipe.multi()
+            return staged, staged.write(pipe, chain)
+
+        staged, record = transact(self.r, build, shard=shard)
+        return staged.after(record)
+
+    def stage(self, pipe: Any, account_id: str | None, *, shard: int, method: str,
+              provider: str, outcome: str, observed_at: datetime, actor: str,
+              jurisdiction: str | None = None, evidence_id: str | None = None,
+              threshold_age: int = ADULT_AGE, challenge_age: int | None = None,
+              liveness_checked: bool | None = None) -> Staged:
+        """`record`'s reads and judgement inside a caller's unit of work in `shard` (the
+        account's, when there is one), before its `pipe.multi()`: the returned `write(pipe,
+        chain)` queues the record and its effects after it, and `after(record)` runs what
+        follows the applied unit and gives `record`'s answer. Raises as `record` does (422,
+        409 account_terminated) before anything is queued."""
         now = self.clock.now()
         self._check(method, outcome, observed_at, now, jurisdiction, threshold_age,
                     challenge_age)
@@ -165,7 +201,6 @@ class AssuranceService:
         outcome = forced or outcome
         code = jurisdiction.strip().upper() if jurisdiction else None
         account_hash = self.hasher.account(account_id) if account_id else None
-        shard = keys.shard_of(account_hash) if account_hash else secrets.randbelow(keys.SHARDS)
         assurance_id = keys.new_sharded_id("asr", shard)
         base = {
             "assurance_id": assurance_id,
@@ -180,43 +215,42 @@ class AssuranceService:
         minor_finding = (outcome == "under_threshold" and category == "verification"
                          and threshold_age <= ADULT_AGE)
 
-        def build(pipe: Any) -> dict[str, Any]:
-            meta: dict[str, str] = {}
-            if account_hash is not None:
-                meta = self.accounts.meta(pipe, account_hash)
-                if self.age_signals.store.terminated(pipe, account_hash):
-                    raise Conflict("The account has been terminated.",
-                                   code="account_terminated")
-            place = code or meta.get(PENDING_JURISDICTION_FIELD) or None
-            highly, why = (True, f"Test mode: evidence_id {evidence_id} forces a highly "
-                                 f"effective {outcome}.") if forced else \
-                judge(self.table, place, method=method, outcome=outcome,
-                      threshold_age=threshold_age, challenge_age=challenge_age,
-                      liveness_checked=liveness_checked)
-            action, write_signal, admit = "none", None, False
-            if account_id is not None and account_hash is not None:
-                signal = None
-                if outcome == "over_threshold" and highly:
-                    signal = self.age_signals.new_signal(
-                        source=SIGNAL_SOURCE, method=SIGNAL_METHOD[category],
-                        lower=threshold_age, upper=None, observed_at=observed_at, now=now,
-                        jurisdiction=place, assurance_id=assurance_id)
-                    admit = meta.get("status") == PENDING
-                elif minor_finding:
-                    signal = self.age_signals.new_signal(
-                        source=SIGNAL_SOURCE, method=SIGNAL_METHOD[category], lower=0,
-                        upper=threshold_age - 1, observed_at=observed_at, now=now,
-                        jurisdiction=place, assurance_id=assurance_id)
-                if signal is not None:
-                    action, write_signal = self.age_signals.stage(
-                        pipe, account_id, account_hash, signal, now, actor=actor,
-                        reason="under_threshold_verification")
-                if admit:
-                    action = "admitted"
-            record = {**base, "highly_effective": highly, "why": why, "jurisdiction": place,
-                      "action": action}
-            chain = self.audit.begin(pipe)
-            pipe.multi()
+        meta: dict[str, str] = {}
+        if account_hash is not None:
+            watch(pipe, *self.age_signals.watched(account_hash))
+            meta = self.accounts.meta(pipe, account_hash)
+            if self.age_signals.store.terminated(pipe, account_hash):
+                raise Conflict("The account has been terminated.", code="account_terminated")
+        place = code or meta.get(PENDING_JURISDICTION_FIELD) or None
+        highly, why = (True, f"Test mode: evidence_id {evidence_id} forces a highly "
+                             f"effective {outcome}.") if forced else \
+            judge(self.table, place, method=method, outcome=outcome,
+                  threshold_age=threshold_age, challenge_age=challenge_age,
+                  liveness_checked=liveness_checked)
+        action, write_signal, admit = "none", None, False
+        if account_id is not None and account_hash is not None:
+            signal = None
+            if outcome == "over_threshold" and highly:
+                signal = self.age_signals.new_signal(
+                    source=SIGNAL_SOURCE, method=SIGNAL_METHOD[category],
+                    lower=threshold_age, upper=None, observed_at=observed_at, now=now,
+                    jurisdiction=place, assurance_id=assurance_id)
+                admit = meta.get("status") == PENDING
+            elif minor_finding:
+                signal = self.age_signals.new_signal(
+                    source=SIGNAL_SOURCE, method=SIGNAL_METHOD[category], lower=0,
+                    upper=threshold_age - 1, observed_at=observed_at, now=now,
+                    jurisdiction=place, assurance_id=assurance_id)
+            if signal is not None:
+                action, write_signal = self.age_signals.stage(
+                    pipe, account_id, account_hash, signal, now, actor=actor,
+                    reason="under_threshold_verification")
+            if admit:
+                action = "admitted"
+        record = {**base, "highly_effective": highly, "why": why, "jurisdiction": place,
+                  "action": action}
+
+        def write(pipe: Any, chain: Any) -> dict[str, Any]:
             self.store.queue_add(pipe, record, account_hash, now)
             if account_id is not None and account_hash is not None:
                 if write_signal is not None:
@@ -238,18 +272,19 @@ class AssuranceService:
                              account_id=account_id, details={"assurance_id": assurance_id})
             return record
 
-        watched = self.age_signals.watched(account_hash) if account_hash else ()
-        record = transact(self.r, build, *watched, shard=shard)
-        if account_id is not None:
-            verdict = "minor" if minor_finding else "adult" if (
-                record["highly_effective"] and outcome == "over_threshold"
-                and category == "verification") else None
-            if verdict is not None:
-                for hook in self.age_signals.age_known_hooks:
-                    hook(account_id, verdict, actor)
-        return {"assurance_id": assurance_id, "account_id": account_id,
-                "highly_effective": record["highly_effective"], "why": record["why"],
-                "action": record["action"]}
+        def after(record: dict[str, Any]) -> dict[str, Any]:
+            if account_id is not None:
+                verdict = "minor" if minor_finding else "adult" if (
+                    record["highly_effective"] and outcome == "over_threshold"
+                    and category == "verification") else None
+                if verdict is not None:
+                    for hook in self.age_signals.age_known_hooks:
+                        hook(account_id, verdict, actor)
+            return {"assurance_id": assurance_id, "account_id": account_id,
+                    "highly_effective": record["highly_effective"], "why": record["why"],
+                    "action": record["action"]}
+
+        return Staged(write, after)
 
     def _check(self, method: str, outcome: str, observed_at: datetime, now: datetime,
                jurisdiction: str | None, threshold_age: int,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable, Sequence
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 from cryptography import x509
 
@@ -23,7 +23,7 @@ from agegate.clock import Clock, iso
 from agegate.crypto import Hasher, new_id
 from agegate.errors import Conflict, NotFound, ValidationFailed
 from agegate.metrics import CREDENTIAL_CHECKS
-from agegate.services.assurance import OWN_PROVIDER
+from agegate.services.assurance import OWN_PROVIDER, Staged
 from agegate.services.audit import AuditTrail, transact
 from agegate.storage import keys
 from agegate.storage.credentials import CredentialStore
@@ -42,27 +42,45 @@ DCQL_QUERY: dict[str, Any] = {
 }
 NONCE_BYTES = 24  # 192 random bits (the contract asks for at least 128)
 
-# Called with (account_id or None, verdict, request_id, check_id, actor) for a verified answer:
-# records it as an assurance result (services/assurance.py, `assurance_recorder` below).
-AssuranceRecorder = Callable[[str | None, mdoc.Verdict, str, str, str], Any]
+# Called inside the answer's unit of work, before its `pipe.multi()`, with (pipe, account_id or
+# None, verdict, request_id, actor, the unit's shard) for a verified answer: stages it as an
+# assurance result in that same unit (services/assurance.py `stage`; `assurance_stager` below),
+# or answers None when nothing is to be recorded.
+AssuranceStager = Callable[[Any, str | None, mdoc.Verdict, str, str, int], "Staged | None"]
 
 
-def assurance_recorder(assurance: Any, clock: Clock) -> AssuranceRecorder:
+def assurance_stager(assurance: Any, clock: Clock) -> AssuranceStager:
     """A verified answer as a `digital_identity` assurance result (a verification method):
     `over_18` is `over_threshold`, which admits a pending_assurance account; `not_over_18` is
     `under_threshold`, an under-18 finding (the account is restricted and a reviewer sees one
-    `age_signal` case). The evidence id is the request id; nothing of the credential goes in."""
-    def record(account_id: str | None, verdict: mdoc.Verdict, request_id: str, check_id: str,
-               actor: str) -> None:
-        try:
-            assurance.record(
-                account_id, method="digital_identity", provider=OWN_PROVIDER,
-                evidence_id=request_id, observed_at=clock.now(), actor=actor,
-                outcome="over_threshold" if verdict.result == "over_18" else "under_threshold")
-        except Conflict:  # a terminated account: its identity blocks answer its age checks
-            pass
+    `age_signal` case). The evidence id is the request id; nothing of the credential goes in.
+    Recorded in the answer's own unit of work, so an answer is never used up without it."""
+    def stage(pipe: Any, account_id: str | None, verdict: mdoc.Verdict, request_id: str,
+              actor: str, shard: int) -> Staged | None:
+        result = {"method": "digital_identity", "provider": OWN_PROVIDER,
+                  "evidence_id": request_id, "actor": actor,
+                  "outcome": "over_threshold" if verdict.result == "over_18"
+                  else "under_threshold"}
+        if account_id is not None and \
+                keys.shard_of(assurance.hasher.account(account_id)) != shard:
+            # An account first named under an older secret key when the request was made and
+            # under the new primary key now (a key rotation within the request's five
+            # minutes) lives in another slot: its record is its own unit, right after.
+            def alone(_: dict[str, Any]) -> dict[str, Any]:
+                try:
+                    return dict(assurance.record(account_id, observed_at=clock.now(),
+                                                 **result))
+                except Conflict:  # a terminated account: its blocks answer its age checks
+                    return {}
 
-    return record
+            return Staged(lambda pipe, chain: {}, alone)
+        try:
+            return cast(Staged, assurance.stage(pipe, account_id, shard=shard,
+                                                observed_at=clock.now(), **result))
+        except Conflict:  # a terminated account: its identity blocks answer its age checks
+            return None
+
+    return stage
 
 
 class CredentialService:
@@ -77,7 +95,7 @@ class CredentialService:
         self.retention = retention
         self.origins = frozenset(origins)
         self.anchors = list(anchors)
-        self.assurance_recorders: list[AssuranceRecorder] = []
+        self.assurance_stagers: list[AssuranceStager] = []
 
     def create(self, data: dict[str, Any]) -> dict[str, Any]:
         """A new single-use request for one of the configured origins."""
@@ -118,7 +136,7 @@ class CredentialService:
         # audit entry (one slot: the request's shard): a unit that did not apply (a lost
         # connection, too few replicas confirming it) leaves the request open for a retry
         # instead of used up with nothing recorded.
-        def write(pipe: Any) -> tuple[str | None, mdoc.Verdict]:
+        def write(pipe: Any) -> tuple[mdoc.Verdict, list[tuple[Staged, dict[str, Any]]]]:
             request = self.store.read(pipe, request_id)
             if request is None:
                 raise Conflict("This credential request was already answered or has expired.")
@@ -136,6 +154,9 @@ class CredentialService:
                 blocked = identifiers + (
                     self.store.verify_session_identifiers(request["session"])
                     if request.get("session") else [])
+            staged = [found for stage in self.assurance_stagers
+                      if verdict.result != "rejected" and (found := stage(
+                          pipe, account_id, verdict, request_id, actor, shard)) is not None]
             chain = self.audit.begin(pipe)
             pipe.multi()
             self.store.queue_take(pipe, request_id)
@@ -148,14 +169,13 @@ class CredentialService:
                                   "result": verdict.result, "reason": verdict.reason,
                                   "doctype": verdict.doctype,
                                   "issuer_fingerprint": verdict.issuer_fingerprint})
-            return account_id, verdict
+            return verdict, [(found, found.write(pipe, chain)) for found in staged]
 
-        account_id, verdict = transact(self.identities.r, write,
-                                       keys.credential_request(request_id))
+        verdict, recorded = transact(self.identities.r, write,
+                                     keys.credential_request(request_id))
         CREDENTIAL_CHECKS.labels(verdict.result, verdict.reason or "").inc()
-        if verdict.result != "rejected":
-            for record in self.assurance_recorders:
-                record(account_id, verdict, request_id, check_id, actor)
+        for found, record in recorded:
+            found.after(record)
         return {"request_id": request_id, "result": verdict.result, "reason": verdict.reason,
                 "check_id": check_id}
 

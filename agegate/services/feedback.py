@@ -16,6 +16,7 @@ from typing import Any
 
 import redis
 
+from agegate import features as F
 from agegate.clock import Clock
 from agegate.storage.accounts import AccountStore
 from agegate.storage.feedback import FeedbackStore
@@ -48,7 +49,7 @@ class FeedbackService:
         if vector is None:
             return None
         return {"x": [round(v, 4) for v in vector], "model": model.version,
-                "text_model": model.text_version}
+                "text_model": model.text_version, "features": F.ACCOUNT_LAYOUT}
 
     def record(self, captured: dict[str, Any] | None, verdict: str) -> None:
         """Store one example once its decision has landed; a failure here never undoes the
