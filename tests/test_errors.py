@@ -103,3 +103,29 @@ def test_unexpected_error_is_a_generic_500_without_the_exception_text(app, caplo
 @pytest.mark.parametrize("path", ["/healthz", "/readyz", "/openapi.json"])
 def test_wrong_method_on_service_routes_is_405(client, path):
     assert_error(client.post(path, json={}), 405, "method_not_allowed")
+
+
+def test_an_unknown_body_field_is_422_on_every_post_route_also_those_taking_no_body(app, client):
+    """API.md: unknown fields in a request body are a 422 (usually a caller's typo). A route
+    that takes no body is no exception: `{"case_id": ...}` posted to the claims route would
+    otherwise lease the top case, not the one the caller named."""
+    from agegate.auth import PUBLIC, required_roles
+
+    routes, accepted = 0, []
+    for rule in app.url_map.iter_rules():
+        if "POST" not in rule.methods or rule.endpoint.startswith(("console.", "static")):
+            continue
+        path = rule.rule
+        for argument in rule.arguments:
+            path = path.replace(f"<string:{argument}>", "x1")
+        needed = required_roles(app, rule.endpoint)
+        headers = {} if needed is PUBLIC else auth(
+            "admin" if {"reviewer", "admin"} & needed else sorted(needed)[0])
+        response = client.post(path, json={"no_such_field": 1}, headers=headers)
+        routes += 1
+        if response.status_code != 422:
+            accepted.append((path, response.status_code))
+            continue
+        error = assert_error(response, 422, "validation_error")
+        assert error["fields"].get("no_such_field") == ["Unknown field."], (path, error)
+    assert routes >= 20 and accepted == []

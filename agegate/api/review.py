@@ -7,7 +7,7 @@ from flask_smorest import Blueprint
 from agegate.api import actor, services
 from agegate.auth import roles
 from agegate.clock import iso
-from agegate.schemas.common import ErrorSchema
+from agegate.schemas.common import ErrorSchema, NoBodySchema
 from agegate.schemas.review import (
     CaseListQuerySchema,
     CaseListSchema,
@@ -32,10 +32,11 @@ def list_cases(query):
 
 @blp.route("/claims", methods=["POST"])
 @blp.arguments(ClaimQuerySchema, location="query")
+@blp.arguments(NoBodySchema, required=False)
 @blp.response(200, ClaimSchema)
 @blp.alt_response(204, description="The queue is empty")
 @roles("reviewer")
-def claim_next(query):
+def claim_next(query, _body):
     """Lease the top open case; an unfinished lease expires and the case goes back."""
     claimed = services().review.claim_next(actor(), query.get("kind"))
     if claimed is None:
@@ -57,11 +58,12 @@ def get_case(case_id):
 
 
 @blp.route("/cases/<string:case_id>/claim", methods=["POST"])
+@blp.arguments(NoBodySchema, required=False)
 @blp.response(200, ClaimSchema)
 @blp.alt_response(404, schema=ErrorSchema, description="No such case")
 @blp.alt_response(409, schema=ErrorSchema, description="The case is not open")
 @roles("reviewer")
-def claim_case(case_id):
+def claim_case(_body, case_id):
     """Lease one particular open case (the reviewer console)."""
     case, until = services().review.claim(case_id, actor())
     return {"case": case, "lease_expires_at": iso(until)}

@@ -7,7 +7,7 @@ from flask_smorest import Blueprint
 
 from agegate.api import actor, services
 from agegate.auth import roles
-from agegate.schemas.common import ErrorSchema
+from agegate.schemas.common import ErrorSchema, NoBodySchema
 from agegate.schemas.webhooks import (
     DeliveryListQuerySchema,
     DeliveryListSchema,
@@ -53,10 +53,11 @@ def delete_webhook(webhook_id):
 
 
 @blp.route("/<string:webhook_id>/secret", methods=["POST"])
+@blp.arguments(NoBodySchema, required=False)
 @blp.response(200, SecretRotatedSchema)
 @blp.alt_response(404, schema=ErrorSchema, description="No such webhook")
 @roles("admin")
-def rotate_secret(webhook_id):
+def rotate_secret(_body, webhook_id):
     """A new secret; the old one also signs for 24 hours."""
     return services().webhooks.rotate(webhook_id, actor=actor())
 

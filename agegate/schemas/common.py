@@ -23,6 +23,11 @@ class StrictBoolean(fields.Boolean):
         return value
 
 
+class NoBodySchema(StrictSchema):
+    """The body of a route that takes none: nothing, `{}`, or a 422 naming each field sent
+    (`{"case_id": ...}` posted to the claims route is a typo to refuse, not to ignore)."""
+
+
 # The same rule as a regular expression, for values that come from headers.
 IDENTIFIER = re.compile(r"^[\x21-\x7e]{1,256}$")
 
