@@ -37,7 +37,7 @@ IDEMPOTENCY_KEY = {
 
 
 @blp.route("/<string:account_id>/signals", methods=["POST"])
-@blp.arguments(SignalsRequestSchema)
+@blp.arguments(SignalsRequestSchema())
 @blp.doc(parameters=[IDEMPOTENCY_KEY])
 @blp.response(200, ScoreSchema)
 @blp.alt_response(409, schema=ErrorSchema,
@@ -72,7 +72,7 @@ def get_account(account_id):
 
 
 @blp.route("/<string:account_id>/verification", methods=["POST"])
-@blp.arguments(VerificationRequestSchema)
+@blp.arguments(VerificationRequestSchema())
 @blp.response(200, AccountSchema)
 @blp.alt_response(404, schema=ErrorSchema, description="An account never seen")
 @blp.alt_response(403, schema=ErrorSchema,

@@ -21,7 +21,7 @@ blp = Blueprint("webhooks", __name__, url_prefix="/v1/admin/webhooks", descripti
 
 
 @blp.route("", methods=["POST"])
-@blp.arguments(WebhookRequestSchema)
+@blp.arguments(WebhookRequestSchema())
 @blp.response(201, WebhookCreatedSchema)
 @blp.alt_response(422, schema=ErrorSchema,
                   description="Not https (or allowed http), credentials in the URL, a "
@@ -53,7 +53,7 @@ def delete_webhook(webhook_id):
 
 
 @blp.route("/<string:webhook_id>/secret", methods=["POST"])
-@blp.arguments(NoBodySchema, required=False)
+@blp.arguments(NoBodySchema(), required=False)
 @blp.response(200, SecretRotatedSchema)
 @blp.alt_response(404, schema=ErrorSchema, description="No such webhook")
 @roles("admin")
@@ -63,7 +63,7 @@ def rotate_secret(_body, webhook_id):
 
 
 @blp.route("/<string:webhook_id>/deliveries", methods=["GET"])
-@blp.arguments(DeliveryListQuerySchema, location="query")
+@blp.arguments(DeliveryListQuerySchema(), location="query")
 @blp.response(200, DeliveryListSchema)
 @blp.alt_response(404, schema=ErrorSchema, description="No such webhook")
 @roles("admin")
