@@ -1,53 +1,70 @@
 """Requests to URLs an admin typed (webhooks), without server-side request forgery.
 
-A request to a typed URL is a request on that person's behalf from inside our network. So:
-- the URL must be https:// (http:// only when the operator allows it), with a host and no
-  credentials;
-- its host is resolved, and every address it resolves to must be public (the `ipaddress`
-  module's own tests: not loopback, private (RFC 1918, RFC 4193), link-local (169.254/16 with
-  the cloud metadata service, fe80::/10), shared (CGNAT 100.64/10), multicast, reserved or
-  unspecified), looking through IPv6 forms that carry an IPv4 address (::ffff:a.b.c.d,
-  6to4); names like `localhost` and spellings like `127.1`, `2130706433` or `0177.0.0.1` are
-  what the resolver makes of them, so they are caught by the same test. An operator allows an
-  internal network on purpose with AGEGATE_WEBHOOK_ALLOWED_NETWORKS;
-- this is done at registration and again at every delivery, and the delivery connects to the
-  address it vetted (never resolving again, so a DNS answer that changes in between, "DNS
-  rebinding", cannot redirect it); TLS still verifies the certificate for the URL's host name
-  (SNI);
-- redirects are never followed, and the whole request (resolution, connection, TLS, sending,
-  the reply's status line and headers) has one deadline: a receiver that answers one byte a
-  second is cut off at the deadline, not after each read.
+A request to a typed URL is a request on that person's behalf from inside our network. The
+guard is the `ssrfguard` package (its `Policy` and its httpx client): https:// only (http://
+when the operator allows it), no credentials in the URL, no control characters; the host is
+resolved once, every address it resolves to must be public (its IANA address table: loopback,
+private, link-local with the cloud metadata service, shared/CGNAT, multicast, reserved,
+documentation, benchmarking, unspecified, with IPv4-mapped, 6to4 and NAT64 forms judged by the
+IPv4 address they carry), and the connection goes to the address it checked, so a DNS answer
+that changes in between ("DNS rebinding") cannot redirect it, while TLS still verifies the
+certificate for the URL's host name (httpcore sends it as SNI). Encoded hosts (`127.1`,
+`2130706433`, `0177.0.0.1`) are refused as written. AGEGATE_WEBHOOK_ALLOWED_NETWORKS becomes the
+policy's `allowed_networks`; any port may be named (the policy's default is 80 and 443 only).
+This is checked at registration (`vet`) and again at every delivery (`post`: a new client, so
+a new lookup), and redirects are never followed.
 
-What a failed request reports is a short reason class only (never an address, a port's state
-beyond it, or the receiver's text): `timeout`, `refused` (no connection: nothing listens, the
-name does not resolve, TLS fails), `not_http` (a reply that is not HTTP), `status` (a non-2xx
-status, reported with its code), `blocked` (the host now resolves to an address that is not
-allowed).
+What stays here, because ssrfguard does not do it:
+- one deadline for a whole delivery. httpx's timeouts are per phase (a receiver answering one
+  byte a second never trips a read timeout) and ssrfguard's connect timeout is per address
+  tried (`ssrfguard/_connect.py`: "timeout: Seconds to wait per attempt, not for the
+  sequence"), so the request runs under `asyncio.timeout`, which cancels whatever phase it is
+  in. The name lookup is the one phase cancellation cannot reach (`socket.getaddrinfo` takes no
+  timeout, `ssrfguard/_resolve.py`: "a known denial-of-service surface ... the caller's to
+  supervise", and the async client runs it in a thread that is not abandoned on cancel), so the
+  resolver handed to ssrfguard (its `resolver=` seam) gives up on a lookup at the deadline.
+  ssrfguard's own `UdpResolver` has a deadline but skips /etc/hosts and search domains;
+- the reason classes the delivery log shows, mapped from ssrfguard's and httpx's exceptions,
+  and the 422 texts at registration (ssrfguard's messages name the addresses and ranges it
+  refused, which are never shown): `timeout`, `refused` (no connection: nothing listens, the
+  name does not resolve, TLS fails, a reset), `not_http` (a reply that is not HTTP, or whose
+  status line or header count is past http.client's limits, which defined this class before),
+  `status` (a non-2xx, reported with its code), `blocked` (the URL or an address it resolves to
+  is not allowed). Never an address, a port's state beyond it, or the receiver's text.
 """
 
 from __future__ import annotations
 
-import http.client
+import asyncio
 import ipaddress
 import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+import httpx
+from ssrfguard import BlockedAddressError, BlockedURLError, Policy, SSRFGuardError, Target, resolve
+from ssrfguard import Resolver as Resolver
+from ssrfguard.httpx import AsyncClient
+
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-# host, port -> the addresses it resolves to (strings, as getaddrinfo gives them).
-Resolver = Callable[[str, int], list[str]]
 
 TIMEOUT = "timeout"
 REFUSED = "refused"
 NOT_HTTP = "not_http"
 STATUS = "status"
 BLOCKED = "blocked"
+
+NOT_PUBLIC = ("The host resolves to an address that is not public (loopback, private, "
+              "link-local, shared, multicast or reserved).")
+# http.client's limits, by which `not_http` was defined before httpx (h11 allows 100 KB for
+# the whole head instead).
+_MAX_LINE = 65536
+_MAX_HEADERS = 100
 
 
 class UnsafeUrl(ValueError):
@@ -56,17 +73,6 @@ class UnsafeUrl(ValueError):
     def __init__(self, message: str, reason: str = BLOCKED) -> None:
         super().__init__(message)
         self.reason = reason
-
-
-@dataclass(frozen=True)
-class Target:
-    """A vetted URL: where to connect (`addresses`) and what to ask for."""
-
-    scheme: str
-    host: str
-    port: int
-    path: str
-    addresses: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -81,238 +87,150 @@ class Reply:
         return self.status is not None and 200 <= self.status < 300
 
 
+def _policy(allow_http: bool, networks: Sequence[IPNetwork]) -> Policy:
+    return Policy(allowed_schemes=frozenset({"https", "http"} if allow_http else {"https"}),
+                  allowed_networks=tuple(networks), allowed_ports=frozenset(range(1, 65536)))
+
+
 def parse_networks(raw: Sequence[str]) -> tuple[IPNetwork, ...]:
-    """CIDRs (`127.0.0.0/8`, `fd00::/8`); a ValueError names the bad one."""
+    """CIDRs (`127.0.0.0/8`, `fd00::/8`); a ValueError names the bad one, or says why the
+    policy refuses it (a network inside a prefix that carries IPv4 addresses, like NAT64's)."""
     networks = []
     for text in raw:
         try:
             networks.append(ipaddress.ip_network(text.strip(), strict=False))
         except ValueError:
             raise ValueError(f"{text.strip()!r} is not a network (CIDR)") from None
+    _policy(False, networks)  # raises a ValueError that names the network
     return tuple(networks)
 
 
-def system_resolver(host: str, port: int) -> list[str]:
-    """Every address the system resolver gives for a host (IPv4 and IPv6)."""
-    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
-    return [str(info[4][0]) for info in infos]
+def _bounded(lookup: Resolver, deadline: float) -> Resolver:
+    """`lookup` (getaddrinfo's shape) given up on at `deadline`: getaddrinfo takes no timeout,
+    so a name is looked up on a daemon thread that is abandoned when late."""
 
-
-def _embedded_ipv4(address: IPAddress) -> IPAddress:
-    """The IPv4 address an IPv6 address stands for (mapped ::ffff:a.b.c.d, 6to4), else itself."""
-    if isinstance(address, ipaddress.IPv6Address):
-        return address.ipv4_mapped or address.sixtofour or address
-    return address
-
-
-def _public(address: IPAddress) -> bool:
-    return address.is_global and not (
-        address.is_multicast or address.is_reserved or address.is_unspecified
-        or address.is_loopback or address.is_link_local or address.is_private)
-
-
-class OutboundPolicy:
-    """Vets URLs and sends one bounded, non-redirected POST to a vetted address."""
-
-    def __init__(self, *, allow_http: bool = False, allowed_networks: Sequence[IPNetwork] = (),
-                 resolver: Resolver = system_resolver) -> None:
-        self.allow_http = allow_http
-        self.allowed_networks = tuple(allowed_networks)
-        self.resolver = resolver
-
-    # -- vetting ---------------------------------------------------------------------------
-    def allowed(self, text: str) -> bool:
-        """Whether one resolved address may be connected to."""
-        try:
-            address = ipaddress.ip_address(text)
-        except ValueError:  # e.g. a scoped IPv6 address (fe80::1%eth0)
-            return False
-        inner = _embedded_ipv4(address)
-        if any(a in net for net in self.allowed_networks for a in {address, inner}
-               if a.version == net.version):
-            return True
-        # An IPv6 form of an IPv4 address is judged by the IPv4 address it reaches.
-        return _public(inner)
-
-    def parse(self, url: str) -> tuple[str, str, int, str]:
-        """scheme, host, port, path (with query) of an acceptable URL shape; UnsafeUrl if not."""
-        try:
-            parts = urlsplit(url)
-            parts.hostname  # noqa: B018 - raises for a malformed IPv6 literal
-        except ValueError:
-            raise UnsafeUrl("The URL is not valid.") from None
-        schemes = ("https", "http") if self.allow_http else ("https",)
-        if parts.scheme not in schemes or not parts.hostname:
-            raise UnsafeUrl("Use an https:// URL with a host." if not self.allow_http
-                            else "Use an http:// or https:// URL with a host.")
-        if parts.username or parts.password:
-            raise UnsafeUrl("Put no credentials in the URL; verify the signature instead.")
-        try:
-            port = parts.port or (443 if parts.scheme == "https" else 80)
-        except ValueError:
-            raise UnsafeUrl("The port is not valid.") from None
-        if port < 1:
-            raise UnsafeUrl("The port is not valid.")
-        path = parts.path or "/"
-        if parts.query:
-            path += "?" + parts.query
-        if any(ord(c) < 33 or ord(c) == 127 for c in path):
-            raise UnsafeUrl("The path must not contain spaces or control characters.")
-        return parts.scheme, parts.hostname, port, path
-
-    def vet(self, url: str, timeout: float = 5.0) -> Target:
-        """Resolve the URL's host and check every address; UnsafeUrl when any is not allowed
-        (reason `blocked`), the name does not resolve (`refused`) or resolving is too slow
-        (`timeout`)."""
-        scheme, host, port, path = self.parse(url)
-        addresses = self._resolve(host, port, timeout)
-        if not addresses:
-            raise UnsafeUrl("The host does not resolve.", REFUSED)
-        if not all(self.allowed(a) for a in addresses):
-            raise UnsafeUrl("The host resolves to an address that is not public (loopback, "
-                            "private, link-local, shared, multicast or reserved).")
-        return Target(scheme, host, port, path, tuple(dict.fromkeys(addresses)))
-
-    def _resolve(self, host: str, port: int, timeout: float) -> list[str]:
-        """The resolver's answer within `timeout` (getaddrinfo has no timeout of its own, so it
-        runs on a daemon thread that is abandoned when late)."""
+    def resolver(host: str, port: int, *args: Any) -> list[Any]:
+        if len(args) > 3 and args[3] & socket.AI_NUMERICHOST:  # a literal: nothing to wait for
+            return list(lookup(host, port, *args))
         result: dict[str, Any] = {}
 
         def run() -> None:
             try:
-                result["addresses"] = self.resolver(host, port)
-            except (OSError, UnicodeError, ValueError):
-                result["addresses"] = []
+                result["answer"] = list(lookup(host, port, *args))
+            except BaseException as error:  # noqa: BLE001 - handed to the caller below
+                result["error"] = error
 
         thread = threading.Thread(target=run, name="agegate-resolve", daemon=True)
         thread.start()
-        thread.join(max(timeout, 0.0))
-        if "addresses" not in result:
-            raise UnsafeUrl("The host did not resolve in time.", TIMEOUT)
-        return list(result["addresses"])
+        thread.join(max(deadline - time.monotonic(), 0.0))
+        if thread.is_alive():
+            raise TimeoutError("the name did not resolve in time")
+        if "error" in result:
+            raise result["error"]
+        return list(result["answer"])
 
-    # -- sending ---------------------------------------------------------------------------
+    return resolver
+
+
+class OutboundPolicy:
+    """Vets URLs and sends one bounded, non-redirected POST, through ssrfguard."""
+
+    def __init__(self, *, allow_http: bool = False, allowed_networks: Sequence[IPNetwork] = (),
+                 resolver: Resolver = socket.getaddrinfo) -> None:
+        self.allow_http = allow_http
+        self.policy = _policy(allow_http, allowed_networks)
+        # getaddrinfo's shape; ssrfguard checks whatever it answers.
+        self.resolver = resolver
+        # The system's trust store (and SSL_CERT_FILE), as Python's default; hostname checked.
+        self.tls = ssl.create_default_context()
+
+    def parse(self, url: str) -> tuple[str, str, int, str]:
+        """scheme, host, port, path (with query) of an acceptable URL; UnsafeUrl if not. No
+        lookup: a literal address is judged here, a name only by `vet`."""
+        target = self._checked(url)
+        parts = urlsplit(url)
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        return target.scheme, target.host, target.port, path
+
+    def _checked(self, url: str) -> Target:
+        try:
+            return self.policy.check_url(url)
+        except BlockedURLError as refused:
+            raise UnsafeUrl(self._why(url, refused)) from None
+
+    def vet(self, url: str, timeout: float = 5.0) -> None:
+        """Check the URL and every address its host resolves to; UnsafeUrl when any is not
+        allowed (reason `blocked`), the name does not resolve (`refused`) or resolving is too
+        slow (`timeout`)."""
+        target = self._checked(url)
+        try:
+            resolve(target, policy=self.policy,
+                    resolver=_bounded(self.resolver, time.monotonic() + timeout))
+        except BlockedAddressError:
+            raise UnsafeUrl(NOT_PUBLIC) from None
+        except TimeoutError:
+            raise UnsafeUrl("The host did not resolve in time.", TIMEOUT) from None
+        except (OSError, ValueError):  # socket.gaierror, UnicodeError
+            raise UnsafeUrl("The host does not resolve.", REFUSED) from None
+
+    def _why(self, url: str, refused: BlockedURLError) -> str:
+        """Our 422 text for one of ssrfguard's URL refusals (whose text names addresses)."""
+        if isinstance(refused.__cause__, BlockedAddressError):
+            return NOT_PUBLIC
+        try:
+            parts = urlsplit(url)
+            host = parts.hostname
+        except ValueError:
+            return "The URL is not valid."
+        if parts.scheme.lower() not in self.policy.allowed_schemes or not host:
+            return ("Use an http:// or https:// URL with a host." if self.allow_http
+                    else "Use an https:// URL with a host.")
+        if parts.username is not None or parts.password is not None:
+            return "Put no credentials in the URL; verify the signature instead."
+        try:
+            if parts.port == 0:
+                return "The port is not valid."
+        except ValueError:
+            return "The port is not valid."
+        if any(ord(c) < 33 or ord(c) == 127 for c in url):
+            return "The URL must not contain spaces or control characters."
+        return "The host is not a valid name or address."
+
     def post(self, url: str, body: bytes, headers: dict[str, str],
              timeout: float = 5.0) -> Reply:
-        """POST once within `timeout` seconds in all; never raises for what the receiver (or
-        its name, or the network) does."""
+        """POST once within `timeout` seconds in all (the reply's body is not read); never
+        raises for what the receiver (or its name, or the network) does."""
         deadline = time.monotonic() + timeout
         try:
-            target = self.vet(url, timeout)
-        except UnsafeUrl as refused:
-            return Reply(None, refused.reason)
-        connection = _connection(target, deadline)
-        watchdog = threading.Timer(max(deadline - time.monotonic(), 0.0), connection.abort)
-        watchdog.daemon = True
-        watchdog.start()
-        try:
-            connection.request("POST", target.path, body=body, headers=headers)
-            status = connection.getresponse().status
+            status, head_ok = asyncio.run(self._post(url, body, headers, deadline))
+        except SSRFGuardError:
+            return Reply(None, BLOCKED)
         except Exception as error:  # noqa: BLE001 - every failure is one classified attempt
             return Reply(None, _classify(error, deadline))
-        finally:
-            watchdog.cancel()
-            connection.finish()
         if time.monotonic() > deadline:
             return Reply(None, TIMEOUT)
-        if 200 <= status < 300:
-            return Reply(status, None)
-        return Reply(status, STATUS)
+        if not head_ok:
+            return Reply(None, NOT_HTTP)
+        return Reply(status, None if 200 <= status < 300 else STATUS)
+
+    async def _post(self, url: str, body: bytes, headers: dict[str, str],
+                    deadline: float) -> tuple[int, bool]:
+        left = max(deadline - time.monotonic(), 0.0)
+        async with asyncio.timeout(left), AsyncClient(
+                policy=self.policy, resolver=_bounded(self.resolver, deadline),
+                verify=self.tls, trust_env=False, follow_redirects=False,
+                timeout=left) as client:
+            async with client.stream("POST", url, content=body, headers=headers) as response:
+                head_ok = (len(response.reason_phrase) <= _MAX_LINE
+                           and len(response.headers.raw) <= _MAX_HEADERS)
+                return response.status_code, head_ok
 
 
 def _classify(error: BaseException, deadline: float) -> str:
-    if time.monotonic() >= deadline or isinstance(error, TimeoutError):
+    if time.monotonic() >= deadline or isinstance(error, (TimeoutError, httpx.TimeoutException)):
         return TIMEOUT
-    if isinstance(error, http.client.HTTPException):  # BadStatusLine, LineTooLong, ...
+    if isinstance(error, httpx.ProtocolError):  # not HTTP, or it closed without a reply
         return NOT_HTTP
-    if isinstance(error, OSError):  # refused, reset, unreachable, TLS (ssl.SSLError)
+    if isinstance(error, (httpx.NetworkError, OSError)):  # refused, reset, TLS, no such name
         return REFUSED
     return NOT_HTTP
-
-
-class _Guarded:
-    """What both connection kinds add: connect only to vetted addresses, each step bounded by
-    what is left of the deadline, and an abort the watchdog calls at the deadline."""
-
-    target: Target
-    deadline: float
-    sock: Any
-
-    def _setup(self, target: Target, deadline: float) -> None:
-        self.target = target
-        self.deadline = deadline
-        self._lock = threading.Lock()
-        self._handle: socket.socket | None = None
-        self._done = False
-        # http.client connects through this attribute: connect to what was vetted, never to
-        # what the name resolves to now.
-        self._create_connection = self._open
-
-    def _remaining(self) -> float:
-        left = self.deadline - time.monotonic()
-        if left <= 0:
-            raise TimeoutError("deadline")
-        return left
-
-    def _open(self, address: Any, timeout: Any = None, source_address: Any = None
-              ) -> socket.socket:
-        last: OSError = ConnectionRefusedError("no address")
-        for ip in self.target.addresses:
-            family = socket.AF_INET6 if ":" in ip else socket.AF_INET
-            sock = socket.socket(family, socket.SOCK_STREAM)
-            try:
-                sock.settimeout(self._remaining())
-                sock.connect((ip, self.target.port))
-            except OSError as error:
-                sock.close()
-                if isinstance(error, TimeoutError):
-                    raise
-                last = error
-                continue
-            with self._lock:
-                if self._done:
-                    sock.close()
-                    raise TimeoutError("deadline")
-                # A second handle on the same connection: shutting it down unblocks whatever
-                # read or write (TLS included) the sending thread is in.
-                self._handle = sock.dup()
-            sock.settimeout(self._remaining())
-            return sock
-        raise last
-
-    def abort(self) -> None:
-        with self._lock:
-            self._done = True
-            if self._handle is not None:
-                try:
-                    self._handle.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-    def finish(self) -> None:
-        with self._lock:
-            self._done = True
-            if self._handle is not None:
-                self._handle.close()
-                self._handle = None
-        self.close()  # type: ignore[attr-defined]
-
-
-class _HTTP(_Guarded, http.client.HTTPConnection):
-    def __init__(self, target: Target, deadline: float) -> None:
-        http.client.HTTPConnection.__init__(self, target.host, target.port,
-                                            timeout=max(deadline - time.monotonic(), 0.001))
-        self._setup(target, deadline)
-
-
-class _HTTPS(_Guarded, http.client.HTTPSConnection):
-    def __init__(self, target: Target, deadline: float) -> None:
-        # The default context verifies the chain and the URL's host name (sent as SNI).
-        http.client.HTTPSConnection.__init__(self, target.host, target.port,
-                                             timeout=max(deadline - time.monotonic(), 0.001),
-                                             context=ssl.create_default_context())
-        self._setup(target, deadline)
-
-
-def _connection(target: Target, deadline: float) -> _HTTP | _HTTPS:
-    return _HTTPS(target, deadline) if target.scheme == "https" else _HTTP(target, deadline)
