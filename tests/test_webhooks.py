@@ -16,6 +16,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -375,10 +376,12 @@ def test_each_delivery_vets_the_address_again_and_connects_to_what_it_vetted(
     attacker = _listener("127.0.0.2")  # not allowed: a rebound answer points here
     answers: list[str] = []
 
-    def rebinding(host: str, port: int) -> list[str]:
+    def rebinding(host: str, port: int, *args: object) -> list[tuple]:
+        """A resolver in getaddrinfo's shape (ssrfguard's `resolver=` seam)."""
         assert host == "hooks.test"
         answers.append("127.0.0.1" if len(answers) % 2 == 0 else "127.0.0.2")
-        return [answers[-1]]
+        return [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "",
+                 (answers[-1], port))]
 
     app.extensions["agegate"].webhooks.policy.resolver = rebinding
     receiver.refuse_first = False
@@ -400,6 +403,102 @@ def test_each_delivery_vets_the_address_again_and_connects_to_what_it_vetted(
     with pytest.raises(BlockingIOError):
         attacker.accept()  # nothing ever connected to the rebound address
     attacker.close()
+
+
+def _hooks_test_app(redis_url, tmp_path, clock, answer):
+    """An app allowing http:// and 127.0.0.1 only, whose resolver (ssrfguard's `resolver=`
+    seam, getaddrinfo's shape) answers `answer(port)` for `hooks.test`."""
+    app = create_app(make_config(redis_url, tmp_path, webhook_allow_http=True,
+                                 webhook_allowed_networks=("127.0.0.1/32",)), clock=clock)
+
+    def resolver(host: str, port: int, *args: object) -> list[tuple]:
+        assert host == "hooks.test"
+        return [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (ip, port))
+                for ip in answer(port)]
+
+    app.extensions["agegate"].webhooks.policy.resolver = resolver
+    return app, app.test_client()
+
+
+def test_a_name_answering_an_allowed_and_a_refused_address_is_refused_whole(
+        redis_url, redis_client, tmp_path, clock, receiver):  # noqa: F811
+    """Every answer must be allowed (ssrfguard's on_partial_block="reject"): using only the
+    allowed half would hide a rebinding attempt."""
+    answers = [["127.0.0.1"]]
+    app, client = _hooks_test_app(redis_url, tmp_path, clock, lambda port: answers[-1])
+    receiver.refuse_first = False
+    hook = register(client, f"http://hooks.test:{receiver.port}/hook")
+    answers.append(["127.0.0.1", "10.0.0.1"])
+    response = client.post(URL, json={"url": f"http://hooks.test:{receiver.port}/other",
+                                      "events": ["account.terminated"]}, headers=auth("admin"))
+    assert response.status_code == 422 and list(response.json["error"]["fields"]) == ["url"]
+    assert "10.0.0.1" not in json.dumps(response.json)  # never an address in what is shown
+    terminate(client, "acc-1")
+    run(client)
+    [log] = deliveries(client, hook["webhook_id"])
+    assert (log["status"], log["error"]) == ("retrying", "blocked")
+    assert receiver.requests == []
+
+
+def test_a_name_that_never_resolves_is_cut_at_the_deadline(
+        redis_url, redis_client, tmp_path, clock, receiver):  # noqa: F811
+    """getaddrinfo takes no timeout and the async client resolves on a thread it does not
+    abandon: the lookup is given up on at the delivery's deadline."""
+    stuck = threading.Event()
+    answers = ["127.0.0.1"]
+
+    def answer(port: int) -> list[str]:
+        if not answers:
+            stuck.wait(30)
+        return answers
+
+    app, client = _hooks_test_app(redis_url, tmp_path, clock, answer)
+    hook = register(client, f"http://hooks.test:{receiver.port}/hook")
+    answers.clear()  # from now on the name hangs
+    terminate(client, "acc-1")
+    started = time.monotonic()
+    try:
+        run(client)
+        assert time.monotonic() - started < 5 + 1.5
+        [log] = deliveries(client, hook["webhook_id"])
+        assert (log["status"], log["error"]) == ("retrying", "timeout")
+    finally:
+        stuck.set()
+    assert receiver.requests == []
+
+
+def test_a_proxy_in_the_environment_is_not_used(client, receiver, monkeypatch):  # noqa: F811
+    """A proxy resolves the name itself, out of the guard's reach: deliveries ignore the
+    environment's proxy settings and connect to the vetted address."""
+    proxy = _listener("127.0.0.1")
+    address = f"http://127.0.0.1:{proxy.getsockname()[1]}"
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.setenv(name, address)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    receiver.refuse_first = False
+    hook = register(client, receiver.url)
+    receiver.secrets.append(hook["secret"])
+    terminate(client, "acc-1")
+    run(client)
+    assert deliveries(client, hook["webhook_id"])[0]["status"] == "delivered"
+    proxy.settimeout(0)
+    with pytest.raises(BlockingIOError):
+        proxy.accept()  # nothing went through the proxy
+    proxy.close()
+
+
+def test_the_reply_body_is_not_waited_for(client, raw_server):  # noqa: F811
+    from tests.webhook_receiver import slow_body
+
+    target = raw_server(slow_body)
+    hook = register(client, target.url)
+    terminate(client, "acc-1")
+    started = time.monotonic()
+    run(client)
+    assert time.monotonic() - started < 2
+    [log] = deliveries(client, hook["webhook_id"])
+    assert (log["status"], log["http_status"], log["error"]) == ("delivered", 200, None)
 
 
 def test_a_redirect_is_not_followed(client, raw_server):  # noqa: F811
@@ -490,6 +589,10 @@ def test_webhook_settings_are_read_and_a_bad_network_refuses_to_boot():
     assert not from_env(secret).validate().webhook_allow_http
     with pytest.raises(ConfigError, match="AGEGATE_WEBHOOK_ALLOWED_NETWORKS"):
         from_env({**secret, "AGEGATE_WEBHOOK_ALLOWED_NETWORKS": "10.0.0.0/33"}).validate()
+    # Inside NAT64's prefix: it would allow every IPv4 address behind it, loopback and the
+    # metadata service included (ssrfguard refuses such a policy), so the service does not boot.
+    with pytest.raises(ConfigError, match="AGEGATE_WEBHOOK_ALLOWED_NETWORKS"):
+        from_env({**secret, "AGEGATE_WEBHOOK_ALLOWED_NETWORKS": "64:ff9b::/96"}).validate()
 
 
 # -- rotating AGEGATE_SECRET_KEY ---------------------------------------------------------------

@@ -161,6 +161,17 @@ def dribbles(conn: socket.socket, stop: threading.Event) -> None:
             return
 
 
+def slow_body(conn: socket.socket, stop: threading.Event) -> None:
+    """A 200 at once, then a body that never finishes (one byte a second)."""
+    _read_request(conn)
+    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
+    while not stop.wait(1):
+        try:
+            conn.sendall(b"x")
+        except OSError:
+            return
+
+
 def redirects(conn: socket.socket, stop: threading.Event) -> None:
     _read_request(conn)
     conn.sendall(b"HTTP/1.1 307 Temporary Redirect\r\nLocation: http://127.0.0.1:6379/\r\n"
