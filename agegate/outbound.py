@@ -19,11 +19,13 @@ What stays here, because ssrfguard does not do it:
   byte a second never trips a read timeout) and ssrfguard's connect timeout is per address
   tried (`ssrfguard/_connect.py`: "timeout: Seconds to wait per attempt, not for the
   sequence"), so the request runs under `asyncio.timeout`, which cancels whatever phase it is
-  in. The name lookup is the one phase cancellation cannot reach (`socket.getaddrinfo` takes no
+  in. The name lookup is the one phase cancellation cannot stop (`socket.getaddrinfo` takes no
   timeout, `ssrfguard/_resolve.py`: "a known denial-of-service surface ... the caller's to
-  supervise", and the async client runs it in a thread that is not abandoned on cancel), so the
-  resolver handed to ssrfguard (its `resolver=` seam) gives up on a lookup at the deadline.
-  ssrfguard's own `UdpResolver` has a deadline but skips /etc/hosts and search domains;
+  supervise"; the async client runs it on anyio's worker thread, which stays blocked, and is
+  not a daemon), and registration resolves without any client, so the resolver handed to
+  ssrfguard (its `resolver=` seam) gives up on a lookup at the deadline, leaving only a daemon
+  thread behind. ssrfguard's own `UdpResolver` has a deadline but skips /etc/hosts and search
+  domains;
 - the reason classes the delivery log shows, mapped from ssrfguard's and httpx's exceptions,
   and the 422 texts at registration (ssrfguard's messages name the addresses and ranges it
   refused, which are never shown): `timeout`, `refused` (no connection: nothing listens, the

@@ -442,8 +442,8 @@ def test_a_name_answering_an_allowed_and_a_refused_address_is_refused_whole(
 
 def test_a_name_that_never_resolves_is_cut_at_the_deadline(
         redis_url, redis_client, tmp_path, clock, receiver):  # noqa: F811
-    """getaddrinfo takes no timeout and the async client resolves on a thread it does not
-    abandon: the lookup is given up on at the delivery's deadline."""
+    """getaddrinfo takes no timeout: the lookup is given up on at the delivery's deadline, and
+    no worker thread of the HTTP client (not a daemon) is left blocked in it."""
     stuck = threading.Event()
     answers = ["127.0.0.1"]
 
@@ -462,6 +462,11 @@ def test_a_name_that_never_resolves_is_cut_at_the_deadline(
         assert time.monotonic() - started < 5 + 1.5
         [log] = deliveries(client, hook["webhook_id"])
         assert (log["status"], log["error"]) == ("retrying", "timeout")
+        until = time.monotonic() + 1
+        while time.monotonic() < until and [t for t in threading.enumerate()
+                                            if t.name == "AnyIO worker thread"]:
+            time.sleep(0.05)
+        assert [t.name for t in threading.enumerate() if t.name == "AnyIO worker thread"] == []
     finally:
         stuck.set()
     assert receiver.requests == []
