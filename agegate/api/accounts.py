@@ -31,7 +31,9 @@ IDEMPOTENCY_KEY = {
     "name": "Idempotency-Key", "in": "header", "required": False,
     "description": "The platform's key for this batch of signals (1-256 printable ASCII "
                    "characters): a retry with the same key is applied once and answered as "
-                   "the first time. The signal stream's `id` is the same key.",
+                   "the first time (the same status and body), for a day; the same key with "
+                   "other signals is a 422 idempotency_key_reused. The signal stream's `id` "
+                   "is the same key.",
     "schema": {"type": "string", "minLength": 1, "maxLength": 256, "pattern": "^[!-~]+$"},
 }
 
@@ -42,6 +44,9 @@ IDEMPOTENCY_KEY = {
 @blp.response(200, ScoreSchema)
 @blp.alt_response(409, schema=ErrorSchema,
                   description="account_terminated or processing_stopped")
+@blp.alt_response(422, schema=ErrorSchema, description="validation_error, or "
+                  "idempotency_key_reused: this Idempotency-Key was applied with other "
+                  "signals (nothing is applied)")
 @blp.alt_response(503, schema=ErrorSchema, description="model_unavailable, or "
                   "storage_unavailable (Redis, or too few replicas confirmed the write: retry "
                   "with the same Idempotency-Key after Retry-After)")
