@@ -5,6 +5,10 @@ that send an EXEC have it delivered to Redis, wait until Redis has answered, and
 without passing the answer on: the transaction was applied, the client never heard so.
 Armed with `hold_exec_reply()`, the next connection that sends an EXEC has it applied and then
 hears nothing more, with `held` set: the moment to kill the process that sent it.
+Armed with `lose_replies_to(command, n)`, the same as `lose_exec_replies(n)` for another command
+(e.g. b"XGROUP"): a process that crashed right after sending it.
+Armed with `delay_exec()`, the next connection that sends an EXEC has it kept back (not yet
+sent to Redis, `delayed` set) until `release()`: a slow client, overtaken by another.
 """
 
 from __future__ import annotations
@@ -37,7 +41,11 @@ class ReplyLosingProxy:
         self.port = self.listener.getsockname()[1]
         self.lost = 0  # EXEC replies lost so far
         self._to_lose = 0
+        self._lose_marker = EXEC
         self._hold = False
+        self._delay = False
+        self.delayed = threading.Event()  # an EXEC is being kept back
+        self._released = threading.Event()
         self.held = threading.Event()  # an EXEC was applied and its reply is being held
         self._lock = threading.Lock()
         self._closed = False
@@ -48,8 +56,28 @@ class ReplyLosingProxy:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def lose_exec_replies(self, count: int) -> None:
+        self.lose_replies_to(EXEC, count)
+
+    def lose_replies_to(self, command: bytes, count: int) -> None:
         with self._lock:
             self._to_lose = count
+            self._lose_marker = command
+
+    def delay_exec(self) -> None:
+        with self._lock:
+            self._delay = True
+            self.delayed.clear()
+            self._released.clear()
+
+    def release(self) -> None:
+        self._released.set()
+
+    def _take_delay(self) -> bool:
+        with self._lock:
+            if not self._delay:
+                return False
+            self._delay = False
+            return True
 
     def hold_exec_reply(self) -> None:
         with self._lock:
@@ -90,8 +118,11 @@ class ReplyLosingProxy:
                     data = client.recv(65536)
                     if not data:
                         return
+                    if EXEC in data and self._take_delay():
+                        self.delayed.set()
+                        self._released.wait(30)
                     server.sendall(data)
-                    if EXEC in data and self._take_one():
+                    if self._lose_marker in data and self._take_one():
                         self._drain(server)
                         return  # cut the client off: Redis applied it, the reply is lost
                     if EXEC in data and self._take_hold():

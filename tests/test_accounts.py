@@ -14,7 +14,6 @@ from tests.signals_helpers import (
     flag,
     minor_text,
     not_flagged,
-    post_minor_messages,
     post_signals,
     real_model,
     signals_app,
@@ -78,14 +77,17 @@ def test_flagged_account_gets_one_case_and_rising_score_raises_it(client, app):
     assert first["case_id"]
     case = client.get(f"/v1/review/cases/{first['case_id']}", headers=auth("reviewer")).json
     assert case["kind"] == "classifier" and case["status"] == "open"
-    # More minor-typical messages: the real score rises and raises the same case.
-    second = post_minor_messages(client, "acc-2", 3)
+    # More minor-typical messages: the real score rises and raises the same case, which keeps
+    # the highest score the account reached (a later message may lower it a little).
+    posts = [post_signals(client, "acc-2", [text_signal(minor_text(i))]).json
+             for i in range(3)]
+    second = posts[-1]
     assert second["flagged"] is True
-    assert second["case_id"] == first["case_id"]
-    assert second["score"] > first["score"]
+    assert {p["case_id"] for p in posts} == {first["case_id"]}
+    assert max(p["score"] for p in posts) > first["score"]
     raised = client.get(f"/v1/review/cases/{first['case_id']}", headers=auth("reviewer")).json
     assert raised["priority"] > case["priority"]
-    assert raised["score"] == pytest.approx(second["score"])
+    assert raised["score"] == pytest.approx(max(first["score"], *(p["score"] for p in posts)))
     cases = client.get("/v1/review/cases", headers=auth("reviewer")).json["cases"]
     assert [c["case_id"] for c in cases] == [first["case_id"]]
     account = client.get("/v1/accounts/acc-2", headers=auth("reviewer")).json

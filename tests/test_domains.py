@@ -127,3 +127,31 @@ def test_a_model_without_the_lexicon_holds_the_same_state_without_the_lexicon_su
     with_lex, without = D.service_state(model, lines), D.service_state(bare, lines)
     assert with_lex["lx"] != 0.0 and without["lx"] == 0.0
     assert without_lexicon(with_lex) == without
+
+
+def test_chat_reference_scores_each_sender_out_of_fold_and_transfers_to_nps():
+    from training import chat_reference as R
+
+    rng = np.random.default_rng(3)
+    filler = ["see you at the station", "ok done", "call me later", "where are you now"]
+
+    def texts(marker: str) -> list[str]:
+        return [f"{rng.choice(filler)} {marker}" for _ in range(6)]
+
+    nus = ([{"age_range": "16-20", "messages": texts("zqx")} for _ in range(10)]
+           + [{"age_range": "31-35", "messages": texts("vvk")} for _ in range(10)]
+           + [{"age_range": "21-25", "messages": texts("zqx")}])  # not ranked: left out
+    nps = ([{"room": "teens", "label_minor": True, "posts": texts("zqx")} for _ in range(4)]
+           + [{"room": "20s", "label_minor": False, "posts": texts("vvk")} for _ in range(4)]
+           + [{"room": "40s", "label_minor": False, "posts": ["hi", "zqx"]}])  # < 5 lines
+    (row,) = R.reference(nps, nus, c_values=(10.0,))
+    # A marker only one side writes ranks perfectly, in fold and across media.
+    assert row == {"C": 10.0, "nus_16_20_vs_26_plus_out_of_fold": 1.0,
+                   "nps_all_rooms_from_nus": 1.0, "nps_teens_vs_20s_from_nus": 1.0}
+    # Out of fold: a sender's own words are never in its model. Senders who share nothing
+    # (random six-letter words) are learned by heart in fold, and ranked near a coin out of it.
+    rng = np.random.default_rng(1)
+    solo = ["".join(rng.choice(list("abcdefghijklmnopqrstuvwxyz"), 6)) for _ in range(20)]
+    y = np.asarray([i < 10 for i in range(20)])
+    assert D.roc_auc(y, R._model(10.0).fit(solo, y).decision_function(solo)) >= 0.95
+    assert D.roc_auc(y, R.out_of_fold(solo, y, 10.0)) <= 0.7

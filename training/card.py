@@ -401,7 +401,12 @@ def choice_section(card: dict[str, Any]) -> list[str]:
         "records, and none raised it by 0.03. "
         "Before this, the lexicon's weight was chosen among fitted (0.03: chat at 0.51 / 0.42), "
         "-0.5, -1.0, -1.5 and -2.0: -1.0 is the largest that keeps the Reddit floor (0.95) in "
-        "both directions.",
+        "both directions. Learning chat from the chat sets themselves was no way out either "
+        "(`python -m training.chat_reference`, a reference, not shipped): a character n-gram "
+        "model fitted on NUS senders ranks NUS 16-20 against 26+ at 0.68-0.74 out of fold "
+        "(5 folds by sender, C 0.1-10), below this model's 0.86, and, fitted on all of them, "
+        "NPS dev posters at 0.61-0.68 (teens vs 20s 0.57-0.61): a few hundred people teach "
+        "those people, not chat.",
         "",
         "**Where the threshold lands: sparing young adults over blog recall.** The intercept "
         f"is moved by {YOUNG_ADULT_SHIFT} log-odds: on validation, moves of 0 / -0.25 / -0.4 / "

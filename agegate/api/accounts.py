@@ -28,7 +28,7 @@ def check_account_id(account_id: str) -> None:
 
 
 @blp.route("/<string:account_id>/signals", methods=["POST"])
-@blp.arguments(SignalsRequestSchema)
+@blp.arguments(SignalsRequestSchema())
 @blp.doc(parameters=[idempotency.parameter(
     "this batch of signals (the signal stream's `id` is the same key)")])
 @blp.response(200, ScoreSchema)
@@ -64,7 +64,7 @@ def get_account(account_id):
 
 
 @blp.route("/<string:account_id>/verification", methods=["POST"])
-@blp.arguments(VerificationRequestSchema)
+@blp.arguments(VerificationRequestSchema())
 @blp.response(200, AccountSchema)
 @blp.alt_response(404, schema=ErrorSchema, description="An account never seen")
 @blp.alt_response(403, schema=ErrorSchema,

@@ -13,7 +13,7 @@ blp = Blueprint("age_checks", __name__, url_prefix="/v1", description="Registrat
 
 
 @blp.route("/age-checks", methods=["POST"])
-@blp.arguments(AgeCheckRequestSchema)
+@blp.arguments(AgeCheckRequestSchema())
 @blp.response(200, AgeCheckResponseSchema)
 @blp.alt_response(422, schema=ErrorSchema, description="Invalid date of birth or country")
 @roles("registration")

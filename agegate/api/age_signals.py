@@ -19,7 +19,7 @@ blp = Blueprint("age_signals", __name__, url_prefix="/v1", description="Platform
 
 
 @blp.route("/accounts/<string:account_id>/age-signals", methods=["POST"])
-@blp.arguments(AgeSignalRequestSchema)
+@blp.arguments(AgeSignalRequestSchema())
 @blp.response(200, AgeSignalResponseSchema)
 @blp.alt_response(409, schema=ErrorSchema, description="account_terminated")
 @blp.alt_response(422, schema=ErrorSchema,
@@ -32,7 +32,7 @@ def post_age_signal(data, account_id):
 
 
 @blp.route("/age-signals/revocations", methods=["POST"])
-@blp.arguments(RevocationRequestSchema)
+@blp.arguments(RevocationRequestSchema())
 @blp.response(200, RevocationResponseSchema)
 @blp.alt_response(422, schema=ErrorSchema, description="More than 1,000 install ids, ...")
 @roles("signals")

@@ -14,7 +14,7 @@ blp = Blueprint("appeals", __name__, url_prefix="/v1", description="Appeals")
 
 
 @blp.route("/accounts/<string:account_id>/appeals", methods=["POST"])
-@blp.arguments(AppealRequestSchema)
+@blp.arguments(AppealRequestSchema())
 @blp.response(202, AppealCreatedSchema)
 @blp.alt_response(404, schema=ErrorSchema, description="An account never seen")
 @blp.alt_response(409, schema=ErrorSchema,

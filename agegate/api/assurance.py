@@ -22,7 +22,7 @@ blp = Blueprint("assurance", __name__, url_prefix="/v1", description="Age assura
 
 
 @blp.route("/accounts/<string:account_id>/assurance-results", methods=["POST"])
-@blp.arguments(AssuranceResultRequestSchema)
+@blp.arguments(AssuranceResultRequestSchema())
 @blp.doc(parameters=[idempotency.parameter("this result")])
 @blp.response(200, AssuranceResultSchema)
 @blp.alt_response(409, schema=ErrorSchema, description="account_terminated")
@@ -53,7 +53,7 @@ def get_account_assurance(account_id):
 
 
 @blp.route("/admin/assurance/export", methods=["GET"])
-@blp.arguments(ExportQuerySchema, location="query")
+@blp.arguments(ExportQuerySchema(), location="query")
 @blp.response(200, ExportLineSchema, content_type="application/x-ndjson",
               description="One record per line (NDJSON), keyed by account_ref, never account_id")
 @blp.alt_response(422, schema=ErrorSchema, description="A bad date, to before from, ...")

@@ -12,7 +12,7 @@ blp = Blueprint("audit", __name__, url_prefix="/v1", description="Audit trail")
 
 
 @blp.route("/audit", methods=["GET"])
-@blp.arguments(AuditQuerySchema, location="query")
+@blp.arguments(AuditQuerySchema(), location="query")
 @blp.response(200, AuditListSchema)
 @roles("admin")
 def list_audit(query):

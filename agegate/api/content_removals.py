@@ -19,7 +19,7 @@ blp = Blueprint("content_removals", __name__, url_prefix="/v1",
 
 
 @blp.route("/content-removals", methods=["POST"])
-@blp.arguments(ContentRemovalSchema)
+@blp.arguments(ContentRemovalSchema())
 @blp.response(202, ContentRemovalResultSchema)
 @blp.alt_response(422, schema=ErrorSchema, description="Invalid, or region not eligible")
 @roles("signals")

@@ -19,7 +19,7 @@ blp = Blueprint("credentials", __name__, url_prefix="/v1",
 
 
 @blp.route("/credential-requests", methods=["POST"])
-@blp.arguments(CredentialRequestSchema)
+@blp.arguments(CredentialRequestSchema())
 @blp.response(201, CredentialRequestCreatedSchema)
 @blp.alt_response(422, schema=ErrorSchema, description="Unknown field, or an origin not in "
                   "AGEGATE_CREDENTIAL_ORIGINS")
@@ -30,7 +30,7 @@ def create_credential_request(data):
 
 
 @blp.route("/credential-requests/<string:request_id>/response", methods=["POST"])
-@blp.arguments(CredentialAnswerSchema)
+@blp.arguments(CredentialAnswerSchema())
 @blp.response(200, CredentialResultSchema)
 @blp.alt_response(404, schema=ErrorSchema, description="Not a credential request id")
 @blp.alt_response(409, schema=ErrorSchema, description="Already answered, or expired")

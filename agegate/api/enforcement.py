@@ -22,7 +22,7 @@ blp = Blueprint("enforcement", __name__, url_prefix="/v1", description="Enforcem
 
 
 @blp.route("/accounts/<string:account_id>/termination", methods=["POST"])
-@blp.arguments(TerminationRequestSchema)
+@blp.arguments(TerminationRequestSchema())
 @blp.response(202, TerminationResponseSchema)
 @roles("admin")
 def terminate(data, account_id):
@@ -33,7 +33,7 @@ def terminate(data, account_id):
 
 
 @blp.route("/deletions", methods=["GET"])
-@blp.arguments(DeletionListQuerySchema, location="query")
+@blp.arguments(DeletionListQuerySchema(), location="query")
 @blp.response(200, DeletionListSchema)
 @roles("admin")
 def list_deletions(query):
@@ -52,7 +52,7 @@ def get_deletion(deletion_id):
 
 
 @blp.route("/deletions/<string:deletion_id>/acks", methods=["POST"])
-@blp.arguments(AckSchema)
+@blp.arguments(AckSchema())
 @blp.response(200, DeletionSchema)
 @blp.alt_response(403, schema=ErrorSchema,
                   description="The token speaks for another system (its name is its system)")

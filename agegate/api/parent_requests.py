@@ -38,7 +38,7 @@ blp = Blueprint("parent_requests", __name__, url_prefix="/v1",
 @limiter.limit(parent_request_limit)
 @limiter.limit(parent_email_limit, key_func=parent_email_key, exempt_when=no_parent_email,
                scope="parent-email")
-@blp.arguments(ParentRequestSchema)
+@blp.arguments(ParentRequestSchema())
 @blp.response(202, ParentRequestCreatedSchema)
 @blp.alt_response(422, schema=ErrorSchema, description="Invalid request")
 @blp.alt_response(429, schema=ErrorSchema,
@@ -52,7 +52,7 @@ def create_parent_request(data):
 
 
 @blp.route("/parent-requests/<string:request_id>/verification", methods=["POST"])
-@blp.arguments(VerificationSchema)
+@blp.arguments(VerificationSchema())
 @blp.response(200, VerifiedSchema)
 @blp.alt_response(404, schema=ErrorSchema, description="No such request")
 @blp.alt_response(409, schema=ErrorSchema, description="Locked after too many wrong codes")
@@ -64,7 +64,7 @@ def verify_parent_request(data, request_id):
 
 
 @blp.route("/parent-requests/<string:request_id>", methods=["GET"])
-@blp.arguments(StatusQuerySchema, location="query")
+@blp.arguments(StatusQuerySchema(), location="query")
 @blp.response(200, ParentRequestStatusSchema)
 @blp.alt_response(404, schema=ErrorSchema, description="No such request, or a wrong token")
 @public
@@ -74,7 +74,7 @@ def parent_request_status(query, request_id):
 
 
 @blp.route("/parent-requests/<string:request_id>/export", methods=["GET"])
-@blp.arguments(StatusQuerySchema, location="query")
+@blp.arguments(StatusQuerySchema(), location="query")
 @blp.response(200, ExportSchema)
 @blp.alt_response(404, schema=ErrorSchema, description="No export, or a wrong token")
 @public
@@ -93,7 +93,7 @@ def parent_request_review(request_id):
 
 
 @blp.route("/parent-requests/<string:request_id>/child", methods=["POST"])
-@blp.arguments(ResolveChildSchema)
+@blp.arguments(ResolveChildSchema())
 @blp.response(200, ReviewViewSchema)
 @blp.alt_response(404, schema=ErrorSchema, description="No such request")
 @blp.alt_response(409, schema=ErrorSchema, description="Not a verified, undecided request")
@@ -106,7 +106,7 @@ def resolve_parent_request_child(data, request_id):
 
 
 @blp.route("/admin/parent-requests", methods=["GET"])
-@blp.arguments(ListingQuerySchema, location="query")
+@blp.arguments(ListingQuerySchema(), location="query")
 @blp.response(200, ListingSchema)
 @roles("admin")
 def list_parent_requests(query):
@@ -115,7 +115,7 @@ def list_parent_requests(query):
 
 
 @blp.route("/admin/outbox", methods=["GET"])
-@blp.arguments(OutboxQuerySchema, location="query")
+@blp.arguments(OutboxQuerySchema(), location="query")
 @blp.response(200, OutboxSchema)
 @roles("admin")
 def read_outbox(query):

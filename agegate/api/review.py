@@ -21,7 +21,7 @@ blp = Blueprint("review", __name__, url_prefix="/v1/review", description="Review
 
 
 @blp.route("/cases", methods=["GET"])
-@blp.arguments(CaseListQuerySchema, location="query")
+@blp.arguments(CaseListQuerySchema(), location="query")
 @blp.response(200, CaseListSchema)
 @roles("reviewer")
 def list_cases(query):
@@ -31,8 +31,8 @@ def list_cases(query):
 
 
 @blp.route("/claims", methods=["POST"])
-@blp.arguments(ClaimQuerySchema, location="query")
-@blp.arguments(NoBodySchema, required=False)
+@blp.arguments(ClaimQuerySchema(), location="query")
+@blp.arguments(NoBodySchema(), required=False)
 @blp.response(200, ClaimSchema)
 @blp.alt_response(204, description="The queue is empty")
 @roles("reviewer")
@@ -58,7 +58,7 @@ def get_case(case_id):
 
 
 @blp.route("/cases/<string:case_id>/claim", methods=["POST"])
-@blp.arguments(NoBodySchema, required=False)
+@blp.arguments(NoBodySchema(), required=False)
 @blp.response(200, ClaimSchema)
 @blp.alt_response(404, schema=ErrorSchema, description="No such case")
 @blp.alt_response(409, schema=ErrorSchema, description="The case is not open")
@@ -70,7 +70,7 @@ def claim_case(_body, case_id):
 
 
 @blp.route("/cases/<string:case_id>/decision", methods=["POST"])
-@blp.arguments(DecisionSchema)
+@blp.arguments(DecisionSchema())
 @blp.response(200, CaseSchema)
 @blp.alt_response(404, schema=ErrorSchema, description="No such case")
 @blp.alt_response(409, schema=ErrorSchema,

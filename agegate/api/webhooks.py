@@ -21,7 +21,7 @@ blp = Blueprint("webhooks", __name__, url_prefix="/v1/admin/webhooks", descripti
 
 
 @blp.route("", methods=["POST"])
-@blp.arguments(WebhookRequestSchema)
+@blp.arguments(WebhookRequestSchema())
 @blp.doc(parameters=[idempotency.parameter(
     "this webhook (a retry gets the same webhook_id and secret)")])
 @blp.response(201, WebhookCreatedSchema)
@@ -60,7 +60,7 @@ def delete_webhook(webhook_id):
 
 
 @blp.route("/<string:webhook_id>/secret", methods=["POST"])
-@blp.arguments(NoBodySchema, required=False)
+@blp.arguments(NoBodySchema(), required=False)
 @blp.response(200, SecretRotatedSchema)
 @blp.alt_response(404, schema=ErrorSchema, description="No such webhook")
 @roles("admin")
@@ -70,7 +70,7 @@ def rotate_secret(_body, webhook_id):
 
 
 @blp.route("/<string:webhook_id>/deliveries", methods=["GET"])
-@blp.arguments(DeliveryListQuerySchema, location="query")
+@blp.arguments(DeliveryListQuerySchema(), location="query")
 @blp.response(200, DeliveryListSchema)
 @blp.alt_response(404, schema=ErrorSchema, description="No such webhook")
 @roles("admin")

@@ -1,4 +1,9 @@
-"""Console sessions and the sign-in failure counter (Redis only)."""
+"""Console sessions and the sign-in failure counter (Redis only).
+
+Every write here is confirmed by the replicas AGEGATE_REDIS_MIN_REPLICAS asks for
+(storage/replicas.py, `confirmed`), like any other acknowledged write: a sign-out whose
+revocation a failover lost would bring the signed-out session back.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +21,13 @@ if redis.call('TTL', KEYS[1]) < 0 then redis.call('EXPIRE', KEYS[1], ARGV[1]) en
 return {n, redis.call('TTL', KEYS[1])}
 """
 
+# KEYS: the session. ARGV: TTL, then field, value pairs. The record and its expiry together.
+_CREATE = """
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+return 1
+"""
+
 
 class ConsoleStore:
     """Server-side session records, so signing out revokes a cookie even before it expires."""
@@ -23,14 +35,12 @@ class ConsoleStore:
     def __init__(self, client: redis.Redis) -> None:
         self.r = client
         self._count = replicas.ConfirmedScript(client, _COUNT_ATTEMPT)
+        self._create = replicas.ConfirmedScript(client, _CREATE)
 
     def create(self, session_id: str, record: dict[str, str], ttl_seconds: int) -> None:
-        """Write a session record with its TTL in one transaction."""
-        key = keys.console_session(session_id)
-        pipe = self.r.pipeline(transaction=True)
-        pipe.hset(key, mapping=record)
-        pipe.expire(key, ttl_seconds)
-        pipe.execute()
+        """Write a session record with its TTL in one step."""
+        self._create(keys=[keys.console_session(session_id)],
+                     args=[ttl_seconds, *(item for pair in record.items() for item in pair)])
 
     def get(self, session_id: str) -> dict[str, Any] | None:
         """The session record, or None when it expired or was revoked."""
@@ -39,7 +49,7 @@ class ConsoleStore:
 
     def delete(self, session_id: str) -> None:
         """Revoke a session."""
-        self.r.delete(keys.console_session(session_id))
+        self._delete(keys.console_session(session_id))
 
     def count_attempt(self, client_hash: str, window_seconds: int) -> tuple[int, int]:
         """Count one sign-in attempt before the token is checked; returns (its number in the
@@ -50,7 +60,10 @@ class ConsoleStore:
 
     def clear_failures(self, client_hash: str) -> None:
         """A successful sign-in resets the counter for that address."""
-        self.r.delete(keys.console_login_failures(client_hash))
+        self._delete(keys.console_login_failures(client_hash))
+
+    def _delete(self, key: str) -> None:
+        replicas.confirmed(self.r, key, lambda pipe: pipe.delete(key))
 
 
 def _text(value: Any) -> str:

@@ -13,9 +13,28 @@ from datetime import datetime
 import redis
 
 from agegate.clock import iso
-from agegate.storage import keys, keyspace
+from agegate.storage import keys, keyspace, replicas
 from agegate.storage.keys import Retention
 from agegate.storage.outbox import Outbox
+
+# KEYS: the events stream. ARGV: group, start id, stream TTL (0: none). Creates the group (and
+# the stream) and sets the stream's expiry in one step, so no crash between the two can leave
+# a stream without a TTL in test mode's keyspace (where every key expires). The live stream
+# gets none (and loses one an older version set): an expiry would delete its groups.
+_ENSURE_GROUP = """
+local created = redis.pcall('XGROUP', 'CREATE', KEYS[1], ARGV[1], ARGV[2], 'MKSTREAM')
+if type(created) == 'table' and created.err
+    and not string.find(created.err, 'BUSYGROUP', 1, true) then
+  return created
+end
+local ttl = tonumber(ARGV[3])
+if ttl == 0 then
+  redis.call('PERSIST', KEYS[1])
+elseif redis.call('TTL', KEYS[1]) < 0 then
+  redis.call('EXPIRE', KEYS[1], ttl)
+end
+return 1
+"""
 
 
 class EventStream:
@@ -26,6 +45,7 @@ class EventStream:
         self.configured = stream
         self.retention = retention
         self.outbox = Outbox(client, retention)
+        self._ensure_group = replicas.ConfirmedScript(client, _ENSURE_GROUP)
 
     @property
     def stream(self) -> str:
@@ -67,18 +87,9 @@ class EventStream:
 
     # -- consumer groups (agegate worker) ------------------------------------------------
     def ensure_group(self, group: str, start: str = "$") -> None:
-        """Create `group` reading after `start` (now, by default; idempotent). The live stream
-        gets no TTL (and loses one an older version set): an expiry would delete the groups."""
-        try:
-            self.r.xgroup_create(self.stream, group, id=start, mkstream=True)
-        except redis.ResponseError as error:
-            if "BUSYGROUP" not in str(error):
-                raise
-        ttl = self._stream_ttl()
-        if not ttl:
-            self.r.persist(self.stream)
-        elif self.r.ttl(self.stream) < 0:
-            self.r.expire(self.stream, ttl)
+        """Create `group` reading after `start` (now, by default; idempotent), and the stream
+        with its expiry in the same script (none for the live stream, see _ENSURE_GROUP)."""
+        self._ensure_group(keys=[self.stream], args=[group, start, self._stream_ttl()])
 
     def read_group(self, group: str, consumer: str, count: int, stale_ms: int,
                    recover_from: str = "$") -> list[tuple[str, dict[str, str]]]:
