@@ -120,6 +120,36 @@ def test_a_retry_after_the_webhook_was_deleted_creates_nothing(client):
     assert webhooks(client) == []
 
 
+def rotate(client, webhook_id: str, key: str | None = None):
+    headers = {**auth("admin"), **({"Idempotency-Key": key} if key is not None else {})}
+    return client.post(f"{HOOKS}/{webhook_id}/secret", headers=headers)
+
+
+def test_a_retried_rotation_gets_the_same_secret_and_rotates_once(client, redis_client):
+    webhook_id = create(client).json["webhook_id"]
+    first = rotate(client, webhook_id, key="rot-1")
+    assert first.status_code == 200 and first.json["previous_secret_expires_at"]
+    assert rotate(client, webhook_id, key="rot-1").json == first.json
+    [hook] = webhooks(client)
+    assert hook["live_secrets"] == 2  # the first secret and one new one, not two new ones
+    # Without a key a retry rotates again (all three sign until the first rotation ends).
+    assert rotate(client, webhook_id).json["secret"] != first.json["secret"]
+    assert webhooks(client)[0]["live_secrets"] == 3
+    # The key is per webhook: the same key on another webhook rotates that one.
+    other_id = create(client).json["webhook_id"]
+    assert rotate(client, other_id, key="rot-1").json["webhook_id"] == other_id
+
+
+def test_a_retried_rotation_whose_secret_was_rotated_out_rotates_nothing(client, clock):
+    webhook_id = create(client).json["webhook_id"]
+    assert rotate(client, webhook_id, key="rot-2").status_code == 200
+    assert rotate(client, webhook_id).status_code == 200
+    clock.instant += timedelta(hours=24, seconds=1)
+    assert rotate(client, webhook_id).status_code == 200  # rot-2's secret is now gone
+    assert_error(rotate(client, webhook_id, key="rot-2"), 409, "conflict")
+    assert webhooks(client)[0]["live_secrets"] == 2
+
+
 @pytest.mark.parametrize("key", ["has space", "x" * 257, ""])
 def test_a_bad_key_on_a_create_is_a_422(client, key):
     for response in (create(client, key=key),

@@ -45,4 +45,4 @@ def key_for(route: str) -> IdempotencyKey | None:
     if key is None:
         return None
     return IdempotencyKey.of(services().hasher, caller=actor(), route=route, key=key,
-                             body=request.get_json(silent=True))
+                             body=request.get_json(silent=True) or {})

@@ -61,12 +61,19 @@ def delete_webhook(webhook_id):
 
 @blp.route("/<string:webhook_id>/secret", methods=["POST"])
 @blp.arguments(NoBodySchema(), required=False)
+@blp.doc(parameters=[idempotency.parameter(
+    "this rotation (a retry gets the same new secret and rotates nothing again)")])
 @blp.response(200, SecretRotatedSchema)
 @blp.alt_response(404, schema=ErrorSchema, description="No such webhook")
+@blp.alt_response(409, schema=ErrorSchema,
+                  description="A retried Idempotency-Key whose webhook was deleted, or whose "
+                              "new secret was rotated out, since: nothing is rotated")
 @roles("admin")
 def rotate_secret(_body, webhook_id):
     """A new secret; the old one also signs for 24 hours."""
-    return services().webhooks.rotate(webhook_id, actor=actor())
+    return services().webhooks.rotate(
+        webhook_id, actor=actor(),
+        idempotency=idempotency.key_for(f"webhook-secret\x00{webhook_id}"))
 
 
 @blp.route("/<string:webhook_id>/deliveries", methods=["GET"])

@@ -151,18 +151,18 @@ class WebhookService:
         return transact(self.r, build, shard=keys.WEBHOOK_SHARD)
 
     def _created(self, pipe: Any, kept: dict[str, Any]) -> dict[str, str]:
-        """A retried create's first answer: the webhook it created, with the secret it was
-        created with, if both are still there."""
+        """A retried create's (or rotation's) first answer: the webhook, with the secret it
+        handed out, if both are still there."""
         webhook = self.store.read(pipe, kept["webhook_id"])
         if webhook is None:
-            raise Conflict("The webhook this Idempotency-Key created has been deleted; send a "
-                           "new key to create another.")
+            raise Conflict("The webhook this Idempotency-Key was used for has been deleted; "
+                           "send a new key.")
         for sealed in self._live(webhook, self.clock.now()):
             secret = self.box.open(sealed["sealed"])
             if secret and self.idempotency.fingerprint(secret) == kept["secret"]:
                 return {"webhook_id": webhook["webhook_id"], "secret": secret}
-        raise Conflict("The secret this Idempotency-Key's webhook was created with has been "
-                       "rotated out; its current secret is not shown again.")
+        raise Conflict("The secret this Idempotency-Key handed out has been rotated out; the "
+                       "current secret is not shown again.")
 
     def _get(self, webhook_id: str) -> dict[str, Any]:
         webhook = self.store.read(self.r, webhook_id)
@@ -196,11 +196,18 @@ class WebhookService:
 
         transact(self.r, build, shard=keys.WEBHOOK_SHARD)
 
-    def rotate(self, webhook_id: str, *, actor: str) -> dict[str, Any]:
-        """A new secret; the current one keeps signing for 24 hours beside it."""
+    def rotate(self, webhook_id: str, *, actor: str,
+               idempotency: IdempotencyKey | None = None) -> dict[str, Any]:
+        """A new secret; the current one keeps signing for 24 hours beside it. A retry with
+        the same Idempotency-Key gets the same new secret and rotates nothing again."""
         secret = new_secret()
 
         def build(pipe: Any) -> dict[str, Any]:
+            if idempotency is not None:
+                kept = self.idempotency.first(pipe, keys.WEBHOOK_SHARD, idempotency)
+                if kept is not None:
+                    return {**self._created(pipe, kept),
+                            "previous_secret_expires_at": kept["previous_until"]}
             webhook = self.store.read(pipe, webhook_id)
             if webhook is None:
                 raise NotFound("No such webhook.")
@@ -211,6 +218,10 @@ class WebhookService:
             chain = self.audit.begin(pipe)
             pipe.multi()
             self.store.queue_write(pipe, webhook)
+            if idempotency is not None:
+                self.idempotency.queue_remember(pipe, keys.WEBHOOK_SHARD, idempotency, {
+                    "webhook_id": webhook_id, "secret": self.idempotency.fingerprint(secret),
+                    "previous_until": until if previous else None})
             chain.append(pipe, actor=actor, action="webhook_secret_rotated",
                          details={"webhook_id": webhook_id})
             return {"webhook_id": webhook_id, "secret": secret,
