@@ -5,14 +5,19 @@ proxy that cuts a connection right after a chosen command, or keeps an EXEC back
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 
 import pytest
 
 from agegate import create_app
-from tests.conftest import API_KEYS, TEST_KEYS, cluster_mode, sandbox
+from agegate.services.webhooks import STALE_MS
+from agegate.storage import keys
+from agegate.storage.keys import WEBHOOK_GROUP
+from tests.conftest import API_KEYS, TEST_KEYS, auth, cluster_mode, sandbox
 from tests.faults import ReplyLosingProxy
 from tests.helpers import keys_without_ttl
+from tests.webhook_receiver import receiver  # noqa: F401
 
 # The proxy stands for one Redis server; a cluster client would find the other nodes itself.
 pytestmark = pytest.mark.skipif(cluster_mode(), reason="the proxy fronts a single Redis")
@@ -47,3 +52,61 @@ def test_test_modes_events_stream_is_never_left_without_its_ttl(config, clock, p
     assert created.status_code == 201, created.json
     assert 0 < redis_client.ttl(stream) <= DAY
     assert keys_without_ttl(redis_client) == []
+
+
+def _webhook_job(app):
+    [job] = [j for j in app.extensions["agegate"].worker_jobs if j.name == "webhooks"]
+    return job
+
+
+def test_a_second_fan_out_of_an_event_never_resets_its_delivery(
+        config, clock, proxy, redis_client, receiver):  # noqa: F811
+    """Two workers fan out one event: worker A read it and is slow to write its deliveries
+    (its EXEC kept back), worker B takes the event over as A's, queues the delivery and
+    attempts it; then A's write lands. The attempt count, the schedule and the delivery log
+    stay B's: nothing is attempted again early, nothing logged twice."""
+    worker_a = create_app(config.with_overrides(redis_url=proxy.url, **LOOPBACK), clock=clock)
+    worker_b = create_app(config.with_overrides(**LOOPBACK), clock=clock)
+    admin = worker_b.test_client()
+    hook = admin.post("/v1/admin/webhooks", headers=auth("admin"),
+                      json={"url": receiver.url, "events": ["account.terminated"]}).json
+    receiver.secrets.append(hook["secret"])
+    assert admin.post("/v1/accounts/acc-1/termination", headers=auth("admin"),
+                      json={"reason": "test"}).status_code == 202
+    stream = worker_b.extensions["agegate"].events.stream
+
+    proxy.delay_exec()
+    failures: list[BaseException] = []
+
+    def fan_out_a() -> None:
+        try:
+            _webhook_job(worker_a).fan_out("w-a")
+        except BaseException as error:  # noqa: BLE001 - reported by the test below
+            failures.append(error)
+
+    slow = threading.Thread(target=fan_out_a)
+    slow.start()
+    assert proxy.delayed.wait(10), "worker A never wrote its deliveries"
+    # A is taking too long: its events look abandoned (idle past STALE_MS) to worker B.
+    pending = [p["message_id"] for p in
+               redis_client.xpending_range(stream, WEBHOOK_GROUP, "-", "+", 10)]
+    assert len(pending) == 2  # account.terminated (subscribed), deletion_requested (not)
+    redis_client.xclaim(stream, WEBHOOK_GROUP, "w-a", 0, pending, idle=STALE_MS * 2,
+                        justid=True)
+    _webhook_job(worker_b).run_once("w-b")  # fans the two events out, attempts the delivery
+    assert _webhook_job(worker_b).wait()
+    [first] = receiver.requests
+    assert first.status == 503  # refused: retried after FIRST_RETRY_SECONDS
+    proxy.release()
+    slow.join(30)
+    assert not slow.is_alive() and failures == []
+
+    delivery_id = f"{hook['webhook_id']}.{first.event_id}"
+    record = redis_client.hgetall(keys.webhook_delivery(delivery_id))
+    assert (record["attempt"], record["status"]) == ("1", "retrying")
+    _webhook_job(worker_b).run_once("w-b")  # not due again yet: nothing to attempt
+    assert _webhook_job(worker_b).wait()
+    assert len(receiver.requests) == 1
+    log = admin.get(f"/v1/admin/webhooks/{hook['webhook_id']}/deliveries",
+                    headers=auth("admin")).json["deliveries"]
+    assert [(e["attempt"], e["status"]) for e in log] == [(1, "retrying")]

@@ -307,8 +307,9 @@ class WebhookDeliveryJob:
     def fan_out(self, consumer: str) -> int:
         """Queue one delivery per (event, subscribed webhook), then acknowledge the events (the
         events stream has its own slot, so not in the same MULTI). Delivery ids are (webhook,
-        event) and one already queued is left alone, so a batch fanned out again after a crash
-        before its acknowledgement never doubles."""
+        event) and one already queued is left alone, inside the MULTI (create-if-absent), so a
+        batch fanned out again after a crash before its acknowledgement, or by two workers at
+        once, never doubles a delivery nor resets its attempts."""
         if not self._group_ready:
             self.events.ensure_group(WEBHOOK_GROUP, self.store.cursor(self.r) or "$")
             self._group_ready = True
@@ -320,8 +321,6 @@ class WebhookDeliveryJob:
             return 0
         webhooks = self.store.all()
         now = self.clock.now()
-        queued = self.store.existing([f"{w['webhook_id']}.{entry_id}" for w in webhooks
-                                      for entry_id, _ in entries])
 
         def build(pipe: Any) -> None:
             newest = max([self.store.cursor(pipe) or "0-0", *(e for e, _ in entries)],
@@ -331,8 +330,6 @@ class WebhookDeliveryJob:
             for entry_id, fields in entries:
                 for webhook in webhooks:
                     if fields.get("type") not in webhook["events"]:
-                        continue
-                    if f"{webhook['webhook_id']}.{entry_id}" in queued:
                         continue
                     body = json.dumps({"id": entry_id, **fields}, sort_keys=True,
                                       separators=(",", ":"))

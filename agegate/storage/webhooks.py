@@ -39,6 +39,19 @@ end
 return taken
 """
 
+# KEYS: the delivery, the due set. ARGV: TTL, due time, delivery id, then field, value pairs.
+# Create-if-absent, in the fan-out's MULTI: an event fanned out twice (two workers, or again
+# after a crash before its acknowledgement) never resets a delivery's attempts, status or
+# schedule, so it is never attempted again early nor logged twice.
+_QUEUE_DELIVERY = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])
+redis.call('EXPIRE', KEYS[2], ARGV[1])
+return 1
+"""
+
 
 class WebhookStore:
     """Reads are plain; writes join a caller's MULTI pipeline; claims are one Lua script."""
@@ -92,13 +105,12 @@ class WebhookStore:
     # -- deliveries ----------------------------------------------------------------------
     def queue_delivery(self, pipe: redis.client.Pipeline, delivery: dict[str, Any],
                        due: datetime) -> None:
-        """Queue a new delivery, due at once."""
-        key = keys.webhook_delivery(delivery["delivery_id"])
-        ttl = self.retention.seconds("webhook_delivery")
-        pipe.hset(key, mapping={k: str(v) for k, v in delivery.items()})
-        pipe.expire(key, ttl)
-        pipe.zadd(keys.webhook_due(), {delivery["delivery_id"]: due.timestamp()})
-        pipe.expire(keys.webhook_due(), ttl)
+        """Queue a new delivery, due at once, unless it is queued already (_QUEUE_DELIVERY)."""
+        fields = [item for k, v in delivery.items() for item in (k, str(v))]
+        pipe.execute_command("EVAL", _QUEUE_DELIVERY, 2,
+                             keys.webhook_delivery(delivery["delivery_id"]), keys.webhook_due(),
+                             self.retention.seconds("webhook_delivery"), due.timestamp(),
+                             delivery["delivery_id"], *fields)
 
     def cursor(self, client: Any) -> str | None:
         """The newest event id fanned out so far (None before the first)."""
@@ -106,13 +118,6 @@ class WebhookStore:
 
     def queue_cursor(self, pipe: redis.client.Pipeline, event_id: str) -> None:
         pipe.set(keys.webhook_cursor(), event_id, ex=self.retention.seconds("webhook"))
-
-    def existing(self, delivery_ids: list[str]) -> set[str]:
-        """Which of these deliveries were already queued (a batch fanned out again)."""
-        pipe = self.r.pipeline(transaction=False)
-        for delivery_id in delivery_ids:
-            pipe.exists(keys.webhook_delivery(delivery_id))
-        return {d for d, found in zip(delivery_ids, pipe.execute(), strict=True) if found}
 
     def claim_due(self, now: datetime, lease_until: datetime, count: int,
                   per_webhook: int, busy: dict[str, int]) -> list[str]:
