@@ -7,8 +7,9 @@ Armed with `hold_exec_reply()`, the next connection that sends an EXEC has it ap
 hears nothing more, with `held` set: the moment to kill the process that sent it.
 Armed with `lose_replies_to(command, n)`, the same as `lose_exec_replies(n)` for another command
 (e.g. b"XGROUP"): a process that crashed right after sending it.
-Armed with `delay_exec()`, the next connection that sends an EXEC has it kept back (not yet
-sent to Redis, `delayed` set) until `release()`: a slow client, overtaken by another.
+Armed with `delay_exec()` (or `delay_command(command)`), the next connection that sends an
+EXEC (or that command) has it kept back (not yet sent to Redis, `delayed` set) until
+`release()`: a slow client, overtaken by another.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ class ReplyLosingProxy:
         self._lose_marker = EXEC
         self._hold = False
         self._delay = False
+        self._delay_marker = EXEC
         self.delayed = threading.Event()  # an EXEC is being kept back
         self._released = threading.Event()
         self.held = threading.Event()  # an EXEC was applied and its reply is being held
@@ -64,8 +66,12 @@ class ReplyLosingProxy:
             self._lose_marker = command
 
     def delay_exec(self) -> None:
+        self.delay_command(EXEC)
+
+    def delay_command(self, command: bytes) -> None:
         with self._lock:
             self._delay = True
+            self._delay_marker = command
             self.delayed.clear()
             self._released.clear()
 
@@ -118,7 +124,7 @@ class ReplyLosingProxy:
                     data = client.recv(65536)
                     if not data:
                         return
-                    if EXEC in data and self._take_delay():
+                    if self._delay_marker in data and self._take_delay():
                         self.delayed.set()
                         self._released.wait(30)
                     server.sendall(data)
