@@ -163,7 +163,7 @@ class Agegate:
         self.appeals = AppealService(
             self.redis, self.hasher, AppealStore(self.redis, self.retention), account_store,
             cases, self.enforcement.deletions, self.audit, self.events, self.clock,
-            self.config.appeal_due_days,
+            self.config.appeal_due_days, self.idempotency,
         )
         self.enforcement.termination_hooks.append(self.appeals.keep_blocked)
         self.review.register_decider("appeal", set(APPEAL_DECISIONS), self.appeals.decide)

@@ -280,3 +280,29 @@ def test_a_retried_wallet_answer_gets_the_first_result(creds, pki):
     other = Presentation(pki, "another-nonce-0123456789abcdef").encoded()
     assert_error(wallet_answer(creds, request["request_id"], other, key="ans-1"), 422,
                  "idempotency_key_reused")
+
+
+# -- appeals ------------------------------------------------------------------------------------
+def appeal(client, account_id: str, statement: str, key: str | None = None):
+    headers = {**auth("signals"), **({"Idempotency-Key": key} if key else {})}
+    return client.post(f"/v1/accounts/{account_id}/appeals", json={"statement": statement},
+                       headers=headers)
+
+
+def test_a_retried_appeal_gets_the_first_answer_instead_of_a_409(client, redis_client):
+    from tests.test_idempotency import _restricted
+
+    _restricted(client, "acc-ap")
+    words = "I am thirty-four years old."
+    first = appeal(client, "acc-ap", words, key="apl-1")
+    assert first.status_code == 202
+    again = appeal(client, "acc-ap", words, key="apl-1")
+    assert again.status_code == 202 and again.json == first.json
+    cases = client.get("/v1/review/cases?kind=appeal", headers=auth("reviewer")).json["cases"]
+    assert [c["case_id"] for c in cases] == [first.json["case_id"]]
+    # Without the key a retry is the contract's 409 (one appeal open); another body, a 422.
+    assert_error(appeal(client, "acc-ap", words), 409, "conflict")
+    assert_error(appeal(client, "acc-ap", "I am thirty-five.", key="apl-1"), 422,
+                 "idempotency_key_reused")
+    # The member's words are not in what the key keeps.
+    assert not any("thirty" in redis_client.get(name) for name in idempotency_keys(redis_client))
