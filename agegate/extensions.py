@@ -31,6 +31,7 @@ from agegate.storage.audit import AuditLog
 from agegate.storage.console import ConsoleStore
 from agegate.storage.embedded import EmbeddedRedis
 from agegate.storage.events import EventStream
+from agegate.storage.idempotency import IdempotencyStore
 from agegate.storage.identities import IdentityStore
 from agegate.storage.keys import Retention
 from agegate.storage.outbox import Outbox, OutboxJob
@@ -65,6 +66,7 @@ class Agegate:
                                    age_signal_days=config.age_signal_ttl_days,
                                    assurance_days=config.assurance_retention_days)
         self.hasher = Hasher(config.secret_keys)
+        self.idempotency = IdempotencyStore(self.hasher, self.retention)
         self.tokens = TokenTable(config.api_keys)
         self.audit = AuditTrail(
             AuditLog(self.redis, config.secret_keys, self.retention), self.hasher, self.clock
@@ -173,7 +175,7 @@ class Agegate:
 
         self.assurance = AssuranceService(
             self.redis, self.hasher, AssuranceStore(self.redis, self.retention), account_store,
-            self.age_signals, self.jurisdictions, self.audit, self.clock,
+            self.age_signals, self.jurisdictions, self.audit, self.clock, self.idempotency,
         )
         self.age_checks.pending = self.assurance.stage_pending
         self.accounts.export_sections["assurance"] = self.assurance.for_account
@@ -230,7 +232,7 @@ class Agegate:
                                     self.config.webhook_allowed_networks))
         self.webhooks = WebhookService(self.redis, store, self.events,
                                        SecretBox(self.config.secret_keys), self.audit,
-                                       self.clock, policy)
+                                       self.clock, policy, self.idempotency)
         # Test tokens' webhooks get their keyspace's events: a job instance of their own.
         self.webhook_jobs = [WebhookDeliveryJob(self.redis, self.webhooks, store, self.events,
                                                 self.clock) for _ in range(2)]
