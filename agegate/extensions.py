@@ -249,7 +249,8 @@ class Agegate:
         pem = self.config.credential_anchor_pem()
         self.credentials = CredentialService(
             self.hasher, store, self.identities, self.audit, self.clock, self.retention,
-            self.config.credential_origins, mdoc.load_anchors(pem) if pem else [])
+            self.config.credential_origins, mdoc.load_anchors(pem) if pem else [],
+            self.idempotency)
         self.age_checks.credential_passed = store.passed
         self.age_checks.verify_session_hooks.append(store.queue_verify_session)
         # An answer is an assurance result (issue 22's records), recorded with the answer:

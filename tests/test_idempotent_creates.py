@@ -214,3 +214,69 @@ def test_the_creates_document_the_header(client):
         assert any(p["name"] == "Idempotency-Key" and p["in"] == "header"
                    for p in operation["parameters"]), path
         assert "idempotency_key_reused" in operation["responses"]["422"]["description"], path
+
+
+# -- digital credentials --------------------------------------------------------------------
+@pytest.fixture
+def creds(redis_url, redis_client, tmp_path, clock, pki):
+    from tests.mdoc_helpers import ORIGIN
+
+    config = make_config(redis_url, tmp_path, credential_origins=(ORIGIN,),
+                         credential_trust_anchors=pki.anchors_pem().decode(), load_model=False)
+    return create_app(config, clock=clock).test_client()
+
+
+def credential_request(client, key: str | None = None, **ids):
+    from tests.mdoc_helpers import ORIGIN
+
+    headers = {**auth("registration"), **({"Idempotency-Key": key} if key else {})}
+    return client.post("/v1/credential-requests", json={"origin": ORIGIN, **ids},
+                       headers=headers)
+
+
+def wallet_answer(client, request_id: str, presentation: str, key: str | None = None):
+    headers = {**auth("registration"), **({"Idempotency-Key": key} if key else {})}
+    return client.post(f"/v1/credential-requests/{request_id}/response",
+                       json={"vp_token": {"age": [presentation]}}, headers=headers)
+
+
+def test_a_retried_credential_request_is_the_same_open_request(creds, pki, redis_client):
+    from tests.mdoc_helpers import Presentation
+
+    first = credential_request(creds, key="creq-1", account_id="acc-w")
+    assert first.status_code == 201
+    assert credential_request(creds, key="creq-1", account_id="acc-w").json == first.json
+    assert len(list(redis_client.scan_iter("agegate:credreq:*"))) == 1
+    assert len(list(redis_client.scan_iter("agegate:idem:*"))) == 1
+    # Without a key a retry is another request (another nonce).
+    assert credential_request(creds, account_id="acc-w").json["request"]["nonce"] != \
+        first.json["request"]["nonce"]
+    assert_error(credential_request(creds, key="creq-1", account_id="acc-w", session_id="s-2"),
+                 422, "idempotency_key_reused")
+    # The key is per account named: another account's request is another request.
+    assert credential_request(creds, key="creq-1", account_id="acc-v").json["request_id"] != \
+        first.json["request_id"]
+    # Once answered it cannot be handed out again: the page starts over with a new key.
+    presentation = Presentation(pki, first.json["request"]["nonce"]).encoded()
+    assert wallet_answer(creds, first.json["request_id"], presentation).status_code == 200
+    assert_error(credential_request(creds, key="creq-1", account_id="acc-w"), 409, "conflict")
+
+
+def test_a_retried_wallet_answer_gets_the_first_result(creds, pki):
+    from tests.mdoc_helpers import Presentation
+
+    request = credential_request(creds, account_id="acc-w2").json
+    presentation = Presentation(pki, request["request"]["nonce"]).encoded()
+    first = wallet_answer(creds, request["request_id"], presentation, key="ans-1")
+    assert first.status_code == 200 and first.json["result"] == "over_18"
+    again = wallet_answer(creds, request["request_id"], presentation, key="ans-1")
+    assert again.status_code == 200 and again.json == first.json
+    records = creds.get("/v1/accounts/acc-w2/assurance", headers=auth("reviewer")).json
+    assert len(records["records"]) == 1  # recorded once
+    # Without the key (or with another one) a second answer is the contract's 409.
+    assert_error(wallet_answer(creds, request["request_id"], presentation), 409, "conflict")
+    assert_error(wallet_answer(creds, request["request_id"], presentation, key="ans-2"), 409,
+                 "conflict")
+    other = Presentation(pki, "another-nonce-0123456789abcdef").encoded()
+    assert_error(wallet_answer(creds, request["request_id"], other, key="ans-1"), 422,
+                 "idempotency_key_reused")
