@@ -17,6 +17,7 @@ from agegate.services.webhooks import STALE_MS
 from agegate.storage import keys
 from agegate.storage.keys import WEBHOOK_GROUP, Retention
 from agegate.storage.outbox import Outbox
+from agegate.storage.signal_stream import Entry, SignalStreamStore
 from tests.conftest import API_KEYS, TEST_KEYS, auth, cluster_mode, sandbox
 from tests.faults import ReplyLosingProxy
 from tests.helpers import keys_without_ttl
@@ -137,3 +138,22 @@ def test_an_outbox_set_member_never_leaves_its_set_without_a_ttl(proxy, redis_cl
     assert drained == [1]
     assert redis_client.smembers(key) == {"preq_new"}
     assert 0 < redis_client.ttl(key) <= DAY
+
+
+def test_a_dead_letter_is_never_left_without_its_ttl(proxy, redis_client):
+    """A dead letter and its stream's expiry go together: a worker that dies mid-send (here
+    each time, its retries too) never leaves the dead-letter stream without a TTL."""
+    store = SignalStreamStore(redis.Redis.from_url(proxy.url, decode_responses=True),
+                              "agegate:signals", Retention())
+    entry = Entry("1-1", {"account_id": "acc-1", "signals": "not json"})
+    proxy.cut_before(b"EXPIRE", 10)  # a separate EXPIRE command never gets through
+    try:
+        store.dead_letter(entry, {"code": "malformed_json"})
+    except redis.ConnectionError:
+        pass  # died mid-send: whatever got through must still expire
+    assert keys_without_ttl(redis_client) == []
+    proxy.cut_before(b"EXPIRE", 0)
+    store.dead_letter(entry, {"code": "malformed_json"})
+    assert redis_client.xlen(store.dead) >= 1
+    assert 0 < redis_client.ttl(store.dead) <= Retention().seconds("signal_dead_letter")
+    assert keys_without_ttl(redis_client) == []
