@@ -306,3 +306,29 @@ def test_a_retried_appeal_gets_the_first_answer_instead_of_a_409(client, redis_c
                  "idempotency_key_reused")
     # The member's words are not in what the key keeps.
     assert not any("thirty" in redis_client.get(name) for name in idempotency_keys(redis_client))
+
+
+# -- content removals ---------------------------------------------------------------------------
+def test_a_retried_content_removal_gets_the_first_request_id_and_audits_once(client,
+                                                                            redis_client):
+    from tests.test_content_removals import item
+
+    body = {"account_id": "acc-1", "region": "US-CA",
+            "items": [item("post-1"), item("post-2", legal_hold=True)]}
+    headers = {**auth("signals"), "Idempotency-Key": "crm-1"}
+    first = client.post("/v1/content-removals", json=body, headers=headers)
+    assert first.status_code == 202
+    again = client.post("/v1/content-removals", json=body, headers=headers)
+    assert again.status_code == 202 and again.json == first.json
+    audit = client.get("/v1/audit", query_string={"account_id": "acc-1"},
+                       headers=auth("admin")).json["events"]
+    assert [e["action"] for e in audit].count("content_removal.requested") == 1
+    # Without a key the retry is another request (nothing removed twice, as before).
+    assert client.post("/v1/content-removals", json=body,
+                       headers=auth("signals")).json["request_id"] != first.json["request_id"]
+    other = {**body, "items": [item("post-3")]}
+    assert_error(client.post("/v1/content-removals", json=other, headers=headers), 422,
+                 "idempotency_key_reused")
+    # No content id or account id in what the key keeps.
+    assert not any(raw in redis_client.get(name) for name in idempotency_keys(redis_client)
+                   for raw in ("post-1", "acc-1"))
