@@ -75,6 +75,15 @@ class NotEligible(AgegateError):
     status, code, message = 422, "not_eligible", "This request is not eligible."
 
 
+class IdempotencyKeyReused(AgegateError):
+    """An Idempotency-Key sent again with another request body (IETF
+    draft-ietf-httpapi-idempotency-key-header: 422); nothing is applied."""
+
+    status, code = 422, "idempotency_key_reused"
+    message = ("This Idempotency-Key was already used for another request body; send a new key "
+               "for a new request.")
+
+
 class RateLimited(AgegateError):
     status, code, message = 429, "rate_limited", "Too many requests; try again later."
 

@@ -31,6 +31,7 @@ from agegate.storage.audit import AuditLog
 from agegate.storage.console import ConsoleStore
 from agegate.storage.embedded import EmbeddedRedis
 from agegate.storage.events import EventStream
+from agegate.storage.idempotency import IdempotencyStore
 from agegate.storage.identities import IdentityStore
 from agegate.storage.keys import Retention
 from agegate.storage.outbox import Outbox, OutboxJob
@@ -65,6 +66,7 @@ class Agegate:
                                    age_signal_days=config.age_signal_ttl_days,
                                    assurance_days=config.assurance_retention_days)
         self.hasher = Hasher(config.secret_keys)
+        self.idempotency = IdempotencyStore(self.hasher, self.retention)
         self.tokens = TokenTable(config.api_keys)
         self.audit = AuditTrail(
             AuditLog(self.redis, config.secret_keys, self.retention), self.hasher, self.clock
@@ -161,7 +163,7 @@ class Agegate:
         self.appeals = AppealService(
             self.redis, self.hasher, AppealStore(self.redis, self.retention), account_store,
             cases, self.enforcement.deletions, self.audit, self.events, self.clock,
-            self.config.appeal_due_days,
+            self.config.appeal_due_days, self.idempotency,
         )
         self.enforcement.termination_hooks.append(self.appeals.keep_blocked)
         self.review.register_decider("appeal", set(APPEAL_DECISIONS), self.appeals.decide)
@@ -173,7 +175,7 @@ class Agegate:
 
         self.assurance = AssuranceService(
             self.redis, self.hasher, AssuranceStore(self.redis, self.retention), account_store,
-            self.age_signals, self.jurisdictions, self.audit, self.clock,
+            self.age_signals, self.jurisdictions, self.audit, self.clock, self.idempotency,
         )
         self.age_checks.pending = self.assurance.stage_pending
         self.accounts.export_sections["assurance"] = self.assurance.for_account
@@ -230,7 +232,7 @@ class Agegate:
                                     self.config.webhook_allowed_networks))
         self.webhooks = WebhookService(self.redis, store, self.events,
                                        SecretBox(self.config.secret_keys), self.audit,
-                                       self.clock, policy)
+                                       self.clock, policy, self.idempotency)
         # Test tokens' webhooks get their keyspace's events: a job instance of their own.
         self.webhook_jobs = [WebhookDeliveryJob(self.redis, self.webhooks, store, self.events,
                                                 self.clock) for _ in range(2)]
@@ -247,7 +249,8 @@ class Agegate:
         pem = self.config.credential_anchor_pem()
         self.credentials = CredentialService(
             self.hasher, store, self.identities, self.audit, self.clock, self.retention,
-            self.config.credential_origins, mdoc.load_anchors(pem) if pem else [])
+            self.config.credential_origins, mdoc.load_anchors(pem) if pem else [],
+            self.idempotency)
         self.age_checks.credential_passed = store.passed
         self.age_checks.verify_session_hooks.append(store.queue_verify_session)
         # An answer is an assurance result (issue 22's records), recorded with the answer:

@@ -7,8 +7,11 @@ Armed with `hold_exec_reply()`, the next connection that sends an EXEC has it ap
 hears nothing more, with `held` set: the moment to kill the process that sent it.
 Armed with `lose_replies_to(command, n)`, the same as `lose_exec_replies(n)` for another command
 (e.g. b"XGROUP"): a process that crashed right after sending it.
-Armed with `delay_exec()`, the next connection that sends an EXEC has it kept back (not yet
-sent to Redis, `delayed` set) until `release()`: a slow client, overtaken by another.
+Armed with `cut_before(command, n)`, the next n connections that send that command (e.g.
+b"EXPIRE") pass on only what came before it and are cut: a process that died mid-send.
+Armed with `delay_exec()` (or `delay_command(command)`), the next connection that sends an
+EXEC (or that command) has it kept back (not yet sent to Redis, `delayed` set) until
+`release()`: a slow client, overtaken by another.
 """
 
 from __future__ import annotations
@@ -42,8 +45,11 @@ class ReplyLosingProxy:
         self.lost = 0  # EXEC replies lost so far
         self._to_lose = 0
         self._lose_marker = EXEC
+        self._to_cut = 0
+        self._cut_marker = b""
         self._hold = False
         self._delay = False
+        self._delay_marker = EXEC
         self.delayed = threading.Event()  # an EXEC is being kept back
         self._released = threading.Event()
         self.held = threading.Event()  # an EXEC was applied and its reply is being held
@@ -63,9 +69,27 @@ class ReplyLosingProxy:
             self._to_lose = count
             self._lose_marker = command
 
+    def cut_before(self, command: bytes, count: int) -> None:
+        with self._lock:
+            self._to_cut = count
+            self._cut_marker = b"\r\n" + command + b"\r\n"
+
+    def _take_cut(self, data: bytes) -> int:
+        """Where to cut `data` (-1: not this time)."""
+        with self._lock:
+            at = data.find(self._cut_marker) if self._to_cut > 0 else -1
+            if at < 0:
+                return -1
+            self._to_cut -= 1
+        return data.rfind(b"*", 0, at)  # the start of that command's array
+
     def delay_exec(self) -> None:
+        self.delay_command(EXEC)
+
+    def delay_command(self, command: bytes) -> None:
         with self._lock:
             self._delay = True
+            self._delay_marker = command
             self.delayed.clear()
             self._released.clear()
 
@@ -118,7 +142,12 @@ class ReplyLosingProxy:
                     data = client.recv(65536)
                     if not data:
                         return
-                    if EXEC in data and self._take_delay():
+                    cut = self._take_cut(data)
+                    if cut >= 0:
+                        server.sendall(data[:cut])
+                        self._drain(server)
+                        return
+                    if self._delay_marker in data and self._take_delay():
                         self.delayed.set()
                         self._released.wait(30)
                     server.sendall(data)

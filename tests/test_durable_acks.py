@@ -288,3 +288,73 @@ def test_a_credential_answer_that_was_not_confirmed_still_admits_the_waiting_acc
         records = client.get("/v1/accounts/acc-gb/assurance",
                              headers=auth("reviewer")).json["records"]
         assert [r["evidence_id"] for r in records] == [request.json["request_id"]]
+
+
+def test_a_503_after_the_write_was_applied_is_answered_by_the_keyed_retry(tmp_path, clock):
+    """The contract's case for Idempotency-Key: the primary applied the write, the replica did
+    not confirm it (503). The retry with the same key applies nothing again and is answered
+    as the first call would have been: the signal batch's score, and (below) the webhook with
+    the secret it was created with."""
+    from tests.signals_helpers import adult_text, minor_text, text_signal
+
+    with primary_and_replica(tmp_path) as (primary, replica):
+        app = app_on(primary, tmp_path, clock, redis_min_replicas=1, redis_wait_ms=200,
+                     load_model=True)
+        client = app.test_client()
+        batch = {"signals": [text_signal(adult_text(i)) for i in range(3)]}
+        path, headers = "/v1/accounts/acc-k/signals", {**auth("signals"),
+                                                       "Idempotency-Key": "batch-1"}
+        with frozen(replica):
+            for _ in range(2):  # the first call, and its retry while still unconfirmed
+                assert_error(client.post(path, json=batch, headers=headers), 503,
+                             "storage_unavailable")
+        primary_client = redis.Redis.from_url(primary, decode_responses=True)
+        state_key = keys.account_state(app.extensions["agegate"].hasher.account("acc-k"))
+        assert json.loads(primary_client.get(state_key))["n"] == 3  # applied, once
+        # More signals reach the account before the caller retries.
+        later = {"signals": [text_signal(minor_text(i)) for i in range(4)]}
+        assert client.post(path, json=later, headers=auth("signals")).status_code == 200
+        scored = client.post(path, json=batch, headers=headers)
+        assert scored.status_code == 200, scored.json
+        assert client.post(path, json=batch, headers=headers).json == scored.json
+        assert json.loads(primary_client.get(state_key))["n"] == 7
+        # What an unkeyed first application of the same batch answers, elsewhere.
+        fresh = client.post("/v1/accounts/acc-fresh/signals", json=batch,
+                            headers=auth("signals")).json
+        assert {**fresh, "account_id": "acc-k"} == scored.json
+        primary_client.close()
+
+
+def test_a_webhook_created_but_not_confirmed_is_handed_out_by_the_keyed_retry(tmp_path, clock):
+    """The webhook's unit is applied on the primary (its EXEC held back while the replica
+    freezes), the WAIT after it times out: 503. The retry gets that webhook and its secret."""
+    import threading
+
+    with primary_and_replica(tmp_path) as (primary, replica):
+        proxy = ReplyLosingProxy(primary)
+        try:
+            app = app_on(proxy.url, tmp_path, clock, redis_min_replicas=1, redis_wait_ms=200,
+                         webhook_allow_http=True, webhook_allowed_networks=("127.0.0.0/8",))
+            client = app.test_client()
+            hook = {"url": "http://127.0.0.1:9/hook", "events": ["account.terminated"]}
+            headers = {**auth("admin"), "Idempotency-Key": "hook-1"}
+            answers = []
+            proxy.delay_exec()
+            first = threading.Thread(target=lambda: answers.append(
+                client.post("/v1/admin/webhooks", json=hook, headers=headers)))
+            first.start()
+            assert proxy.delayed.wait(10)
+            with frozen(replica):
+                proxy.release()
+                first.join(30)
+            [response] = answers
+            assert_error(response, 503, "storage_unavailable")
+            store = app.extensions["agegate"].webhooks.store
+            [webhook] = store.all()  # applied on the primary
+            created = client.post("/v1/admin/webhooks", json=hook, headers=headers)
+            assert created.status_code == 201, created.json
+            assert [w["webhook_id"] for w in store.all()] == [created.json["webhook_id"]]
+            live = app.extensions["agegate"].webhooks.live_secrets(webhook, clock.now())
+            assert live == [created.json["secret"]]
+        finally:
+            proxy.close()

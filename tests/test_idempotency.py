@@ -9,6 +9,7 @@ import json
 
 import pytest
 
+from agegate.storage import keys
 from tests.conftest import auth
 from tests.helpers import dump_keyspace
 from tests.signals_helpers import adult_text, minor_text, signals_app, text_signal
@@ -54,18 +55,88 @@ def test_a_retried_idempotency_key_is_applied_once_and_answered_as_the_first_tim
     assert applied(app, "acc-other") == 6
 
 
-def test_a_replay_answers_the_account_as_it_stands_and_a_reused_key_applies_nothing(
-        app, client):
-    """docs/api.md: the replay is answered from the account's state (the first answer unless
-    other signals were applied in between), and its body is not compared with the first."""
+def test_a_replay_is_answered_as_the_first_time_after_other_signals(app, client):
+    """The first answer is kept with the applied-once marker: signals applied in between
+    change the account, not the replay's answer."""
     first = post(client, "acc-r", [text_signal(adult_text(0))], key="batch-1")
-    assert post(client, "acc-r", [text_signal(adult_text(1))], key="batch-1").json == first.json
-    assert applied(app, "acc-r") == 1  # another body under the same key: not applied
+    assert first.status_code == 200 and first.json["flagged"] is False
     later = post(client, "acc-r", [text_signal(minor_text(i)) for i in range(6)])
-    assert later.json["score"] != first.json["score"]
+    assert later.json["score"] != first.json["score"] and later.json["case_id"]
     replay = post(client, "acc-r", [text_signal(adult_text(0))], key="batch-1")
-    assert replay.status_code == 200 and replay.json == later.json
+    assert replay.status_code == 200
+    assert replay.json == first.json  # its score, band, top signals, and no case
     assert applied(app, "acc-r") == 7
+
+
+def test_a_key_reused_with_another_body_is_refused_and_applies_nothing(app, client):
+    first = post(client, "acc-u", [text_signal(adult_text(0))], key="batch-1")
+    assert first.status_code == 200
+    for other in ([text_signal(adult_text(1))],  # another text
+                  [text_signal(adult_text(0), at="2026-11-24T13:00:01Z")],  # another time
+                  [text_signal(adult_text(0)), text_signal(adult_text(0))]):  # twice
+        error = assert_error(post(client, "acc-u", other, key="batch-1"), 422,
+                             "idempotency_key_reused")
+        assert "fields" not in error and adult_text(1)[:20] not in json.dumps(error)
+    assert applied(app, "acc-u") == 1
+    # The same batch, with its time written another way, is the same body: a replay.
+    same = [text_signal(adult_text(0), at="2026-11-24T13:00:00+00:00")]
+    assert post(client, "acc-u", same, key="batch-1").json == first.json
+    assert applied(app, "acc-u") == 1
+
+
+def test_the_first_answer_is_kept_text_free_with_the_markers_ttl(app, client, redis_client):
+    text = minor_text(0)
+    first = post(client, "acc-k", [text_signal(text)], key="batch-k")
+    assert first.json["flagged"] and first.json["case_id"]
+    assert any(s["name"].startswith("text:") for s in first.json["top_signals"])
+    state = app.extensions["agegate"]
+    [marker] = redis_client.scan_iter(f"{keys.tag(state.hasher.account('acc-k'))}:seen:*")
+    kept = redis_client.get(marker)
+    packed = json.loads(kept)
+    assert packed["c"] == first.json["case_id"] and "d" not in packed  # its case step done
+    # Vocabulary ids, not n-grams; no account id, no message text, no key.
+    assert all(isinstance(code, int) or not code.startswith("text:") for code, _ in packed["t"])
+    for word in ["acc-k", "batch-k", *[w for w in text.split() if len(w) > 6][:5]]:
+        assert word not in kept
+    assert len(kept) < 400
+    day = state.retention.seconds("signal_entry")
+    assert day - 5 < redis_client.ttl(marker) <= day
+
+
+def test_a_stream_batch_answers_each_entry_with_the_case_its_batch_opened(
+        app, client, redis_client):
+    """Two entries of one account in one worker batch: the first opens the case, the second
+    (not raising it) was answered with that case, and its replay over HTTP is too."""
+    from tests.test_signal_stream import drain, publish
+
+    flagging = [text_signal(minor_text(i)) for i in range(3)]
+    quiet = [{"type": "session", "at": "2026-11-24T13:05:00Z", "duration_s": 60}]
+    publish(redis_client, "acc-b", flagging, "m-1")
+    publish(redis_client, "acc-b", quiet, "m-2")
+    assert drain(app) == 2
+    case_id = client.get("/v1/accounts/acc-b", headers=auth("reviewer")).json["case_id"]
+    assert case_id
+    one, two = (post(client, "acc-b", batch, key=key)
+                for batch, key in ((flagging, "m-1"), (quiet, "m-2")))
+    assert one.json["case_id"] == two.json["case_id"] == case_id
+    assert one.json["flagged"]
+    # The stream's result as first applied, whatever the account received since.
+    post(client, "acc-b", [text_signal(adult_text(i)) for i in range(8)])
+    assert post(client, "acc-b", flagging, key="m-1").json == one.json
+    assert applied(app, "acc-b") == 3 + 8
+
+
+def test_a_stream_entry_reusing_a_key_for_another_body_is_dead_lettered(
+        app, client, redis_client):
+    from tests.test_signal_stream import drain, publish
+
+    assert post(client, "acc-s2", [text_signal(adult_text(0))], key="m-9").status_code == 200
+    publish(redis_client, "acc-s2", [text_signal(adult_text(2))], "m-9")
+    publish(redis_client, "acc-s2", [text_signal(adult_text(3))], "m-10")
+    assert drain(app) == 2
+    [(_, letter)] = app.extensions["agegate"].ingest.store.dead_letters()
+    assert json.loads(letter["error"])["code"] == "idempotency_key_reused"
+    assert applied(app, "acc-s2") == 2
 
 
 def test_the_stream_id_and_the_header_are_one_key(app, client, redis_client):

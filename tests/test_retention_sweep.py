@@ -40,7 +40,8 @@ def drive_every_new_feature(client, pki, receiver) -> str:  # noqa: F811
     """Use each of last session's features once through the API and the worker; returns the
     message text that was scored."""
     text = minor_text(0)
-    hook = ok(client.post("/v1/admin/webhooks", headers=auth("admin"),
+    hook = ok(client.post("/v1/admin/webhooks",
+                          headers={**auth("admin"), "Idempotency-Key": "sweep-hook-1"},
                           json={"url": receiver.url, "events": ["account.terminated"]}), 201)
     receiver.secrets.append(hook["secret"])
     # Step-up assurance: an age check that asks for it, then a result.
@@ -48,7 +49,8 @@ def drive_every_new_feature(client, pki, receiver) -> str:  # noqa: F811
             "device_id": DEVICE, "email": EMAIL, "session_id": SESSION}
     assert ok(client.post("/v1/age-checks", json=body,
                           headers=auth("registration")))["decision"] == "verify"
-    ok(client.post("/v1/accounts/acc-sweep/assurance-results", headers=auth("signals"),
+    ok(client.post("/v1/accounts/acc-sweep/assurance-results",
+                   headers={**auth("signals"), "Idempotency-Key": "sweep-result-1"},
                    json={"method": "photo_id_matching", "provider": "Acme", "evidence_id": "ev-1",
                          "outcome": "over_threshold", "observed_at": "2026-11-24T13:00:00Z"}))
     # Digital credentials: one request answered over 18, one left open.
@@ -93,8 +95,9 @@ def test_every_key_has_a_ttl_and_holds_no_birth_date_text_or_raw_identifier(
     text = drive_every_new_feature(client, pki, receiver)
     found = " ".join(redis_client.scan_iter(count=1000))
     for family in ("assurance:", "credreq:", "credpass:", "verify-session:", "whd:", ":log",
-                   ":seen:", "agegate-test:", "login-failures:", "relayed"):
+                   ":seen:", ":idem:", "agegate-test:", "login-failures:", "relayed"):
         assert family in found, family
     assert keys_without_ttl(redis_client) == []
-    assert_nowhere(redis_client, BORN, DEVICE, EMAIL, SESSION, "sweep.person", text[:40])
+    assert_nowhere(redis_client, BORN, DEVICE, EMAIL, SESSION, "sweep.person", text[:40],
+                   "sweep-hook-1", "sweep-result-1")
 

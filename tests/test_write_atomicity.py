@@ -5,15 +5,19 @@ proxy that cuts a connection right after a chosen command, or keeps an EXEC back
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 
 import pytest
+import redis
 
 from agegate import create_app
 from agegate.services.webhooks import STALE_MS
 from agegate.storage import keys
-from agegate.storage.keys import WEBHOOK_GROUP
+from agegate.storage.keys import WEBHOOK_GROUP, Retention
+from agegate.storage.outbox import Outbox
+from agegate.storage.signal_stream import Entry, SignalStreamStore
 from tests.conftest import API_KEYS, TEST_KEYS, auth, cluster_mode, sandbox
 from tests.faults import ReplyLosingProxy
 from tests.helpers import keys_without_ttl
@@ -110,3 +114,46 @@ def test_a_second_fan_out_of_an_event_never_resets_its_delivery(
     log = admin.get(f"/v1/admin/webhooks/{hook['webhook_id']}/deliveries",
                     headers=auth("admin")).json["deliveries"]
     assert [(e["attempt"], e["status"]) for e in log] == [(1, "retrying")]
+
+
+def test_an_outbox_set_member_never_leaves_its_set_without_a_ttl(proxy, redis_client):
+    """The outbox's "add a member" step (a parent request waiting on an account of another
+    shard) must leave the set with its TTL whatever happens to the set meanwhile: here another
+    drainer removes its last member (so Redis deletes the set) while this one is sending."""
+    key = keys.parent_requests_waiting("0" * 32)
+    redis_client.sadd(key, "preq_old")
+    redis_client.expire(key, 10 * DAY)  # longer than the step asks: no need to extend it
+    redis_client.xadd(keys.outbox(0), {"op": "set_add", "data": json.dumps(
+        {"key": key, "member": "preq_new", "ttl": DAY})})
+    outbox = Outbox(redis.Redis.from_url(proxy.url, decode_responses=True), Retention())
+    redis_client.script_flush()  # so the step's script is loaded (and its SADD kept back)
+    proxy.delay_command(b"SADD")
+    drained: list[int] = []
+    drainer = threading.Thread(target=lambda: drained.append(outbox.drain(0)))
+    drainer.start()
+    assert proxy.delayed.wait(5)
+    redis_client.srem(key, "preq_old")  # the last member: the set is gone
+    proxy.release()
+    drainer.join(30)
+    assert drained == [1]
+    assert redis_client.smembers(key) == {"preq_new"}
+    assert 0 < redis_client.ttl(key) <= DAY
+
+
+def test_a_dead_letter_is_never_left_without_its_ttl(proxy, redis_client):
+    """A dead letter and its stream's expiry go together: a worker that dies mid-send (here
+    each time, its retries too) never leaves the dead-letter stream without a TTL."""
+    store = SignalStreamStore(redis.Redis.from_url(proxy.url, decode_responses=True),
+                              "agegate:signals", Retention())
+    entry = Entry("1-1", {"account_id": "acc-1", "signals": "not json"})
+    proxy.cut_before(b"EXPIRE", 10)  # a separate EXPIRE command never gets through
+    try:
+        store.dead_letter(entry, {"code": "malformed_json"})
+    except redis.ConnectionError:
+        pass  # died mid-send: whatever got through must still expire
+    assert keys_without_ttl(redis_client) == []
+    proxy.cut_before(b"EXPIRE", 0)
+    store.dead_letter(entry, {"code": "malformed_json"})
+    assert redis_client.xlen(store.dead) >= 1
+    assert 0 < redis_client.ttl(store.dead) <= Retention().seconds("signal_dead_letter")
+    assert keys_without_ttl(redis_client) == []

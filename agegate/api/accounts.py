@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from flask import g, request
+from flask import g
 from flask_smorest import Blueprint
 
-from agegate.api import actor, services
+from agegate.api import actor, idempotency, services
 from agegate.auth import roles
 from agegate.errors import Forbidden, ValidationFailed
 from agegate.schemas.accounts import (
@@ -16,7 +16,7 @@ from agegate.schemas.accounts import (
     SignalsRequestSchema,
     VerificationRequestSchema,
 )
-from agegate.schemas.common import IDENTIFIER, ErrorSchema
+from agegate.schemas.common import ErrorSchema
 
 blp = Blueprint("accounts", __name__, url_prefix="/v1/accounts", description="Signals and scores")
 
@@ -27,21 +27,16 @@ def check_account_id(account_id: str) -> None:
         raise ValidationFailed(fields={"account_id": [ACCOUNT_ID_ERROR]})
 
 
-IDEMPOTENCY_KEY = {
-    "name": "Idempotency-Key", "in": "header", "required": False,
-    "description": "The platform's key for this batch of signals (1-256 printable ASCII "
-                   "characters): a retry with the same key is applied once and answered as "
-                   "the first time. The signal stream's `id` is the same key.",
-    "schema": {"type": "string", "minLength": 1, "maxLength": 256, "pattern": "^[!-~]+$"},
-}
-
-
 @blp.route("/<string:account_id>/signals", methods=["POST"])
 @blp.arguments(SignalsRequestSchema())
-@blp.doc(parameters=[IDEMPOTENCY_KEY])
+@blp.doc(parameters=[idempotency.parameter(
+    "this batch of signals (the signal stream's `id` is the same key)")])
 @blp.response(200, ScoreSchema)
 @blp.alt_response(409, schema=ErrorSchema,
                   description="account_terminated or processing_stopped")
+@blp.alt_response(422, schema=ErrorSchema, description="validation_error, or "
+                  "idempotency_key_reused: this Idempotency-Key was applied with other "
+                  "signals (nothing is applied)")
 @blp.alt_response(503, schema=ErrorSchema, description="model_unavailable, or "
                   "storage_unavailable (Redis, or too few replicas confirmed the write: retry "
                   "with the same Idempotency-Key after Retry-After)")
@@ -49,10 +44,7 @@ IDEMPOTENCY_KEY = {
 def post_signals(data, account_id):
     """Score an account from its signals. Text is used to score and never stored."""
     check_account_id(account_id)
-    key = request.headers.get("Idempotency-Key")
-    if key is not None and not IDENTIFIER.match(key):
-        raise ValidationFailed(fields={"Idempotency-Key": [
-            "Use 1-256 printable ASCII characters, no spaces."]})
+    key = idempotency.header()
     # The stream's idempotency keys and these are one namespace: one batch, one application,
     # whichever door it came in by, however often it is retried.
     return services().accounts.record_signal(

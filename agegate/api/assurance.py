@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Response, stream_with_context
 from flask_smorest import Blueprint
 
-from agegate.api import actor, services
+from agegate.api import actor, idempotency, services
 from agegate.api.accounts import check_account_id
 from agegate.auth import roles
 from agegate.errors import NotFound
@@ -23,15 +23,19 @@ blp = Blueprint("assurance", __name__, url_prefix="/v1", description="Age assura
 
 @blp.route("/accounts/<string:account_id>/assurance-results", methods=["POST"])
 @blp.arguments(AssuranceResultRequestSchema())
+@blp.doc(parameters=[idempotency.parameter("this result")])
 @blp.response(200, AssuranceResultSchema)
 @blp.alt_response(409, schema=ErrorSchema, description="account_terminated")
 @blp.alt_response(422, schema=ErrorSchema, description="Unknown method or outcome, a challenge "
-                  "age on a verification, a timestamp in the future or expired, ...")
+                  "age on a verification, a timestamp in the future or expired, ...; or "
+                  "idempotency_key_reused (the key came with another body: nothing recorded)")
 @roles("signals")
 def post_assurance_result(data, account_id):
     """Judge a vendor's result for the jurisdiction, record it, and act on the account."""
     check_account_id(account_id)
-    return services().assurance.record(account_id, actor=actor(), **data)
+    return services().assurance.record(
+        account_id, actor=actor(), **data,
+        idempotency=idempotency.key_for(f"assurance-results\x00{account_id}"))
 
 
 @blp.route("/accounts/<string:account_id>/assurance", methods=["GET"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import request
 from flask_smorest import Blueprint
 
-from agegate.api import actor, services
+from agegate.api import actor, idempotency, services
 from agegate.auth import roles
 from agegate.schemas.common import ErrorSchema, NoBodySchema
 from agegate.schemas.webhooks import (
@@ -22,16 +22,23 @@ blp = Blueprint("webhooks", __name__, url_prefix="/v1/admin/webhooks", descripti
 
 @blp.route("", methods=["POST"])
 @blp.arguments(WebhookRequestSchema())
+@blp.doc(parameters=[idempotency.parameter(
+    "this webhook (a retry gets the same webhook_id and secret)")])
 @blp.response(201, WebhookCreatedSchema)
+@blp.alt_response(409, schema=ErrorSchema,
+                  description="A retried Idempotency-Key whose webhook was deleted, or whose "
+                              "secret was rotated out, since: nothing is created")
 @blp.alt_response(422, schema=ErrorSchema,
                   description="Not https (or allowed http), credentials in the URL, a "
                               "host that does not resolve only to public (or allowed) "
-                              "addresses, this service itself, or an unknown event type")
+                              "addresses, this service itself, or an unknown event type; or "
+                              "idempotency_key_reused (the key came with another body)")
 @roles("admin")
 def create_webhook(data):
-    """Register a webhook; the signing secret is shown once."""
+    """Register a webhook; the signing secret is shown once (and to a retry of the same
+    Idempotency-Key)."""
     return services().webhooks.create(data["url"], data["events"], service_host=request.host,
-                                      actor=actor())
+                                      actor=actor(), idempotency=idempotency.key_for("webhooks"))
 
 
 @blp.route("", methods=["GET"])
@@ -54,12 +61,19 @@ def delete_webhook(webhook_id):
 
 @blp.route("/<string:webhook_id>/secret", methods=["POST"])
 @blp.arguments(NoBodySchema(), required=False)
+@blp.doc(parameters=[idempotency.parameter(
+    "this rotation (a retry gets the same new secret and rotates nothing again)")])
 @blp.response(200, SecretRotatedSchema)
 @blp.alt_response(404, schema=ErrorSchema, description="No such webhook")
+@blp.alt_response(409, schema=ErrorSchema,
+                  description="A retried Idempotency-Key whose webhook was deleted, or whose "
+                              "new secret was rotated out, since: nothing is rotated")
 @roles("admin")
 def rotate_secret(_body, webhook_id):
     """A new secret; the old one also signs for 24 hours."""
-    return services().webhooks.rotate(webhook_id, actor=actor())
+    return services().webhooks.rotate(
+        webhook_id, actor=actor(),
+        idempotency=idempotency.key_for(f"webhook-secret\x00{webhook_id}"))
 
 
 @blp.route("/<string:webhook_id>/deliveries", methods=["GET"])

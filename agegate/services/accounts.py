@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from agegate.crypto import Hasher
 from agegate.errors import (
     AgegateError,
     Conflict,
+    IdempotencyKeyReused,
     ModelUnavailable,
     NotFound,
     StorageUnavailable,
@@ -38,8 +40,10 @@ from agegate.storage.unit import MAX_ATTEMPTS, apply_scripted, watch
 log = logging.getLogger("agegate.accounts")
 
 
-# A stream entry's applied-marker: its effects are written, and its case step is done too
-# (APPLIED) or was still due when the marker was written (CASE_DUE).
+# A keyed entry's applied-marker (written in the unit that applies it) holds the entry's first
+# answer, compactly and text-free (`_encode_answer`): a replay is answered with it. Markers
+# written before answers were kept say only that the entry was applied, its case step done
+# too (APPLIED) or still due (CASE_DUE); a replay of one is answered from the account.
 APPLIED, CASE_DUE = "1", "case"
 
 
@@ -55,12 +59,75 @@ class SignalEntry:
 
 @dataclass
 class _Result:
-    """One entry's fold: its score, whether its case step is due, whether a report made it."""
+    """One entry's fold: its answer (without account_id), whether its case step is due,
+    whether a report made it."""
 
-    score: Any
+    answer: dict[str, Any]
     due: bool
     reported: bool
     copy_of: int | None = None  # a repeat of an earlier entry's key in the same batch
+    # The answer's case id is only known after an earlier entry's case step in this batch:
+    # the marker is written again with the answer given.
+    case_pending: bool = False
+    error: AgegateError | None = None  # a key reused with another body: refused
+
+
+def _body_of(signals: list[dict[str, Any]]) -> str:
+    """An entry's signals in one canonical form (keys sorted, times as their instant), so a
+    retry of the same batch through either door hashes alike."""
+    return json.dumps(signals, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                      default=_canonical)
+
+
+def _canonical(value: Any) -> str:
+    if isinstance(value, datetime):
+        return iso(value)
+    return str(value)
+
+
+def _encode_answer(answer: dict[str, Any], *, body: str, due: bool, vocabulary: str,
+                   codes: dict[str, int]) -> str:
+    """An entry's first answer as its applied-marker keeps it: score, band, flagged, case id
+    and top signals, with vocabulary n-grams as their ids in `vocabulary` (the text model's
+    version): no text, no account id. `body` is the keyed hash of the entry's signals."""
+    top: list[list[Any]] = []
+    for item in answer["top_signals"]:
+        name = str(item["name"])
+        if name.startswith("text:"):
+            code = codes.get(name[5:])
+            if code is None:
+                continue  # not a vocabulary n-gram: never kept as text
+            top.append([code, item["weight"]])
+        else:
+            top.append([name, item["weight"]])
+    packed: dict[str, Any] = {"h": body, "s": answer["score"], "b": answer["band"],
+                              "f": 1 if answer["flagged"] else 0, "c": answer["case_id"],
+                              "t": top, "m": vocabulary}
+    if due:
+        packed["d"] = 1
+    return json.dumps(packed, separators=(",", ":"))
+
+
+def _decode_answer(raw: str, vocabulary: str, names: list[str]
+                   ) -> tuple[dict[str, Any], str, bool] | None:
+    """(answer, body hash, case step due) from an applied-marker; None for a marker that
+    holds no answer (written before answers were kept). Vocabulary ids are named by the
+    model's vocabulary when it is the one they were kept under (a full retrain in between
+    drops them: their names are not known any more)."""
+    if not raw.startswith("{"):
+        return None
+    packed = json.loads(raw)
+    top = []
+    for code, weight in packed["t"]:
+        if isinstance(code, int):
+            if packed.get("m") != vocabulary or not 0 <= code < len(names):
+                continue
+            top.append({"name": f"text:{names[code]}", "weight": weight})
+        else:
+            top.append({"name": code, "weight": weight})
+    answer = {"score": packed["s"], "band": packed["b"], "flagged": bool(packed["f"]),
+              "case_id": packed["c"], "top_signals": top}
+    return answer, str(packed["h"]), bool(packed.get("d"))
 
 
 @dataclass
@@ -76,6 +143,7 @@ class _Fold:
     last: Any = None
     error: Exception | None = None
     reset_from: str | None | bool = False  # the text model of a state reset, if one was
+    bodies: dict[int, str] = field(default_factory=dict)  # keyed entries' body hashes
 
     def entry_hashes(self) -> list[str]:
         """The entries' keys (hashed), each once, in order: the markers read and written."""
@@ -157,6 +225,7 @@ class AccountService:
         # More of what this service holds on an account, for its export: name -> reader
         # (e.g. its age-assurance records, issue 22).
         self.export_sections: dict[str, Callable[[str], Any]] = {}
+        self._codes: tuple[Any, str, dict[str, int]] | None = None
 
     # -- signals -------------------------------------------------------------------------
     def record_signals(self, entries: Sequence[SignalEntry], *,
@@ -187,6 +256,8 @@ class AccountService:
                 fold = folds[account_hash] = _Fold(entry.account_id, account_hash)
             fold.items.append((index, entry, self._entry_hash(entry.key)
                                if entry.key is not None else None))
+            if entry.key is not None:
+                fold.bodies[index] = self._body_hash(entry.signals)
         by_shard: dict[int, list[_Fold]] = {}
         for fold in folds.values():
             by_shard.setdefault(keys.shard_of(fold.account_hash), []).append(fold)
@@ -227,7 +298,7 @@ class AccountService:
                 STATE_RESETS.inc()
                 log.info("account state of text model %s reset for text model %s",
                          fold.reset_from, model.text_version)
-            self._follow_up(fold, actor, outcomes)
+            self._follow_up(model, fold, actor, outcomes)
         return [StorageUnavailable() if outcome is None else outcome for outcome in outcomes]
 
     def record_signal(self, account_id: str, signals: list[dict[str, Any]], *,
@@ -256,18 +327,34 @@ class AccountService:
         applied_of = dict(zip(fold.entry_hashes(), view.applied, strict=True))
         written: dict[str, str] = {}
         seen: dict[str, int] = {}  # entry hash -> the index that applied it in this batch
+        vocabulary, codes = self._vocabulary(model)
+        now = self.clock.now()
+        # Until a case step of this batch has run, the account's open case is the one read.
+        case_id, case_known = view.case_id, True
         try:
             for index, entry, entry_hash in fold.items:
+                body = fold.bodies.get(index)
                 if entry_hash is not None and entry_hash in seen:
-                    fold.results[index] = _Result(fold.results[seen[entry_hash]].score, False,
-                                                  False, copy_of=seen[entry_hash])
+                    first = seen[entry_hash]
+                    fold.results[index] = _Result({}, False, False, copy_of=first) \
+                        if fold.bodies.get(first) == body else \
+                        _Result({}, False, False, error=IdempotencyKeyReused())
                     continue
                 reported = any(s["type"] == "report" and s.get("reason") == "suspected_minor"
                                for s in entry.signals)
                 applied = applied_of.get(entry_hash) if entry_hash is not None else None
-                if applied:  # a replayed stream entry: nothing to write
-                    result = model.score(state or model.new_state())
-                    fold.results[index] = _Result(result, applied == CASE_DUE, reported)
+                if applied:  # a replay: nothing to write; answered as the first time
+                    kept = _decode_answer(applied, vocabulary, model.vocab_names)
+                    if kept is None:  # a marker without its answer: from the account
+                        scored = model.score(state or model.new_state())
+                        fold.results[index] = _Result(
+                            self._answer(scored, view, now, case_id), applied == CASE_DUE,
+                            reported, case_pending=not case_known)
+                    elif kept[1] != body:
+                        fold.results[index] = _Result({}, False, False,
+                                                      error=IdempotencyKeyReused())
+                    else:
+                        fold.results[index] = _Result(kept[0], kept[2], reported)
                     continue
                 state = model.update(state if state is not None else model.new_state(),
                                      entry.signals)
@@ -276,12 +363,16 @@ class AccountService:
                 settled = (case_open and case_score is not None
                            and float(result.score) <= float(case_score))
                 due = reported or (bool(result.flagged) and not settled)
+                answer = self._answer(result, view, now, case_id)
+                fold.results[index] = _Result(answer, due, reported,
+                                              case_pending=not case_known)
                 if due:  # the case step below opens or raises the case to this score
                     case_open, case_score = True, repr(float(result.score))
-                fold.results[index] = _Result(result, due, reported)
-                if entry_hash is not None:
+                    case_known = False
+                if entry_hash is not None and body is not None:
                     seen[entry_hash] = index
-                    written[entry_hash] = CASE_DUE if due else APPLIED
+                    written[entry_hash] = _encode_answer(answer, body=body, due=due,
+                                                         vocabulary=vocabulary, codes=codes)
                 fold.last = result
         except AgegateError as error:
             fold.fail(error)
@@ -298,39 +389,63 @@ class AccountService:
                 "updated_at": iso(self.clock.now())},
                 [(h, written.get(h, "")) for h in fold.entry_hashes()])
 
-    def _follow_up(self, fold: _Fold, actor: str,
+    def _follow_up(self, model: Any, fold: _Fold, actor: str,
                    outcomes: list[dict[str, Any] | Exception | None]) -> None:
-        """Each entry's outcome, after its case step when one is due."""
+        """Each entry's outcome, after its case step when one is due. A keyed entry whose
+        answer changed with a case step has it kept in its marker (the marker's TTL stays)."""
         if fold.error is not None:
             for index, _, _ in fold.items:
                 outcomes[index] = fold.error
             return
         assert fold.view is not None
         case_id = fold.view.case_id
-        now = self.clock.now()
+        vocabulary, codes = self._vocabulary(model)
         for index, _, entry_hash in fold.items:
             result = fold.results[index]
+            if result.error is not None:
+                outcomes[index] = result.error
+                continue
             if result.copy_of is not None:
                 outcomes[index] = outcomes[result.copy_of]
                 continue
-            score, top = float(result.score.score), _top(result.score.top_signals)
-            # Stated rules beside the model's signals; they never change the score or the flag.
-            top = stated_rules(fold.view.adult_until, now) + top
+            answer = dict(result.answer)
+            if result.case_pending:
+                answer["case_id"] = case_id
             if result.due:
                 try:
                     case = self.review.open_or_raise(
                         fold.account_id, "report" if result.reported else "classifier",
-                        actor=actor, score=score, top_signals=top)
+                        actor=actor, score=answer["score"], top_signals=answer["top_signals"])
                 except AgegateError as error:
                     outcomes[index] = error
                     continue
-                case_id = case["case_id"]
-                if entry_hash:
-                    self.accounts.mark_applied(fold.account_hash, entry_hash, APPLIED)
-            outcomes[index] = {"account_id": fold.account_id, "score": score,
-                               "band": str(result.score.band),
-                               "flagged": bool(result.score.flagged), "case_id": case_id,
-                               "top_signals": top}
+                answer["case_id"] = case_id = case["case_id"]
+            body = fold.bodies.get(index)
+            if entry_hash and body is not None and (result.due or result.case_pending):
+                self.accounts.mark_applied(fold.account_hash, entry_hash, _encode_answer(
+                    answer, body=body, due=False, vocabulary=vocabulary, codes=codes))
+            outcomes[index] = {"account_id": fold.account_id, **answer}
+
+    @staticmethod
+    def _answer(result: Any, view: SignalView, now: datetime,
+                case_id: str | None) -> dict[str, Any]:
+        """A score as answered (without account_id): stated rules beside the model's signals;
+        they never change the score or the flag."""
+        return {"score": float(result.score), "band": str(result.band),
+                "flagged": bool(result.flagged), "case_id": case_id,
+                "top_signals": stated_rules(view.adult_until, now) + _top(result.top_signals)}
+
+    def _vocabulary(self, model: Any) -> tuple[str, dict[str, int]]:
+        """The model's text version and its vocabulary's n-gram -> id (cached per model)."""
+        cached = self._codes
+        if cached is None or cached[0] is not model:
+            cached = self._codes = (model, str(model.text_version),
+                                    {name: i for i, name in enumerate(model.vocab_names)})
+        return cached[1], cached[2]
+
+    def _body_hash(self, signals: list[dict[str, Any]]) -> str:
+        """A keyed hash of an entry's signals (64 bits: tells two bodies under one key apart)."""
+        return self.hasher.short("signal_entry_body", _body_of(signals))[:16]
 
     def _entry_hash(self, entry: str) -> str:
         """A stream entry's key under the account's tag (64 bits: unique within one account)."""

@@ -27,6 +27,7 @@ from agegate.storage.assurance import status_after_restriction
 from agegate.storage.cases import HISTORY_LIMIT, CaseStore
 from agegate.storage.deletions import DeletionStore
 from agegate.storage.events import EventStream
+from agegate.storage.idempotency import IdempotencyKey, IdempotencyStore
 
 MAX_STATEMENT = 2000
 DECISIONS = frozenset({"uphold", "overturn"})
@@ -38,9 +39,11 @@ class AppealService:
 
     def __init__(self, client: redis.Redis, hasher: Hasher, store: AppealStore,
                  accounts: AccountStore, cases: CaseStore, deletions: DeletionStore,
-                 audit: AuditTrail, events: EventStream, clock: Clock, due_days: int) -> None:
+                 audit: AuditTrail, events: EventStream, clock: Clock, due_days: int,
+                 idempotency: IdempotencyStore) -> None:
         # decode_responses=True: every reply is str, which redis-py's stubs cannot know.
         self.r: Any = client
+        self.idempotency = idempotency
         self.hasher = hasher
         self.store = store
         self.accounts = accounts
@@ -55,11 +58,18 @@ class AppealService:
         """Termination hook: remember what was blocked, so an overturned appeal can lift it."""
         self.store.queue_keep_blocked(pipe, plan.account_hash, plan.identifiers, block_seconds)
 
-    def submit(self, account_id: str, statement: str, *, actor: str) -> dict[str, Any]:
-        """Open an appeal for a restricted or terminated account."""
+    def submit(self, account_id: str, statement: str, *, actor: str,
+               idempotency: IdempotencyKey | None = None) -> dict[str, Any]:
+        """Open an appeal for a restricted or terminated account. A retry with the same
+        Idempotency-Key gets the first answer (not the 409 of an appeal already open)."""
         account_hash = self.hasher.account(account_id)
+        shard = keys.shard_of(account_hash)
 
         def build(pipe: Any) -> dict[str, Any]:
+            if idempotency is not None:
+                kept = self.idempotency.first(pipe, shard, idempotency)
+                if kept is not None:
+                    return kept
             deletion_id = self.deletions.for_account(pipe, account_hash)
             meta = self.accounts.meta(pipe, account_hash)
             if deletion_id:
@@ -94,7 +104,11 @@ class AppealService:
             chain.append(pipe, actor=actor, action="appeal_submitted", account_id=account_id,
                          details={"appeal_id": appeal_id, "case_id": case["case_id"],
                                   "account_status": status})
-            return {"appeal_id": appeal_id, "case_id": case["case_id"], "due_at": iso(due_at)}
+            answer = {"appeal_id": appeal_id, "case_id": case["case_id"],
+                      "due_at": iso(due_at)}
+            if idempotency is not None:  # our ids and a date: nothing of the member's
+                self.idempotency.queue_remember(pipe, shard, idempotency, answer)
+            return answer
 
         return transact(self.r, build, keys.account_deletion(account_hash),
                         keys.account(account_hash), keys.account_open_appeal(account_hash))

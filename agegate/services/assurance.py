@@ -43,6 +43,7 @@ from agegate.storage.assurance import (
     PENDING_JURISDICTION_FIELD,
     AssuranceStore,
 )
+from agegate.storage.idempotency import IdempotencyKey, IdempotencyStore
 from agegate.storage.unit import watch
 
 OUTCOMES = ("over_threshold", "under_threshold", "inconclusive")
@@ -120,9 +121,11 @@ class AssuranceService:
 
     def __init__(self, client: redis.Redis, hasher: Hasher, store: AssuranceStore,
                  accounts: AccountStore, age_signals: AgeSignalService,
-                 table: JurisdictionTable, audit: AuditTrail, clock: Clock) -> None:
+                 table: JurisdictionTable, audit: AuditTrail, clock: Clock,
+                 idempotency: IdempotencyStore) -> None:
         # decode_responses=True: every reply is str, which redis-py's stubs cannot know.
         self.r: Any = client
+        self.idempotency = idempotency
         self.hasher = hasher
         self.store = store
         self.accounts = accounts
@@ -136,7 +139,8 @@ class AssuranceService:
                observed_at: datetime, actor: str, jurisdiction: str | None = None,
                evidence_id: str | None = None, threshold_age: int = ADULT_AGE,
                challenge_age: int | None = None,
-               liveness_checked: bool | None = None) -> dict[str, Any]:
+               liveness_checked: bool | None = None,
+               idempotency: IdempotencyKey | None = None) -> dict[str, Any]:
         """Record one age-assurance result and let it act on the account; the one way in.
 
         Signature (keyword-only after `account_id`):
@@ -167,9 +171,15 @@ class AssuranceService:
         unit of work, through `stage` (services/credentials.py).
         """
         account_hash = self.hasher.account(account_id) if account_id else None
-        shard = keys.shard_of(account_hash) if account_hash else secrets.randbelow(keys.SHARDS)
+        shard = keys.shard_of(account_hash) if account_hash else \
+            keys.shard_of(idempotency.key_hash) if idempotency else \
+            secrets.randbelow(keys.SHARDS)
 
-        def build(pipe: Any) -> tuple[Staged, dict[str, Any]]:
+        def build(pipe: Any) -> tuple[Staged | None, dict[str, Any]]:
+            if idempotency is not None:
+                kept = self.idempotency.first(pipe, shard, idempotency)
+                if kept is not None:  # a retry: the record the first one wrote
+                    return None, self._recorded(pipe, kept["assurance_id"], account_id)
             staged = self.stage(
                 pipe, account_id, shard=shard, method=method, provider=provider,
                 outcome=outcome, observed_at=observed_at, actor=actor, jurisdiction=jurisdiction,
@@ -177,10 +187,24 @@ class AssuranceService:
                 challenge_age=challenge_age, liveness_checked=liveness_checked)
             chain = self.audit.begin(pipe)
             pipe.multi()
-            return staged, staged.write(pipe, chain)
+            record = staged.write(pipe, chain)
+            if idempotency is not None:
+                self.idempotency.queue_remember(pipe, shard, idempotency,
+                                                {"assurance_id": record["assurance_id"]})
+            return staged, record
 
         staged, record = transact(self.r, build, shard=shard)
-        return staged.after(record)
+        return staged.after(record) if staged is not None else record
+
+    def _recorded(self, pipe: Any, assurance_id: str, account_id: str | None
+                  ) -> dict[str, Any]:
+        """`record`'s answer for a record already written (a retried Idempotency-Key)."""
+        found = self.store.read_one(pipe, assurance_id)
+        if found is None:  # kept 730 days, the key one: only an operator's deletion
+            raise Conflict("The record this Idempotency-Key created is gone; send a new key.")
+        return {"assurance_id": assurance_id, "account_id": account_id,
+                "highly_effective": found["highly_effective"], "why": found["why"],
+                "action": found["action"]}
 
     def stage(self, pipe: Any, account_id: str | None, *, shard: int, method: str,
               provider: str, outcome: str, observed_at: datetime, actor: str,

@@ -16,7 +16,9 @@ from agegate.clock import Clock
 from agegate.crypto import Hasher, new_id
 from agegate.errors import Conflict, NotEligible
 from agegate.services.audit import AuditTrail, transact
+from agegate.storage import keys
 from agegate.storage.events import EventStream
+from agegate.storage.idempotency import IdempotencyKey, IdempotencyStore
 from agegate.storage.keys import Retention
 from agegate.storage.removals import RemovalStore
 
@@ -89,11 +91,15 @@ class ContentRemovalService:
         self.clock = clock
         self.all_regions = all_regions
         self.removals = RemovalStore(client, retention)
+        self.idempotency = IdempotencyStore(hasher, retention)
         # Wired by the container once the review queue exists.
         self.review: Any = None
 
-    def request(self, data: dict[str, Any], actor: str) -> dict[str, Any]:
-        """Handle one removal request from the platform for a signed-in user."""
+    def request(self, data: dict[str, Any], actor: str,
+                idempotency: IdempotencyKey | None = None) -> dict[str, Any]:
+        """Handle one removal request from the platform for a signed-in user. A retry with
+        the same Idempotency-Key is answered with the first request's id (what is removed and
+        refused follows from the body alone) and removes, emits and audits nothing again."""
         region = data["region"]
         if region != ELIGIBLE_REGION and not self.all_regions:
             raise NotEligible("Content removal under §22581 is for users in California (US-CA).",
@@ -129,7 +135,15 @@ class ContentRemovalService:
         hashes = {cid: self.hasher.all_short("content", cid) for cid in removable}
         now = self.clock.now()
 
+        shard = keys.shard_of(account_hash)
+        answered = [request_id]
+
         def write(pipe: redis.client.Pipeline) -> list[str]:
+            if idempotency is not None:
+                kept = self.idempotency.first(pipe, shard, idempotency)
+                if kept is not None:
+                    answered[0] = kept["request_id"]
+                    return []
             chain = self.audit.begin(pipe)
             seen = self.removals.already_removed(
                 pipe, account_hash, [h for cid in removable for h in hashes[cid]])
@@ -146,8 +160,11 @@ class ContentRemovalService:
                          details={"request_id": request_id, "region": region,
                                   "case_id": case_id, "removed": removable,
                                   "newly_removed": len(new), "refused": refused})
+            if idempotency is not None:
+                self.idempotency.queue_remember(pipe, shard, idempotency,
+                                                {"request_id": request_id})
             return new
 
         # WATCH the account's removal set too, so two requests for one item emit one event.
         transact(self.r, write, *self.removals.watched_keys(account_hash))
-        return {"request_id": request_id, "removed": removable, "refused": refused}
+        return {"request_id": answered[0], "removed": removable, "refused": refused}

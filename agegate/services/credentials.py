@@ -27,6 +27,7 @@ from agegate.services.assurance import OWN_PROVIDER, Staged
 from agegate.services.audit import AuditTrail, transact
 from agegate.storage import keys
 from agegate.storage.credentials import CredentialStore
+from agegate.storage.idempotency import IdempotencyKey, IdempotencyStore
 from agegate.storage.identities import Identifier, IdentityStore
 from agegate.storage.keys import Retention
 
@@ -83,11 +84,24 @@ def assurance_stager(assurance: Any, clock: Clock) -> AssuranceStager:
     return stage
 
 
+def _request_answer(request_id: str, expires_at: str, nonce: str) -> dict[str, Any]:
+    """A credential request as `create` answers it."""
+    return {
+        "request_id": request_id,
+        "expires_at": expires_at,
+        "protocol": mdoc.PROTOCOL,
+        "request": {"response_type": "vp_token", "response_mode": "dc_api",
+                    "nonce": nonce, "dcql_query": DCQL_QUERY},
+    }
+
+
 class CredentialService:
     def __init__(self, hasher: Hasher, store: CredentialStore, identities: IdentityStore,
                  audit: AuditTrail, clock: Clock, retention: Retention,
-                 origins: Sequence[str], anchors: Sequence[x509.Certificate]) -> None:
+                 origins: Sequence[str], anchors: Sequence[x509.Certificate],
+                 idempotency: IdempotencyStore) -> None:
         self.hasher = hasher
+        self.idempotency = idempotency
         self.store = store
         self.identities = identities
         self.audit = audit
@@ -97,8 +111,11 @@ class CredentialService:
         self.anchors = list(anchors)
         self.assurance_stagers: list[AssuranceStager] = []
 
-    def create(self, data: dict[str, Any]) -> dict[str, Any]:
-        """A new single-use request for one of the configured origins."""
+    def create(self, data: dict[str, Any],
+               idempotency: IdempotencyKey | None = None) -> dict[str, Any]:
+        """A new single-use request for one of the configured origins. A retry with the same
+        Idempotency-Key gets the same request while it is open (409 once it was answered or
+        expired: the page must start again with a new key)."""
         origin = data["origin"]
         if origin not in self.origins:
             raise ValidationFailed(fields={"origin": [
@@ -106,26 +123,40 @@ class CredentialService:
                 "(AGEGATE_CREDENTIAL_ORIGINS)."]})
         account_id = data.get("account_id")
         shard = (keys.shard_of(self.hasher.account(account_id)) if account_id
+                 else keys.shard_of(idempotency.key_hash) if idempotency
                  else secrets.randbelow(keys.SHARDS))
         request_id = keys.new_sharded_id("creq", shard)
         nonce = mdoc.base64url(secrets.token_bytes(NONCE_BYTES))
-        expires_at = self.clock.now() + timedelta(
-            seconds=self.retention.seconds("credential_request"))
-        self.store.create(request_id, {
-            "origin": origin, "nonce": nonce, "account_id": account_id,
-            "session": self.hasher.short("session", data["session_id"])
-            if data.get("session_id") else None})
-        return {
-            "request_id": request_id,
-            "expires_at": iso(expires_at),
-            "protocol": mdoc.PROTOCOL,
-            "request": {"response_type": "vp_token", "response_mode": "dc_api",
-                        "nonce": nonce, "dcql_query": DCQL_QUERY},
-        }
+        expires_at = iso(self.clock.now() + timedelta(
+            seconds=self.retention.seconds("credential_request")))
+        record = {"origin": origin, "nonce": nonce, "account_id": account_id,
+                  "session": self.hasher.short("session", data["session_id"])
+                  if data.get("session_id") else None}
+        if idempotency is None:
+            self.store.create(request_id, record)
+            return _request_answer(request_id, expires_at, nonce)
+
+        def build(pipe: Any) -> dict[str, Any]:
+            kept = self.idempotency.first(pipe, shard, idempotency)
+            if kept is not None:  # a retry: the request the first one made, while it is open
+                first = self.store.read(pipe, kept["request_id"])
+                if first is None:
+                    raise Conflict("The credential request this Idempotency-Key made was "
+                                   "answered or has expired; send a new key.")
+                return _request_answer(kept["request_id"], kept["expires_at"], first["nonce"])
+            pipe.multi()
+            self.store.queue_create(pipe, request_id, record)
+            self.idempotency.queue_remember(pipe, shard, idempotency,
+                                            {"request_id": request_id,
+                                             "expires_at": expires_at})
+            return _request_answer(request_id, expires_at, nonce)
+
+        return cast(dict[str, Any], transact(self.identities.r, build, shard=shard))
 
     def answer(self, request_id: str, vp_token: dict[str, list[str]],
-               actor: str) -> dict[str, Any]:
-        """Verify the wallet's answer to an open request, once, and act on the result."""
+               actor: str, idempotency: IdempotencyKey | None = None) -> dict[str, Any]:
+        """Verify the wallet's answer to an open request, once, and act on the result. A
+        retry with the same Idempotency-Key (and body) is answered with the first result."""
         shard = keys.shard_of_id(request_id)
         if shard is None or not request_id.startswith("creq_"):
             raise NotFound("No such credential request.")
@@ -136,7 +167,12 @@ class CredentialService:
         # audit entry (one slot: the request's shard): a unit that did not apply (a lost
         # connection, too few replicas confirming it) leaves the request open for a retry
         # instead of used up with nothing recorded.
-        def write(pipe: Any) -> tuple[mdoc.Verdict, list[tuple[Staged, dict[str, Any]]]]:
+        def write(pipe: Any) -> tuple[mdoc.Verdict | None,
+                                      list[tuple[Staged, dict[str, Any]]], dict[str, Any]]:
+            if idempotency is not None:
+                kept = self.idempotency.first(pipe, shard, idempotency)
+                if kept is not None:  # a retry of an applied answer: its result
+                    return None, [], kept
             request = self.store.read(pipe, request_id)
             if request is None:
                 raise Conflict("This credential request was already answered or has expired.")
@@ -160,6 +196,10 @@ class CredentialService:
             chain = self.audit.begin(pipe)
             pipe.multi()
             self.store.queue_take(pipe, request_id)
+            answered = {"result": verdict.result, "reason": verdict.reason,
+                        "check_id": check_id}
+            if idempotency is not None:
+                self.idempotency.queue_remember(pipe, shard, idempotency, answered)
             if verdict.result == "over_18":
                 self.store.queue_pass(pipe, identifiers)
             elif blocked:
@@ -169,15 +209,15 @@ class CredentialService:
                                   "result": verdict.result, "reason": verdict.reason,
                                   "doctype": verdict.doctype,
                                   "issuer_fingerprint": verdict.issuer_fingerprint})
-            return verdict, [(found, found.write(pipe, chain)) for found in staged]
+            return verdict, [(found, found.write(pipe, chain)) for found in staged], answered
 
-        verdict, recorded = transact(self.identities.r, write,
-                                     keys.credential_request(request_id))
-        CREDENTIAL_CHECKS.labels(verdict.result, verdict.reason or "").inc()
+        verdict, recorded, answered = transact(self.identities.r, write,
+                                               keys.credential_request(request_id))
+        if verdict is not None:
+            CREDENTIAL_CHECKS.labels(verdict.result, verdict.reason or "").inc()
         for found, record in recorded:
             found.after(record)
-        return {"request_id": request_id, "result": verdict.result, "reason": verdict.reason,
-                "check_id": check_id}
+        return {"request_id": request_id, **answered}
 
     def passed(self, lookups: Sequence[Identifier]) -> bool:
         """Whether a wallet proved over 18 for this session or account (age checks)."""

@@ -33,12 +33,13 @@ import redis
 
 from agegate.clock import Clock, iso, parse_iso
 from agegate.crypto import new_id
-from agegate.errors import NotFound, ValidationFailed
+from agegate.errors import Conflict, NotFound, ValidationFailed
 from agegate.outbound import OutboundPolicy, Reply, UnsafeUrl
 from agegate.secret_box import SecretBox
 from agegate.services.audit import AuditTrail, transact
 from agegate.storage import keys
 from agegate.storage.events import EventStream
+from agegate.storage.idempotency import IdempotencyKey, IdempotencyStore
 from agegate.storage.keys import WEBHOOK_GROUP
 from agegate.storage.webhooks import WebhookStore
 from agegate.webhooks import EVENT_ID, SIGNATURE, TIMESTAMP, new_secret, sign
@@ -92,9 +93,10 @@ class WebhookService:
 
     def __init__(self, client: redis.Redis, store: WebhookStore, events: EventStream,
                  box: SecretBox, audit: AuditTrail, clock: Clock,
-                 policy: OutboundPolicy) -> None:
+                 policy: OutboundPolicy, idempotency: IdempotencyStore) -> None:
         # decode_responses=True: every reply is str, which redis-py's stubs cannot know.
         self.r: Any = client
+        self.idempotency = idempotency
         self.store = store
         self.events = events
         self.box = box
@@ -116,8 +118,10 @@ class WebhookService:
             raise ValidationFailed(fields={"url": [str(problem)]}) from None
 
     def create(self, url: str, events: list[str], *, service_host: str | None,
-               actor: str) -> dict[str, str]:
-        """Register a webhook; the secret is returned this once."""
+               actor: str, idempotency: IdempotencyKey | None = None) -> dict[str, str]:
+        """Register a webhook; the secret is returned this once, and again to a retry with
+        the same Idempotency-Key (opened from the webhook's own sealed copy; a retry after the
+        webhook was deleted or that secret rotated out is a 409: nothing is created twice)."""
         self.check_url(url, service_host)
         # Deliveries start with the events emitted from now on, even before a worker runs.
         self.events.ensure_group(WEBHOOK_GROUP)
@@ -127,16 +131,38 @@ class WebhookService:
             "created_at": iso(self.clock.now()),
             "secrets": [{"sealed": self.box.seal(secret), "until": None}]}
 
-        def build(pipe: Any) -> None:
+        def build(pipe: Any) -> dict[str, str]:
+            if idempotency is not None:
+                kept = self.idempotency.first(pipe, keys.WEBHOOK_SHARD, idempotency)
+                if kept is not None:
+                    return self._created(pipe, kept)
             chain = self.audit.begin(pipe)
             pipe.multi()
             self.store.queue_write(pipe, webhook)
+            if idempotency is not None:
+                self.idempotency.queue_remember(pipe, keys.WEBHOOK_SHARD, idempotency, {
+                    "webhook_id": webhook["webhook_id"],
+                    "secret": self.idempotency.fingerprint(secret)})
             chain.append(pipe, actor=actor, action="webhook_created",
                          details={"webhook_id": webhook["webhook_id"],
                                   "events": webhook["events"]})
+            return {"webhook_id": webhook["webhook_id"], "secret": secret}
 
-        transact(self.r, build, shard=keys.WEBHOOK_SHARD)
-        return {"webhook_id": webhook["webhook_id"], "secret": secret}
+        return transact(self.r, build, shard=keys.WEBHOOK_SHARD)
+
+    def _created(self, pipe: Any, kept: dict[str, Any]) -> dict[str, str]:
+        """A retried create's (or rotation's) first answer: the webhook, with the secret it
+        handed out, if both are still there."""
+        webhook = self.store.read(pipe, kept["webhook_id"])
+        if webhook is None:
+            raise Conflict("The webhook this Idempotency-Key was used for has been deleted; "
+                           "send a new key.")
+        for sealed in self._live(webhook, self.clock.now()):
+            secret = self.box.open(sealed["sealed"])
+            if secret and self.idempotency.fingerprint(secret) == kept["secret"]:
+                return {"webhook_id": webhook["webhook_id"], "secret": secret}
+        raise Conflict("The secret this Idempotency-Key handed out has been rotated out; the "
+                       "current secret is not shown again.")
 
     def _get(self, webhook_id: str) -> dict[str, Any]:
         webhook = self.store.read(self.r, webhook_id)
@@ -170,11 +196,18 @@ class WebhookService:
 
         transact(self.r, build, shard=keys.WEBHOOK_SHARD)
 
-    def rotate(self, webhook_id: str, *, actor: str) -> dict[str, Any]:
-        """A new secret; the current one keeps signing for 24 hours beside it."""
+    def rotate(self, webhook_id: str, *, actor: str,
+               idempotency: IdempotencyKey | None = None) -> dict[str, Any]:
+        """A new secret; the current one keeps signing for 24 hours beside it. A retry with
+        the same Idempotency-Key gets the same new secret and rotates nothing again."""
         secret = new_secret()
 
         def build(pipe: Any) -> dict[str, Any]:
+            if idempotency is not None:
+                kept = self.idempotency.first(pipe, keys.WEBHOOK_SHARD, idempotency)
+                if kept is not None:
+                    return {**self._created(pipe, kept),
+                            "previous_secret_expires_at": kept["previous_until"]}
             webhook = self.store.read(pipe, webhook_id)
             if webhook is None:
                 raise NotFound("No such webhook.")
@@ -185,6 +218,10 @@ class WebhookService:
             chain = self.audit.begin(pipe)
             pipe.multi()
             self.store.queue_write(pipe, webhook)
+            if idempotency is not None:
+                self.idempotency.queue_remember(pipe, keys.WEBHOOK_SHARD, idempotency, {
+                    "webhook_id": webhook_id, "secret": self.idempotency.fingerprint(secret),
+                    "previous_until": until if previous else None})
             chain.append(pipe, actor=actor, action="webhook_secret_rotated",
                          details={"webhook_id": webhook_id})
             return {"webhook_id": webhook_id, "secret": secret,

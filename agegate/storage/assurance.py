@@ -65,6 +65,11 @@ class AssuranceStore:
         # redis-py's cluster pipeline refuses `mget`; the command itself is fine in one slot.
         return [json.loads(raw) for raw in client.execute_command("MGET", *names) if raw]
 
+    def read_one(self, client: Any, assurance_id: str) -> dict[str, Any] | None:
+        """One record by id (None once it expired)."""
+        raw = client.get(keys.assurance_record(assurance_id))
+        return json.loads(raw) if raw else None
+
     def for_account(self, account_hash: str) -> list[dict[str, Any]]:
         """The account's records, newest first."""
         ids = self.r.zrevrange(keys.account_assurance(account_hash), 0, -1)

@@ -32,9 +32,13 @@ class CredentialStore:
 
     def create(self, request_id: str, record: dict[str, Any]) -> None:
         key = keys.credential_request(request_id)
-        replicas.confirmed(self.r, key, lambda pipe: pipe.set(
-            key, json.dumps(record, separators=(",", ":")),
-            ex=self.retention.seconds("credential_request")))
+        replicas.confirmed(self.r, key, lambda pipe: self.queue_create(pipe, request_id,
+                                                                      record))
+
+    def queue_create(self, pipe: Any, request_id: str, record: dict[str, Any]) -> None:
+        """Store a new request (in a unit of work when it carries an Idempotency-Key)."""
+        pipe.set(keys.credential_request(request_id), json.dumps(record, separators=(",", ":")),
+                 ex=self.retention.seconds("credential_request"))
 
     def read(self, client: Any, request_id: str) -> dict[str, Any] | None:
         """The open request (None once answered or expired); read through the answering

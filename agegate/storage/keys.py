@@ -106,6 +106,10 @@ class Retention:
     # ... and once an entry without the platform's id is settled: only a worker that took it
     # over while its first worker stalled (past the claim time) can still apply it again.
     settled_signal_entry_seconds: int = 600
+    # A create's Idempotency-Key (webhooks, assurance results: storage/idempotency.py), with
+    # its request body's keyed hash and the id of what it created: as long as a signal
+    # batch's key (signal_entry_days), the window in which a caller retries.
+    idempotency_days: int = 1
     # Entries that could not be applied, with their error, for an operator to inspect or
     # re-publish; they may hold message text, so they go as soon as that is plausible.
     signal_dead_letter_days: int = 14
@@ -249,6 +253,12 @@ def account_keys(account_hash: str) -> list[str]:
             content_removals(account_hash), age_signals(account_hash),
             account_open_age_case(account_hash), appeal_statements(account_hash),
             account_open_appeal(account_hash)]
+
+
+def idempotency(shard: int, key_hash: str) -> str:
+    """A create's Idempotency-Key (a keyed hash of caller, route and key), in the shard of the
+    unit of work that applied it (storage/idempotency.py)."""
+    return f"{prefix()}:idem:{shard_tag(shard)}:{key_hash}"
 
 
 def account_applied(account_hash: str, entry_hash: str) -> str:

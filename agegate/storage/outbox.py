@@ -12,7 +12,8 @@ steps is repaired, not lost. Every step is idempotent, so two drainers may race 
 - a block sets an absolute expiry and never shortens a longer one;
 - an index entry is a sorted-set member (adding it twice changes nothing);
 - lifting a block deletes its key (deleting twice changes nothing);
-- a set member (a parent request waiting on an account) is added or removed (twice is once);
+- a set member (a parent request waiting on an account) is added or removed (twice is once),
+  an added one with the set's TTL in the same script (never shortened);
 - a case history item carries a step id and is appended only if that id is not there yet.
 
 A step is removed from the outbox only once its writes are confirmed by the replicas
@@ -78,6 +79,15 @@ redis.call('EXPIRE', KEYS[1], ARGV[4])
 return 1
 """
 
+# KEYS: a set. ARGV: member, TTL. Adds the member and extends the set's TTL to at least this,
+# in one step: read apart from the write, a set deleted in between (its last member removed)
+# came back without any TTL.
+_SET_ADD = """
+redis.call('SADD', KEYS[1], ARGV[1])
+if redis.call('TTL', KEYS[1]) < tonumber(ARGV[2]) then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
+return 1
+"""
+
 
 class Outbox:
     """Queue steps inside a unit of work; apply them after it, or from the worker."""
@@ -86,8 +96,10 @@ class Outbox:
         # decode_responses=True: every reply is str, which redis-py's stubs cannot know.
         self.r: Any = client
         self.retention = retention
-        self._relay, self._block, self._capped_zadd, self._push_history = self._scripts = (
-            Script(_RELAY), Script(_BLOCK), Script(_CAPPED_ZADD), Script(PUSH_HISTORY))
+        (self._relay, self._block, self._capped_zadd, self._set_add,
+         self._push_history) = self._scripts = (
+            Script(_RELAY), Script(_BLOCK), Script(_CAPPED_ZADD), Script(_SET_ADD),
+            Script(PUSH_HISTORY))
 
     # -- inside a unit of work -----------------------------------------------------------
     def queue(self, pipe: redis.client.Pipeline, op: str, data: dict[str, Any]) -> None:
@@ -169,15 +181,8 @@ class Outbox:
             return [(data["key"], lambda pipe: self._capped_zadd.queue(
                 pipe, [data["key"]], [data["score"], data["member"], data["cap"], data["ttl"]]))]
         if op == "set_add":  # e.g. a parent request waiting on an account of another shard
-            key, ttl = data["key"], int(data["ttl"])
-            extend = self.r.ttl(key) < ttl  # never shortens a longer TTL
-
-            def add(pipe: Any) -> None:
-                pipe.sadd(key, data["member"])
-                if extend:
-                    pipe.expire(key, ttl)
-
-            return [(key, add)]
+            return [(data["key"], lambda pipe: self._set_add.queue(
+                pipe, [data["key"]], [data["member"], int(data["ttl"])]))]
         if op == "set_remove":
             return [(data["key"], lambda pipe: pipe.srem(data["key"], data["member"]))]
         if op == "case_history":  # a case of another shard (applied once: its step id)

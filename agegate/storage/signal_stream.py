@@ -43,6 +43,7 @@ class SignalStreamStore:
         self.retention = retention
         self._group_ready = False
         self._settle = replicas.ConfirmedScript(client, _SETTLE)
+        self._dead_letter = replicas.ConfirmedScript(client, _DEAD_LETTER)
 
     @property
     def stream(self) -> str:
@@ -130,12 +131,9 @@ class SignalStreamStore:
         """
         fields = {"entry_id": entry.entry_id, "error": json.dumps(error, sort_keys=True),
                   **{f"entry.{name}": value for name, value in entry.fields.items()}}
-
-        def queue(pipe: Any) -> None:
-            pipe.xadd(self.dead, fields, maxlen=DEAD_LETTER_MAXLEN, approximate=True)
-            pipe.expire(self.dead, self.retention.seconds("signal_dead_letter"))
-
-        replicas.confirmed(self.r, self.dead, queue)
+        self._dead_letter(keys=[self.dead],
+                          args=[DEAD_LETTER_MAXLEN, self.retention.seconds("signal_dead_letter"),
+                                *(item for pair in fields.items() for item in pair)])
 
     def dead_letters(self, count: int = 100) -> list[tuple[str, dict[str, str]]]:
         """The oldest dead letters (for operators and tests)."""
@@ -168,6 +166,15 @@ local ids = {}
 for i = 2, #ARGV do ids[#ids + 1] = ARGV[i] end
 redis.call('XACK', KEYS[1], ARGV[1], unpack(ids))
 return redis.call('XDEL', KEYS[1], unpack(ids))
+"""
+
+# KEYS: the dead-letter stream. ARGV: its MAXLEN, its TTL, then field, value pairs. The letter
+# and the stream's expiry in one step: a worker dying between two commands would leave the
+# stream without a TTL.
+_DEAD_LETTER = """
+redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', unpack(ARGV, 3))
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+return 1
 """
 
 # XGROUP DELCONSUMER drops the consumer's pending entries with it, so check and delete in one
