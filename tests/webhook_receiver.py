@@ -8,6 +8,7 @@ scripts (garbage, a reset, silence, one byte a second), for receivers that misbe
 
 from __future__ import annotations
 
+import re
 import socket
 import struct
 import threading
@@ -110,13 +111,23 @@ def receiver() -> Iterator[Receiver]:
 
 # -- receivers that misbehave ---------------------------------------------------------------
 def _read_request(conn: socket.socket) -> None:
-    """Read until the end of the request's headers (the body, if any, is left unread)."""
+    """Read the request, its body included: a socket closed with unread data sends a reset
+    rather than a FIN (httpx writes the headers and the body separately, so the body may
+    still be on its way once the headers are in)."""
     data = b""
     while b"\r\n\r\n" not in data:
         chunk = conn.recv(4096)
         if not chunk:
             return
         data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+    left = (int(length.group(1)) if length else 0) - len(body)
+    while left > 0:
+        chunk = conn.recv(min(left, 65536))
+        if not chunk:
+            return
+        left -= len(chunk)
 
 
 def garbage(conn: socket.socket, stop: threading.Event) -> None:
