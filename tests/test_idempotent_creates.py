@@ -332,3 +332,43 @@ def test_a_retried_content_removal_gets_the_first_request_id_and_audits_once(cli
     # No content id or account id in what the key keeps.
     assert not any(raw in redis_client.get(name) for name in idempotency_keys(redis_client)
                    for raw in ("post-1", "acc-1"))
+
+
+# -- concurrent first attempts ----------------------------------------------------------------
+def test_concurrent_sends_of_one_key_apply_once_and_answer_alike(app, redis_client):
+    """A client that retries before its first attempt answered: the attempts race, one
+    applies, every other one is answered with its result (the unit WATCHes the key)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def send(_: int):
+        return app.test_client().post(HOOKS, json=HOOK,
+                                      headers={**auth("admin"), "Idempotency-Key": "race-1"})
+
+    with ThreadPoolExecutor(8) as pool:
+        responses = list(pool.map(send, range(8)))
+    assert {r.status_code for r in responses} == {201}
+    assert len({(r.json["webhook_id"], r.json["secret"]) for r in responses}) == 1
+    assert len(webhooks(app.test_client())) == 1
+
+
+def test_concurrent_sends_of_one_signal_batch_apply_once_and_answer_alike(config, clock):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.signals_helpers import minor_text, signals_app, text_signal
+
+    app = signals_app(config, clock)
+    batch = {"signals": [text_signal(minor_text(i)) for i in range(3)]}
+
+    def send(_: int):
+        return app.test_client().post("/v1/accounts/acc-race/signals", json=batch,
+                                      headers={**auth("signals"), "Idempotency-Key": "race-2"})
+
+    with ThreadPoolExecutor(8) as pool:
+        responses = list(pool.map(send, range(8)))
+    assert {r.status_code for r in responses} == {200}
+    assert len({json.dumps(r.json, sort_keys=True) for r in responses}) == 1
+    state = app.extensions["agegate"]
+    assert state.accounts.accounts.state(state.redis, state.hasher.account("acc-race"))["n"] == 3
+    cases = app.test_client().get("/v1/review/cases", headers=auth("reviewer")).json["cases"]
+    assert responses[0].json["flagged"]  # its case step ran once, every answer names its case
+    assert [c["case_id"] for c in cases] == [responses[0].json["case_id"]]
