@@ -372,3 +372,28 @@ def test_concurrent_sends_of_one_signal_batch_apply_once_and_answer_alike(config
     cases = app.test_client().get("/v1/review/cases", headers=auth("reviewer")).json["cases"]
     assert responses[0].json["flagged"]  # its case step ran once, every answer names its case
     assert [c["case_id"] for c in cases] == [responses[0].json["case_id"]]
+
+
+# -- platform age signals ---------------------------------------------------------------------
+def test_a_retried_age_signal_is_stored_once_and_answered_as_the_first_time(client,
+                                                                           redis_client):
+    body = {"source": "google_play_age_signals", "observed_at": "2026-11-24T13:00:00Z",
+            "age_lower": 13, "age_upper": 15, "method": "guardian_declared",
+            "install_id": "inst-1"}
+    headers = {**auth("signals"), "Idempotency-Key": "sig-1"}
+    path = "/v1/accounts/acc-sig/age-signals"
+    first = client.post(path, json=body, headers=headers)
+    assert first.status_code == 200 and first.json["action"] == "case_opened"
+    # An adult signal in between changes the account's age (a conflict), not the replay.
+    adult = {**body, "age_lower": 18, "age_upper": None, "install_id": "inst-2"}
+    assert client.post(path, json=adult, headers=auth("signals")).json["age"]["conflict"]
+    again = client.post(path, json=body, headers=headers)
+    assert again.status_code == 200 and again.json == first.json
+    stored = client.get("/v1/accounts/acc-sig", headers=auth("reviewer")).json
+    assert stored["age"]["conflict"] is True
+    state = client.application.extensions["agegate"]
+    assert len(state.age_signals.signals("acc-sig")) == 2  # the first once, the adult one
+    assert_error(client.post(path, json={**body, "age_upper": 16}, headers=headers), 422,
+                 "idempotency_key_reused")
+    assert not any(raw in redis_client.get(name) for name in idempotency_keys(redis_client)
+                   for raw in ("inst-1", "acc-sig", "sig-1"))
