@@ -154,6 +154,7 @@ class Agegate:
         self.age_signals = AgeSignalService(
             self.redis, self.hasher, AgeSignalStore(self.redis, self.retention), account_store,
             cases, self.audit, self.events, self.clock, self.config.age_signal_ttl_days,
+            self.idempotency,
         )
         # Parents' requests: an under-18 signal establishes minority, an enhanced adult one
         # adulthood, and a new under-18 signal answers the requests waiting for it.

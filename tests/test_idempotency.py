@@ -253,9 +253,10 @@ def test_a_retried_write_changes_nothing(app, client, redis_client, setup, retry
 
 
 def test_a_retried_age_signal_is_stored_twice_and_decides_the_same(client):
-    """Not idempotent in storage: a platform age signal carries no id of its own, so a retry
-    stores the observation again (its own signal_id). What it decides does not change: one
-    restriction, one open case, the same age."""
+    """Not idempotent in storage without an Idempotency-Key (tests/test_idempotent_creates.py
+    has it with one): a platform age signal carries no id of its own, so a retry stores the
+    observation again (its own signal_id). What it decides does not change: one restriction,
+    one open case, the same age."""
     first = _age_signal(client, "acc-s", 13, 15)
     assert first.json["action"] == "case_opened"
     before = client.get("/v1/accounts/acc-s", headers=auth("reviewer")).json

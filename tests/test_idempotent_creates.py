@@ -332,3 +332,68 @@ def test_a_retried_content_removal_gets_the_first_request_id_and_audits_once(cli
     # No content id or account id in what the key keeps.
     assert not any(raw in redis_client.get(name) for name in idempotency_keys(redis_client)
                    for raw in ("post-1", "acc-1"))
+
+
+# -- concurrent first attempts ----------------------------------------------------------------
+def test_concurrent_sends_of_one_key_apply_once_and_answer_alike(app, redis_client):
+    """A client that retries before its first attempt answered: the attempts race, one
+    applies, every other one is answered with its result (the unit WATCHes the key)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def send(_: int):
+        return app.test_client().post(HOOKS, json=HOOK,
+                                      headers={**auth("admin"), "Idempotency-Key": "race-1"})
+
+    with ThreadPoolExecutor(8) as pool:
+        responses = list(pool.map(send, range(8)))
+    assert {r.status_code for r in responses} == {201}
+    assert len({(r.json["webhook_id"], r.json["secret"]) for r in responses}) == 1
+    assert len(webhooks(app.test_client())) == 1
+
+
+def test_concurrent_sends_of_one_signal_batch_apply_once_and_answer_alike(config, clock):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.signals_helpers import minor_text, signals_app, text_signal
+
+    app = signals_app(config, clock)
+    batch = {"signals": [text_signal(minor_text(i)) for i in range(3)]}
+
+    def send(_: int):
+        return app.test_client().post("/v1/accounts/acc-race/signals", json=batch,
+                                      headers={**auth("signals"), "Idempotency-Key": "race-2"})
+
+    with ThreadPoolExecutor(8) as pool:
+        responses = list(pool.map(send, range(8)))
+    assert {r.status_code for r in responses} == {200}
+    assert len({json.dumps(r.json, sort_keys=True) for r in responses}) == 1
+    state = app.extensions["agegate"]
+    assert state.accounts.accounts.state(state.redis, state.hasher.account("acc-race"))["n"] == 3
+    cases = app.test_client().get("/v1/review/cases", headers=auth("reviewer")).json["cases"]
+    assert responses[0].json["flagged"]  # its case step ran once, every answer names its case
+    assert [c["case_id"] for c in cases] == [responses[0].json["case_id"]]
+
+
+# -- platform age signals ---------------------------------------------------------------------
+def test_a_retried_age_signal_is_stored_once_and_answered_as_the_first_time(client,
+                                                                           redis_client):
+    body = {"source": "google_play_age_signals", "observed_at": "2026-11-24T13:00:00Z",
+            "age_lower": 13, "age_upper": 15, "method": "guardian_declared",
+            "install_id": "inst-1"}
+    headers = {**auth("signals"), "Idempotency-Key": "sig-1"}
+    path = "/v1/accounts/acc-sig/age-signals"
+    first = client.post(path, json=body, headers=headers)
+    assert first.status_code == 200 and first.json["action"] == "case_opened"
+    # An adult signal in between changes the account's age (a conflict), not the replay.
+    adult = {**body, "age_lower": 18, "age_upper": None, "install_id": "inst-2"}
+    assert client.post(path, json=adult, headers=auth("signals")).json["age"]["conflict"]
+    again = client.post(path, json=body, headers=headers)
+    assert again.status_code == 200 and again.json == first.json
+    stored = client.get("/v1/accounts/acc-sig", headers=auth("reviewer")).json
+    assert stored["age"]["conflict"] is True
+    state = client.application.extensions["agegate"]
+    assert len(state.age_signals.signals("acc-sig")) == 2  # the first once, the adult one
+    assert_error(client.post(path, json={**body, "age_upper": 16}, headers=headers), 422,
+                 "idempotency_key_reused")
+    assert not any(raw in redis_client.get(name) for name in idempotency_keys(redis_client)
+                   for raw in ("inst-1", "acc-sig", "sig-1"))

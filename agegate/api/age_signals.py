@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask_smorest import Blueprint
 
-from agegate.api import actor, services
+from agegate.api import actor, idempotency, services
 from agegate.api.accounts import check_account_id
 from agegate.auth import roles
 from agegate.schemas.age_signals import (
@@ -20,15 +20,20 @@ blp = Blueprint("age_signals", __name__, url_prefix="/v1", description="Platform
 
 @blp.route("/accounts/<string:account_id>/age-signals", methods=["POST"])
 @blp.arguments(AgeSignalRequestSchema())
+@blp.doc(parameters=[idempotency.parameter(
+    "this signal (a retry stores it once and gets the first answer)")])
 @blp.response(200, AgeSignalResponseSchema)
 @blp.alt_response(409, schema=ErrorSchema, description="account_terminated")
 @blp.alt_response(422, schema=ErrorSchema,
-                  description="Inverted or impossible range, unknown source or method, too old")
+                  description="Inverted or impossible range, unknown source or method, too "
+                              "old; or idempotency_key_reused (the key came with another body)")
 @roles("signals")
 def post_age_signal(data, account_id):
     """Record an age signal; an under-18 range restricts the account and opens its case."""
     check_account_id(account_id)
-    return services().age_signals.record(account_id, data, actor=actor())
+    return services().age_signals.record(
+        account_id, data, actor=actor(),
+        idempotency=idempotency.key_for(f"age-signals\x00{account_id}"))
 
 
 @blp.route("/age-signals/revocations", methods=["POST"])

@@ -30,9 +30,10 @@ from agegate.services.audit import AuditTrail, transact
 from agegate.services.review import new_case
 from agegate.storage import keys
 from agegate.storage.accounts import AccountStore
-from agegate.storage.age_signals import VERIFIED_ADULT_FIELD, AgeSignalStore
+from agegate.storage.age_signals import MAX_SIGNALS, VERIFIED_ADULT_FIELD, AgeSignalStore
 from agegate.storage.cases import CaseStore
 from agegate.storage.events import EventStream
+from agegate.storage.idempotency import IdempotencyKey, IdempotencyStore
 
 ADULT_AGE = 18
 MAX_AGE = 130
@@ -103,9 +104,11 @@ class AgeSignalService:
 
     def __init__(self, client: redis.Redis, hasher: Hasher, store: AgeSignalStore,
                  accounts: AccountStore, cases: CaseStore, audit: AuditTrail,
-                 events: EventStream, clock: Clock, ttl_days: int) -> None:
+                 events: EventStream, clock: Clock, ttl_days: int,
+                 idempotency: IdempotencyStore) -> None:
         # decode_responses=True: every reply is str, which redis-py's stubs cannot know.
         self.r: Any = client
+        self.idempotency = idempotency
         self.hasher = hasher
         self.store = store
         self.accounts = accounts
@@ -171,8 +174,11 @@ class AgeSignalService:
             return f"Older than {self.ttl.days} days: the signal has expired."
         return None
 
-    def record(self, account_id: str, data: dict[str, Any], *, actor: str) -> dict[str, Any]:
-        """Store one signal; an under-18 range restricts the account and opens its case."""
+    def record(self, account_id: str, data: dict[str, Any], *, actor: str,
+               idempotency: IdempotencyKey | None = None) -> dict[str, Any]:
+        """Store one signal; an under-18 range restricts the account and opens its case. The
+        answer's `age` is the account's standing age as this unit leaves it; a retry with the
+        same Idempotency-Key stores nothing again and gets the first answer."""
         now = self.clock.now()
         self._check(data, now)
         account_hash = self.hasher.account(account_id)
@@ -184,18 +190,31 @@ class AgeSignalService:
             install_hash=self._install_hash(data["source"], data["install_id"])
             if data.get("install_id") else None)
 
-        def build(pipe: Any) -> str:
+        shard = keys.shard_of(account_hash)
+
+        def build(pipe: Any) -> tuple[dict[str, Any], bool]:
+            if idempotency is not None:
+                kept = self.idempotency.first(pipe, shard, idempotency)
+                if kept is not None:
+                    return kept, True
             action, write = self.stage(pipe, account_id, account_hash, signal, now, actor=actor)
+            # What the store keeps after this write: the live signals and this one, the
+            # MAX_SIGNALS latest to expire (storage/age_signals.py queue_add).
+            kept_signals = sorted([*self.store.live(pipe, account_hash, now), signal],
+                                  key=lambda s: s["expires_at"])[-MAX_SIGNALS:]
+            answer = {"age": standing(kept_signals), "action": action}
             chain = self.audit.begin(pipe)
             pipe.multi()
             write(pipe, chain)
-            return action
+            if idempotency is not None:  # the range, level, source and times: no ids
+                self.idempotency.queue_remember(pipe, shard, idempotency, answer)
+            return answer, False
 
-        action = transact(self.r, build, *self.watched(account_hash))
-        if under_18(signal):
+        answer, replayed = transact(self.r, build, *self.watched(account_hash))
+        if under_18(signal) and not replayed:
             for hook in self.age_known_hooks:
                 hook(account_id, "minor", actor)
-        return {"account_id": account_id, "age": self.age(account_id), "action": action}
+        return {"account_id": account_id, **answer}
 
     def new_signal(self, *, source: str, method: str, lower: int, upper: int | None,
                    observed_at: datetime, now: datetime, **provenance: Any) -> dict[str, Any]:
