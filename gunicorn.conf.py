@@ -47,6 +47,13 @@ def when_ready(server):
 _metrics = None
 
 
+def post_worker_init(worker):
+    """The worker has loaded wsgi:app (and its model): keep the garbage collector off it."""
+    from agegate import freeze_startup_heap
+
+    freeze_startup_heap()
+
+
 def child_exit(server, worker):
     """Drop a dead worker's metric files."""
     from prometheus_client import multiprocess

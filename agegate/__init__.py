@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 
 from flask import Flask
@@ -28,6 +29,17 @@ class AgegateApi(Api):
     """flask-smorest with the contract's error shape in every documented error response."""
 
     ERROR_SCHEMA = ErrorSchema
+
+
+def freeze_startup_heap() -> None:
+    """Exempt what a process built at start (the model's vocabulary and arrays' owners, schemas,
+    scripts: ~200,000 objects that live as long as it does) from the cyclic garbage collector,
+    which otherwise walks them all at every full collection: ~9% of a stream worker's CPU per
+    entry (benchmarks/README.md). Python's documented `gc.freeze()`; called once, after the app
+    and its model are loaded, by the long-running entry points (gunicorn's post_worker_init,
+    `agegate worker`, `agegate serve`), never by `create_app`, which tests call many times."""
+    gc.collect()
+    gc.freeze()
 
 
 def create_app(config: Config | None = None, *, clock: Clock | None = None) -> Flask:

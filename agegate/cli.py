@@ -38,7 +38,7 @@ def serve(host: str, port: int) -> None:
     """Run a development server (embedded Redis when REDIS_URL is unset)."""
     from werkzeug.serving import run_simple
 
-    from agegate import create_app
+    from agegate import create_app, freeze_startup_heap
     from agegate.config import development_defaults, from_env
 
     os.environ.setdefault("AGEGATE_ENV", "development")
@@ -64,6 +64,7 @@ def serve(host: str, port: int) -> None:
         click.echo(f"metrics: http://{host}:{config.metrics_port}/metrics")
     signal.signal(signal.SIGTERM, _exit_on_signal)
     signal.signal(signal.SIGINT, _exit_on_signal)
+    freeze_startup_heap()
     try:
         run_simple(host, port, app, threaded=True, use_reloader=False)
     finally:
@@ -83,6 +84,7 @@ def worker(consumer: str | None) -> None:
     """Run the background jobs (signal stream, webhook delivery) until SIGTERM or SIGINT."""
     import socket
 
+    from agegate import freeze_startup_heap
     from agegate.config import development_defaults, from_env
     from agegate.extensions import Agegate
     from agegate.worker import Worker
@@ -98,6 +100,7 @@ def worker(consumer: str | None) -> None:
     config.validate()
     state = Agegate(config)
     state.load_model()
+    freeze_startup_heap()
     name = consumer or f"{socket.gethostname()}-{os.getpid()}"
     runner = Worker(state.worker_jobs, name)
     runner.install_signal_handlers()

@@ -137,3 +137,20 @@ def test_an_outbox_mail_expires_on_its_own_day(client, redis_client):
     assert [m["to"] for m in outbox] == ["second.parent@example.org"]
 
 
+
+
+def test_the_startup_heap_is_kept_out_of_garbage_collections(app):
+    """Long-running entry points freeze what start-up built (gunicorn's post_worker_init,
+    `agegate worker`, `agegate serve`): the loaded model is then never walked by a collection."""
+    import gc
+
+    from agegate import freeze_startup_heap
+
+    vocabulary = app.extensions["agegate"].model._vocab_ids
+    assert gc.is_tracked(vocabulary)
+    try:
+        freeze_startup_heap()
+        assert gc.get_freeze_count() > 0
+        assert all(obj is not vocabulary for obj in gc.get_objects())
+    finally:
+        gc.unfreeze()  # the rest of the test session collects as usual
