@@ -32,8 +32,8 @@ class AgegateApi(Api):
 
 
 def freeze_startup_heap() -> None:
-    """Exempt what a process built at start (the model's vocabulary and arrays' owners, schemas,
-    scripts: ~200,000 objects that live as long as it does) from the cyclic garbage collector,
+    """Exempt what a process built at start (the model's vocabulary above all, schemas, scripts:
+    ~200,000 objects that live as long as it does) from the cyclic garbage collector,
     which otherwise walks them all at every full collection: ~9% of a stream worker's CPU per
     entry (benchmarks/README.md). Python's documented `gc.freeze()`; called once, after the app
     and its model are loaded, by the long-running entry points (gunicorn's post_worker_init,

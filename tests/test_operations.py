@@ -137,8 +137,6 @@ def test_an_outbox_mail_expires_on_its_own_day(client, redis_client):
     assert [m["to"] for m in outbox] == ["second.parent@example.org"]
 
 
-
-
 def test_the_startup_heap_is_kept_out_of_garbage_collections(app):
     """Long-running entry points freeze what start-up built (gunicorn's post_worker_init,
     `agegate worker`, `agegate serve`): the loaded model is then never walked by a collection."""
