@@ -5,17 +5,26 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import click
 
 
-def _state() -> Any:
+@contextmanager
+def _state() -> Iterator[Any]:
+    """The service's state from the environment, released afterwards (its Redis connections,
+    and the embedded redis-server if this command started one)."""
     from agegate import create_app
     from agegate.config import from_env
 
-    return create_app(from_env().with_overrides(load_model=False)).extensions["agegate"]
+    state = create_app(from_env().with_overrides(load_model=False)).extensions["agegate"]
+    try:
+        yield state
+    finally:
+        state.close()
 
 
 @click.group("audit")
@@ -37,8 +46,8 @@ def verify(checkpoint_file: Path | None) -> None:
             raise click.ClickException(f"checkpoint {checkpoint_file}: {error}") from None
         if not isinstance(checkpoint, dict):
             raise click.ClickException(f"checkpoint {checkpoint_file}: not a checkpoint")
-    state = _state()
-    checked, problems = state.audit.log.verify(checkpoint, state.clock.now())
+    with _state() as state:
+        checked, problems = state.audit.log.verify(checkpoint, state.clock.now())
     click.echo(f"entries checked: {checked}")
     if checkpoint is not None:
         click.echo(f"checkpoint: {len(checkpoint.get('chains') or {})} chains as of "
@@ -56,13 +65,14 @@ def verify(checkpoint_file: Path | None) -> None:
 def checkpoint(output: Path | None) -> None:
     """Sign every chain's current head; keep the result outside Redis (refused while the
     chain does not verify)."""
-    state = _state()
-    now = state.clock.now()
-    _, problems = state.audit.log.verify(None, now)
-    if problems:
-        raise click.ClickException(f"the audit chain does not verify ({len(problems)} "
-                                   "problems): run `agegate audit verify`; no checkpoint written")
-    text = json.dumps(state.audit.log.checkpoint(now), indent=2, sort_keys=True) + "\n"
+    with _state() as state:
+        now = state.clock.now()
+        _, problems = state.audit.log.verify(None, now)
+        if problems:
+            raise click.ClickException(
+                f"the audit chain does not verify ({len(problems)} problems): run "
+                "`agegate audit verify`; no checkpoint written")
+        text = json.dumps(state.audit.log.checkpoint(now), indent=2, sort_keys=True) + "\n"
     if output is None:
         click.echo(text, nl=False)
         return

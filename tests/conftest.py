@@ -101,7 +101,10 @@ def config(redis_url: str, redis_client: redis.Redis, tmp_path: Path) -> Config:
 
 @pytest.fixture
 def app(config: Config, clock: FixedClock):
-    return create_app(config, clock=clock)
+    app = create_app(config, clock=clock)
+    yield app
+    # Its Redis connections closed now, not whenever the collector reaches them.
+    app.extensions["agegate"].close()
 
 
 @pytest.fixture
