@@ -198,8 +198,8 @@ def main() -> None:
         # to init) when another one used that socket.
         with harness.Gunicorn("benchmarks.bench_app:build_app()", env,
                               extra_args=["--access-logfile", "/dev/null",
-                                          "--no-control-socket"]) as server:
-            server.start(timeout=90)
+                                          "--no-control-socket"],
+                              start_timeout=90) as server:
             closed_loop("warm-up", server.port, echo_each[:50], token + "x", 2)
             closed_loop("warm-up", server.port, one_each[:50], token, 2)
             # Alternated, so a change in the machine's load hits both sides of each ratio.

@@ -143,8 +143,8 @@ def main() -> None:
                "AGEGATE_LOG_LEVEL": "WARNING", "AGEGATE_MODEL_DIR": str(model_dir()),
                "PYTHONPATH": str(ROOT)}
         with harness.Gunicorn("benchmarks.bench_signals:bench_app()", env,
-                              extra_args=["--access-logfile", "/dev/null"]) as server:
-            server.start(timeout=60)
+                              extra_args=["--access-logfile", "/dev/null"],
+                              start_timeout=60) as server:
             run_http(server.port, token, bodies[:50], args.accounts, args.concurrency)  # warm
             seconds, latencies, errors = run_http(server.port, token, bodies, args.accounts,
                                                   args.concurrency)
