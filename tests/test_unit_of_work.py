@@ -28,7 +28,9 @@ def proxy(redis_url: str, redis_client) -> Iterator[ReplyLosingProxy]:
 
 @pytest.fixture
 def app(proxy: ReplyLosingProxy, tmp_path, clock):
-    return create_app(make_config(proxy.url, tmp_path), clock=clock)
+    app = create_app(make_config(proxy.url, tmp_path), clock=clock)
+    yield app
+    app.extensions["agegate"].close()  # its connections to the proxy, as conftest's app does
 
 
 def check(client, **body):

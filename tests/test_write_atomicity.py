@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 import redis
+from flask import Flask
 
 from agegate import create_app
 from agegate.services.webhooks import STALE_MS
@@ -37,13 +38,34 @@ def proxy(redis_url: str, redis_client) -> Iterator[ReplyLosingProxy]:
     server.close()
 
 
-def test_test_modes_events_stream_is_never_left_without_its_ttl(config, clock, proxy,
-                                                                redis_client):
+@pytest.fixture
+def make_app(config, clock) -> Iterator[Callable[..., Flask]]:
+    """Apps with config overrides, closed after the test (their connections go to the proxy:
+    left to the collector, they would surface as unclosed sockets in some later test)."""
+    made: list[Flask] = []
+
+    def make(**overrides: object) -> Flask:
+        made.append(create_app(config.with_overrides(**overrides), clock=clock))
+        return made[-1]
+
+    yield make
+    for app in made:
+        app.extensions["agegate"].close()
+
+
+@pytest.fixture
+def proxied(proxy: ReplyLosingProxy) -> Iterator[redis.Redis]:
+    """A Redis client whose connections go through the proxy."""
+    client = redis.Redis.from_url(proxy.url, decode_responses=True)
+    yield client
+    client.close()
+
+
+def test_test_modes_events_stream_is_never_left_without_its_ttl(make_app, proxy, redis_client):
     """Test mode's events stream is created with its consumer group and expires within a day
     (every test-mode key does): a crash right after the group's creation must not leave it
     without an expiry. Here every connection that creates it is cut right after Redis did so."""
-    app = create_app(config.with_overrides(redis_url=proxy.url, api_keys=API_KEYS + TEST_KEYS,
-                                           **LOOPBACK), clock=clock)
+    app = make_app(redis_url=proxy.url, api_keys=API_KEYS + TEST_KEYS, **LOOPBACK)
     client = app.test_client()
     stream = app.extensions["agegate"].config.events_stream + ":test"
     hook = {"url": "http://127.0.0.1:9/hook", "events": ["account.terminated"]}
@@ -57,7 +79,7 @@ def test_test_modes_events_stream_is_never_left_without_its_ttl(config, clock, p
     assert failed.status_code == 503, failed.json
     assert proxy.lost > 0 and redis_client.exists(stream)  # Redis did create it
     assert keys_without_ttl(redis_client) == []
-    proxy.lose_replies_to(b"", 0)
+    proxy.lose_replies_to(ensure.sha.encode(), 0)
     created = client.post("/v1/admin/webhooks", json=hook, headers=sandbox("admin"))
     assert created.status_code == 201, created.json
     assert 0 < redis_client.ttl(stream) <= DAY
@@ -70,13 +92,13 @@ def _webhook_job(app):
 
 
 def test_a_second_fan_out_of_an_event_never_resets_its_delivery(
-        config, clock, proxy, redis_client, receiver):  # noqa: F811
+        make_app, proxy, redis_client, receiver):  # noqa: F811
     """Two workers fan out one event: worker A read it and is slow to write its deliveries
     (its EXEC kept back), worker B takes the event over as A's, queues the delivery and
     attempts it; then A's write lands. The attempt count, the schedule and the delivery log
     stay B's: nothing is attempted again early, nothing logged twice."""
-    worker_a = create_app(config.with_overrides(redis_url=proxy.url, **LOOPBACK), clock=clock)
-    worker_b = create_app(config.with_overrides(**LOOPBACK), clock=clock)
+    worker_a = make_app(redis_url=proxy.url, **LOOPBACK)
+    worker_b = make_app(**LOOPBACK)
     admin = worker_b.test_client()
     hook = admin.post("/v1/admin/webhooks", headers=auth("admin"),
                       json={"url": receiver.url, "events": ["account.terminated"]}).json
@@ -122,7 +144,7 @@ def test_a_second_fan_out_of_an_event_never_resets_its_delivery(
     assert [(e["attempt"], e["status"]) for e in log] == [(1, "retrying")]
 
 
-def test_an_outbox_set_member_never_leaves_its_set_without_a_ttl(proxy, redis_client):
+def test_an_outbox_set_member_never_leaves_its_set_without_a_ttl(proxy, proxied, redis_client):
     """The outbox's "add a member" step (a parent request waiting on an account of another
     shard) must leave the set with its TTL whatever happens to the set meanwhile: here another
     drainer removes its last member (so Redis deletes the set) while this one is sending."""
@@ -131,7 +153,7 @@ def test_an_outbox_set_member_never_leaves_its_set_without_a_ttl(proxy, redis_cl
     redis_client.expire(key, 10 * DAY)  # longer than the step asks: no need to extend it
     redis_client.xadd(keys.outbox(0), {"op": "set_add", "data": json.dumps(
         {"key": key, "member": "preq_new", "ttl": DAY})})
-    outbox = Outbox(redis.Redis.from_url(proxy.url, decode_responses=True), Retention())
+    outbox = Outbox(proxied, Retention())
     redis_client.script_flush()  # so the step's script is loaded (and its SADD kept back)
     proxy.delay_command(b"SADD")
     drained: list[int] = []
@@ -146,11 +168,10 @@ def test_an_outbox_set_member_never_leaves_its_set_without_a_ttl(proxy, redis_cl
     assert 0 < redis_client.ttl(key) <= DAY
 
 
-def test_a_dead_letter_is_never_left_without_its_ttl(proxy, redis_client):
+def test_a_dead_letter_is_never_left_without_its_ttl(proxy, proxied, redis_client):
     """A dead letter and its stream's expiry go together: a worker that dies mid-send (here
     each time, its retries too) never leaves the dead-letter stream without a TTL."""
-    store = SignalStreamStore(redis.Redis.from_url(proxy.url, decode_responses=True),
-                              "agegate:signals", Retention())
+    store = SignalStreamStore(proxied, "agegate:signals", Retention())
     entry = Entry("1-1", {"account_id": "acc-1", "signals": "not json"})
     proxy.cut_before(b"EXPIRE", 10)  # a separate EXPIRE command never gets through
     try:
