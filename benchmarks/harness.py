@@ -90,13 +90,14 @@ class Gunicorn:
     def base_url(self) -> str:
         return f"http://{HOST}:{self.port}"
 
-    def start(self, timeout: float | None = None) -> Gunicorn:
-        """Start the server and wait until /healthz answers 200 on every worker's socket."""
+    def start(self) -> Gunicorn:
+        """Start the server and wait (up to start_timeout) until /healthz answers 200 on every
+        worker's socket."""
         if self.process is not None and self.process.poll() is None:
             # A second master would replace the first in self.process, and stop() would
             # never reach the first: it would outlive the benchmark.
             raise HarnessError(f"{self.label} is already running")
-        timeout = self.start_timeout if timeout is None else timeout
+        timeout = self.start_timeout
         args = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py",
                 "-k", "sync", "-w", str(self.workers), *self.extra_args, self.app]
         with open(self.log_path, "wb") as logfile:
